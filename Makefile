@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# The virtualenv is rebuilt only when pyproject.toml changes (the stamp file), and pip
+# reuses its wheel cache, so a second run is fast. torch comes from the local CPU wheel.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BFCL_VERSION := 2026.3.23
+WHEELS := $(wildcard /opt/wheels)
+PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install demo test test-fast lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24,<27"
+	# torch first, pinned to the local CPU build, so nothing resolves a CUDA one.
+	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) -e ".[dev]"
+	# BFCL's data and official checkers; its own dependency list would pull CUDA torch.
+	$(BIN)/python -m pip install --quiet --no-deps "bfcl-eval==$(BFCL_VERSION)"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/tooldojo demo
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+test: lint
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: install
+	$(BIN)/python bench/bench_openapi_ingest.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""The ``tooldojo`` command line: one sub-command per stage of the loop.
+
+Errors caused by input (:class:`~tooldojo.errors.ToolDojoError`) print one line
+naming the file and the place in it and exit with status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tooldojo.errors import ToolDojoError
+
+app = typer.Typer(
+    name="tooldojo",
+    help="Teach LLMs to call tools: synthesize, verify, train, probe and evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+specs_app = typer.Typer(help="Ingest, inspect and convert tool specifications.", no_args_is_help=True)
+app.add_typer(specs_app, name="specs")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SpecPaths = Annotated[
+    list[str],
+    typer.Argument(
+        help="Spec files (OpenAPI 3.0/3.1, OpenAI tools, BFCL functions, MCP tools/list), "
+        "a streamable-HTTP MCP URL, or 'stdio:COMMAND ARGS' for a live MCP server.",
+    ),
+]
+MaxMB = Annotated[float, typer.Option("--max-mb", help="Refuse spec files larger than this.")]
+
+
+@specs_app.command("inspect")
+def specs_inspect(
+    paths: SpecPaths,
+    as_json: Annotated[bool, typer.Option("--json", help="Print normalized tools as JSON.")] = False,
+    max_mb: MaxMB = 50.0,
+) -> None:
+    """List the tools found in the given specs."""
+    from tooldojo.specs import load_tools
+
+    tools = load_tools(paths, max_bytes=int(max_mb * 1024 * 1024))
+    if as_json:
+        payload = [tool.model_dump(mode="json", exclude_none=True) for tool in tools]
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"{len(tools)} tools")
+    table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("params")
+    table.add_column("required")
+    table.add_column("source", style="dim", overflow="fold")
+    for tool in tools:
+        kind, _, origin = tool.source.partition(":")
+        table.add_row(
+            tool.name,
+            ", ".join(tool.properties),
+            ", ".join(tool.required),
+            f"{kind}:{Path(origin).name}" if Path(origin).is_file() else tool.source,
+        )
+    console.print(table)
+
+
+@specs_app.command("convert")
+def specs_convert(
+    paths: SpecPaths,
+    to: Annotated[str, typer.Option("--to", help="Target format: openai, bfcl or mcp.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output file (JSON).")],
+    max_mb: MaxMB = 50.0,
+) -> None:
+    """Convert specs into one tool file in another format."""
+    from tooldojo.specs import EXPORT_FORMATS, export_tools, load_tools
+
+    if to not in EXPORT_FORMATS:
+        raise ToolDojoError(f"--to must be one of {', '.join(EXPORT_FORMATS)}, not {to!r}")
+    tools = load_tools(paths, max_bytes=int(max_mb * 1024 * 1024))
+    payload = export_tools(tools, to)
+    _write_json_atomic(out, payload)
+    err_console.print(f"wrote {len(tools)} tools as {to} to {out}")
+
+
+def _write_json_atomic(path: Path, payload: object) -> None:
+    """Write the whole file or nothing: temp file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+@app.command("demo")
+def demo(
+    specs_dir: Annotated[Path, typer.Option(help="Folder of example specs.")] = Path(
+        "examples/specs"
+    ),
+) -> None:
+    """Run the furthest stage of the loop that exists on the example specs."""
+    from tooldojo.specs import load_tools
+
+    paths = sorted(str(p) for p in specs_dir.iterdir() if p.is_file())
+    tools = load_tools(paths)
+    console.print(f"[bold]tooldojo demo[/]: ingested {len(tools)} tools from {len(paths)} specs")
+    specs_inspect(paths)
+
+
+def main() -> None:
+    """Console entry point: maps input errors to one line and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except ToolDojoError as error:
+        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as error:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

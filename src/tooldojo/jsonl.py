@@ -1,0 +1,128 @@
+"""Streaming JSONL that survives crashes: whole lines only, appended and flushed.
+
+A record is serialized fully in memory and written with a single ``write`` on a
+file opened in append mode, then flushed and fsynced. If a process is killed
+mid-write the only possible damage is a last line without its newline; readers
+ignore it and :func:`append_jsonl` truncates it before appending, so finished
+work is never lost or duplicated and a half record never becomes data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tooldojo.errors import DataError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _dumps(record: BaseModel | dict[str, Any]) -> str:
+    if isinstance(record, BaseModel):
+        return record.model_dump_json(exclude_none=False)
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def drop_partial_tail(path: str | Path) -> int:
+    """Truncate a trailing line that lacks its newline (a write cut short). Returns bytes dropped."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with path.open("rb+") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        # Walk back to the last newline in blocks; files are append-only so the tail is short.
+        position = size
+        block = 65536
+        while position > 0:
+            start = max(0, position - block)
+            handle.seek(start)
+            chunk = handle.read(position - start)
+            index = chunk.rfind(b"\n")
+            if index >= 0:
+                keep = start + index + 1
+                handle.truncate(keep)
+                return size - keep
+            position = start
+        handle.truncate(0)
+        return size
+
+
+def append_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Append records, one complete line each, flushed and fsynced. Returns how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    drop_partial_tail(path)
+    count = 0
+    with path.open("a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(_dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            count += 1
+    return count
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Replace ``path`` with ``records`` all at once (temp file + rename): readers never see half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(_dumps(record) + "\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
+
+
+def iter_jsonl_dicts(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each complete line; a cut-off last line is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open("r", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith("\n"):
+                return  # partial tail from an interrupted append: not data yet
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(path, number, f"invalid JSON ({error.msg} at column {error.colno})")
+            if not isinstance(value, dict):
+                raise DataError(path, number, "expected a JSON object")
+            yield number, value
+
+
+def read_jsonl(path: str | Path, model: type[ModelT]) -> Iterator[ModelT]:
+    """Stream records of ``model`` from ``path``; a bad record raises :class:`DataError`."""
+    for number, value in iter_jsonl_dicts(path):
+        try:
+            yield model.model_validate(value)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "record"
+            raise DataError(path, number, f"{where}: {first['msg']}") from None
+
+
+def existing_ids(path: str | Path, key: str = "id") -> set[str]:
+    """Ids already written to ``path``: a re-run stage skips these to resume without duplicates."""
+    return {str(value[key]) for _, value in iter_jsonl_dicts(path) if key in value}

@@ -1,0 +1,84 @@
+"""The one small protocol every agent uses to talk to a model.
+
+User simulator, assistant, server simulator and judge all call
+``await model.complete(messages, tools, sampling=..., constraint=...)``; which
+backend answers (embedded llama.cpp, an OpenAI-compatible endpoint, a
+transformers checkpoint, or a scripted fake in unit tests) is configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tooldojo.model import Message, Tool, ToolCall
+
+
+class SamplingParams(BaseModel):
+    """Decoding settings; ``temperature=0`` means greedy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+class Constraint(BaseModel):
+    """What the output must look like, enforced by the backend when it can.
+
+    ``tool_calls``: a text answer or a list of calls, each matching one of the
+    offered tools' schemas (built from the tools by the backend);
+    ``json_schema``: a JSON document matching ``schema``;
+    ``json``: any JSON object.
+    """
+
+    kind: Literal["tool_calls", "json_schema", "json"] = "tool_calls"
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    allow_text: bool = True
+    """For ``tool_calls``: whether a plain text answer is also allowed."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Completion(BaseModel):
+    """One model answer: text, parsed tool calls and bookkeeping."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    finish_reason: str = "stop"
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    model: str = ""
+
+    def as_message(self) -> Message:
+        """The assistant message this completion stands for."""
+        return Message(
+            role="assistant",
+            content=self.text or None,
+            tool_calls=list(self.tool_calls) or None,
+        )
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """Async chat completion; implementations must be safe to cancel mid-call."""
+
+    name: str
+
+    async def complete(
+        self,
+        messages: list[Message],
+        tools: list[Tool] | None = None,
+        *,
+        sampling: SamplingParams | None = None,
+        constraint: Constraint | None = None,
+    ) -> Completion: ...
