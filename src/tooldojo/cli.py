@@ -23,7 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-specs_app = typer.Typer(help="Ingest, inspect and convert tool specifications.", no_args_is_help=True)
+specs_app = typer.Typer(
+    help="Ingest, inspect and convert tool specifications.", no_args_is_help=True
+)
 app.add_typer(specs_app, name="specs")
 
 console = Console()
@@ -42,7 +44,9 @@ MaxMB = Annotated[float, typer.Option("--max-mb", help="Refuse spec files larger
 @specs_app.command("inspect")
 def specs_inspect(
     paths: SpecPaths,
-    as_json: Annotated[bool, typer.Option("--json", help="Print normalized tools as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print normalized tools as JSON.")
+    ] = False,
     max_mb: MaxMB = 50.0,
 ) -> None:
     """List the tools found in the given specs."""

@@ -29,7 +29,7 @@ def _dumps(record: BaseModel | dict[str, Any]) -> str:
 
 
 def drop_partial_tail(path: str | Path) -> int:
-    """Truncate a trailing line that lacks its newline (a write cut short). Returns bytes dropped."""
+    """Truncate a last line that lacks its newline (a write cut short); returns bytes dropped."""
     path = Path(path)
     if not path.exists():
         return 0
@@ -59,7 +59,7 @@ def drop_partial_tail(path: str | Path) -> int:
 
 
 def append_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
-    """Append records, one complete line each, flushed and fsynced. Returns how many were written."""
+    """Append records, one complete line each, flushed and fsynced; returns how many."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     drop_partial_tail(path)
@@ -74,7 +74,7 @@ def append_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
-    """Replace ``path`` with ``records`` all at once (temp file + rename): readers never see half."""
+    """Replace ``path`` with ``records`` at once (temp file + rename): no reader sees half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -106,7 +106,9 @@ def iter_jsonl_dicts(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as error:
-                raise DataError(path, number, f"invalid JSON ({error.msg} at column {error.colno})")
+                raise DataError(
+                    path, number, f"invalid JSON ({error.msg} at column {error.colno})"
+                ) from None
             if not isinstance(value, dict):
                 raise DataError(path, number, "expected a JSON object")
             yield number, value

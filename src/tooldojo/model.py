@@ -54,9 +54,7 @@ class Tool(_Record):
 
     name: str
     description: str = ""
-    parameters: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     output_schema: dict[str, Any] | None = None
     source: str = ""
     """Where the tool came from, e.g. ``openapi:petstore.yaml`` or ``mcp:stdio:python srv.py``."""

@@ -39,7 +39,8 @@ def pointer(*parts: Any) -> str:
     return "".join(f"/{_escape(part)}" for part in parts)
 
 
-_INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
+# A run of invalid characters, with the underscores around it, becomes one underscore.
+_INVALID_NAME_CHARS = re.compile(r"_*[^a-zA-Z0-9_-]+_*")
 
 
 def sanitize_name(raw: str) -> str:
@@ -96,8 +97,10 @@ _BFCL_TO_JSON = {
 def bfcl_to_json_schema(schema: Any, *, source: str, where: str) -> Any:
     """Translate a BFCL parameter schema to JSON Schema (``any`` drops the type constraint)."""
     if isinstance(schema, list):
-        return [bfcl_to_json_schema(item, source=source, where=f"{where}/{i}") for i, item in
-                enumerate(schema)]
+        return [
+            bfcl_to_json_schema(item, source=source, where=f"{where}/{i}")
+            for i, item in enumerate(schema)
+        ]
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
@@ -124,17 +127,21 @@ def bfcl_to_json_schema(schema: Any, *, source: str, where: str) -> Any:
 _JSON_TO_BFCL = {"object": "dict", "number": "float"}
 
 
-def json_schema_to_bfcl(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0) -> Any:
-    """The inverse mapping for export; ``$ref``s are inlined a few levels deep (BFCL has no refs)."""
+def json_schema_to_bfcl(schema: dict[str, Any]) -> dict[str, Any]:
+    """The inverse mapping, for export; ``$ref``s inlined a few levels deep (BFCL has none)."""
+    converted = _to_bfcl(schema, schema.get("$defs", {}), 0)
+    converted.setdefault("type", "dict")
+    return converted
+
+
+def _to_bfcl(schema: Any, defs: dict[str, Any], depth: int) -> Any:
     if not isinstance(schema, dict):
         return schema
-    if defs is None:
-        defs = schema.get("$defs", {})
     if "$ref" in schema:
         target = schema["$ref"].rsplit("/", 1)[-1]
         if depth > 3 or target not in defs:
             return {"type": "dict", "properties": {}}
-        return json_schema_to_bfcl(defs[target], defs, depth + 1)
+        return _to_bfcl(defs[target], defs, depth + 1)
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key in ("$defs", "$schema", "additionalProperties"):
@@ -145,15 +152,11 @@ def json_schema_to_bfcl(schema: Any, defs: dict[str, Any] | None = None, depth: 
                 value = non_null[0] if len(non_null) == 1 else "any"
             out["type"] = _JSON_TO_BFCL.get(value, value)
         elif key == "properties":
-            out[key] = {
-                name: json_schema_to_bfcl(sub, defs, depth) for name, sub in value.items()
-            }
+            out[key] = {name: _to_bfcl(sub, defs, depth) for name, sub in value.items()}
         elif key == "items":
-            out[key] = json_schema_to_bfcl(value, defs, depth)
+            out[key] = _to_bfcl(value, defs, depth)
         else:
             out[key] = value
-    if "type" not in out and depth == 0:
-        out["type"] = "dict"
-    elif "type" not in out and not any(k in out for k in ("anyOf", "oneOf", "allOf")):
+    if "type" not in out and not any(k in out for k in ("anyOf", "oneOf", "allOf")):
         out["type"] = "any"
     return out

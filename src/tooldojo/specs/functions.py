@@ -51,8 +51,11 @@ def _object_schema(schema: Any, *, source: str, where: str) -> dict[str, Any]:
     if "type" not in schema and ("properties" in schema or not schema):
         schema = {"type": "object", **schema}
     if schema.get("type") != "object":
-        raise SpecError(source, f"{where}/type",
-                        f'parameters must have "type": "object", not {schema.get("type")!r}')
+        raise SpecError(
+            source,
+            f"{where}/type",
+            f'parameters must have "type": "object", not {schema.get("type")!r}',
+        )
     check_schema(schema, source=source, where=where)
     return schema
 
@@ -69,28 +72,47 @@ def function_tool(item: dict[str, Any], kind: str, *, source: str, where: str) -
         if item.get("type") == "function" and "function" in item:
             item, where = item["function"], f"{where}/function"
         name, original = _named(item.get("name"), source=source, where=where)
-        parameters = _object_schema(item.get("parameters"), source=source,
-                                    where=f"{where}/parameters")
-        return Tool(name=name, original_name=original, description=item.get("description") or "",
-                    parameters=parameters, source=f"openai:{source}")
+        parameters = _object_schema(
+            item.get("parameters"), source=source, where=f"{where}/parameters"
+        )
+        return Tool(
+            name=name,
+            original_name=original,
+            description=item.get("description") or "",
+            parameters=parameters,
+            source=f"openai:{source}",
+        )
     if kind == "bfcl":
         name, original = _named(item.get("name"), source=source, where=where)
-        converted = bfcl_to_json_schema(item.get("parameters"), source=source,
-                                        where=f"{where}/parameters")
+        converted = bfcl_to_json_schema(
+            item.get("parameters"), source=source, where=f"{where}/parameters"
+        )
         parameters = _object_schema(converted, source=source, where=f"{where}/parameters")
-        return Tool(name=name, original_name=original, description=item.get("description") or "",
-                    parameters=parameters, source=f"bfcl:{source}")
+        return Tool(
+            name=name,
+            original_name=original,
+            description=item.get("description") or "",
+            parameters=parameters,
+            source=f"bfcl:{source}",
+        )
     if kind == "mcp":
         name, original = _named(item.get("name"), source=source, where=where)
-        parameters = _object_schema(item.get("inputSchema"), source=source,
-                                    where=f"{where}/inputSchema")
+        parameters = _object_schema(
+            item.get("inputSchema"), source=source, where=f"{where}/inputSchema"
+        )
         output = item.get("outputSchema")
         if output is not None:
             check_schema(output, source=source, where=f"{where}/outputSchema")
         metadata = {k: item[k] for k in ("title", "annotations", "_meta") if item.get(k)}
-        return Tool(name=name, original_name=original, description=item.get("description") or "",
-                    parameters=parameters, output_schema=output, metadata=metadata,
-                    source=f"mcp:{source}")
+        return Tool(
+            name=name,
+            original_name=original,
+            description=item.get("description") or "",
+            parameters=parameters,
+            output_schema=output,
+            metadata=metadata,
+            source=f"mcp:{source}",
+        )
     if kind == "tooldojo":
         try:
             tool = Tool.model_validate(item)
@@ -111,7 +133,11 @@ def function_list_tools(items: list[Any], *, source: str, base: str = "") -> lis
         where = f"{base}/{index}"
         kind = item_kind(item)
         if kind is None:
-            raise SpecError(source, where, "not a function description (expected an OpenAI tool, "
-                            "a function object with name/parameters, a BFCL doc or an MCP tool)")
+            raise SpecError(
+                source,
+                where,
+                "not a function description (expected an OpenAI tool, "
+                "a function object with name/parameters, a BFCL doc or an MCP tool)",
+            )
         tools.append((function_tool(item, kind, source=source, where=where), where))
     return tools

@@ -29,8 +29,11 @@ def read_document(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> An
         raise SpecError(source, None, "no such file" if not path.exists() else "not a file")
     size = path.stat().st_size
     if size > max_bytes:
-        raise SpecError(source, None, f"file is {size:,} bytes, over the limit of "
-                        f"{max_bytes:,} (raise it with --max-mb)")
+        raise SpecError(
+            source,
+            None,
+            f"file is {size:,} bytes, over the limit of {max_bytes:,} (raise it with --max-mb)",
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
@@ -45,14 +48,15 @@ def read_document(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> An
         if error.msg == "Extra data":
             return _parse_json_lines(text, source)
         if path.suffix.lower() in (".json", ".jsonl"):
-            raise SpecError(source, f"line {error.lineno}:{error.colno}",
-                            f"invalid JSON: {error.msg}") from None
+            raise SpecError(
+                source, f"line {error.lineno}:{error.colno}", f"invalid JSON: {error.msg}"
+            ) from None
     return _parse_yaml(text, source)
 
 
 def _parse_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}:{mark.column + 1}" if mark else None
@@ -71,8 +75,9 @@ def _parse_json_lines(text: str, source: str) -> list[Any]:
         try:
             items.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise SpecError(source, f"line {number}:{error.colno}",
-                            f"invalid JSON: {error.msg}") from None
+            raise SpecError(
+                source, f"line {number}:{error.colno}", f"invalid JSON: {error.msg}"
+            ) from None
     return items
 
 
@@ -82,8 +87,12 @@ def tools_from_document(document: Any, source: str) -> list[tuple[Tool, str]]:
         if "openapi" in document:
             return convert_openapi(document, source)
         if "swagger" in document:
-            raise SpecError(source, "/swagger", "Swagger 2.0 is not supported; convert it to "
-                            "OpenAPI 3 first (e.g. with swagger2openapi)")
+            raise SpecError(
+                source,
+                "/swagger",
+                "Swagger 2.0 is not supported; convert it to "
+                "OpenAPI 3 first (e.g. with swagger2openapi)",
+            )
         if isinstance(document.get("result"), dict) and "tools" in document["result"]:
             return _tools_list(document["result"]["tools"], source, "/result/tools")
         if "tools" in document:
@@ -92,8 +101,12 @@ def tools_from_document(document: Any, source: str) -> list[tuple[Tool, str]]:
             return _bfcl_entries([document], source)
         if item_kind(document) is not None:
             return function_list_tools([document], source=source, base="")[:1]
-        raise SpecError(source, None, "unrecognized spec: expected an OpenAPI document, a list "
-                        "of functions/tools, BFCL function docs or an MCP tools/list result")
+        raise SpecError(
+            source,
+            None,
+            "unrecognized spec: expected an OpenAPI document, a list "
+            "of functions/tools, BFCL function docs or an MCP tools/list result",
+        )
     if isinstance(document, list):
         if not document:
             raise SpecError(source, None, "the list of tools is empty")
@@ -117,8 +130,9 @@ def _bfcl_entries(entries: list[dict[str, Any]], source: str) -> list[tuple[Tool
     seen: dict[str, dict[str, Any]] = {}
     tools: list[tuple[Tool, str]] = []
     for line, entry in enumerate(entries):
-        for tool, where in function_list_tools(entry["function"], source=source,
-                                               base=f"/{line}/function"):
+        for tool, where in function_list_tools(
+            entry["function"], source=source, base=f"/{line}/function"
+        ):
             previous = seen.get(tool.name)
             if previous is not None and previous == tool.parameters:
                 continue

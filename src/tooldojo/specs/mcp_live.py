@@ -22,7 +22,7 @@ async def _list_tools(target: str, timeout_s: float) -> list[dict[str, Any]]:
     from mcp import Client, StdioServerParameters
 
     if target.startswith(STDIO_PREFIX):
-        argv = shlex.split(target[len(STDIO_PREFIX):])
+        argv = shlex.split(target[len(STDIO_PREFIX) :])
         if not argv:
             raise SpecError(target, None, "stdio: needs a command, e.g. 'stdio:python server.py'")
         server: Any = StdioServerParameters(command=argv[0], args=argv[1:])
@@ -34,8 +34,9 @@ async def _list_tools(target: str, timeout_s: float) -> list[dict[str, Any]]:
             cursor = None
             while True:
                 page = await client.list_tools(cursor=cursor)
-                tools.extend(t.model_dump(mode="json", by_alias=True, exclude_none=True)
-                             for t in page.tools)
+                tools.extend(
+                    t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in page.tools
+                )
                 cursor = page.next_cursor
                 if not cursor:
                     break

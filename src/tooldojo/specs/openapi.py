@@ -35,11 +35,20 @@ BODY_MEDIA_PREFERENCE = (
     "multipart/form-data",
 )
 # Keywords whose value is a schema, a list of schemas or a map of schemas.
-_SCHEMA_KEYS = ("items", "not", "additionalProperties", "contains", "propertyNames", "if",
-                "then", "else", "unevaluatedItems", "unevaluatedProperties")
+_SCHEMA_KEYS = (
+    "items",
+    "not",
+    "additionalProperties",
+    "contains",
+    "propertyNames",
+    "if",
+    "then",
+    "else",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+)
 _SCHEMA_LIST_KEYS = ("allOf", "anyOf", "oneOf", "prefixItems")
-_SCHEMA_MAP_KEYS = ("properties", "patternProperties", "$defs", "definitions",
-                    "dependentSchemas")
+_SCHEMA_MAP_KEYS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 # OpenAPI-only keywords with no JSON Schema meaning for a function signature.
 _DROPPED_KEYS = ("discriminator", "xml", "externalDocs", "example", "nullable")
 
@@ -56,8 +65,12 @@ class OpenAPIConverter:
         elif version.startswith("3.1"):
             self.v30 = False
         else:
-            raise SpecError(source, "/openapi", f"unsupported OpenAPI version {version!r} "
-                            "(3.0.x and 3.1.x are supported; convert Swagger 2.0 first)")
+            raise SpecError(
+                source,
+                "/openapi",
+                f"unsupported OpenAPI version {version!r} "
+                "(3.0.x and 3.1.x are supported; convert Swagger 2.0 first)",
+            )
         self.dialect = "draft-07" if self.v30 else "2020-12"
         # Local (phase-1) conversions keyed by JSON pointer: translated keywords, refs kept.
         self._local: dict[str, Any] = {}
@@ -160,11 +173,13 @@ class OpenAPIConverter:
             if key in _SCHEMA_KEYS:
                 out[key] = self._inline(value, here, mode, state)
             elif key in _SCHEMA_LIST_KEYS and isinstance(value, list):
-                out[key] = [self._inline(v, f"{here}/{i}", mode, state) for i, v in
-                            enumerate(value)]
+                out[key] = [
+                    self._inline(v, f"{here}/{i}", mode, state) for i, v in enumerate(value)
+                ]
             elif key in _SCHEMA_MAP_KEYS and isinstance(value, dict):
-                out[key] = {n: self._inline(v, f"{here}{pointer(n)}", mode, state) for n, v in
-                            value.items()}
+                out[key] = {
+                    n: self._inline(v, f"{here}{pointer(n)}", mode, state) for n, v in value.items()
+                }
             else:
                 out[key] = value
         hidden = "readOnly" if mode == "request" else "writeOnly"
@@ -177,9 +192,7 @@ class OpenAPIConverter:
                     out["required"] = [n for n in out["required"] if n not in dropped]
         return out
 
-    def _inline_ref(
-        self, node: dict[str, Any], where: str, mode: str, state: _InlineState
-    ) -> Any:
+    def _inline_ref(self, node: dict[str, Any], where: str, mode: str, state: _InlineState) -> Any:
         ref = node["$ref"]
         if not isinstance(ref, str):
             raise SpecError(self.source, where, "$ref must be a string")
@@ -198,8 +211,7 @@ class OpenAPIConverter:
             while isinstance(target, dict) and set(target) == {"$ref"}:
                 nxt = target["$ref"]
                 if nxt in chain:
-                    raise SpecError(self.source, where,
-                                    f"cyclic $ref {' -> '.join([*chain, nxt])}")
+                    raise SpecError(self.source, where, f"cyclic $ref {' -> '.join([*chain, nxt])}")
                 chain.append(nxt)
                 target = self._lookup(nxt, where)
             ref = chain[-1]
@@ -247,7 +259,11 @@ class OpenAPIConverter:
                 if not isinstance(operation, dict):
                     raise SpecError(self.source, op_where, "an operation must be an object")
                 tool = self._operation(
-                    path, method, operation, (shared, f"{item_where}/parameters"), op_where,
+                    path,
+                    method,
+                    operation,
+                    (shared, f"{item_where}/parameters"),
+                    op_where,
                     path_servers,
                 )
                 tools.append((tool, op_where))
@@ -306,8 +322,9 @@ class OpenAPIConverter:
 
         body_mode = None
         if "requestBody" in op:
-            body_mode = self._request_body(op["requestBody"], f"{where}/requestBody", state,
-                                           properties, required, locations)
+            body_mode = self._request_body(
+                op["requestBody"], f"{where}/requestBody", state, properties, required, locations
+            )
 
         parameters: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
@@ -323,8 +340,11 @@ class OpenAPIConverter:
         original = op.get("operationId") or f"{method}_{path}"
         summary = (op.get("summary") or "").strip()
         details = (op.get("description") or "").strip()
-        description = " ".join(p for p in (summary if summary.endswith(".") or not summary else
-                                           summary + ".", details) if p)
+        description = " ".join(
+            p
+            for p in (summary if summary.endswith(".") or not summary else summary + ".", details)
+            if p
+        )
         http: dict[str, Any] = {
             "method": method.upper(),
             "path": path,
@@ -360,11 +380,13 @@ class OpenAPIConverter:
             for index, raw in enumerate(group):
                 param, param_where = self._deref(raw, f"{group_where}/{index}")
                 if not isinstance(param, dict) or "name" not in param or "in" not in param:
-                    raise SpecError(self.source, param_where,
-                                    "a parameter needs 'name' and 'in'")
+                    raise SpecError(self.source, param_where, "a parameter needs 'name' and 'in'")
                 if param["in"] not in ("path", "query", "header", "cookie"):
-                    raise SpecError(self.source, f"{param_where}/in",
-                                    f"unknown parameter location {param['in']!r}")
+                    raise SpecError(
+                        self.source,
+                        f"{param_where}/in",
+                        f"unknown parameter location {param['in']!r}",
+                    )
                 merged[(param["name"], param["in"])] = (param, param_where)
         return list(merged.values())
 
@@ -403,8 +425,9 @@ class OpenAPIConverter:
         media = _pick_media(content)
         schema_where = f"{where}/content{pointer(media)}/schema"
         raw_schema = content[media].get("schema", {}) if isinstance(content[media], dict) else {}
-        schema = self._inline(self._local_schema(raw_schema, schema_where), schema_where,
-                              "request", state)
+        schema = self._inline(
+            self._local_schema(raw_schema, schema_where), schema_where, "request", state
+        )
         body_required = bool(body.get("required"))
         body_props = schema.get("properties") if isinstance(schema, dict) else None
         mergeable = (
