@@ -297,3 +297,10 @@ def test_errors_are_spec_errors_with_file_and_place(tmp_path):
     with pytest.raises(SpecError) as caught:
         load_tools(path)
     assert str(caught.value).startswith(f"{path} at line 2:")
+
+
+def test_single_function_object_file(tmp_path):
+    (tool,) = load_tools(write(tmp_path, "one.json", {"name": "now", "description": "Time"}))
+    assert tool.name == "now" and tool.parameters["type"] == "object"
+    with pytest.raises(SpecError, match=r"one_bad.json at /parameters/type"):
+        load_tools(write(tmp_path, "one_bad.json", {"name": "f", "parameters": {"type": "x"}}))

@@ -11,7 +11,7 @@ import yaml
 from tooldojo.errors import SpecError
 from tooldojo.model import Tool
 from tooldojo.specs._schema import ensure_unique
-from tooldojo.specs.functions import function_list_tools, item_kind
+from tooldojo.specs.functions import function_list_tools, function_tool, item_kind
 from tooldojo.specs.mcp_live import is_live_target, live_mcp_tools
 from tooldojo.specs.openapi import convert_openapi
 
@@ -99,8 +99,9 @@ def tools_from_document(document: Any, source: str) -> list[tuple[Tool, str]]:
             return _tools_list(document["tools"], source, "/tools")
         if "function" in document and isinstance(document["function"], list):
             return _bfcl_entries([document], source)
-        if item_kind(document) is not None:
-            return function_list_tools([document], source=source, base="")[:1]
+        kind = item_kind(document)
+        if kind is not None:  # a single function object
+            return [(function_tool(document, kind, source=source, where=""), "")]
         raise SpecError(
             source,
             None,
