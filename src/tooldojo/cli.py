@@ -114,6 +114,10 @@ def demo(
     specs_inspect(paths)
 
 
+from tooldojo.llm.cli import call_command  # noqa: E402
+
+app.command("call")(call_command)
+
 def main() -> None:
     """Console entry point: maps input errors to one line and exit status 2."""
     try:

@@ -40,6 +40,8 @@ class Constraint(BaseModel):
     json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     allow_text: bool = True
     """For ``tool_calls``: whether a plain text answer is also allowed."""
+    max_calls: int | None = Field(default=None, ge=1)
+    """For ``tool_calls``: at most this many calls in one answer (``None``: no limit)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -50,14 +52,27 @@ class Usage(BaseModel):
 
 
 class Completion(BaseModel):
-    """One model answer: text, parsed tool calls and bookkeeping."""
+    """One model answer: text, parsed tool calls and bookkeeping.
+
+    A model that answers badly (malformed call, unknown tool, endpoint gave up after retries)
+    does not raise: the completion comes back with ``finish_reason="error"``, ``error`` saying
+    what went wrong, no ``tool_calls`` and the raw output in ``text``, so one bad answer is a
+    data point of a run rather than the end of it.
+    """
 
     text: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     finish_reason: str = "stop"
+    """``stop``, ``length`` (hit ``max_tokens``), ``tool_calls`` or ``error``."""
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
     model: str = ""
+    error: str | None = None
+    """Why this completion failed (``finish_reason == "error"``); ``None`` when it did not."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     def as_message(self) -> Message:
         """The assistant message this completion stands for."""

@@ -1,0 +1,89 @@
+"""``tooldojo call``: ask a backend one question with tools; the smallest end-to-end check.
+
+Prints the calls as a JSON list (``[{"name": ..., "arguments": {...}}]``) on stdout; a text
+answer prints ``[]`` on stdout and the text on stderr; a failed completion (malformed call,
+unknown tool, unreachable endpoint) prints its error and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+CONSTRAIN_HELP = (
+    "Constrain decoding to schema-valid calls when the backend can: 'call' (a call is required), "
+    "'any' (text or calls), 'none'."
+)
+
+
+def call_command(
+    request: Annotated[str, typer.Argument(help="What the user asks.")],
+    specs: Annotated[
+        list[str], typer.Option("--specs", help="Tool spec file(s) (any format `specs` reads).")
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Backend spec (llamacpp[:GGUF], openai:MODEL@URL, transformers:PATH); "
+            "default: the role's backend in --config.",
+        ),
+    ] = None,
+    role: Annotated[str, typer.Option("--role", help="Role whose backend to use.")] = "assistant",
+    config: Annotated[str, typer.Option("--config", help="Roles config.")] = "tooldojo.yaml",
+    constrain: Annotated[str, typer.Option("--constrain", help=CONSTRAIN_HELP)] = "call",
+    max_tokens: Annotated[int, typer.Option("--max-tokens")] = 256,
+    system: Annotated[str | None, typer.Option("--system", help="A system prompt.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="CPU threads for a local model (default: from config)."),
+    ] = None,
+) -> None:
+    """Ask a model one request with tools and print the tool call(s) it makes as JSON."""
+    import anyio
+
+    from tooldojo.errors import ToolDojoError
+    from tooldojo.llm.base import Constraint
+    from tooldojo.llm.config import ROLES, load_config, load_model, parse_spec
+    from tooldojo.model import Message
+    from tooldojo.specs import load_tools
+
+    if constrain not in {"call", "any", "none"}:
+        raise ToolDojoError(f"--constrain must be call, any or none, not {constrain!r}")
+    if role not in ROLES:
+        raise ToolDojoError(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
+    tools = load_tools(specs)
+    settings = load_config(config)
+    role_config = settings.role(role)
+    backend_config = parse_spec(model) if model else settings.backend(role_config.backend)
+    if threads is not None:
+        backend_config = backend_config.model_copy(update={"n_threads": threads})
+    backend = load_model(backend_config)
+    sampling = role_config.sampling.model_copy(update={"max_tokens": max_tokens})
+    constraint = None if constrain == "none" else Constraint(allow_text=constrain == "any")
+    messages = [Message(role="system", content=system)] if system else []
+    messages.append(Message(role="user", content=request))
+
+    async def ask():
+        try:
+            return await backend.complete(messages, tools, sampling=sampling, constraint=constraint)
+        finally:
+            close = getattr(backend, "aclose", None)
+            if close is not None:
+                await close()
+
+    completion = anyio.run(ask)
+    if not completion.ok:
+        sys.stderr.write(f"error: {completion.error}\n")
+        raise typer.Exit(1)
+    calls = [{"name": c.name, "arguments": c.arguments} for c in completion.tool_calls]
+    sys.stdout.write(json.dumps(calls, indent=2, ensure_ascii=False) + "\n")
+    if completion.text:
+        sys.stderr.write(completion.text + "\n")
+    sys.stderr.write(
+        f"{backend.name}: {completion.latency_s:.2f} s, {completion.usage.prompt_tokens} prompt + "
+        f"{completion.usage.completion_tokens} completion tokens, {completion.finish_reason}\n"
+    )

@@ -1,0 +1,210 @@
+"""Which model answers for which role: backend configs, compact spec strings and ``tooldojo.yaml``.
+
+A backend is written either as a mapping (:class:`BackendConfig`) or as a spec string, handy on
+command lines:
+
+``llamacpp`` / ``embedded``            the embedded SmolLM2-135M-Instruct
+``llamacpp:/path/model.gguf``           any GGUF file
+``openai:MODEL@URL[,URL...]``           an OpenAI-compatible endpoint (several URLs: load-balanced)
+``transformers:/path/checkpoint``       a Hugging Face checkpoint folder
+``transformers:/path/model.gguf``       a GGUF file loaded by transformers
+
+``tooldojo.yaml`` maps the roles (``user``, ``assistant``, ``server``, ``judge``) to backends::
+
+    backends:
+      local: llamacpp
+      vllm: {kind: openai, model: Qwen/Qwen3-8B, base_urls: [http://10.0.0.5:8000/v1]}
+    roles:
+      assistant: local
+      user: {backend: vllm, sampling: {temperature: 0.8}}
+      server: vllm
+      judge: openai:gpt-4.1@https://api.openai.com/v1
+
+Roles that share a backend name share one model instance (one pool, one connection limit).
+Configuration mistakes raise :class:`~tooldojo.errors.ToolDojoError` at start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tooldojo.errors import ToolDojoError
+from tooldojo.llm.base import ChatModel, SamplingParams
+from tooldojo.llm.codecs import CODEC_NAMES, DEFAULT_CODEC
+
+BackendKind = Literal["llamacpp", "openai", "transformers"]
+AgentRole = Literal["user", "assistant", "server", "judge"]
+ROLES: tuple[str, ...] = AgentRole.__args__  # type: ignore[attr-defined]
+DEFAULT_SPEC = "llamacpp"
+
+
+class BackendConfig(BaseModel):
+    """One model backend. Fields that do not apply to ``kind`` are ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: BackendKind
+    model: str | None = None
+    """llamacpp: GGUF path (``None``: the embedded model); openai: model name;
+    transformers: checkpoint folder or GGUF file."""
+    base_urls: list[str] = Field(default_factory=list)
+    """openai: one or more base URLs (``http://host:port/v1``), load-balanced."""
+    api_key_env: str | None = None
+    """openai: name of the environment variable holding the API key (the key is never logged)."""
+    codec: str = DEFAULT_CODEC
+    """How tools are written into prompts and calls read from text (non-native backends)."""
+    pool_size: int = Field(default=1, ge=1)
+    """llamacpp: model instances serving requests in parallel."""
+    n_threads: int = Field(default=1, ge=1)
+    """llamacpp / transformers: CPU threads per instance."""
+    n_ctx: int = Field(default=4096, ge=256)
+    max_in_flight: int = Field(default=64, ge=1)
+    max_retries: int = Field(default=4, ge=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    constrain_with: Literal["tool_choice", "response_format"] = "tool_choice"
+    """openai: how a tool-call constraint is sent (``response_format`` for vLLM/SGLang)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> BackendConfig:
+        if self.codec not in CODEC_NAMES:
+            raise ValueError(f"codec must be one of {', '.join(CODEC_NAMES)}, not {self.codec!r}")
+        if self.kind == "openai" and (not self.model or not self.base_urls):
+            raise ValueError("an openai backend needs 'model' and at least one of 'base_urls'")
+        if self.kind == "transformers" and not self.model:
+            raise ValueError("a transformers backend needs 'model' (checkpoint folder or GGUF)")
+        return self
+
+
+def parse_spec(spec: str) -> BackendConfig:
+    """A :class:`BackendConfig` from a compact spec string (see the module docstring)."""
+    kind, _, rest = spec.strip().partition(":")
+    kind = {"embedded": "llamacpp"}.get(kind, kind)
+    try:
+        if kind == "llamacpp":
+            return BackendConfig(kind="llamacpp", model=rest or None)
+        if kind == "openai":
+            model, at, urls = rest.rpartition("@")
+            if not at or not model or not urls:
+                raise ToolDojoError(f"model spec {spec!r}: write openai:MODEL@URL[,URL...]")
+            return BackendConfig(kind="openai", model=model, base_urls=urls.split(","))
+        if kind == "transformers":
+            return BackendConfig(kind="transformers", model=rest or None)
+    except ValidationError as error:
+        raise ToolDojoError(f"model spec {spec!r}: {_first_error(error)}") from None
+    raise ToolDojoError(
+        f"model spec {spec!r}: unknown backend {kind!r}; use llamacpp[:GGUF], "
+        "openai:MODEL@URL or transformers:PATH"
+    )
+
+
+def load_model(spec: str | BackendConfig) -> ChatModel:
+    """Build the backend; heavy libraries are imported here, only for the backend asked for."""
+    config = parse_spec(spec) if isinstance(spec, str) else spec
+    if config.kind == "llamacpp":
+        from tooldojo.llm.llamacpp import LlamaCppChatModel
+
+        return LlamaCppChatModel(
+            config.model,
+            pool_size=config.pool_size,
+            n_threads=config.n_threads,
+            n_ctx=config.n_ctx,
+            codec=config.codec,
+        )
+    if config.kind == "openai":
+        from tooldojo.llm.openai_compat import OpenAIChatModel
+
+        return OpenAIChatModel(
+            config.model or "",
+            config.base_urls,
+            api_key_env=config.api_key_env,
+            max_in_flight=config.max_in_flight,
+            max_retries=config.max_retries,
+            timeout_s=config.timeout_s,
+            constrain_with=config.constrain_with,
+        )
+    from tooldojo.llm.transformers_backend import TransformersChatModel
+
+    return TransformersChatModel(config.model or "", codec=config.codec, n_threads=config.n_threads)
+
+
+class RoleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str
+    """A name from ``backends`` or a spec string."""
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+
+
+class LLMConfig(BaseModel):
+    """The ``backends`` and ``roles`` sections of ``tooldojo.yaml``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backends: dict[str, BackendConfig | str] = Field(default_factory=dict)
+    roles: dict[AgentRole, RoleConfig | str] = Field(default_factory=dict)
+
+    def role(self, role: str) -> RoleConfig:
+        """The role's backend and sampling; roles not listed use the embedded default."""
+        entry = self.roles.get(role, DEFAULT_SPEC)  # type: ignore[call-overload]
+        return RoleConfig(backend=entry) if isinstance(entry, str) else entry
+
+    def backend(self, name_or_spec: str) -> BackendConfig:
+        entry = self.backends.get(name_or_spec, name_or_spec)
+        return parse_spec(entry) if isinstance(entry, str) else entry
+
+
+def load_config(path: str | Path | None = "tooldojo.yaml") -> LLMConfig:
+    """Read ``tooldojo.yaml`` (a missing default file means: every role on the embedded model)."""
+    if path is None:
+        return LLMConfig()
+    path = Path(path)
+    if not path.exists():
+        if str(path) == "tooldojo.yaml":
+            return LLMConfig()
+        raise ToolDojoError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ToolDojoError(f"{path}{where}: invalid YAML") from None
+    if not isinstance(data, dict):
+        raise ToolDojoError(f"{path}: expected a mapping at the top level")
+    try:
+        config = LLMConfig.model_validate(data)
+    except ValidationError as error:
+        raise ToolDojoError(f"{path}: {_first_error(error)}") from None
+    for role in ROLES:  # resolve now so a bad spec is a start-up error
+        try:
+            config.backend(config.role(role).backend)
+        except ToolDojoError as error:
+            raise ToolDojoError(f"{path} at roles.{role}: {error}") from None
+    return config
+
+
+def load_role_models(config: LLMConfig, roles: tuple[str, ...] = ROLES) -> dict[str, ChatModel]:
+    """One model per role; roles naming the same backend share one instance."""
+    built: dict[str, ChatModel] = {}
+    models: dict[str, ChatModel] = {}
+    for role in roles:
+        key = config.role(role).backend
+        if key not in built:
+            built[key] = load_model(config.backend(key))
+        models[role] = built[key]
+    return models
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def describe(config: BackendConfig) -> dict[str, Any]:
+    """The config as printed in logs and manifests (never a key: only the variable's name)."""
+    return config.model_dump(exclude_defaults=True)

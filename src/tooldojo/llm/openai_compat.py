@@ -1,0 +1,251 @@
+"""Any OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server, OpenAI) via the official SDK.
+
+What this adds on top of ``openai.AsyncOpenAI``:
+
+* several base URLs for one role, used round-robin (a retry moves on to the next one);
+* a bound on requests in flight (thousands of concurrent episodes must not open thousands of
+  sockets);
+* our own retry loop with full-jitter exponential backoff on 429, 5xx, timeouts and connection
+  errors (the SDK's built-in retries are switched off: their backoff is not jittered across
+  clients, so many episodes retry in lock-step against an overloaded server);
+* the API key read from an environment variable named in the config; it is handed to the SDK and
+  never printed (``repr`` shows the variable's name only);
+* answers mapped to a :class:`~tooldojo.llm.base.Completion`: native ``tool_calls``, or for a
+  ``tool_calls`` constraint either ``tool_choice="required"`` (any endpoint) or a
+  ``response_format`` JSON Schema built from the tools (vLLM/SGLang guided decoding).
+
+A request that still fails after the retries, or an answer with malformed arguments or an
+unknown tool, comes back as a failed completion (``error`` set), never as an exception.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+from typing import Any, Literal
+
+import anyio
+import openai
+from openai import AsyncOpenAI
+
+from tooldojo.errors import ToolDojoError
+from tooldojo.llm._shared import (
+    base_fields,
+    completion_from_document,
+    completion_from_text,
+    failed,
+    render_chat,
+    tool_calls_document_schema,
+    with_calls,
+)
+from tooldojo.llm.base import Completion, Constraint, SamplingParams
+from tooldojo.llm.codecs import get_codec
+from tooldojo.model import Message, Tool, ToolCall
+
+ConstrainWith = Literal["tool_choice", "response_format"]
+
+_RETRYABLE = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError)
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, _RETRYABLE):
+        return True
+    return isinstance(error, openai.APIStatusError) and error.status_code >= 500
+
+
+class OpenAIChatModel:
+    """One model behind one or more OpenAI-compatible base URLs."""
+
+    def __init__(
+        self,
+        model: str,
+        base_urls: list[str],
+        *,
+        api_key_env: str | None = None,
+        max_in_flight: int = 64,
+        max_retries: int = 4,
+        timeout_s: float = 120.0,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 20.0,
+        constrain_with: ConstrainWith = "tool_choice",
+        text_codec: str | None = "hermes",
+        name: str | None = None,
+    ):
+        if not base_urls:
+            raise ToolDojoError(f"openai backend for {model!r}: no base URL given")
+        for url in base_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ToolDojoError(f"openai backend: base URL {url!r} must start with http(s)://")
+        if max_in_flight < 1 or max_retries < 0 or timeout_s <= 0:
+            raise ToolDojoError("openai backend: max_in_flight >= 1, max_retries >= 0, timeout > 0")
+        api_key = "EMPTY"  # local servers (vLLM, SGLang, llama.cpp) accept any key
+        if api_key_env:
+            api_key = os.environ.get(api_key_env, "")
+            if not api_key:
+                raise ToolDojoError(
+                    f"openai backend: environment variable {api_key_env} (the API key) is not set"
+                )
+        self.model = model
+        self.name = name or model
+        self.base_urls = list(base_urls)
+        self.api_key_env = api_key_env
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.constrain_with: ConstrainWith = constrain_with
+        self.text_codec = get_codec(text_codec) if text_codec else None
+        self._clients = [
+            AsyncOpenAI(base_url=url, api_key=api_key, max_retries=0, timeout=timeout_s)
+            for url in self.base_urls
+        ]
+        self._next_client = itertools.cycle(range(len(self._clients)))
+        self._max_in_flight = max_in_flight
+        self._in_flight: anyio.Semaphore | None = None
+
+    def __repr__(self) -> str:
+        key = f"${self.api_key_env}" if self.api_key_env else "none"
+        return f"OpenAIChatModel(model={self.model!r}, base_urls={self.base_urls!r}, api_key={key})"
+
+    def _request(
+        self,
+        messages: list[Message],
+        tools: list[Tool] | None,
+        sampling: SamplingParams,
+        constraint: Constraint | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Arguments for ``chat.completions.create``, and whether the answer is a JSON document."""
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": [message.to_openai() for message in messages],
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+        }
+        if sampling.seed is not None:
+            request["seed"] = sampling.seed
+        if sampling.stop:
+            request["stop"] = sampling.stop
+        if tools:
+            request["tools"] = [tool.to_openai() for tool in tools]
+        is_document = False
+        if constraint is not None and constraint.kind == "json":
+            request["response_format"] = {"type": "json_object"}
+        elif constraint is not None and constraint.kind == "json_schema":
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": constraint.json_schema or {}},
+            }
+        elif constraint is not None and tools:
+            if self.constrain_with == "response_format":
+                schema = tool_calls_document_schema(
+                    tools, allow_text=constraint.allow_text, max_calls=constraint.max_calls
+                )
+                request["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "tool_calls_or_answer", "schema": schema},
+                }
+                request.pop("tools")  # the schema replaces them; the tools go into the prompt
+                is_document = True
+            else:
+                if not constraint.allow_text:
+                    request["tool_choice"] = "required"
+                if constraint.max_calls == 1:
+                    request["parallel_tool_calls"] = False
+        return request, is_document
+
+    async def complete(
+        self,
+        messages: list[Message],
+        tools: list[Tool] | None = None,
+        *,
+        sampling: SamplingParams | None = None,
+        constraint: Constraint | None = None,
+    ) -> Completion:
+        sampling = sampling or SamplingParams()
+        request, is_document = self._request(messages, tools, sampling, constraint)
+        if is_document and tools:
+            # The tools no longer travel natively, so the model must read them in the prompt.
+            request["messages"] = render_chat(messages, tools, get_codec("json"))
+        if self._in_flight is None:
+            self._in_flight = anyio.Semaphore(self._max_in_flight)
+        started = time.perf_counter()
+        async with self._in_flight:
+            response, error = await self._create_with_retries(request)
+        latency = time.perf_counter() - started
+        if response is None:
+            base = base_fields(
+                model=self.name,
+                finish_reason="error",
+                prompt_tokens=0,
+                completion_tokens=0,
+                latency_s=latency,
+            )
+            return failed("", error, base)
+        return self._completion(response, tools, is_document, latency)
+
+    async def _create_with_retries(self, request: dict[str, Any]) -> tuple[Any, str]:
+        """(response, "") or (None, why it failed) after up to ``max_retries`` retries."""
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            client = self._clients[next(self._next_client)]
+            try:
+                return await client.chat.completions.create(**request), ""
+            except openai.APIError as error:
+                last = f"{type(error).__name__} from {client.base_url}: {_short(error)}"
+                if not _retryable(error) or attempt == self.max_retries:
+                    break
+            # Full jitter (AWS architecture blog): spreads many clients' retries apart.
+            ceiling = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
+            await anyio.sleep(random.uniform(0, ceiling))
+        attempts = "attempt" if self.max_retries == 0 else f"{self.max_retries + 1} attempts"
+        return None, f"request failed after {attempts}: {last}"
+
+    def _completion(
+        self, response: Any, tools: list[Tool] | None, is_document: bool, latency: float
+    ) -> Completion:
+        choice = response.choices[0]
+        usage = response.usage
+        base = base_fields(
+            model=self.name,
+            finish_reason=choice.finish_reason or "stop",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            latency_s=latency,
+        )
+        message = choice.message
+        text = message.content or ""
+        if is_document:
+            return completion_from_document(text, tools, base=base)
+        if message.tool_calls:
+            calls = []
+            for raw in message.tool_calls:
+                try:
+                    calls.append(ToolCall.from_openai(raw.model_dump()))
+                except (ValueError, json.JSONDecodeError) as error:
+                    shown = json.dumps([c.model_dump() for c in message.tool_calls])
+                    return failed(shown, f"malformed tool call arguments ({error})", base)
+            return with_calls(text, calls, tools, base)
+        if tools and self.text_codec is not None:
+            # Servers without a tool parser hand back the raw <tool_call> text: read it ourselves.
+            return completion_from_text(text, tools, self.text_codec, base=base)
+        return Completion(text=text, **base)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections (do it on the event loop that used them)."""
+        for client in self._clients:
+            await client.close()
+
+    async def __aenter__(self) -> OpenAIChatModel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _short(error: Exception) -> str:
+    text = str(error).replace("\n", " ")
+    return text if len(text) <= 200 else text[:197] + "..."

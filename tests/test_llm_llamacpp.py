@@ -1,0 +1,129 @@
+"""The embedded backend on the real SmolLM2-135M-Instruct GGUF (slow: real decoding on CPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import jsonschema
+import pytest
+
+from tooldojo.llm.base import Constraint, SamplingParams
+from tooldojo.llm.llamacpp import LlamaCppChatModel, grammar_friendly
+from tooldojo.model import Message, Tool
+
+pytestmark = pytest.mark.slow
+
+SPECS = Path(__file__).resolve().parent.parent / "examples" / "specs"
+WEATHER_FILE = SPECS / "weather_finance.openai.json"
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaCppChatModel:
+    return LlamaCppChatModel(pool_size=2, n_ctx=2048)
+
+
+def _example_tools() -> list[Tool]:
+    from tooldojo.specs import load_tools
+
+    return load_tools(sorted(str(path) for path in SPECS.iterdir() if path.is_file()))
+
+
+@pytest.mark.anyio
+async def test_every_example_tool_gets_a_schema_valid_call_under_constraint(model):
+    tools = _example_tools()
+    assert len(tools) >= 20
+    forced = Constraint(allow_text=False, max_calls=1)
+    sampling = SamplingParams(max_tokens=256)
+
+    async def ask(tool: Tool):
+        summary = tool.description.split(". ")[0] or tool.name
+        request = [Message(role="user", content=f"Please {summary[0].lower()}{summary[1:]}.")]
+        return tool, await model.complete(request, [tool], sampling=sampling, constraint=forced)
+
+    results = []
+    async with anyio.create_task_group() as group:
+        for tool in tools:
+            group.start_soon(lambda t=tool: _collect(results, ask(t)))
+    assert len(results) == len(tools)
+    failures = []
+    for tool, completion in results:
+        if not completion.ok:
+            # A typed failure: the answer ran past max_tokens, or broke a part of the schema the
+            # grammar cannot express (patterns, float bounds) and was caught by the check after.
+            failures.append((tool.name, completion.error))
+            continue
+        (call,) = completion.tool_calls
+        assert call.name == tool.name
+        jsonschema.validate(call.arguments, tool.parameters)  # the FULL schema
+    print(f"{len(tools) - len(failures)}/{len(tools)} schema-valid calls; failures: {failures}")
+    assert len(failures) <= len(tools) // 4, failures
+
+
+async def _collect(results: list, awaitable) -> None:
+    results.append(await awaitable)
+
+
+@pytest.mark.anyio
+async def test_text_or_call_and_plain_generation(model):
+    weather = [t for t in _example_tools() if t.name == "get_current_weather"]
+    answer = await model.complete(
+        [Message(role="user", content="What is the capital of France? One word.")],
+        sampling=SamplingParams(max_tokens=8),
+    )
+    assert answer.ok and "Paris" in answer.text and answer.usage.completion_tokens <= 8
+    either = await model.complete(
+        [Message(role="user", content="Weather in Oslo?")],
+        weather,
+        sampling=SamplingParams(max_tokens=48),
+        constraint=Constraint(),
+    )
+    assert either.ok or "cut off" in (either.error or "")
+    assert either.tool_calls or either.text
+
+
+@pytest.mark.anyio
+async def test_cancellation_returns_the_instance_to_the_pool(model):
+    started = time.perf_counter()
+    with anyio.move_on_after(0.3):
+        await model.complete(
+            [Message(role="user", content="Write a very long story about a dragon.")],
+            sampling=SamplingParams(max_tokens=400),
+        )
+    assert time.perf_counter() - started < 2.0
+    assert sorted(model._free) == [0, 1]
+    again = await model.complete(
+        [Message(role="user", content="Say hi.")], sampling=SamplingParams(max_tokens=4)
+    )
+    assert again.ok and again.usage.completion_tokens >= 1
+
+
+def test_tooldojo_call_weather_acceptance():
+    started = time.perf_counter()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tooldojo.cli",
+            "call",
+            "--specs",
+            str(WEATHER_FILE),
+            "What's the weather in Paris in celsius?",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr
+    calls = json.loads(out.stdout)
+    assert len(calls) >= 1
+    tools = {t["function"]["name"]: t["function"] for t in json.loads(WEATHER_FILE.read_text())}
+    for call in calls:
+        schema = grammar_friendly(tools[call["name"]]["parameters"])
+        jsonschema.validate(call["arguments"], schema)
+    print(f"tooldojo call took {time.perf_counter() - started:.1f} s: {calls}")
