@@ -114,6 +114,12 @@ def demo(
     specs_inspect(paths)
 
 
+from tooldojo.verify.cli import export_command, verify_command  # noqa: E402
+
+app.command("verify")(verify_command)
+app.command("export")(export_command)
+
+
 from tooldojo.llm.cli import call_command  # noqa: E402
 
 app.command("call")(call_command)

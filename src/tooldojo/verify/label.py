@@ -1,0 +1,151 @@
+"""The label gate: each assistant turn's calls match its label with BFCL semantics.
+
+``call`` labels are matched by :func:`tooldojo.verify._match.match_calls` (BFCL's official
+rules, order-free, exact count); ``text``/``clarify``/``refuse`` labels pass only when no call
+was made (BFCL's irrelevance rule). Multi-step labels may refer to an earlier tool result with
+``{"$result": {"step": i, "call": j, "pointer": "/a/b"}}``; such references are resolved
+against the trajectory's recorded tool messages before matching.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tooldojo.model import RESULT_REF_KEY, Label, LabelCall, Message, Tool, ToolCall, Verdict
+from tooldojo.verify._match import Mismatch, ToolShape, match_calls, shape_of
+from tooldojo.verify.turns import Turn
+
+
+class UnresolvedReference(Exception):
+    """A ``$result`` reference that points at no recorded result."""
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """RFC 6901 JSON pointer lookup (tiny, so no extra dependency for it)."""
+    if pointer in ("", "/"):
+        return document
+    if not pointer.startswith("/"):
+        raise UnresolvedReference(f"pointer {pointer!r} must start with '/'")
+    value = document
+    for raw in pointer[1:].split("/"):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            raise UnresolvedReference(f"pointer {pointer!r} not found in result")
+    return value
+
+
+def _result_of(turns: Sequence[Turn], messages: Sequence[Message], step: int, call: int) -> Any:
+    if not 0 <= step < len(turns) or not 0 <= call < len(turns[step].calls):
+        raise UnresolvedReference(f"no call {call} at step {step}")
+    turn = turns[step]
+    wanted = turns[step].calls[call].id
+    answers = [m for m in messages[turn.message_index + 1 :] if m.role == "tool"]
+    # Prefer the tool_call_id link; fall back to position when calls carry no ids.
+    match = next((m for m in answers if wanted and m.tool_call_id == wanted), None)
+    if match is None and not wanted and call < len(answers):
+        match = answers[call]
+    if match is None:
+        raise UnresolvedReference(f"no recorded result for call {call} at step {step}")
+    try:
+        return json.loads(match.content or "")
+    except json.JSONDecodeError:
+        return match.content
+
+
+def resolve_references(value: Any, turns: Sequence[Turn], messages: Sequence[Message]) -> Any:
+    """``value`` with every ``{"$result": ...}`` replaced by the result field it names."""
+    if isinstance(value, dict):
+        if set(value) == {RESULT_REF_KEY} and isinstance(value[RESULT_REF_KEY], dict):
+            ref = value[RESULT_REF_KEY]
+            result = _result_of(turns, messages, int(ref.get("step", -1)), int(ref.get("call", 0)))
+            return resolve_pointer(result, str(ref.get("pointer", "")))
+        return {k: resolve_references(v, turns, messages) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_references(v, turns, messages) for v in value]
+    return value
+
+
+def _has_reference(value: Any) -> bool:
+    if isinstance(value, dict):
+        return RESULT_REF_KEY in value or any(_has_reference(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_reference(v) for v in value)
+    return False
+
+
+def resolved_label_calls(
+    label: Label, turns: Sequence[Turn], messages: Sequence[Message]
+) -> list[LabelCall]:
+    """The label's calls with result references resolved (unchanged objects when none)."""
+    out = []
+    for call in label.calls:
+        if _has_reference(call.arguments):
+            call = LabelCall(
+                name=call.name, arguments=resolve_references(call.arguments, turns, messages)
+            )
+        out.append(call)
+    return out
+
+
+def shapes_of(tools: Sequence[Tool]) -> dict[str, ToolShape]:
+    return {tool.name: shape_of(tool) for tool in tools}
+
+
+def calls_mismatch(
+    calls: Sequence[ToolCall], expected: Sequence[LabelCall], shapes: Mapping[str, ToolShape]
+) -> Mismatch | None:
+    """BFCL-semantics comparison of made calls with expected calls (``None`` = match)."""
+    return match_calls([(c.name, c.arguments) for c in calls], expected, shapes)
+
+
+def turn_label_error(
+    turn: Turn,
+    shapes: Mapping[str, ToolShape],
+    turns: Sequence[Turn],
+    messages: Sequence[Message],
+) -> str | None:
+    """Why one turn does not match its label, or ``None``."""
+    label = turn.label
+    if label is None:
+        return f"turn {turn.index}: calls made but no label" if turn.calls else None
+    if label.kind != "call":
+        if turn.calls:
+            names = ", ".join(c.name for c in turn.calls)
+            return f"turn {turn.index}: expected no call ({label.kind}), got {names}"
+        return None
+    try:
+        expected = resolved_label_calls(label, turns, messages)
+    except UnresolvedReference as error:
+        return f"turn {turn.index}: label reference unresolved: {error}"
+    mismatch = calls_mismatch(turn.calls, expected, shapes)
+    if mismatch is None:
+        return None
+    return f"turn {turn.index}: {mismatch.error_type}: {mismatch.message}"
+
+
+def label_gate(
+    turns: list[Turn], tools: Sequence[Tool], labels: Sequence[Label], messages: Sequence[Message]
+) -> Verdict:
+    """Pass when every assistant turn matches its label and every label has a turn."""
+    shapes = shapes_of(tools)
+    errors = [
+        error
+        for turn in turns
+        if (error := turn_label_error(turn, shapes, turns, messages)) is not None
+    ]
+    if len(labels) > len(turns):
+        errors.append(f"{len(labels)} labels but only {len(turns)} assistant turn(s)")
+    total = max(len(turns), len(labels), 1)
+    return Verdict(
+        gate="label",
+        passed=not errors,
+        score=max(0.0, 1.0 - len(errors) / total),
+        reason="; ".join(errors) if errors else f"{len(turns)} turn(s) match their labels",
+        details={"errors": errors} if errors else {},
+    )

@@ -1,0 +1,72 @@
+"""The schema gate: every called tool exists and its arguments validate against its schema.
+
+The MCP server does not validate arguments, so we do, with ``jsonschema`` validators compiled
+once per tool schema and cached by tool name plus schema content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator, SchemaError
+from jsonschema.exceptions import best_match
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+
+from tooldojo.model import Tool, Verdict
+from tooldojo.verify.turns import Turn
+
+
+@lru_cache(maxsize=4096)
+def _compiled(name: str, digest: str, schema_json: str) -> Validator:
+    schema = json.loads(schema_json)
+    cls = validator_for(schema, default=Draft202012Validator)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def validator_of(tool: Tool) -> Validator:
+    """The compiled validator of ``tool.parameters`` (raises ``SchemaError`` if invalid)."""
+    schema_json = json.dumps(tool.parameters, sort_keys=True, default=str)
+    digest = hashlib.sha1(schema_json.encode()).hexdigest()
+    return _compiled(tool.name, digest, schema_json)
+
+
+def argument_errors(tool: Tool, arguments: dict[str, Any]) -> str | None:
+    """The most relevant validation error of ``arguments``, or ``None`` when they are valid."""
+    try:
+        validator = validator_of(tool)
+    except SchemaError as error:
+        return f"tool {tool.name} has an invalid schema: {error.message}"
+    error = best_match(validator.iter_errors(arguments))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path)
+    return f"{tool.name}{'/' + where if where else ''}: {error.message}"
+
+
+def schema_gate(turns: list[Turn], tools: list[Tool]) -> Verdict:
+    """Pass when every call names an offered tool with schema-valid arguments."""
+    by_name = {tool.name: tool for tool in tools}
+    errors: list[str] = []
+    checked = 0
+    for turn in turns:
+        for call in turn.calls:
+            checked += 1
+            tool = by_name.get(call.name)
+            if tool is None:
+                errors.append(f"turn {turn.index}: unknown tool {call.name!r}")
+                continue
+            error = argument_errors(tool, call.arguments)
+            if error is not None:
+                errors.append(f"turn {turn.index}: {error}")
+    return Verdict(
+        gate="schema",
+        passed=not errors,
+        score=1.0 - len(errors) / checked if checked else 1.0,
+        reason="; ".join(errors) if errors else f"{checked} call(s) valid",
+        details={"errors": errors} if errors else {},
+    )

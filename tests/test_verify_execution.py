@@ -1,0 +1,150 @@
+"""The execution gate replays calls on a real in-memory MCP server (mcp SDK, MCPServer)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from tooldojo.model import Label, LabelCall, Message, Tool, ToolCall, Trajectory
+from tooldojo.verify import VerifyOptions, verify_trajectory
+from tooldojo.verify.execution import mcp_client_factory, results_consistent
+
+
+def make_server() -> MCPServer:
+    """A tiny stateful shop: fresh state per server instance."""
+    server = MCPServer("shop")
+    stock = {"pen": 3}
+
+    @server.tool()
+    def create_order(item: str, qty: int = 1) -> dict:
+        """Order an item."""
+        if stock.get(item, 0) < qty:
+            raise ToolError(f"not enough {item}")
+        stock[item] -= qty
+        return {"order_id": f"{item}-{qty}", "left": stock[item]}
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    return server
+
+
+TOOLS = [
+    Tool(
+        name="create_order",
+        parameters={
+            "type": "object",
+            "properties": {"item": {"type": "string"}, "qty": {"type": "integer"}},
+            "required": ["item"],
+        },
+    ),
+    Tool(
+        name="add",
+        parameters={
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+        },
+    ),
+]
+
+
+def shop_trajectory(qty: int, recorded: str, *, answered: bool = True) -> Trajectory:
+    call = ToolCall(id="c1", name="create_order", arguments={"item": "pen", "qty": qty})
+    add = ToolCall(id="c2", name="add", arguments={"a": 2, "b": 3})
+    messages = [
+        Message(role="user", content="Two pens please, and what is 2+3?"),
+        Message(role="assistant", tool_calls=[call, add]),
+    ]
+    if answered:
+        messages.append(Message(role="tool", tool_call_id="c1", content=recorded))
+    messages += [
+        Message(role="tool", tool_call_id="c2", content="5"),
+        Message(role="assistant", content="Ordered; 2+3 is 5."),
+    ]
+    label = Label(
+        kind="call",
+        calls=[
+            LabelCall(name="create_order", arguments={"item": ["pen"], "qty": [qty]}),
+            LabelCall(name="add", arguments={"a": [2], "b": [3]}),
+        ],
+    )
+    return Trajectory(id="shop", tools=TOOLS, messages=messages, labels=[label, Label(kind="text")])
+
+
+def fresh_server_factory():
+    opened: list[str] = []
+
+    @asynccontextmanager
+    async def factory(trajectory: Trajectory):
+        opened.append(trajectory.id)
+        async with Client(make_server()) as client:
+            yield client
+
+    return factory, opened
+
+
+async def run(trajectory: Trajectory, factory, consistency="exact") -> Trajectory:
+    options = VerifyOptions(
+        gates=["format", "schema", "label", "execution"],
+        executor=factory,
+        consistency=consistency,
+    )
+    return await verify_trajectory(trajectory, options)
+
+
+@pytest.mark.anyio
+async def test_consistent_replay_passes_on_a_fresh_episode_per_trajectory() -> None:
+    factory, opened = fresh_server_factory()
+    recorded = json.dumps({"order_id": "pen-2", "left": 1})
+    result = await run(shop_trajectory(2, recorded), factory)
+    assert result.passed is True, result.verdicts[-1].reason
+    assert result.verdicts[-1].gate == "execution"
+    assert "2 call(s) replayed" in result.verdicts[-1].reason
+    again = await run(shop_trajectory(2, recorded), factory)  # state does not leak
+    assert again.passed is True
+    assert opened == ["shop", "shop"]
+
+
+@pytest.mark.anyio
+async def test_inconsistent_or_failing_or_unanswered_calls_fail() -> None:
+    factory, _ = fresh_server_factory()
+    made_up = json.dumps({"order_id": "pen-2", "left": 99})
+    result = await run(shop_trajectory(2, made_up), factory)
+    assert result.passed is False
+    assert "differs from replay (exact)" in result.verdicts[-1].reason
+    # Values vary but the shape is the same: passes under "shape".
+    assert (await run(shop_trajectory(2, made_up), factory, "shape")).passed is True
+    other_shape = json.dumps({"id": "x"})
+    assert (await run(shop_trajectory(2, other_shape), factory, "shape")).passed is False
+
+    failing = await run(shop_trajectory(5, json.dumps({"order_id": "pen-5"})), factory)
+    assert "replay failed" in failing.verdicts[-1].reason and "not enough pen" in (
+        failing.verdicts[-1].reason
+    )
+    unanswered = await run(shop_trajectory(2, "", answered=False), factory)
+    assert "no recorded result" in unanswered.verdicts[-1].reason
+
+
+def test_results_consistent_modes() -> None:
+    assert results_consistent({"a": 1}, {"a": 1}, "exact")
+    assert not results_consistent({"a": 1}, {"a": 2}, "exact")
+    assert results_consistent({"a": 1}, {"a": 2}, "shape")
+    assert results_consistent(1, 2.5, "shape")
+    assert not results_consistent("x", {"a": 1}, "shape")
+    assert results_consistent("x", {"a": 1}, "none")
+
+
+@pytest.mark.anyio
+async def test_mcp_client_factory_accepts_a_server_object() -> None:
+    factory = mcp_client_factory(make_server())
+    recorded = json.dumps({"order_id": "pen-1", "left": 2})
+    trajectory = shop_trajectory(1, recorded)
+    assert (await run(trajectory, factory)).passed is True
