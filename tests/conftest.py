@@ -15,3 +15,11 @@ import pytest
 def anyio_backend() -> str:
     """Async tests run on asyncio (``@pytest.mark.anyio``), like the mcp SDK and openai client."""
     return "asyncio"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Test helper modules (train_support.py...) import by name from the tests folder."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))

@@ -124,6 +124,11 @@ from tooldojo.llm.cli import call_command  # noqa: E402
 
 app.command("call")(call_command)
 
+from tooldojo.train.cli import train_app  # noqa: E402
+
+app.add_typer(train_app, name="train")
+
+
 def main() -> None:
     """Console entry point: maps input errors to one line and exit status 2."""
     try:

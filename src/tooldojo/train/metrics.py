@@ -1,0 +1,63 @@
+"""``metrics.csv``: one row per logging step (loss, rewards per gate, KL, step time).
+
+Columns are the union of what the trainer logged; the file is rewritten atomically at
+each log so a kill never leaves a half-written row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+LEADING = ("step", "epoch", "loss", "reward", "reward_std", "kl", "step_time_s")
+
+
+class MetricsCSVCallback(TrainerCallback):
+    """Writes every ``on_log`` of a Trainer to ``path`` as CSV, with the mean step time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        self._step_started = 0.0
+        self._step_times: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._step_times.append(time.perf_counter() - self._step_started)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "train_runtime" in logs:
+            return
+        row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0, 4)}
+        row.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+        if self._step_times:
+            row["step_time_s"] = round(sum(self._step_times) / len(self._step_times), 4)
+            self._step_times.clear()
+        self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        columns = [c for c in LEADING if any(c in r for r in self.rows)]
+        columns += sorted({k for r in self.rows for k in r} - set(columns))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(buffer.getvalue())
+        os.replace(tmp, self.path)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv`` with numbers parsed (empty cells dropped)."""
+    with Path(path).open() as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
