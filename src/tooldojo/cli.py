@@ -114,6 +114,10 @@ def demo(
     specs_inspect(paths)
 
 
+from tooldojo.mcp.cli import serve_command  # noqa: E402
+
+app.command("serve")(serve_command)
+
 from tooldojo.verify.cli import export_command, verify_command  # noqa: E402
 
 app.command("verify")(verify_command)

@@ -1,0 +1,1 @@
+"""Executors: what actually runs a tool call (simulated, python, http)."""

@@ -1,0 +1,246 @@
+"""The ``simulated`` executor: an LLM plays the API (the InfTool "MCP server" agent).
+
+Given the tool's spec, the call and the episode's log of earlier calls, the model answers
+with the JSON the real API would return. Consistency within an episode comes from two
+mechanisms: the log is in the prompt (so writes are remembered), and read results are cached
+per (episode, call) until the next write, so the same read returns the same data. A
+configurable share of calls fails realistically (not found, permission, rate limit) so that
+assistants trained on the trajectories learn to handle errors.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
+from tooldojo.mcp.episodes import Episode
+from tooldojo.mcp.executors.base import ToolExecutionError, ToolOutcome
+from tooldojo.mcp.registry import compile_validator, describe_errors
+from tooldojo.model import Message, Tool
+
+_READ_VERBS = {
+    "get", "list", "search", "find", "fetch", "read", "lookup", "query", "check", "count",
+    "describe", "show", "view", "retrieve", "estimate", "calculate", "compute", "convert",
+    "validate", "preview", "browse", "is", "has",
+}  # fmt: skip
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+SYSTEM_PROMPT = """You are the backend of a real API. You receive one call of one endpoint and \
+reply with ONLY the JSON response body that the real service would return: no prose, no \
+markdown. Invent specific, plausible values (ids, names, dates, amounts), never placeholders. \
+Stay consistent with the earlier calls of this session: data that was read stays the same, and \
+every change made by an earlier successful call is reflected. If the call cannot succeed \
+(e.g. it refers to something that does not exist), return a JSON object with an "error" \
+field explaining why."""
+
+# One worked exchange: small models copy the spec back instead of answering unless shown how.
+EXAMPLE_REQUEST = """Endpoint: get_user
+Description: Look up a user account by id.
+Parameters:
+- user_id (string, required): The account id.
+Call: get_user({"user_id": "u_4821"})
+Reply with the JSON response body only."""
+EXAMPLE_REPLY = (
+    '{"id": "u_4821", "name": "Maria Lopez", "email": "maria.lopez@example.com", '
+    '"plan": "pro", "created_at": "2023-04-18T09:12:00Z"}'
+)
+
+FAILURES: dict[str, tuple[int, str]] = {
+    "not_found": (404, "The requested resource was not found."),
+    "permission_denied": (403, "The caller is not allowed to perform this operation."),
+    "rate_limited": (429, "Too many requests: rate limit exceeded, retry later."),
+}
+
+
+def is_read_only(tool: Tool) -> bool:
+    """Whether calling ``tool`` only reads: OpenAPI method, MCP hint, else the name's verb."""
+    http = tool.metadata.get("http")
+    if isinstance(http, dict) and http.get("method"):
+        return str(http["method"]).upper() in _READ_METHODS
+    annotations = tool.metadata.get("annotations")
+    if isinstance(annotations, dict) and "readOnlyHint" in annotations:
+        return bool(annotations["readOnlyHint"])
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", tool.name).lower().split("_")
+    return words[0] in _READ_VERBS
+
+
+@dataclass
+class _SimulationState:
+    """What the simulator remembers about one episode."""
+
+    writes: int = 0
+    """Successful writes so far: a read's cache entry is valid until the next write."""
+    cache: dict[tuple[str, str, int], ToolOutcome] = field(default_factory=dict)
+
+
+class SimulatedExecutor:
+    """Plays any tool set with a :class:`~tooldojo.llm.base.ChatModel`.
+
+    ``failure_rate``: share of calls answered with an injected realistic failure, decided
+    deterministically from ``seed``, the episode and the call (so a re-run fails the same
+    way). ``max_retries``: how often the model is re-asked when its answer is not JSON or
+    breaks the tool's output schema. ``history``: how many earlier calls the prompt shows.
+    """
+
+    name = "simulated"
+
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        failure_rate: float = 0.0,
+        seed: int = 0,
+        max_retries: int = 2,
+        history: int = 20,
+        sampling: SamplingParams | None = None,
+    ):
+        if not 0.0 <= failure_rate <= 1.0:
+            raise ValueError("failure_rate must be between 0 and 1")
+        self.model = model
+        self.failure_rate = failure_rate
+        self.seed = seed
+        self.max_retries = max_retries
+        self.history = history
+        self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=384)
+        self._output_validators: dict[str, Any] = {}
+
+    async def execute(self, tool: Tool, arguments: dict[str, Any], episode: Episode) -> ToolOutcome:
+        state: _SimulationState = episode.state.setdefault(
+            (self.name, id(self)), _SimulationState()
+        )
+        canonical = json.dumps(arguments, sort_keys=True, ensure_ascii=False)
+        key = (tool.name, canonical, state.writes)
+        if key in state.cache:
+            return state.cache[key]
+        read = is_read_only(tool)
+        failure = self._injected_failure(tool, canonical, episode, state.writes)
+        if failure is not None:
+            kind = failure.value["error"]["type"]
+            if kind != "rate_limited":  # a retry after a rate limit may succeed
+                state.cache[key] = failure
+            return failure
+        value = await self._simulate(tool, arguments, episode)
+        outcome = ToolOutcome(value, is_error=_looks_like_error(value))
+        if read or outcome.is_error:
+            state.cache[key] = outcome
+        else:
+            state.writes += 1
+        return outcome
+
+    def _injected_failure(
+        self, tool: Tool, canonical: str, episode: Episode, writes: int
+    ) -> ToolOutcome | None:
+        if self.failure_rate <= 0.0:
+            return None
+        rng = random.Random(f"{self.seed}|{episode.id}|{tool.name}|{canonical}|{writes}")
+        if rng.random() >= self.failure_rate:
+            return None
+        kind = rng.choice(sorted(FAILURES))
+        status, message = FAILURES[kind]
+        error: dict[str, Any] = {"type": kind, "status": status, "message": message}
+        if kind == "rate_limited":
+            error["retry_after_s"] = rng.choice([1, 2, 5, 10])
+        return ToolOutcome({"error": error}, is_error=True)
+
+    async def _simulate(self, tool: Tool, arguments: dict[str, Any], episode: Episode) -> Any:
+        messages = [
+            Message(role="system", content=SYSTEM_PROMPT),
+            Message(role="user", content=EXAMPLE_REQUEST),
+            Message(role="assistant", content=EXAMPLE_REPLY),
+            Message(role="user", content=self.render_request(tool, arguments, episode)),
+        ]
+        schema = tool.output_schema
+        constraint = (
+            Constraint(kind="json_schema", schema=schema) if schema else Constraint(kind="json")
+        )
+        problem = ""
+        for _ in range(self.max_retries + 1):
+            completion = await self.model.complete(
+                messages, sampling=self.sampling, constraint=constraint
+            )
+            text = completion.text.strip()
+            try:
+                value = json.loads(_strip_fences(text))
+            except ValueError as error:
+                problem = f"the reply is not JSON ({error})"
+            else:
+                problem = self._output_problem(tool, value) or ""
+                if not problem:
+                    return value
+            messages += [
+                Message(role="assistant", content=text),
+                Message(
+                    role="user",
+                    content=f"That reply is invalid: {problem}. "
+                    "Reply again with only the corrected JSON.",
+                ),
+            ]
+        raise ToolExecutionError(
+            f"the simulated {tool.name!r} gave no valid result after "
+            f"{self.max_retries + 1} attempts: {problem}"
+        )
+
+    def _output_problem(self, tool: Tool, value: Any) -> str | None:
+        if not tool.output_schema:
+            return None if isinstance(value, dict | list) else "expected a JSON object or array"
+        if _looks_like_error(value):
+            return None  # an error body need not follow the success schema
+        validator = self._output_validators.get(tool.name)
+        if validator is None:
+            validator = compile_validator(tool.output_schema, f"tool {tool.name!r} output schema")
+            self._output_validators[tool.name] = validator
+        problem = describe_errors(validator, value)
+        return f"it breaks the output schema {problem}" if problem else None
+
+    def render_request(self, tool: Tool, arguments: dict[str, Any], episode: Episode) -> str:
+        """The user message: the tool's spec, the episode's earlier calls and this call."""
+        parts = [f"Endpoint: {tool.name}"]
+        if tool.description:
+            parts.append(f"Description: {tool.description}")
+        http = tool.metadata.get("http")
+        if isinstance(http, dict) and http.get("method"):
+            parts.append(f"HTTP: {http['method'].upper()} {http.get('path', '')}")
+        parts.append("Parameters:")
+        parts += _parameter_lines(tool) or ["- (none)"]
+        if tool.output_schema:
+            parts.append(f"Response schema: {json.dumps(tool.output_schema, ensure_ascii=False)}")
+        earlier = episode.log[-self.history :] if self.history else []
+        if earlier:
+            parts.append("Earlier calls in this session (oldest first):")
+            for number, record in enumerate(earlier, start=1):
+                outcome = "ERROR " if record.is_error else ""
+                result = json.dumps(record.result, ensure_ascii=False, default=str)
+                args = json.dumps(record.arguments, ensure_ascii=False)
+                parts.append(f"{number}. {record.tool}({args}) -> {outcome}{result}")
+        parts.append(f"Call: {tool.name}({json.dumps(arguments, ensure_ascii=False)})")
+        parts.append("Reply with the JSON response body only.")
+        return "\n".join(parts)
+
+
+def _parameter_lines(tool: Tool) -> list[str]:
+    """One line per parameter: compact, and unlike raw JSON Schema not echoed back by models."""
+    required = set(tool.required)
+    lines = []
+    for name, schema in tool.properties.items():
+        kind = schema.get("type", "any") if isinstance(schema, dict) else "any"
+        flags = ", required" if name in required else ""
+        text = schema.get("description", "") if isinstance(schema, dict) else ""
+        enum = schema.get("enum") if isinstance(schema, dict) else None
+        if enum:
+            text = f"{text} One of: {', '.join(map(str, enum))}.".strip()
+        lines.append(f"- {name} ({kind}{flags}): {text}".rstrip(": "))
+    return lines
+
+
+def _looks_like_error(value: Any) -> bool:
+    return isinstance(value, dict) and "error" in value and len(value) <= 3
+
+
+def _strip_fences(text: str) -> str:
+    """Small models wrap JSON in markdown fences even when told not to."""
+    match = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, flags=re.DOTALL)
+    return match.group(1) if match else text

@@ -1,0 +1,94 @@
+"""Building a :class:`ToolServer` from the CLI's words: specs plus an executor choice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tooldojo.errors import ToolDojoError
+from tooldojo.mcp.cli import EXECUTOR_CHOICES
+from tooldojo.mcp.registry import ToolRegistry
+from tooldojo.mcp.server import DEFAULT_CALL_TIMEOUT_S, ToolServer
+
+
+@dataclass
+class ServeOptions:
+    """Everything ``tooldojo serve`` needs besides the transport."""
+
+    specs: Sequence[str] = ()
+    executor: str = "simulated"
+    timeout_s: float = DEFAULT_CALL_TIMEOUT_S
+    model: str | None = None
+    failure_rate: float = 0.0
+    seed: int = 0
+    allow_hosts: Sequence[str] = ()
+    base_url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_tool_server(options: ServeOptions) -> ToolServer:
+    """Load the specs, build the chosen executor and return a server over them."""
+    kind, _, target = options.executor.partition(":")
+    registry = ToolRegistry()
+    if kind == "bfcl":
+        from tooldojo.mcp.bfcl_pack import bfcl_registry
+
+        classes = [name.strip() for name in target.split(",") if name.strip()] or None
+        registry, _ = bfcl_registry(classes)
+        return ToolServer(registry, name="tooldojo-bfcl", call_timeout_s=options.timeout_s)
+
+    tools = _load_specs(options.specs) if options.specs else None
+    if kind == "python":
+        from tooldojo.mcp.executors.python import PythonExecutor
+
+        if not target:
+            raise ToolDojoError("--executor python needs a target: python:MODULE[:CLASS]")
+        executor: Any = PythonExecutor.from_target(target, tools=tools)
+        registry.add(executor.tools, executor)
+    elif kind == "simulated":
+        from tooldojo.mcp.executors.simulated import SimulatedExecutor
+
+        if not tools:
+            raise ToolDojoError("--executor simulated needs at least one --specs file")
+        executor = SimulatedExecutor(
+            load_server_model(options.model),
+            failure_rate=options.failure_rate,
+            seed=options.seed,
+        )
+        registry.add(tools, executor)
+    elif kind == "http":
+        from tooldojo.mcp.executors.http import HttpExecutor
+
+        if not tools:
+            raise ToolDojoError("--executor http needs at least one --specs file (OpenAPI)")
+        if not options.allow_hosts:
+            raise ToolDojoError(
+                "--executor http makes real network calls: name the hosts it may reach "
+                "with --allow-host"
+            )
+        executor = HttpExecutor(options.allow_hosts, base_url=options.base_url)
+        executor.check_tools(tools)
+        registry.add(tools, executor)
+    else:
+        raise ToolDojoError(
+            f"--executor must be one of {EXECUTOR_CHOICES}, not {options.executor!r}"
+        )
+    return ToolServer(registry, call_timeout_s=options.timeout_s)
+
+
+def _load_specs(paths: Sequence[str]) -> list[Any]:
+    from tooldojo.specs import load_tools
+
+    tools = load_tools(list(paths))
+    if not tools:
+        raise ToolDojoError(f"no tools found in {', '.join(paths)}")
+    return tools
+
+
+def load_server_model(spec: str | None) -> Any:
+    """The model that plays the API: a ``tooldojo.llm`` model spec (``llamacpp[:GGUF]``,
+    ``openai:MODEL@URL``, ``transformers:PATH``); default the embedded llama.cpp model."""
+    from tooldojo.llm import load_model
+
+    return load_model(spec or "llamacpp")

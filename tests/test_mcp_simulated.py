@@ -1,0 +1,123 @@
+"""Orchestration of the simulated executor, with a scripted model standing in for the LLM:
+caching, consistency, output-schema re-asks and injected failures. (Whether a real model
+plays APIs well is checked by the slow end-to-end test with the embedded model.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tooldojo.llm.scripted import ScriptedChatModel
+from tooldojo.mcp.episodes import Episode
+from tooldojo.mcp.executors.base import ToolExecutionError
+from tooldojo.mcp.executors.simulated import SimulatedExecutor, is_read_only
+from tooldojo.mcp.registry import ToolRegistry
+from tooldojo.mcp.server import ToolServer, result_value
+from tooldojo.model import Tool
+
+GET_ORDER = Tool(
+    name="get_order",
+    description="Fetch an order.",
+    parameters={"type": "object", "properties": {"order_id": {"type": "string"}}},
+    output_schema={
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "status": {"type": "string"}},
+        "required": ["id", "status"],
+    },
+)
+CANCEL_ORDER = Tool(
+    name="cancel_order",
+    description="Cancel an order.",
+    parameters={"type": "object", "properties": {"order_id": {"type": "string"}}},
+)
+
+
+@pytest.mark.anyio
+async def test_reads_are_cached_until_a_write_and_the_prompt_carries_the_log() -> None:
+    replies = [
+        '{"id": "A1", "status": "open"}',
+        '{"cancelled": true}',
+        '{"id": "A1", "status": "cancelled"}',
+    ]
+    model = ScriptedChatModel(replies)
+    registry = ToolRegistry()
+    registry.add([GET_ORDER, CANCEL_ORDER], SimulatedExecutor(model))
+    server = ToolServer(registry)
+    first = await server.call("get_order", {"order_id": "A1"}, episode="e")
+    again = await server.call("get_order", {"order_id": "A1"}, episode="e")
+    await server.call("cancel_order", {"order_id": "A1"}, episode="e")
+    after = await server.call("get_order", {"order_id": "A1"}, episode="e")
+    assert result_value(first) == result_value(again) == {"id": "A1", "status": "open"}
+    assert result_value(after) == {"id": "A1", "status": "cancelled"}
+    assert len(model.calls) == 3  # the repeated read came from the cache
+    last_prompt = model.calls[-1][0][-1].content
+    assert 'cancel_order({"order_id": "A1"}) -> {"cancelled": true}' in last_prompt
+    assert "Response schema:" in last_prompt
+
+
+@pytest.mark.anyio
+async def test_episodes_do_not_share_cache_or_log() -> None:
+    model = ScriptedChatModel(['{"id": "A1", "status": "open"}', '{"id": "A1", "status": "x"}'])
+    registry = ToolRegistry()
+    registry.add([GET_ORDER], SimulatedExecutor(model))
+    server = ToolServer(registry)
+    one = await server.call("get_order", {"order_id": "A1"}, episode="one")
+    two = await server.call("get_order", {"order_id": "A1"}, episode="two")
+    assert result_value(one)["status"] == "open" and result_value(two)["status"] == "x"
+    assert "Earlier calls" not in model.calls[1][0][-1].content
+
+
+@pytest.mark.anyio
+async def test_output_schema_mismatch_is_re_asked_then_given_up() -> None:
+    model = ScriptedChatModel(['{"id": "A1"}', '```json\n{"id": "A1", "status": "open"}\n```'])
+    executor = SimulatedExecutor(model)
+    outcome = await executor.execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
+    assert outcome.value == {"id": "A1", "status": "open"}
+    correction = model.calls[1][0][-1].content
+    assert "'status' is a required property" in correction
+
+    stubborn = SimulatedExecutor(ScriptedChatModel(["not json"] * 3), max_retries=2)
+    with pytest.raises(ToolExecutionError, match="no valid result after 3 attempts"):
+        await stubborn.execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
+
+
+@pytest.mark.anyio
+async def test_error_bodies_are_error_results() -> None:
+    model = ScriptedChatModel(['{"error": "order A9 does not exist"}'])
+    registry = ToolRegistry()
+    registry.add([GET_ORDER], SimulatedExecutor(model))
+    result = await ToolServer(registry).call("get_order", {"order_id": "A9"}, episode="e")
+    assert result.is_error and "A9 does not exist" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_injected_failures_follow_the_rate_and_are_deterministic() -> None:
+    def respond(messages, tools):
+        return json.dumps({"id": "x", "status": "open"})
+
+    async def failures(seed: int) -> list[bool]:
+        executor = SimulatedExecutor(ScriptedChatModel(respond), failure_rate=0.3, seed=seed)
+        flags = []
+        for index in range(200):
+            outcome = await executor.execute(GET_ORDER, {"order_id": str(index)}, Episode(id="e"))
+            if outcome.is_error:
+                assert outcome.value["error"]["type"] in {
+                    "not_found",
+                    "permission_denied",
+                    "rate_limited",
+                }
+            flags.append(outcome.is_error)
+        return flags
+
+    first, again, other = await failures(1), await failures(1), await failures(2)
+    assert first == again and first != other
+    assert 30 <= sum(first) <= 90
+
+
+def test_read_only_detection() -> None:
+    assert is_read_only(GET_ORDER) and not is_read_only(CANCEL_ORDER)
+    post = Tool(name="get_thing", metadata={"http": {"method": "post", "path": "/x"}})
+    assert not is_read_only(post)
+    hinted = Tool(name="cancel", metadata={"annotations": {"readOnlyHint": True}})
+    assert is_read_only(hinted)
