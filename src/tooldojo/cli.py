@@ -132,6 +132,10 @@ from tooldojo.train.cli import train_app  # noqa: E402
 
 app.add_typer(train_app, name="train")
 
+from tooldojo.eval.cli import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+
 
 def main() -> None:
     """Console entry point: maps input errors to one line and exit status 2."""

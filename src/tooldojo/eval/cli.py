@@ -1,0 +1,163 @@
+"""``tooldojo eval bfcl`` and ``tooldojo eval synthetic`` (see docs/eval.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+eval_app = typer.Typer(
+    help="Score a model on BFCL (official data and checkers) or on held-out synthetic data.",
+    no_args_is_help=True,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Backend spec (llamacpp, llamacpp:X.gguf, openai:MODEL@URL, transformers:DIR), "
+        "a tooldojo checkpoint (directory with tooldojo_train.json, or its model.gguf), "
+        "or 'oracle' (BFCL's ground truth: a check of the harness).",
+    ),
+]
+
+
+def _write_json_atomic(path: Path, payload: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _entries_path(out: Path, entries: Path | None, suffix: str) -> Path:
+    return entries if entries is not None else out.with_name(f"{out.stem}.{suffix}.jsonl")
+
+
+@eval_app.command("bfcl")
+def bfcl_command(
+    model: ModelOption = "llamacpp",
+    categories: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--categories",
+            "-c",
+            help="Categories or groups (all, non_live, live, multi_turn, single_turn, ast, "
+            "python); repeat or separate with commas. Default: all.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Deterministic sample of N entries per category.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit sample.")] = 0,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="prompting or fc (default: chosen from the backend, see docs)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Summary JSON.")] = Path("bfcl.json"),
+    entries: Annotated[
+        Path | None,
+        typer.Option(help="Per-entry results JSONL (default: OUT's name with .entries.jsonl)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Entries in flight at once.")] = 4,
+    max_tokens: Annotated[int, typer.Option(help="Token budget of one model answer.")] = 512,
+    n_ctx: Annotated[int, typer.Option(help="Context window of local models.")] = 8192,
+) -> None:
+    """Score a model on BFCL's data with BFCL's checkers; resumes an interrupted run."""
+    import anyio
+    from rich.progress import Progress
+
+    from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, run_bfcl
+    from tooldojo.eval.models import resolve_model
+    from tooldojo.eval.report import bfcl_table
+
+    settings = BFCLSettings(
+        categories=categories,
+        limit=limit,
+        seed=seed,
+        concurrency=concurrency,
+        max_tokens=max_tokens,
+    )
+    selected = load_entries(settings)
+    evaluated = resolve_model(model, mode, n_ctx=n_ctx)
+    entries_path = _entries_path(out, entries, "entries")
+    err_console.print(f"BFCL: {len(selected)} entries · {evaluated.name} · {evaluated.description}")
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=len(selected))
+        progress.advance(task, sum(1 for _ in _done_ids(entries_path, selected)))
+        run = anyio.run(
+            lambda: run_bfcl(
+                evaluated,
+                entries_path,
+                settings,
+                entries=selected,
+                on_result=lambda _: progress.advance(task),
+            )
+        )
+    _write_json_atomic(out, run.summary)
+    console.print(bfcl_table(run.summary))
+    failures = sum(v["inference_errors"] for v in run.summary["categories"].values())
+    if failures:
+        err_console.print(f"[yellow]warning:[/] {failures} entries failed at inference time")
+    err_console.print(
+        f"{run.new} entries evaluated, {run.skipped} resumed from {entries_path}; "
+        f"summary in {out} ({run.summary['elapsed_s']} s)"
+    )
+
+
+def _done_ids(path: Path, selected: list) -> list[str]:  # type: ignore[type-arg]
+    from tooldojo.jsonl import existing_ids
+
+    wanted = {entry.id for entry in selected}
+    return [entry_id for entry_id in existing_ids(path) if entry_id in wanted]
+
+
+@eval_app.command("synthetic")
+def synthetic_command(
+    data: Annotated[Path, typer.Option("--data", help="verified.jsonl (uses split == heldout).")],
+    model: ModelOption = "llamacpp",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Summary JSON.")] = Path(
+        "synthetic.json"
+    ),
+    entries: Annotated[
+        Path | None, typer.Option(help="Per-turn results JSONL (default: beside OUT).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most N held-out trajectories.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Turns in flight at once.")] = 4,
+    max_tokens: Annotated[int, typer.Option(help="Token budget of one model answer.")] = 512,
+    n_ctx: Annotated[int, typer.Option(help="Context window of local models.")] = 8192,
+) -> None:
+    """Score a model on held-out turns of our own data with verification's gates."""
+    import anyio
+    from rich.table import Table
+
+    from tooldojo.eval.models import resolve_model
+    from tooldojo.eval.synthetic import SyntheticSettings, run_synthetic
+
+    evaluated = resolve_model(model, "fc", n_ctx=n_ctx)
+    settings = SyntheticSettings(concurrency=concurrency, max_tokens=max_tokens, limit=limit)
+    results_path = _entries_path(out, entries, "turns")
+    summary = anyio.run(lambda: run_synthetic(evaluated, data, results_path, settings))
+    _write_json_atomic(out, summary)
+    table = Table(title=f"held-out · {summary['model']} · {summary['mode']}")
+    table.add_column("category", style="bold cyan")
+    table.add_column("accuracy", justify="right")
+    table.add_column("passed / total", justify="right")
+    table.add_column("failed gates")
+    for category, score in summary["categories"].items():
+        gates = ", ".join(f"{gate} ×{n}" for gate, n in score["failed_gates"].items())
+        table.add_row(
+            category,
+            f"{100 * score['accuracy']:.1f}%",
+            f"{score['passed']} / {score['total']}",
+            gates,
+        )
+    table.add_section()
+    table.add_row("all turns", f"{100 * summary['accuracy']:.1f}%", str(summary["turns"]), "")
+    console.print(table)
+    err_console.print(f"summary in {out}, per-turn results in {results_path}")

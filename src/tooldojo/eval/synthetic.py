@@ -1,0 +1,179 @@
+"""Held-out evaluation on our own data, scored by verification's gates.
+
+Every assistant turn of every ``split == "heldout"`` trajectory is one test: the model gets
+the recorded history before that turn and the trajectory's tools, answers once (greedy), and
+its answer passes when it clears the format, schema and label gates of
+:mod:`tooldojo.verify` (the label gate compares calls with BFCL semantics). One JSONL line
+per turn, so a killed run resumes; accuracy per category and overall.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, Field
+
+from tooldojo.errors import ToolDojoError
+from tooldojo.eval.models import EvalModel
+from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
+from tooldojo.llm.base import SamplingParams
+from tooldojo.model import Trajectory, utc_now
+from tooldojo.verify import format_gate, schema_gate
+from tooldojo.verify.label import shapes_of, turn_label_error
+from tooldojo.verify.turns import Turn, assistant_turns
+
+
+class TurnResult(BaseModel):
+    """One held-out assistant turn answered by the model and judged by the gates."""
+
+    id: str
+    trajectory_id: str
+    turn: int
+    category: str
+    model: str
+    passed: bool
+    failed_gate: str | None = None
+    reason: str = ""
+    text: str = ""
+    calls: list[dict[str, Any]] = Field(default_factory=list)
+    latency_s: float = 0.0
+    created_at: str = Field(default_factory=utc_now)
+
+
+@dataclass
+class SyntheticSettings:
+    concurrency: int = 4
+    max_tokens: int = 512
+    limit: int | None = None
+    """At most this many held-out trajectories (in file order)."""
+
+
+def heldout_trajectories(path: str | Path, limit: int | None = None) -> list[Trajectory]:
+    path = Path(path)
+    if not path.is_file():
+        raise ToolDojoError(f"{path}: file not found")
+    chosen = [t for t in read_jsonl(path, Trajectory) if t.split == "heldout"]
+    if not chosen:
+        raise ToolDojoError(f"{path}: no trajectory has split 'heldout'")
+    return chosen[:limit] if limit else chosen
+
+
+def judge_turn(
+    trajectory: Trajectory, turns: list[Turn], index: int, answer: Any
+) -> tuple[bool, str | None, str]:
+    """Gates on the model's answer in place of recorded turn ``index``: (passed, gate, why)."""
+    turn = Turn(
+        index=index,
+        message_index=turns[index].message_index,
+        calls=list(answer.tool_calls),
+        text=answer.text,
+        label=turns[index].label,
+        parse_error=answer.error,
+    )
+    for gate in (format_gate([turn]), schema_gate([turn], trajectory.tools)):
+        if not gate.passed:
+            return False, gate.gate, gate.reason
+    replaced = [*turns[:index], turn, *turns[index + 1 :]]
+    error = turn_label_error(turn, shapes_of(trajectory.tools), replaced, trajectory.messages)
+    if error is not None:
+        return False, "label", error
+    return True, None, "passes format, schema and label"
+
+
+async def run_synthetic(
+    evaluated: EvalModel,
+    data: str | Path,
+    results_path: str | Path,
+    settings: SyntheticSettings,
+    on_result: Callable[[TurnResult], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``evaluated`` on the held-out turns of ``data``; returns the summary."""
+    results_path = Path(results_path)
+    trajectories = heldout_trajectories(data, settings.limit)
+    done: dict[str, TurnResult] = {}
+    for number, row in iter_jsonl_dicts(results_path):
+        result = TurnResult.model_validate(row)
+        if result.model != evaluated.name:
+            raise ToolDojoError(
+                f"{results_path} at line {number}: holds results of {result.model!r}, not "
+                f"{evaluated.name!r}; choose another --out"
+            )
+        done[result.id] = result
+    sampling = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens)
+    limiter = anyio.CapacityLimiter(settings.concurrency)
+    tests: list[tuple[Trajectory, list[Turn], int]] = []
+    for trajectory in trajectories:
+        turns = assistant_turns(trajectory)
+        tests.extend((trajectory, turns, k) for k in range(len(turns)) if turns[k].label)
+    started = time.perf_counter()
+
+    async def worker(trajectory: Trajectory, turns: list[Turn], index: int) -> None:
+        history = trajectory.messages[: turns[index].message_index]
+        async with limiter:
+            begun = time.perf_counter()
+            answer = await evaluated.model.complete(history, trajectory.tools, sampling=sampling)
+        passed, gate, reason = judge_turn(trajectory, turns, index, answer)
+        result = TurnResult(
+            id=f"{trajectory.id}#{index}",
+            trajectory_id=trajectory.id,
+            turn=index,
+            category=trajectory.category or "unknown",
+            model=evaluated.name,
+            passed=passed,
+            failed_gate=gate,
+            reason=reason,
+            text=answer.text,
+            calls=[{"name": c.name, "arguments": c.arguments} for c in answer.tool_calls],
+            latency_s=round(time.perf_counter() - begun, 4),
+        )
+        append_jsonl(results_path, [result])
+        done[result.id] = result
+        if on_result is not None:
+            on_result(result)
+
+    async with anyio.create_task_group() as group:
+        for trajectory, turns, index in tests:
+            if f"{trajectory.id}#{index}" not in done:
+                group.start_soon(worker, trajectory, turns, index)
+
+    results = [done[f"{t.id}#{k}"] for t, _, k in tests]
+    return synthetic_summary(evaluated, results, time.perf_counter() - started, results_path)
+
+
+def synthetic_summary(
+    evaluated: EvalModel, results: list[TurnResult], elapsed: float, path: Path
+) -> dict[str, Any]:
+    categories: dict[str, Any] = {}
+    for category in sorted({r.category for r in results}):
+        rows = [r for r in results if r.category == category]
+        passed = sum(r.passed for r in rows)
+        categories[category] = {
+            "accuracy": passed / len(rows),
+            "passed": passed,
+            "total": len(rows),
+            "failed_gates": dict(Counter(r.failed_gate for r in rows if not r.passed)),
+        }
+    by_trajectory: dict[str, bool] = {}
+    for r in results:
+        by_trajectory[r.trajectory_id] = by_trajectory.get(r.trajectory_id, True) and r.passed
+    passed = sum(r.passed for r in results)
+    return {
+        "benchmark": "tooldojo held-out (split == heldout), gates: format, schema, label",
+        "model": evaluated.name,
+        "model_spec": evaluated.spec,
+        "mode": f"native tools ({evaluated.tool_format})",
+        "turns": len(results),
+        "accuracy": passed / len(results) if results else 0.0,
+        "trajectory_accuracy": (
+            sum(by_trajectory.values()) / len(by_trajectory) if by_trajectory else 0.0
+        ),
+        "categories": categories,
+        "results_file": str(path),
+        "elapsed_s": round(elapsed, 2),
+    }
