@@ -137,6 +137,11 @@ from tooldojo.eval.cli import eval_app  # noqa: E402
 app.add_typer(eval_app, name="eval")
 
 
+from tooldojo.synth.cli import synth_command  # noqa: E402
+
+app.command("synth")(synth_command)
+
+
 def main() -> None:
     """Console entry point: maps input errors to one line and exit status 2."""
     try:

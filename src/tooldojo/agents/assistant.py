@@ -1,0 +1,82 @@
+"""The assistant: the policy model on any backend, one step at a time.
+
+One step is one model answer: calls or text. The episode runner loops steps, sending the calls
+through an MCP client to the tool server and appending the results, until the assistant answers
+in text or runs out of steps. The tool-call constraint (on by default) makes every call the
+backend emits name an offered tool with schema-valid arguments while still allowing a plain
+text answer, which clarification and irrelevance need.
+"""
+
+from __future__ import annotations
+
+from tooldojo.agents.guidance import (
+    Guidance,
+    GuidanceStats,
+    forced_completion,
+    matches_label,
+)
+from tooldojo.llm._shared import new_call_id
+from tooldojo.llm.base import ChatModel, Completion, Constraint, SamplingParams
+from tooldojo.model import Label, Message, Tool
+
+ASSISTANT_SYSTEM_PROMPT = (
+    "You are a helpful assistant that can call tools. When a tool fits the user's request, call "
+    "it with the exact values the user gave. If a required value is missing, ask the user for "
+    "it instead of guessing. If no tool fits, answer directly without calling any tool. After "
+    "tool results arrive, use them: call another tool if needed, otherwise answer the user."
+)
+
+
+class AssistantAgent:
+    """Asks ``model`` for the next assistant message given the conversation so far."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        system_prompt: str = ASSISTANT_SYSTEM_PROMPT,
+        sampling: SamplingParams | None = None,
+        constrain: bool = True,
+        guidance: Guidance = "none",
+    ):
+        self.model = model
+        self.system_prompt = system_prompt
+        self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=384)
+        self.constrain = constrain
+        self.guidance = guidance
+        self.stats = GuidanceStats()
+
+    def system_message(self) -> Message:
+        return Message(role="system", content=self.system_prompt)
+
+    async def step(
+        self, messages: list[Message], tools: list[Tool], seed: int, label: Label | None = None
+    ) -> Completion:
+        """The next answer; calls get ids if the backend gave none (results answer by id).
+
+        ``label`` is the step's planned label; how much of it the model sees depends on
+        :attr:`guidance` (see :mod:`tooldojo.agents.guidance`).
+        """
+        guided = self.guidance != "none" and label is not None
+        constraint = Constraint(kind="tool_calls", allow_text=True) if self.constrain else None
+        if guided and label.kind == "call":
+            # "label" guidance may also bound the number of calls (it knows the label anyway);
+            # it stops a weak model from emitting calls until it runs out of tokens.
+            most = len(label.calls) if self.guidance == "label" else None
+            constraint = Constraint(kind="tool_calls", allow_text=False, max_calls=most)
+        elif guided:
+            constraint = None  # a text step: nothing to constrain
+        sampling = self.sampling.model_copy(update={"seed": seed})
+        completion = await self.model.complete(
+            messages, tools, sampling=sampling, constraint=constraint
+        )
+        if guided and self.guidance == "label":
+            if matches_label(completion, label, messages, tools):
+                self.stats.counts["own"] += 1
+            else:
+                self.stats.counts["forced"] += 1
+                completion = forced_completion(label, messages, tools, self.model.name)
+        for call in completion.tool_calls:
+            if not call.id:
+                call.id = new_call_id()
+        return completion

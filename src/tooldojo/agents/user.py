@@ -1,0 +1,313 @@
+"""The user simulator: turns a planned goal into what a person would type.
+
+The planner has already fixed the target calls; the user's job is to ask for them naturally,
+carrying every planned value (so the label is reachable) without naming the tool (so the
+assistant has to pick it). A model writes the request in the scenario's persona and style;
+the text is checked (every planned value present, no withheld value, no tool name) and, when
+the model cannot satisfy the check, a style-aware template writes it instead. The source of
+every message is recorded so data quality can be measured per source.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tooldojo.agents.personas import Style, style_of
+from tooldojo.llm.base import ChatModel, SamplingParams, Usage
+from tooldojo.model import Message, Scenario
+
+
+@dataclass
+class UserText:
+    """One user message and how it was made (``model`` or ``template``)."""
+
+    text: str
+    source: str
+    attempts: int = 0
+    usage: Usage = field(default_factory=Usage)
+    problems: list[str] = field(default_factory=list)
+
+
+def words(name: str) -> str:
+    """``bookId`` / ``start_date`` → ``book id`` / ``start date``."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ")
+    return re.sub(r"\s+", " ", spaced).strip().lower()
+
+
+def render_value(value: Any) -> str:
+    """A value as a person would write it."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else str(value)
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(render_value(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{words(k)} {render_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "; ".join(render_value(v) for v in value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def leaves(value: Any) -> list[Any]:
+    """Scalar values a request must carry (booleans are phrased, not quoted: not checked)."""
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in leaves(item)]
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, str) and not value.strip():
+        return []
+    return [value]
+
+
+def mentions(text: str, value: Any) -> bool:
+    """Whether ``text`` carries ``value`` (case-insensitive; numbers in common spellings)."""
+    lowered = text.lower()
+    if isinstance(value, str):
+        return value.lower() in lowered
+    spellings = {str(value)}
+    if isinstance(value, float) and value.is_integer():
+        spellings |= {str(int(value)), f"{int(value):,}"}
+    elif isinstance(value, int | float):
+        spellings.add(f"{value:,}")
+    return any(re.search(rf"(?<![\d.]){re.escape(s)}(?![\d])", lowered) for s in spellings)
+
+
+@dataclass
+class RequestCheck:
+    """What a request for one scenario turn must and must not contain."""
+
+    required: list[Any]
+    forbidden: list[Any]
+    tool_names: list[str]
+
+    def problems(self, text: str) -> list[str]:
+        out = []
+        if not text.strip():
+            return ["empty message"]
+        missing = [v for v in self.required if not mentions(text, v)]
+        if missing:
+            out.append("missing " + ", ".join(render_value(v) for v in missing[:4]))
+        leaked = [v for v in self.forbidden if mentions(text, v)]
+        if leaked:
+            out.append("mentions withheld " + ", ".join(render_value(v) for v in leaked))
+        named = [n for n in self.tool_names if n and n.lower() in text.lower()]
+        if named:
+            out.append("names the tool " + ", ".join(named))
+        if _ECHO.search(text):
+            out.append("repeats the instructions instead of writing the message")
+        return out
+
+
+_ECHO = re.compile(r"(?i)\bcase \d+:|do not name any|include these details|write only the message")
+
+
+class UserSimulator:
+    """Writes user messages for scenarios with ``model`` (``None``: templates only)."""
+
+    def __init__(
+        self,
+        model: ChatModel | None,
+        *,
+        sampling: SamplingParams | None = None,
+        attempts: int = 2,
+    ):
+        self.model = model
+        self.sampling = sampling or SamplingParams(temperature=0.8, max_tokens=160)
+        self.attempts = attempts
+
+    async def request(self, scenario: Scenario, turn_index: int, rng: random.Random) -> UserText:
+        """The user message opening ``turn_index`` of ``scenario``."""
+        asks = _asks(scenario, turn_index)
+        turn = scenario.turns[turn_index]
+        withheld = list(turn.withheld)
+        check = RequestCheck(
+            required=[
+                leaf
+                for ask in asks
+                for key, value in ask.get("values", {}).items()
+                if key not in withheld
+                for leaf in leaves(value)
+            ],
+            forbidden=[leaf for value in turn.withheld.values() for leaf in leaves(value)],
+            tool_names=[ask["tool"] for ask in asks if ask.get("tool") and len(ask["tool"]) > 3],
+        )
+        style = style_of(scenario.style)
+        task = request_task(scenario, turn_index, asks, withheld)
+        prompt = (
+            f"Write your next message to the assistant. You want it to {task}.\n"
+            + _details_block(asks, withheld)
+            + ("This continues the same conversation.\n" if turn_index else "")
+            + "Do not name any function or tool. Write only the message."
+        )
+        return await self._write(
+            scenario,
+            prompt,
+            check,
+            rng,
+            lambda: template_request(scenario, turn_index, asks, withheld, style, rng),
+        )
+
+    async def clarification(
+        self, scenario: Scenario, turn_index: int, question: str, rng: random.Random
+    ) -> UserText:
+        """The user's answer to the assistant's question: the withheld values."""
+        withheld = scenario.turns[turn_index].withheld
+        check = RequestCheck(
+            required=[leaf for v in withheld.values() for leaf in leaves(v)],
+            forbidden=[],
+            tool_names=[],
+        )
+        details = "\n".join(f"- {words(k)}: {render_value(v)}" for k, v in withheld.items())
+        prompt = (
+            f'The assistant asked you: "{question.strip()[:400]}"\n'
+            f"Answer it, giving exactly these details:\n{details}\nWrite only your reply."
+        )
+        style = style_of(scenario.style)
+
+        def fallback() -> str:
+            parts = [f"the {words(k)} is {render_value(v)}" for k, v in withheld.items()]
+            text = " and ".join(parts)
+            if style.name == "terse":
+                return "; ".join(f"{words(k)}: {render_value(v)}" for k, v in withheld.items())
+            return f"Sorry, {text}." if style.name != "expert" else f"{text[0].upper()}{text[1:]}."
+
+        return await self._write(scenario, prompt, check, rng, fallback)
+
+    async def _write(
+        self, scenario: Scenario, prompt: str, check: RequestCheck, rng: random.Random, fallback
+    ) -> UserText:
+        usage = Usage()
+        problems: list[str] = []
+        if self.model is not None:
+            style = style_of(scenario.style)
+            messages = [
+                Message(
+                    role="system",
+                    content=f"You are {scenario.persona or 'a user'}, chatting with an AI "
+                    f"assistant. {style.instruction} Reply with only your own message.",
+                ),
+                Message(role="user", content=prompt),
+            ]
+            for attempt in range(1, self.attempts + 1):
+                sampling = self.sampling.model_copy(update={"seed": rng.randrange(2**31)})
+                completion = await self.model.complete(messages, sampling=sampling)
+                usage.prompt_tokens += completion.usage.prompt_tokens
+                usage.completion_tokens += completion.usage.completion_tokens
+                text = _clean(completion.text)
+                found = check.problems(text) if completion.ok else [completion.error or "error"]
+                if not found:
+                    return UserText(text, "model", attempt, usage, problems)
+                problems.extend(found)
+        return UserText(fallback(), "template", self.attempts, usage, problems)
+
+
+def _asks(scenario: Scenario, turn_index: int) -> list[dict[str, Any]]:
+    asks = scenario.metadata.get("asks") or []
+    if turn_index < len(asks):
+        return list(asks[turn_index])
+    return [{"tool": None, "description": scenario.turns[turn_index].intent, "values": {}}]
+
+
+def _task_text(ask: dict[str, Any]) -> str:
+    text = str(ask.get("description") or ask.get("tool") or "help me").strip()
+    text = re.sub(r"\s*\([^()]*\)", "", text)
+    text = re.split(r"(?<!e\.g)(?<!i\.e)(?<=[a-z0-9])\.\s", text)[0].rstrip(".:;, ")
+    return text[:1].lower() + text[1:]
+
+
+def request_task(
+    scenario: Scenario, turn_index: int, asks: list[dict[str, Any]], withheld: list[str]
+) -> str:
+    """The goal in words, for the model's prompt."""
+    tasks = [_task_text(ask) for ask in asks]
+    if scenario.category == "multi_step" and len(asks) == 2:
+        return (
+            f"{tasks[0]}, and then, with the {words(asks[1]['from_result'])} from that, {tasks[1]}"
+        )
+    if len(set(tasks)) == 1 and len(asks) > 1:
+        return f"{tasks[0]} for each of {len(asks)} different cases"
+    return " and also ".join(dict.fromkeys(tasks))
+
+
+def _details_block(asks: list[dict[str, Any]], withheld: list[str]) -> str:
+    lines = []
+    for number, ask in enumerate(asks, start=1):
+        values = {k: v for k, v in ask.get("values", {}).items() if k not in withheld}
+        if not values:
+            continue
+        head = f"Case {number}: " if len(asks) > 1 else ""
+        shown = "; ".join(f"{words(k)}: {render_value(v)}" for k, v in values.items())
+        lines.append(f"- {head}{shown}")
+    if withheld:
+        lines.append(f"Do NOT give the {', '.join(words(w) for w in withheld)} yet.")
+    if not lines:
+        return ""
+    return "Include these details exactly as written:\n" + "\n".join(lines) + "\n"
+
+
+def template_request(
+    scenario: Scenario,
+    turn_index: int,
+    asks: list[dict[str, Any]],
+    withheld: list[str],
+    style: Style,
+    rng: random.Random,
+) -> str:
+    """A deterministic request in the scenario's style that carries every planned value."""
+    if asks and asks[0].get("tool") is None:  # off-domain irrelevance request
+        return str(asks[0].get("description") or scenario.turns[turn_index].intent)
+
+    def details(ask: dict[str, Any]) -> str:
+        values = {k: v for k, v in ask.get("values", {}).items() if k not in withheld}
+        return ", ".join(f"{words(k)} {render_value(v)}" for k, v in values.items())
+
+    tasks = [_task_text(ask) for ask in asks]
+    if scenario.category == "multi_step" and len(asks) == 2:
+        second = details(asks[1])
+        body = (
+            f"{tasks[0]} ({details(asks[0])}), then take the {words(asks[1]['from_result'])} "
+            f"from the result and {tasks[1]}" + (f" ({second})" if second else "")
+        )
+    elif len(set(tasks)) == 1 and len(asks) > 1:
+        cases = "; ".join(f"({i}) {details(a)}" for i, a in enumerate(asks, start=1))
+        body = f"{tasks[0]} for each of these: {cases}"
+    else:
+        parts = [
+            f"{task} ({details(ask)})" if details(ask) else task
+            for task, ask in zip(tasks, asks, strict=True)
+        ]
+        body = " and also ".join(parts)
+    body = body.replace(" ()", "")
+    if style.name == "terse":
+        text = body[:1].upper() + body[1:] + "."
+    elif style.name == "non-native":
+        text = f"I want {body}. Is possible?"
+    elif style.name == "expert":
+        text = f"Please {body}."
+    else:
+        text = f"Could you {body}?"
+    if turn_index > 0:
+        text = rng.choice(("Thanks. Next: ", "Great, now ", "One more thing: ")) + text
+    opener, closer = rng.choice(style.opener), rng.choice(style.closer)
+    return " ".join(part for part in (opener, text, closer) if part)
+
+
+def _clean(text: str) -> str:
+    """Strip what small models wrap messages in: quotes, role prefixes, trailing chatter."""
+    text = text.strip()
+    text = re.sub(
+        r"^(here'?s|here is) (the|my) (message|reply)[^:\n]*:\s*(-{3,}\s*)?", "", text, flags=re.I
+    )
+    text = re.sub(r"^(user|me|message)\s*:\s*", "", text, flags=re.IGNORECASE)
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text[:2000]

@@ -1,0 +1,233 @@
+"""``tooldojo synth``: plan scenarios over a tool registry and role-play them into trajectories.
+
+Heavy imports (the mcp SDK, model backends, datasketch) happen inside the command so
+``tooldojo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tooldojo.errors import ToolDojoError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def synth_command(
+    more_specs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="More spec files (so `--specs examples/specs/*` works).", show_default=False
+        ),
+    ] = None,
+    specs: Annotated[
+        list[str] | None,
+        typer.Option("--specs", help="Tool spec file (repeat, or pass several after one flag)."),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="Scenarios to plan.")] = 40,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumable).")] = Path(
+        "synth-out"
+    ),
+    categories: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--categories",
+            help="Category mix, e.g. 'single,parallel:2' (weights optional; default: all).",
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Episodes in flight.")] = 4,
+    config: Annotated[
+        Path, typer.Option("--config", help="Roles → models (tooldojo.yaml).")
+    ] = Path("tooldojo.yaml"),
+    executor: Annotated[
+        str, typer.Option(help="Tool server executor: simulated or python:MODULE[:CLASS].")
+    ] = "simulated",
+    seed: Annotated[int, typer.Option(help="Seed of the plan and the episodes.")] = 0,
+    min_per_tool: Annotated[
+        int, typer.Option("--min-per-tool", help="Scenarios every tool must appear in.")
+    ] = 1,
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", help="Assistant messages per user turn at most.")
+    ] = 6,
+    values: Annotated[
+        str,
+        typer.Option(help="Target argument values from the 'model' (constrained) or 'schema'."),
+    ] = "model",
+    weights: Annotated[
+        Path | None,
+        typer.Option(help='JSON {"categories": {...}, "tools": {...}} weights (from the loop).'),
+    ] = None,
+    dedup: Annotated[
+        float, typer.Option(help="Drop requests this similar (MinHash Jaccard); 0 = off.")
+    ] = 0.9,
+    constrain: Annotated[
+        bool, typer.Option(help="Constrain the assistant's calls to the tools' schemas.")
+    ] = True,
+    guidance: Annotated[
+        str,
+        typer.Option(
+            help="What the assistant learns of the planned label: none, kind (whether "
+            "to call) or label (teacher-force steps it gets wrong)."
+        ),
+    ] = "kind",
+    failure_rate: Annotated[
+        float, typer.Option(help="Share of simulated tool calls that fail realistically.")
+    ] = 0.0,
+    max_failures: Annotated[
+        int, typer.Option(help="Stop after this many failed episodes in a row.")
+    ] = 10,
+    plan_only: Annotated[
+        bool, typer.Option("--plan-only", help="Write scenarios.jsonl and stop.")
+    ] = False,
+) -> None:
+    """Role-play labelled tool-calling episodes: user simulator ⇄ assistant ⇄ MCP server."""
+    import anyio
+
+    from tooldojo.synth.pipeline import SynthRequest, prepare_run, run_prepared
+
+    if values not in ("model", "schema"):
+        raise ToolDojoError(f"--values must be model or schema, not {values!r}")
+    if n < 1:
+        raise ToolDojoError("--n must be at least 1")
+    request = SynthRequest(
+        specs=[*(specs or []), *(more_specs or [])],
+        n=n,
+        out=out,
+        categories=categories or [],
+        concurrency=concurrency,
+        config=config,
+        executor=executor,
+        seed=seed,
+        min_per_tool=min_per_tool,
+        max_steps=max_steps,
+        values=values,
+        weights=_read_weights(weights),
+        dedup=dedup,
+        constrain=constrain,
+        guidance=guidance,
+        failure_rate=failure_rate,
+        max_failures=max_failures,
+    )
+    prepared = anyio.run(prepare_run, request)
+    for warning in prepared.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    err_console.print(
+        f"{len(prepared.scenarios)} scenarios over {len(prepared.tools)} tools "
+        f"({'reused' if prepared.reused_plan else 'planned'}) in {out}",
+        highlight=False,
+    )
+    if plan_only:
+        return
+    summary = _run_with_progress(prepared, run_prepared)
+    _print_summary(summary)
+    if summary.aborted:
+        err_console.print(f"[red]error:[/] {summary.aborted}", highlight=False, soft_wrap=True)
+    for line in summary.errors[:5]:
+        err_console.print(f"[red]failed[/] {line}", highlight=False, soft_wrap=True)
+    if summary.aborted or summary.total("failed"):
+        err_console.print("finished episodes are saved; re-run the same command to resume")
+        raise typer.Exit(1)
+
+
+def _read_weights(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ToolDojoError(f"{path}: weights file not found") from None
+    except json.JSONDecodeError as error:
+        raise ToolDojoError(f"{path} at line {error.lineno}: invalid JSON") from None
+    if not isinstance(data, dict) or not set(data) <= {"categories", "tools"}:
+        raise ToolDojoError(f'{path}: expected {{"categories": {{...}}, "tools": {{...}}}}')
+    for key, value in data.items():
+        if not isinstance(value, dict) or not all(
+            isinstance(v, int | float) and v >= 0 for v in value.values()
+        ):
+            raise ToolDojoError(f"{path} at {key}: weights must be non-negative numbers")
+    return data
+
+
+def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
+    import anyio
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from tooldojo.synth.runner import Failed
+
+    todo = prepared.pending_count()
+    failed = 0
+    with Progress(
+        TextColumn("[bold]synth[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("synth", total=todo, failed=0, rate="")
+
+        def tick(outcome: Any) -> None:
+            nonlocal failed
+            failed += isinstance(outcome, Failed)
+            elapsed = progress.tasks[0].elapsed or 0.0
+            done = progress.tasks[0].completed + 1
+            rate = f"{done / elapsed:.2f} ep/s" if elapsed > 0 else ""
+            progress.update(task, advance=1, failed=failed, rate=rate)
+
+        try:
+            return anyio.run(run_prepared, prepared, tick)
+        except KeyboardInterrupt:
+            progress.stop()
+            err_console.print(
+                "interrupted: finished episodes are saved; re-run the same command to resume"
+            )
+            raise typer.Exit(130) from None
+
+
+def _print_summary(summary: Any) -> None:
+    table = Table(title="synthesis")
+    for column in ("category", "planned", "finished", "failed", "dropped", "skipped", "tokens"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for name in sorted(summary.rows):
+        row = summary.rows[name]
+        table.add_row(
+            name,
+            *(
+                str(getattr(row, f))
+                for f in ("planned", "finished", "failed", "dropped", "skipped", "tokens")
+            ),
+        )
+    table.add_row(
+        "[bold]all[/]",
+        *(
+            str(summary.total(f))
+            for f in ("planned", "finished", "failed", "dropped", "skipped", "tokens")
+        ),
+    )
+    console.print(table)
+
+
+def file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,308 @@
+"""One role-played episode: user ⇄ assistant ⇄ MCP server, from a scenario to a trajectory.
+
+The labels are the scenario's planned steps, assigned to assistant messages in order within
+each user turn; a ``$result`` reference is made absolute (the turn's offset added to its
+step) and bound to a JSON pointer once the result it names exists. When the assistant strays
+from the plan (text where a call was due, extra calls) the labels stay what the plan said,
+so verification flags the episode rather than the synthesis hiding it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import json
+import random
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import mcp.types as types
+
+from tooldojo.agents.assistant import AssistantAgent
+from tooldojo.agents.personas import draw_persona
+from tooldojo.agents.user import UserSimulator, UserText
+from tooldojo.llm.base import Usage
+from tooldojo.mcp.episodes import EPISODE_META_KEY
+from tooldojo.model import RESULT_REF_KEY, Label, Message, Scenario, Tool, Trajectory
+from tooldojo.synth.labels import find_pointer
+
+
+class EpisodeFailed(Exception):
+    """An episode could not be played (a backend kept failing); it is retried on resume."""
+
+
+class ToolCaller(Protocol):
+    """What an episode needs from an MCP client (``mcp.Client`` is one)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None = None, *, meta: Any = None
+    ) -> types.CallToolResult: ...
+
+
+Connect = Callable[[], AbstractAsyncContextManager[ToolCaller]]
+"""Opens one MCP session (one per episode)."""
+
+
+@dataclass
+class EpisodeEnv:
+    """Everything an episode needs besides its scenario."""
+
+    tools: dict[str, Tool]
+    user: UserSimulator
+    assistant: AssistantAgent
+    connect: Connect
+    max_steps: int = 6
+    models: dict[str, str] = field(default_factory=dict)
+    """Model name per role, recorded in every trajectory."""
+    accept_request: Callable[[Scenario, str], str | None] | None = None
+    """Called with the first request; returns why to drop the episode (dedup) or ``None``."""
+    end_episode: Callable[[str], None] | None = None
+    """Frees the server's state of an episode (in-process servers)."""
+
+
+@dataclass
+class EpisodeState:
+    """The live state of one episode, visible to model calls made on its behalf.
+
+    Set in :data:`CURRENT_EPISODE` while the episode runs, so a scripted oracle in a test can
+    answer with the label the runner is about to record.
+    """
+
+    scenario: Scenario
+    messages: list[Message] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    pending: Label | None = None
+
+
+CURRENT_EPISODE: contextvars.ContextVar[EpisodeState | None] = contextvars.ContextVar(
+    "tooldojo_synth_episode", default=None
+)
+
+
+@dataclass
+class Dropped:
+    """An episode dropped before the assistant ran (a near-duplicate request)."""
+
+    scenario_id: str
+    reason: str
+    request: str
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.tokens: dict[str, dict[str, int]] = {}
+
+    def add(self, role: str, started: float, usage: Usage | None = None) -> None:
+        self.seconds[role] = round(self.seconds.get(role, 0.0) + time.perf_counter() - started, 4)
+        if usage is not None:
+            slot = self.tokens.setdefault(role, {"prompt": 0, "completion": 0})
+            slot["prompt"] += usage.prompt_tokens
+            slot["completion"] += usage.completion_tokens
+
+
+def _absolute(label: Label, offset: int) -> Label:
+    """``label`` with its ``$result`` steps shifted from turn-relative to trajectory-wide."""
+    if not any(_refs(call.arguments) for call in label.calls):
+        return label
+    label = label.model_copy(deep=True)
+    for call in label.calls:
+        for ref in _refs(call.arguments):
+            ref["step"] = int(ref.get("step", 0)) + offset
+    return label
+
+
+def _refs(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        if set(value) == {RESULT_REF_KEY} and isinstance(value[RESULT_REF_KEY], dict):
+            return [value[RESULT_REF_KEY]]
+        return [r for v in value.values() for r in _refs(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    return []
+
+
+def _bind(label: Label, results: dict[tuple[int, int], Any]) -> int:
+    """Fill the pointers of ``label``'s references from recorded results; returns unbound."""
+    unbound = 0
+    for call in label.calls:
+        for ref in _refs(call.arguments):
+            if ref.get("pointer") is not None:
+                continue
+            key = (int(ref.get("step", -1)), int(ref.get("call", 0)))
+            pointer = (
+                find_pointer(results[key], str(ref.get("field", ""))) if key in results else None
+            )
+            if pointer is None:
+                unbound += 1
+            else:
+                ref["pointer"] = pointer
+    return unbound
+
+
+def _result_text(result: types.CallToolResult) -> str:
+    return "".join(b.text for b in result.content if isinstance(b, types.TextContent))
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropped:
+    """Play ``scenario`` to the end; raises :class:`EpisodeFailed` if a backend fails."""
+    rng = random.Random(f"episode|{scenario.seed}|{scenario.id}")
+    scenario = scenario.model_copy(deep=True)
+    if not scenario.persona or not scenario.style:
+        persona, style = draw_persona(rng)
+        scenario.persona = scenario.persona or persona
+        scenario.style = scenario.style or style
+    missing = [name for name in scenario.tools if name not in env.tools]
+    if missing:
+        raise EpisodeFailed(f"scenario {scenario.id} offers unknown tools: {', '.join(missing)}")
+    offered = [env.tools[name] for name in scenario.tools]
+    state = EpisodeState(scenario, messages=[env.assistant.system_message()])
+    token = CURRENT_EPISODE.set(state)
+    timer = _Timer()
+    started = time.perf_counter()
+    sources: list[str] = []
+    results: dict[tuple[int, int], Any] = {}
+    unbound = 0
+    max_steps_hit = False
+    episode_id = f"{scenario.id}#{rng.randrange(16**8):08x}"
+    try:
+        async with env.connect() as caller:
+            for turn_index, turn in enumerate(scenario.turns):
+                user = await _user(env, scenario, turn_index, rng, timer, None)
+                sources.append(user.source)
+                if turn_index == 0 and env.accept_request is not None:
+                    reason = env.accept_request(scenario, user.text)
+                    if reason is not None:
+                        return Dropped(scenario.id, reason, user.text)
+                state.messages.append(Message(role="user", content=user.text))
+                offset = len(state.labels)
+                step = 0
+                clarified = False
+                while True:
+                    if step >= env.max_steps:
+                        max_steps_hit = True
+                        break
+                    if step < len(turn.steps):
+                        label = _absolute(turn.steps[step], offset)
+                    else:
+                        label = Label(
+                            kind="refuse" if scenario.category == "irrelevance" else "text"
+                        )
+                    unbound += _bind(label, results)
+                    state.pending = label
+                    began = time.perf_counter()
+                    completion = await env.assistant.step(
+                        state.messages, offered, seed=rng.randrange(2**31), label=label
+                    )
+                    timer.add("assistant", began, completion.usage)
+                    if not completion.ok and not completion.text.strip():
+                        raise EpisodeFailed(f"assistant model failed: {completion.error}")
+                    message = completion.as_message()
+                    if completion.model.startswith("label("):
+                        message.guided = "label"  # teacher-forced from the goal (guidance)
+                    if not completion.ok:
+                        message.content = completion.text  # raw bad output: data for the gates
+                    state.messages.append(message)
+                    state.labels.append(label)
+                    state.pending = None
+                    index = len(state.labels) - 1
+                    step += 1
+                    if message.tool_calls:
+                        for position, call in enumerate(message.tool_calls):
+                            results[(index, position)] = await _call(
+                                env, caller, call, scenario, episode_id, state, timer
+                            )
+                        continue
+                    if label.kind == "clarify" and turn.withheld and not clarified:
+                        answer = await _user(
+                            env, scenario, turn_index, rng, timer, message.content or ""
+                        )
+                        sources.append(answer.source)
+                        state.messages.append(Message(role="user", content=answer.text))
+                        clarified = True
+                        continue
+                    break
+    finally:
+        CURRENT_EPISODE.reset(token)
+        if env.end_episode is not None:
+            env.end_episode(episode_id)
+    timer.seconds["total"] = round(time.perf_counter() - started, 4)
+    return Trajectory(
+        id=scenario.id,
+        scenario_id=scenario.id,
+        category=scenario.category,
+        tools=copy.deepcopy(offered),
+        messages=state.messages,
+        labels=state.labels,
+        metadata={
+            "models": dict(env.models),
+            "persona": scenario.persona,
+            "style": scenario.style,
+            "seed": scenario.seed,
+            "episode": episode_id,
+            "timings_s": timer.seconds,
+            "tokens": timer.tokens,
+            "user_sources": sources,
+            "value_sources": scenario.metadata.get("value_sources", []),
+            "max_steps_hit": max_steps_hit,
+            "unbound_references": unbound,
+        },
+    )
+
+
+async def _user(
+    env: EpisodeEnv,
+    scenario: Scenario,
+    turn_index: int,
+    rng: random.Random,
+    timer: _Timer,
+    question: str | None,
+) -> UserText:
+    began = time.perf_counter()
+    if question is None:
+        text = await env.user.request(scenario, turn_index, rng)
+    else:
+        text = await env.user.clarification(scenario, turn_index, question, rng)
+    timer.add("user", began, text.usage)
+    return text
+
+
+async def _call(
+    env: EpisodeEnv,
+    caller: ToolCaller,
+    call: Any,
+    scenario: Scenario,
+    episode_id: str,
+    state: EpisodeState,
+    timer: _Timer,
+) -> Any:
+    """Run one call through MCP and append its tool message; returns the parsed result."""
+    began = time.perf_counter()
+    if call.name not in scenario.tools:
+        text, is_error = f"unknown tool {call.name!r}: it is not offered in this conversation", True
+    else:
+        result = await caller.call_tool(
+            call.name, call.arguments, meta={EPISODE_META_KEY: episode_id}
+        )
+        text, is_error = _result_text(result), bool(result.is_error)
+    timer.add("tools", began)
+    state.messages.append(
+        Message(
+            role="tool",
+            content=text,
+            tool_call_id=call.id,
+            name=call.name,
+            is_error=is_error or None,
+        )
+    )
+    return _parse(text)

@@ -1,0 +1,270 @@
+"""The synthesis stage end to end: specs → plan (``scenarios.jsonl``) → ``trajectories.jsonl``.
+
+The output folder is a resumable unit: the plan is written once (atomically) and reused by a
+re-run with the same options, finished episodes are skipped, and ``manifest.json`` records the
+spec sources (with content hashes), the options and the models per role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tooldojo.agents.guidance import GUIDANCE
+from tooldojo.errors import ToolDojoError
+from tooldojo.jsonl import existing_ids, read_jsonl, write_jsonl_atomic
+from tooldojo.llm.base import ChatModel, SamplingParams
+from tooldojo.model import RunManifest, Scenario, Tool, utc_now
+from tooldojo.synth.environment import build_tool_server, in_memory_connect, refuse_bfcl_inputs
+from tooldojo.synth.runner import (
+    DROPPED,
+    SCENARIOS,
+    TRAJECTORIES,
+    Outcome,
+    SynthSummary,
+    category_mix,
+    synth_to_dir,
+)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class SynthRequest:
+    """Everything ``tooldojo synth`` was asked to do."""
+
+    specs: list[str]
+    n: int
+    out: Path
+    categories: list[str] = field(default_factory=list)
+    concurrency: int = 4
+    config: Path | None = Path("tooldojo.yaml")
+    executor: str = "simulated"
+    seed: int = 0
+    min_per_tool: int = 1
+    max_steps: int = 6
+    values: str = "model"
+    weights: dict[str, Any] = field(default_factory=dict)
+    dedup: float = 0.9
+    constrain: bool = True
+    guidance: str = "kind"
+    """none | kind | label: see :mod:`tooldojo.agents.guidance`."""
+    failure_rate: float = 0.0
+    max_failures: int = 10
+    models: dict[str, ChatModel] | None = None
+    """Role → model, bypassing ``config`` (tests and embedding applications)."""
+
+    def plan_key(self) -> dict[str, Any]:
+        """The options a plan depends on: a re-run must match them to reuse the plan."""
+        return {
+            "specs": sorted(self.specs),
+            "n": self.n,
+            "seed": self.seed,
+            "categories": self.categories,
+            "min_per_tool": self.min_per_tool,
+            "values": self.values,
+            "weights": self.weights,
+            "executor": self.executor,
+        }
+
+
+@dataclass
+class PreparedRun:
+    request: SynthRequest
+    tools: list[Tool]
+    scenarios: list[Scenario]
+    env: Any
+    warnings: list[str]
+    reused_plan: bool
+    manifest: RunManifest
+
+    def pending_count(self) -> int:
+        out = self.request.out
+        done = existing_ids(out / TRAJECTORIES, "scenario_id") | existing_ids(out / DROPPED)
+        return sum(1 for s in self.scenarios if s.id not in done)
+
+
+def _role_sampling(config: Any, role: str) -> SamplingParams | None:
+    """The role's sampling from ``tooldojo.yaml`` only when the file sets it explicitly."""
+    entry = config.roles.get(role) if config is not None else None
+    if entry is None or isinstance(entry, str) or not entry.sampling.model_fields_set:
+        return None
+    return entry.sampling
+
+
+def _load_models(request: SynthRequest) -> tuple[dict[str, ChatModel], Any]:
+    if request.models is not None:
+        return request.models, None
+    from tooldojo.llm.config import load_config, load_role_models
+
+    config = load_config(request.config)
+    roles = ("user", "assistant") + (("server",) if request.executor == "simulated" else ())
+    return load_role_models(config, roles), config
+
+
+def _digest(path: str) -> str:
+    target = Path(path)
+    if not target.is_file():
+        return ""
+    return hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+async def prepare_run(request: SynthRequest) -> PreparedRun:
+    """Load tools and models, build the server, and plan (or reuse the plan in ``out``)."""
+    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.agents.user import UserSimulator
+    from tooldojo.synth.episode import EpisodeEnv
+    from tooldojo.synth.labels import ArgumentDrafter
+    from tooldojo.synth.planner import PlanOptions, plan_scenarios
+
+    refuse_bfcl_inputs(request.specs, request.executor)
+    if request.guidance not in GUIDANCE:
+        raise ToolDojoError(f"--guidance must be one of {', '.join(GUIDANCE)}")
+    if request.concurrency < 1:
+        raise ToolDojoError("--concurrency must be at least 1")
+    if request.max_steps < 1:
+        raise ToolDojoError("--max-steps must be at least 1")
+    tools: list[Tool] = []
+    if request.specs:
+        from tooldojo.specs import load_tools
+
+        tools = load_tools(request.specs)
+    if not tools and not request.executor.startswith("python:"):
+        raise ToolDojoError(
+            "the tool registry is empty: give --specs files that define tools "
+            "(or --executor python:MODULE)"
+        )
+    models, config = _load_models(request)
+    server, tools = build_tool_server(
+        tools,
+        request.executor,
+        server_model=models.get("server"),
+        server_sampling=_role_sampling(config, "server"),
+        failure_rate=request.failure_rate,
+        seed=request.seed,
+    )
+    if not tools:
+        raise ToolDojoError("the tool registry is empty: nothing to synthesize")
+
+    out = request.out
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    plan_key = request.plan_key()
+    warnings: list[str] = []
+    reused = False
+    if (out / SCENARIOS).exists() and manifest_path.exists():
+        manifest = RunManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+        if manifest.config.get("plan") != plan_key:
+            raise ToolDojoError(
+                f"{out} holds a plan made with other options; re-run with the same options "
+                "to resume, or use a new --out"
+            )
+        scenarios = list(read_jsonl(out / SCENARIOS, Scenario))
+        reused = True
+    else:
+        weights = request.weights
+        drafter = ArgumentDrafter(models.get("user") if request.values == "model" else None)
+        plan = await plan_scenarios(
+            tools,
+            PlanOptions(
+                n=request.n,
+                seed=request.seed,
+                mix=category_mix(request.categories),
+                category_weights=weights.get("categories", {}),
+                tool_weights=weights.get("tools", {}),
+                min_per_tool=request.min_per_tool,
+            ),
+            drafter,
+        )
+        scenarios, warnings = plan.scenarios, plan.warnings
+        manifest = RunManifest(
+            name=out.name,
+            seed=request.seed,
+            config={
+                "plan": plan_key,
+                "spec_sources": {path: _digest(path) for path in request.specs},
+                "models": {role: model.name for role, model in models.items()},
+                "max_steps": request.max_steps,
+                "constrain": request.constrain,
+                "guidance": request.guidance,
+            },
+            versions=_versions(),
+        )
+        stage = manifest.stage("synth")
+        stage.inputs = {path: _digest(path) for path in request.specs}
+        write_jsonl_atomic(out / SCENARIOS, scenarios)
+        _write_manifest(manifest_path, manifest)
+
+    env = EpisodeEnv(
+        tools={tool.name: tool for tool in tools},
+        user=UserSimulator(models["user"], sampling=_role_sampling(config, "user")),
+        assistant=AssistantAgent(
+            models["assistant"],
+            sampling=_role_sampling(config, "assistant"),
+            constrain=request.constrain,
+            guidance=request.guidance,  # type: ignore[arg-type]
+        ),
+        connect=in_memory_connect(server),
+        max_steps=request.max_steps,
+        models={role: model.name for role, model in models.items()},
+        end_episode=server.episodes.end,
+    )
+    return PreparedRun(request, tools, scenarios, env, warnings, reused, manifest)
+
+
+async def run_prepared(
+    prepared: PreparedRun, on_outcome: Callable[[Outcome], None] | None = None
+) -> SynthSummary:
+    """Play the prepared run's pending scenarios and record the stage in the manifest."""
+    request = prepared.request
+    stage = prepared.manifest.stage("synth")
+    stage.status = "running"
+    stage.started_at = utc_now()
+    _write_manifest(request.out / MANIFEST, prepared.manifest)
+    summary = await synth_to_dir(
+        request.out,
+        prepared.scenarios,
+        prepared.env,
+        concurrency=request.concurrency,
+        dedup_threshold=request.dedup or None,
+        max_consecutive_failures=request.max_failures,
+        on_outcome=on_outcome,
+    )
+    stage.finished_at = utc_now()
+    incomplete = summary.aborted or summary.total("failed")
+    stage.status = "failed" if incomplete else "done"
+    stage.error = summary.aborted
+    stage.counts = {
+        name: summary.total(name)
+        for name in ("planned", "finished", "failed", "dropped", "skipped")
+    }
+    stage.outputs = {TRAJECTORIES: _digest(str(request.out / TRAJECTORIES))}
+    _write_manifest(request.out / MANIFEST, prepared.manifest)
+    return summary
+
+
+def _write_manifest(path: Path, manifest: RunManifest) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("tooldojo", "mcp", "llama-cpp-python"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def synth_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of a synthesis folder, as JSON data."""
+    return json.loads((out / MANIFEST).read_text(encoding="utf-8"))

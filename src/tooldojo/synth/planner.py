@@ -1,0 +1,398 @@
+"""The scenario planner: which tools, which category, which target calls, for every episode.
+
+Deterministic given its inputs and seed (with the schema drafter; a model drafter adds the
+model's own sampling). Categories are apportioned from a mix (times per-category weights) by
+largest remainder, so every category with weight gets its share even for small ``n``; target
+tools are drawn by per-tool weight after a coverage queue has given every tool its
+``min_per_tool`` appearances. Both weight maps are how the closed loop steers synthesis
+towards weak spots.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tooldojo.errors import ToolDojoError
+from tooldojo.model import CATEGORIES, Label, Scenario, ScenarioTurn, Tool
+from tooldojo.synth.labels import (
+    ArgumentDrafter,
+    DraftedCall,
+    id_like,
+    label_call,
+    producer_score,
+    reference,
+)
+from tooldojo.synth.similarity import ToolSimilarity
+from tooldojo.synth.values import _flatten
+
+OFF_DOMAIN_REQUESTS = (
+    "Write a short poem about the first snow of winter.",
+    "Who painted the ceiling of the Sistine Chapel?",
+    "Give me three tips for sleeping better.",
+    "Explain the difference between a virus and a bacterium in two sentences.",
+    "Suggest a name for my new golden retriever puppy.",
+    "What is the plural of 'cactus'?",
+    "Tell me a fun fact about octopuses.",
+    "How do I say 'thank you very much' in Italian?",
+)
+"""Requests no tool can serve, for ``irrelevance`` when every tool shares some vocabulary."""
+
+
+@dataclass
+class PlanOptions:
+    """What to plan. ``mix`` and the weight maps are the closed loop's steering inputs."""
+
+    n: int
+    seed: int = 0
+    mix: Mapping[str, float] | None = None
+    """Share of each category (``None``: all categories equally)."""
+    category_weights: Mapping[str, float] = field(default_factory=dict)
+    tool_weights: Mapping[str, float] = field(default_factory=dict)
+    min_per_tool: int = 1
+    max_distractors: int = 3
+    id_prefix: str = "s"
+    strict: bool = True
+    """Refuse a requested category the tools cannot support (else drop it with a warning)."""
+
+
+@dataclass
+class Plan:
+    scenarios: list[Scenario]
+    warnings: list[str] = field(default_factory=list)
+    coverage_added: int = 0
+
+
+def category_needs(category: str, tools: Sequence[Tool], sim: ToolSimilarity) -> str | None:
+    """Why ``category`` is impossible with ``tools`` (``None`` when it is possible)."""
+    with_params = [t for t in tools if t.properties]
+    if not tools:
+        return "the registry is empty"
+    if category in ("multiple", "parallel_multiple") and len(tools) < 2:
+        return f"{category} needs at least 2 tools; the registry has {len(tools)}"
+    if category == "parallel" and not with_params:
+        return "parallel needs a tool with parameters (calls must differ)"
+    if category == "clarify" and not any(_withholdable(t) for t in tools):
+        return "clarify needs a tool with a required scalar argument to withhold"
+    if category == "multi_step" and not _step_pairs(tools):
+        return (
+            "multi_step needs a tool whose id-like argument another tool returns "
+            "(e.g. listBooks → getBook(bookId))"
+        )
+    return None
+
+
+def _withholdable(tool: Tool) -> list[str]:
+    out = []
+    for name in tool.required:
+        flat = _flatten(tool.properties.get(name, {}), tool.parameters)
+        if flat.get("type") in ("string", "integer", "number") and "const" not in flat:
+            out.append(name)
+    return out
+
+
+_DESTRUCTIVE = ("delete", "remove", "cancel", "drop", "destroy")
+
+
+def _step_pairs(tools: Sequence[Tool]) -> list[tuple[Tool, Tool, str, float]]:
+    """(producer, consumer, parameter, score) for every plausible multi-step chain.
+
+    Destructive tools never produce (a deleted thing's id leads nowhere), and when some
+    chain is well supported (the spec names the producer) weak guesses are dropped.
+    """
+    pairs = []
+    for consumer in tools:
+        for param in consumer.required:
+            flat = _flatten(consumer.properties.get(param, {}), consumer.parameters)
+            if not id_like(param) or flat.get("type") not in ("string", "integer"):
+                continue
+            for producer in tools:
+                if producer.name.lower().startswith(_DESTRUCTIVE):
+                    continue
+                score = producer_score(producer, consumer, param)
+                if score > 0:
+                    pairs.append((producer, consumer, param, score))
+    strong = [pair for pair in pairs if pair[3] >= 1.5]
+    return strong or pairs
+
+
+def apportion(n: int, weights: Mapping[str, float]) -> Counter[str]:
+    """``n`` split by ``weights`` with the largest-remainder method (sums exactly to ``n``)."""
+    total = sum(w for w in weights.values() if w > 0)
+    if total <= 0 or n <= 0:
+        return Counter()
+    exact = {k: n * w / total for k, w in weights.items() if w > 0}
+    counts = Counter({k: math.floor(v) for k, v in exact.items()})
+    rest = n - sum(counts.values())
+    for key in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), k))[:rest]:
+        counts[key] += 1
+    return counts
+
+
+class Planner:
+    """Plans scenarios over a tool registry (see the module docstring)."""
+
+    def __init__(self, tools: Sequence[Tool], options: PlanOptions, drafter: ArgumentDrafter):
+        if not tools:
+            raise ToolDojoError("the tool registry is empty: nothing to plan scenarios for")
+        self.tools = {tool.name: tool for tool in tools}
+        self.options = options
+        self.drafter = drafter
+        self.sim = ToolSimilarity(list(tools))
+        self.pairs = _step_pairs(list(tools))
+        self.appearances: Counter[str] = Counter()
+        self.warnings: list[str] = []
+
+    def category_counts(self) -> Counter[str]:
+        options = self.options
+        mix = dict(options.mix) if options.mix else {c: 1.0 for c in CATEGORIES}
+        unknown = [c for c in mix if c not in CATEGORIES]
+        if unknown:
+            raise ToolDojoError(
+                f"unknown categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
+                f"choose from {', '.join(CATEGORIES)}"
+            )
+        weights: dict[str, float] = {}
+        for category, share in mix.items():
+            if share <= 0:
+                continue
+            problem = category_needs(category, list(self.tools.values()), self.sim)
+            if problem is not None:
+                if options.strict and options.mix:
+                    raise ToolDojoError(f"category {category} is impossible here: {problem}")
+                self.warnings.append(f"skipping {category}: {problem}")
+                continue
+            weights[category] = share * options.category_weights.get(category, 1.0)
+        if not weights:
+            raise ToolDojoError("no requested category is possible with these tools")
+        return apportion(options.n, weights)
+
+    async def plan(self) -> Plan:
+        options = self.options
+        rng = random.Random(f"plan|{options.seed}")
+        categories = [c for c, k in sorted(self.category_counts().items()) for _ in range(k)]
+        rng.shuffle(categories)
+        coverage = [name for name in self.tools for _ in range(options.min_per_tool)]
+        rng.shuffle(coverage)
+        scenarios: list[Scenario] = []
+        for index, category in enumerate(categories):
+            scenario_rng = random.Random(f"{options.seed}|{index}")
+            target = self._pick_target(category, coverage, scenario_rng)
+            scenarios.append(await self._build(index, category, target, scenario_rng))
+        added = 0
+        for name in self.tools:
+            while self.appearances[name] < options.min_per_tool:
+                index = len(scenarios)
+                scenario_rng = random.Random(f"{options.seed}|{index}")
+                scenarios.append(await self._build(index, "single", name, scenario_rng))
+                added += 1
+        if added:
+            self.warnings.append(
+                f"added {added} single scenario(s) so every tool appears "
+                f"{options.min_per_tool} time(s)"
+            )
+        return Plan(scenarios, self.warnings, added)
+
+    # --- choosing tools -------------------------------------------------------------------------
+
+    def _feasible(self, category: str) -> list[str]:
+        tools = self.tools.values()
+        if category == "parallel":
+            return [t.name for t in tools if t.required] or [t.name for t in tools if t.properties]
+        if category == "clarify":
+            return [t.name for t in tools if _withholdable(t)]
+        if category == "multi_step":
+            return sorted({producer.name for producer, *_ in self.pairs})
+        return list(self.tools)
+
+    def _pick_target(self, category: str, coverage: list[str], rng: random.Random) -> str:
+        feasible = set(self._feasible(category))
+        for position, name in enumerate(coverage):
+            if name in feasible and self.appearances[name] < self.options.min_per_tool:
+                del coverage[position]
+                return name
+        names = sorted(feasible)
+        weights = [max(self.options.tool_weights.get(n, 1.0), 0.0) for n in names]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(names)
+        return rng.choices(names, weights=weights)[0]
+
+    def _distractors(self, keep: list[str], rng: random.Random, most: int) -> list[str]:
+        """Up to ``most`` tools related to ``keep[0]``: hard negatives, not random noise."""
+        if most <= 0:
+            return []
+        ranked = [n for n in self.sim.related(keep[0]) if n not in keep][: most * 2]
+        count = rng.randint(1, most) if ranked else 0
+        return rng.sample(ranked, min(count, len(ranked)))
+
+    def _partner(self, name: str, rng: random.Random) -> str:
+        ranked = self.sim.related(name)[:4]
+        return rng.choice(ranked) if ranked else name
+
+    # --- building scenarios --------------------------------------------------------------------
+
+    async def _draft(self, name: str, rng: random.Random, avoid: list[dict] | None = None):
+        return await self.drafter.draft(self.tools[name], rng, avoid)
+
+    def _ask(self, drafted: DraftedCall, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        tool = self.tools[drafted.tool]
+        return {
+            "tool": tool.name,
+            "description": tool.description,
+            "values": drafted.arguments if values is None else values,
+        }
+
+    async def _build(self, index: int, category: str, target: str, rng: random.Random) -> Scenario:
+        builder = getattr(self, f"_build_{category}")
+        offered, turns, asks, sources = await builder(target, rng)
+        rng.shuffle(offered)
+        for name in offered:
+            self.appearances[name] += 1
+        if category == "irrelevance":
+            self.appearances[target] += 1  # its request was written, just not offered
+        return Scenario(
+            id=f"{self.options.id_prefix}{self.options.seed}-{index:05d}",
+            category=category,  # type: ignore[arg-type]
+            tools=offered,
+            turns=turns,
+            seed=rng.randrange(2**31),
+            metadata={"asks": asks, "value_sources": sources},
+        )
+
+    def _call_turn(self, intent: str, calls: list, **extra: Any) -> ScenarioTurn:
+        return ScenarioTurn(
+            intent=intent, steps=[Label(kind="call", calls=calls), Label(kind="text")], **extra
+        )
+
+    async def _build_single(self, target: str, rng: random.Random):
+        drafted = await self._draft(target, rng)
+        tool = self.tools[target]
+        turn = self._call_turn(_intent(tool), [label_call(tool, drafted.arguments)])
+        return [target], [turn], [[self._ask(drafted)]], [drafted.source]
+
+    async def _build_multiple(self, target: str, rng: random.Random):
+        offered, turns, asks, sources = await self._build_single(target, rng)
+        offered += self._distractors([target], rng, self.options.max_distractors)
+        return offered, turns, asks, sources
+
+    async def _build_parallel(self, target: str, rng: random.Random):
+        tool = self.tools[target]
+        drafted: list[DraftedCall] = []
+        for _ in range(rng.randint(2, 3)):
+            call = await self._draft(target, rng, [d.arguments for d in drafted])
+            if call.arguments in [d.arguments for d in drafted]:
+                break  # the tool has too few distinct argument values for another call
+            drafted.append(call)
+        labels = [label_call(tool, d.arguments) for d in drafted]
+        turn = self._call_turn(f"{_intent(tool)} ({len(drafted)} times)", labels)
+        return [target], [turn], [[self._ask(d) for d in drafted]], [d.source for d in drafted]
+
+    async def _build_parallel_multiple(self, target: str, rng: random.Random):
+        partner = next((n for n in self.sim.related(target)[:4] if n != target), None)
+        names = [target, partner] if partner else [target]
+        if partner and rng.random() < 0.3:
+            third = next((n for n in self.sim.related(partner) if n not in names), None)
+            if third:
+                names.append(third)
+        drafted = [await self._draft(name, rng) for name in names]
+        labels = [label_call(self.tools[d.tool], d.arguments) for d in drafted]
+        intent = " and ".join(_intent(self.tools[n]) for n in names)
+        offered = list(names) + self._distractors(names, rng, 1)
+        turn = self._call_turn(intent, labels)
+        return offered, [turn], [[self._ask(d) for d in drafted]], [d.source for d in drafted]
+
+    async def _build_multi_step(self, target: str, rng: random.Random):
+        pairs = [p for p in self.pairs if p[0].name == target]
+        best = max(p[3] for p in pairs)
+        producer, consumer, param, _ = rng.choice([p for p in pairs if p[3] == best])
+        first = await self._draft(producer.name, rng)
+        second = await self._draft(consumer.name, rng)
+        second_args = dict(second.arguments)
+        second_args[param] = [reference(0, 0, param)]
+        told = {k: v for k, v in second.arguments.items() if k != param}
+        turn = ScenarioTurn(
+            intent=f"{_intent(producer)}, then use what it returns to {_intent(consumer, 0)}",
+            steps=[
+                Label(kind="call", calls=[label_call(producer, first.arguments)]),
+                Label(kind="call", calls=[label_call(consumer, second_args)]),
+                Label(kind="text"),
+            ],
+        )
+        asks = [[self._ask(first), {**self._ask(second, told), "from_result": param}]]
+        offered = [producer.name, consumer.name]
+        offered += self._distractors(offered, rng, 1)
+        return offered, [turn], asks, [first.source, second.source]
+
+    async def _build_multi_turn(self, target: str, rng: random.Random):
+        partner = self._partner(target, rng) if rng.random() < 0.8 else target
+        turns, asks, sources = [], [], []
+        avoid: list[dict] = []
+        for name in (target, partner):
+            drafted = await self._draft(name, rng, avoid if name == target else None)
+            avoid.append(drafted.arguments)
+            tool = self.tools[name]
+            turns.append(self._call_turn(_intent(tool), [label_call(tool, drafted.arguments)]))
+            asks.append([self._ask(drafted)])
+            sources.append(drafted.source)
+        offered = sorted({target, partner})
+        offered += self._distractors(offered, rng, 1)
+        return offered, turns, asks, sources
+
+    async def _build_clarify(self, target: str, rng: random.Random):
+        tool = self.tools[target]
+        drafted = await self._draft(target, rng)
+        withheld_name = rng.choice(_withholdable(tool))
+        withheld = {withheld_name: drafted.arguments[withheld_name]}
+        told = {k: v for k, v in drafted.arguments.items() if k != withheld_name}
+        turn = ScenarioTurn(
+            intent=_intent(tool),
+            withheld=withheld,
+            steps=[
+                Label(kind="clarify", missing=[withheld_name]),
+                Label(kind="call", calls=[label_call(tool, drafted.arguments)]),
+                Label(kind="text"),
+            ],
+        )
+        offered = [target, *self._distractors([target], rng, 1)]
+        return offered, [turn], [[self._ask(drafted, told)]], [drafted.source]
+
+    async def _build_irrelevance(self, target: str, rng: random.Random):
+        unrelated = self.sim.unrelated(target)
+        if unrelated:
+            drafted = await self._draft(target, rng)
+            count = min(len(unrelated), rng.randint(1, max(1, self.options.max_distractors)))
+            offered = rng.sample(sorted(unrelated), count)
+            intent = _intent(self.tools[target])
+            asks = [[{**self._ask(drafted), "offered": False}]]
+            sources = [drafted.source]
+        else:
+            names = sorted(self.tools)
+            offered = rng.sample(names, min(len(names), rng.randint(1, 3)))
+            intent = rng.choice(OFF_DOMAIN_REQUESTS)
+            asks = [[{"tool": None, "description": intent, "values": {}, "offered": False}]]
+            sources = ["builtin"]
+        turn = ScenarioTurn(intent=intent, steps=[Label(kind="refuse")])
+        return offered, [turn], asks, sources
+
+
+def _intent(tool: Tool, upper: int = 1) -> str:
+    """The first sentence of a tool's description, as a task ("get the current weather")."""
+    text = re.sub(r"\s*\([^()]*\)", "", tool.description or "").strip()
+    text = re.split(r"(?<!e\.g)(?<!i\.e)(?<=[a-z0-9])\.\s", text)[0].rstrip(".:;, ")
+    if not text:
+        text = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", tool.name).replace("_", " ").lower()
+    if len(text) > 140:
+        text = text[:140].rsplit(" ", 1)[0]
+    return text[0].lower() + text[1:] if upper == 0 else text
+
+
+async def plan_scenarios(
+    tools: Sequence[Tool], options: PlanOptions, drafter: ArgumentDrafter | None = None
+) -> Plan:
+    """Plan ``options.n`` scenarios (plus coverage fill-ins) over ``tools``."""
+    return await Planner(tools, options, drafter or ArgumentDrafter()).plan()

@@ -1,0 +1,245 @@
+"""Running many episodes: a bounded number in flight, each streamed to disk as it finishes.
+
+:func:`run_shard` is the unit of work: a pure function from scenarios to outcomes
+(trajectories, dropped duplicates, failures) that a later stage may fan out over Ray without
+touching anything else. :func:`synth_to_dir` wraps it with the run directory: resume (ids
+already in ``trajectories.jsonl`` or ``dropped.jsonl`` are skipped), append-only output (a kill
+loses at most the episodes in flight) and a stop when the backend keeps failing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from tooldojo.errors import ToolDojoError
+from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts
+from tooldojo.model import Scenario, Trajectory
+from tooldojo.synth.dedup import NearDuplicateFilter
+from tooldojo.synth.episode import Dropped, EpisodeEnv, EpisodeFailed, run_episode
+
+TRAJECTORIES = "trajectories.jsonl"
+DROPPED = "dropped.jsonl"
+SCENARIOS = "scenarios.jsonl"
+
+
+@dataclass
+class Failed:
+    """An episode that could not be played; not written, so a re-run retries it."""
+
+    scenario_id: str
+    category: str
+    error: str
+
+
+Outcome = Trajectory | Dropped | Failed
+
+
+class SynthAborted(ToolDojoError):
+    """Too many episodes failed in a row: the backend is down or misconfigured."""
+
+
+async def run_shard(
+    scenarios: Iterable[Scenario],
+    env: EpisodeEnv,
+    *,
+    concurrency: int = 8,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    max_consecutive_failures: int | None = None,
+) -> list[Outcome]:
+    """Play every scenario with at most ``concurrency`` episodes in flight.
+
+    ``on_outcome`` sees each outcome as soon as it exists (in completion order); the return
+    value lists them in scenario order. Workers pull scenarios from one iterator, so memory
+    stays flat however many scenarios there are. After ``max_consecutive_failures`` failures
+    in a row the shard stops and raises :class:`SynthAborted` (finished outcomes were already
+    handed to ``on_outcome``).
+    """
+    if concurrency < 1:
+        raise ToolDojoError("--concurrency must be at least 1")
+    iterator = iter(enumerate(scenarios))
+    outcomes: dict[int, Outcome] = {}
+    streak = 0
+    last_error = ""
+    collect = on_outcome is None
+
+    async def worker(group: anyio.abc.TaskGroup) -> None:
+        nonlocal streak, last_error
+        for position, scenario in iterator:
+            try:
+                outcome: Outcome = await run_episode(scenario, env)
+            except Exception as error:  # an agent bug must not end the other episodes
+                if anyio.current_effective_deadline() == -math.inf:
+                    raise  # cancelled: the MCP session closing under us is not a failure
+                outcome = Failed(scenario.id, scenario.category, describe_failure(error))
+            if isinstance(outcome, Failed):
+                streak += 1
+                last_error = outcome.error
+            else:
+                streak = 0
+            if collect:
+                outcomes[position] = outcome
+            else:
+                on_outcome(outcome)  # type: ignore[misc]
+            if max_consecutive_failures is not None and streak >= max_consecutive_failures:
+                group.cancel_scope.cancel()
+                return
+
+    async with anyio.create_task_group() as group:
+        for _ in range(concurrency):
+            group.start_soon(worker, group)
+    if max_consecutive_failures is not None and streak >= max_consecutive_failures:
+        raise SynthAborted(
+            f"stopped after {streak} failed episodes in a row; last error: {last_error}"
+        )
+    return [outcomes[i] for i in sorted(outcomes)]
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for a failed episode; task groups (the MCP client's) wrap the real error."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    if isinstance(error, EpisodeFailed):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass
+class CategoryCounts:
+    planned: int = 0
+    finished: int = 0
+    failed: int = 0
+    dropped: int = 0
+    skipped: int = 0
+    tokens: int = 0
+
+
+@dataclass
+class SynthSummary:
+    """What a :func:`synth_to_dir` call did, per category."""
+
+    rows: dict[str, CategoryCounts] = field(default_factory=lambda: defaultdict(CategoryCounts))
+    errors: list[str] = field(default_factory=list)
+    aborted: str | None = None
+
+    def total(self, name: str) -> int:
+        return sum(getattr(row, name) for row in self.rows.values())
+
+
+def first_request(record: dict[str, Any]) -> str | None:
+    for message in record.get("messages") or []:
+        if message.get("role") == "user":
+            return message.get("content") or ""
+    return None
+
+
+def trajectory_tokens(trajectory: Trajectory) -> int:
+    tokens = trajectory.metadata.get("tokens") or {}
+    return sum(sum(slot.values()) for slot in tokens.values() if isinstance(slot, dict))
+
+
+async def synth_to_dir(
+    out_dir: str | Path,
+    scenarios: Sequence[Scenario],
+    env: EpisodeEnv,
+    *,
+    concurrency: int = 8,
+    dedup_threshold: float | None = 0.9,
+    max_consecutive_failures: int = 10,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> SynthSummary:
+    """Play the scenarios not yet done into ``out_dir/trajectories.jsonl`` (resumable)."""
+    out = Path(out_dir)
+    traj_path, dropped_path = out / TRAJECTORIES, out / DROPPED
+    done: set[str] = set()
+    dedup = NearDuplicateFilter(dedup_threshold) if dedup_threshold else None
+    for _, record in iter_jsonl_dicts(traj_path):
+        key = str(record.get("scenario_id") or record.get("id"))
+        done.add(key)
+        request = first_request(record)
+        if dedup is not None and request is not None:
+            dedup.add(key, request)
+    done |= {str(r.get("scenario_id") or r.get("id")) for _, r in iter_jsonl_dicts(dropped_path)}
+
+    summary = SynthSummary()
+    pending: list[Scenario] = []
+    for scenario in scenarios:
+        row = summary.rows[scenario.category]
+        row.planned += 1
+        if scenario.id in done:
+            row.skipped += 1
+        else:
+            pending.append(scenario)
+
+    if dedup is not None:
+
+        def accept(scenario: Scenario, request: str) -> str | None:
+            twin = dedup.check(scenario.id, request)
+            return None if twin is None else f"near-duplicate of {twin}"
+
+        env.accept_request = accept
+    category_of = {scenario.id: scenario.category for scenario in pending}
+
+    def record(outcome: Outcome) -> None:
+        if isinstance(outcome, Trajectory):
+            append_jsonl(traj_path, [outcome])
+            row = summary.rows[outcome.category or "unknown"]
+            row.finished += 1
+            row.tokens += trajectory_tokens(outcome)
+        elif isinstance(outcome, Dropped):
+            category = category_of[outcome.scenario_id]
+            append_jsonl(
+                dropped_path,
+                [
+                    {
+                        "id": outcome.scenario_id,
+                        "scenario_id": outcome.scenario_id,
+                        "category": category,
+                        "reason": outcome.reason,
+                        "request": outcome.request,
+                    }
+                ],
+            )
+            summary.rows[category].dropped += 1
+        else:
+            summary.rows[outcome.category].failed += 1
+            if len(summary.errors) < 20:
+                summary.errors.append(f"{outcome.scenario_id}: {outcome.error}")
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    try:
+        await run_shard(
+            pending,
+            env,
+            concurrency=concurrency,
+            on_outcome=record,
+            max_consecutive_failures=max_consecutive_failures,
+        )
+    except SynthAborted as error:
+        summary.aborted = str(error)
+    return summary
+
+
+def category_mix(categories: Sequence[str] | None) -> dict[str, float] | None:
+    """``--categories single,parallel:2`` → ``{"single": 1.0, "parallel": 2.0}``."""
+    if not categories:
+        return None
+    mix: dict[str, float] = {}
+    for item in categories:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, weight = part.partition(":")
+            try:
+                mix[name.strip()] = float(weight) if weight else 1.0
+            except ValueError:
+                raise ToolDojoError(f"--categories {part!r}: weight must be a number") from None
+    return mix or None

@@ -1,0 +1,179 @@
+"""Pieces of synthesis on their own: possible answers, result pointers, value drawing, the
+user simulator's checks and fallbacks, near-duplicate filtering, lexical similarity."""
+
+from __future__ import annotations
+
+import random
+
+import jsonschema
+import pytest
+
+from tooldojo.agents.user import RequestCheck, UserSimulator, mentions
+from tooldojo.llm.base import Completion
+from tooldojo.llm.scripted import ScriptedChatModel
+from tooldojo.model import Scenario, ScenarioTurn, Tool
+from tooldojo.synth.dedup import NearDuplicateFilter
+from tooldojo.synth.labels import ArgumentDrafter, find_pointer, label_call, possible_answers
+from tooldojo.synth.similarity import ToolSimilarity
+from tooldojo.synth.values import ValueSampler, sample_regex, schema_error
+
+PRICE = {
+    "type": "object",
+    "required": ["amount", "currency"],
+    "properties": {
+        "amount": {"type": "number", "minimum": 0},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "note": {"type": "string"},
+    },
+}
+TOOL = Tool(
+    name="set_price",
+    description="Change the price of a book.",
+    parameters={
+        "type": "object",
+        "required": ["book_id", "price"],
+        "properties": {
+            "book_id": {"type": "string", "pattern": "^bk_[a-z0-9]{4}$"},
+            "price": PRICE,
+            "notify": {"type": "boolean", "default": True},
+            "reason": {"type": "string"},
+        },
+    },
+)
+
+
+def test_label_call_uses_bfcl_possible_answer_form():
+    label = label_call(TOOL, {"book_id": "bk_ab12", "price": {"amount": 9.5, "currency": "EUR"}})
+    assert label.arguments == {
+        "book_id": ["bk_ab12"],
+        "price": [{"amount": [9.5], "currency": ["EUR"], "note": [""]}],
+        "notify": ["", True],
+        "reason": [""],
+    }
+    explicit_default = label_call(
+        TOOL, {"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, "notify": True}
+    )
+    assert explicit_default.arguments["notify"] == [True, ""]
+    with pytest.raises(ValueError, match="required"):
+        label_call(TOOL, {"book_id": "bk_ab12"})
+    items = possible_answers(
+        [{"amount": 1, "currency": "EUR"}], {"type": "array", "items": PRICE}, {}
+    )
+    assert items == [[{"amount": [1], "currency": ["EUR"], "note": [""]}]]
+
+
+def test_find_pointer_prefers_exact_keys_then_ids():
+    result = {"items": [{"book_id": "bk_1", "title": "x"}], "id": "order_9"}
+    assert find_pointer(result, "bookId") == "/items/0/book_id"
+    assert find_pointer({"event": {"id": "evt_2"}}, "event_id") == "/event/id"
+    assert find_pointer({"name": "x"}, "event_id") is None
+    assert find_pointer("plain text", "event_id") is None
+
+
+def test_values_are_schema_valid_and_seeded():
+    for seed in range(30):
+        values = ValueSampler(random.Random(seed)).arguments(TOOL.parameters)
+        jsonschema.validate(values, TOOL.parameters)
+    one = ValueSampler(random.Random(7)).arguments(TOOL.parameters)
+    assert one == ValueSampler(random.Random(7)).arguments(TOOL.parameters)
+    for seed in range(20):
+        text = sample_regex(r"^[A-Z][A-Z0-9.\-]{0,9}$", random.Random(seed))
+        assert schema_error({"type": "string", "pattern": r"^[A-Z][A-Z0-9.\-]{0,9}$"}, text) is None
+
+
+@pytest.mark.anyio
+async def test_drafter_repairs_then_falls_back():
+    answers = iter(
+        ['{"book_id": "nope"}', '{"book_id": "bk_zz99", "price": {"amount": 3, "currency": "GBP"}}']
+    )
+    model = ScriptedChatModel(lambda m, t: next(answers))
+    drafted = await ArgumentDrafter(model).draft(TOOL, random.Random(0))
+    assert drafted.source == "model" and drafted.attempts == 2
+    assert drafted.arguments["book_id"] == "bk_zz99"
+    repair_prompt = model.calls[1][0][-1].content
+    assert "Invalid" in repair_prompt and "price" in repair_prompt
+
+    broken = ScriptedChatModel(lambda m, t: "not json at all")
+    drafted = await ArgumentDrafter(broken, max_repairs=1).draft(TOOL, random.Random(0))
+    assert drafted.source == "schema" and len(broken.calls) == 2
+    jsonschema.validate(drafted.arguments, TOOL.parameters)
+
+
+def _scenario(**turn) -> Scenario:
+    return Scenario(
+        id="x",
+        category="clarify" if turn.get("withheld") else "single",
+        tools=["set_price"],
+        turns=[ScenarioTurn(intent="change a price", **turn)],
+        style="chatty",
+        persona="a shop owner",
+        metadata={
+            "asks": [
+                [
+                    {
+                        "tool": "set_price",
+                        "description": TOOL.description,
+                        "values": {
+                            "book_id": "bk_ab12",
+                            "price": {"amount": 9.5, "currency": "EUR"},
+                        },
+                    }
+                ]
+            ]
+        },
+    )
+
+
+@pytest.mark.anyio
+async def test_user_simulator_checks_model_text_and_falls_back_to_templates():
+    good = ScriptedChatModel(["Please set bk_ab12 to 9.5 EUR, thanks!"])
+    text = await UserSimulator(good).request(_scenario(), 0, random.Random(0))
+    assert text.source == "model" and text.text.startswith("Please set bk_ab12")
+
+    bad = ScriptedChatModel(["call set_price: bk_ab12 9.5 EUR", "I want to change a price."])
+    text = await UserSimulator(bad).request(_scenario(), 0, random.Random(0))
+    assert text.source == "template"
+    assert text.problems[0] == "names the tool set_price"
+    assert text.problems[1].startswith("missing bk_ab12")
+    assert all(mentions(text.text, v) for v in ("bk_ab12", 9.5, "EUR"))
+    assert "set_price" not in text.text
+
+    clarify = _scenario(withheld={"book_id": "bk_ab12"})
+    leaky = ScriptedChatModel(["Set bk_ab12 to 9.5 EUR"] * 2)
+    text = await UserSimulator(leaky).request(clarify, 0, random.Random(0))
+    assert text.source == "template" and "bk_ab12" not in text.text and "9.5" in text.text
+    answer = await UserSimulator(None).clarification(clarify, 0, "Which book?", random.Random(0))
+    assert "bk_ab12" in answer.text
+
+    failing = ScriptedChatModel([Completion(error="down", finish_reason="error")] * 2)
+    text = await UserSimulator(failing).request(_scenario(), 0, random.Random(0))
+    assert text.source == "template" and text.problems == ["down", "down"]
+
+
+def test_request_check_numbers_and_echoes():
+    check = RequestCheck(required=[250000.0, "EUR"], forbidden=[], tool_names=[])
+    assert check.problems("Borrow 250,000 EUR") == []
+    assert check.problems("Borrow 2500000 EUR")  # a different number
+    assert check.problems("- Case 1: 250000 EUR")  # the prompt echoed back
+
+
+def test_near_duplicates_are_dropped_and_distinct_requests_kept():
+    seen = NearDuplicateFilter(threshold=0.8)
+    base = "Could you get the current weather in Lisbon, Portugal in celsius? Thanks so much!"
+    assert seen.check("a", base) is None
+    assert seen.check("b", base.replace("Thanks so much!", "Thanks so much!!")) == "a"
+    assert seen.check("c", "Convert 250 EUR to JPY at today's rate, please.") is None
+    assert seen.check("a", base) is None  # the same key again is not a duplicate of itself
+    assert seen.dropped == 1
+
+
+def test_similarity_groups_by_vocabulary_and_source():
+    weather = Tool(
+        name="get_current_weather", description="Current weather for a city.", source="a"
+    )
+    forecast = Tool(name="get_forecast", description="Weather forecast for a city.", source="a")
+    stock = Tool(name="get_stock_quote", description="Latest stock price for a ticker.", source="b")
+    sim = ToolSimilarity([weather, forecast, stock])
+    assert sim.related("get_current_weather")[0] == "get_forecast"
+    assert "get_stock_quote" in sim.unrelated("get_forecast")
+    assert "get_current_weather" not in sim.unrelated("get_forecast")
