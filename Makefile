@@ -26,8 +26,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "bfcl-eval==$(BFCL_VERSION)"
 	touch $(STAMP)
 
+DEMO_RUN ?= runs/demo
+
 demo: install
-	$(BIN)/tooldojo demo
+	$(BIN)/tooldojo loop --specs examples/specs/* --iterations 1 --run $(DEMO_RUN) \
+		--config configs/demo.yaml
 
 lint: install
 	$(BIN)/ruff check src tests bench

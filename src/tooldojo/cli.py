@@ -99,21 +99,6 @@ def _write_json_atomic(path: Path, payload: object) -> None:
     tmp.replace(path)
 
 
-@app.command("demo")
-def demo(
-    specs_dir: Annotated[Path, typer.Option(help="Folder of example specs.")] = Path(
-        "examples/specs"
-    ),
-) -> None:
-    """Run the furthest stage of the loop that exists on the example specs."""
-    from tooldojo.specs import load_tools
-
-    paths = sorted(str(p) for p in specs_dir.iterdir() if p.is_file())
-    tools = load_tools(paths)
-    console.print(f"[bold]tooldojo demo[/]: ingested {len(tools)} tools from {len(paths)} specs")
-    specs_inspect(paths)
-
-
 from tooldojo.mcp.cli import serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
@@ -132,14 +117,18 @@ from tooldojo.train.cli import train_app  # noqa: E402
 
 app.add_typer(train_app, name="train")
 
+from tooldojo.synth.cli import synth_command  # noqa: E402
+
+app.command("synth")(synth_command)
+
 from tooldojo.eval.cli import eval_app  # noqa: E402
 
 app.add_typer(eval_app, name="eval")
 
+from tooldojo.loop.cli import loop_command, report_command  # noqa: E402
 
-from tooldojo.synth.cli import synth_command  # noqa: E402
-
-app.command("synth")(synth_command)
+app.command("loop")(loop_command)
+app.command("report")(report_command)
 
 
 def main() -> None:

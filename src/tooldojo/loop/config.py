@@ -1,0 +1,133 @@
+"""The ``loop:`` section of ``tooldojo.yaml``: every size and switch of a closed-loop run.
+
+The same file's ``backends``/``roles`` sections choose the models (see
+:mod:`tooldojo.llm.config`); this section says how much of everything to do, so a run's
+whole cost is set in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tooldojo.errors import ToolDojoError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SynthSection(_Section):
+    n: int = Field(40, ge=1)
+    """Scenarios planned per iteration (expansions from failures come on top)."""
+    heldout_fraction: float = Field(0.2, ge=0, lt=1)
+    """Share of planned scenarios kept out of training for the held-out evaluation."""
+    categories: list[str] = Field(default_factory=list)
+    """Categories to plan (empty: all eight)."""
+    min_per_tool: int = 1
+    max_steps: int = 4
+    concurrency: int = 2
+    executor: str = "simulated"
+    values: Literal["model", "schema"] = "model"
+    """How target argument values are drawn: by the model under constraint, or from the schema."""
+    guidance: Literal["none", "kind", "label"] = "label"
+    """What the synthesis assistant learns of the planned label (tooldojo.agents.guidance):
+    ``label`` teacher-forces the steps it gets wrong — the cold start a model that cannot call
+    tools yet needs; use ``none`` with a capable assistant model."""
+
+
+class VerifySection(_Section):
+    gates: list[str] = Field(default_factory=lambda: ["format", "schema", "label"])
+
+
+class TrainSection(_Section):
+    first: Literal["sft", "grpo"] = "sft"
+    """Trainer of the first iteration (the cold start)."""
+    then: Literal["sft", "grpo"] = "grpo"
+    """Trainer of later iterations."""
+    sft: dict[str, Any] = Field(default_factory=dict)
+    """SFTSettings fields (see docs/train.md)."""
+    grpo: dict[str, Any] = Field(default_factory=dict)
+    """GRPOSettings fields."""
+
+
+class ProbeSection(_Section):
+    max_samples: int = Field(200, ge=1)
+    """Labelled turns probed per split (training pool and held-out)."""
+    max_tokens: int = 256
+    concurrency: int = 1
+
+
+class JudgeSection(_Section):
+    judges: list[str] = Field(default_factory=lambda: ["judge"])
+    """Roles or backend spec strings; several judges vote by majority."""
+    max_cases: int = 50
+
+
+class ExpandSection(_Section):
+    per_error: int = Field(2, ge=0)
+    """New scenarios per verified model error."""
+    max_total: int = 40
+
+
+class WeightsSection(_Section):
+    floor: float = Field(0.25, gt=0)
+    """Weight of a category or tool the model already gets right (relative to 1 + floor)."""
+
+
+class EvalSection(_Section):
+    bfcl_categories: list[str] = Field(
+        default_factory=lambda: [
+            "simple_python",
+            "multiple",
+            "parallel",
+            "parallel_multiple",
+            "irrelevance",
+        ]
+    )
+    bfcl_limit: int | None = 20
+    """Entries per BFCL category (deterministic sample); None for all."""
+    modes: list[Literal["prompting", "fc"]] = Field(default_factory=lambda: ["prompting", "fc"])
+    """``prompting``: BFCL's system prompt and Python-call output; ``fc``: the model's native
+    tool format (the one a tooldojo checkpoint was trained with)."""
+    max_tokens: int = 256
+    concurrency: int = 1
+    baseline: bool = True
+    """Also evaluate the starting model once, as iteration "base"."""
+
+
+class LoopConfig(_Section):
+    model: str = "embedded"
+    """The model being trained: 'embedded', a .gguf file or a Hugging Face directory."""
+    seed: int = 0
+    synth: SynthSection = Field(default_factory=SynthSection)
+    verify: VerifySection = Field(default_factory=VerifySection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    probe: ProbeSection = Field(default_factory=ProbeSection)
+    judge: JudgeSection = Field(default_factory=JudgeSection)
+    expand: ExpandSection = Field(default_factory=ExpandSection)
+    weights: WeightsSection = Field(default_factory=WeightsSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+
+
+def load_loop_config(path: str | Path | None) -> LoopConfig:
+    """The ``loop:`` section of ``path`` (defaults when the file or the section is absent)."""
+    if path is None or not Path(path).exists():
+        if path is not None and str(path) != "tooldojo.yaml":
+            raise ToolDojoError(f"{path}: config file not found")
+        return LoopConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ToolDojoError(f"{path}{where}: invalid YAML") from None
+    try:
+        return LoopConfig.model_validate(data.get("loop") or {})
+    except ValidationError as error:
+        first = error.errors()[0]
+        place = ".".join(str(p) for p in first["loc"])
+        raise ToolDojoError(f"{path} at loop.{place}: {first['msg']}") from None
