@@ -23,12 +23,11 @@ def main() -> None:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from tooldojo.train.data import PromptRenderer, grpo_rows, turn_samples
-    from tooldojo.train.grpo import build_grpo_trainer
+    from tooldojo.train.grpo import build_grpo_trainer, grpo_config
     from tooldojo.train.metrics import MetricsCSVCallback
-    from tooldojo.train.runner import trainer_arguments
     from tooldojo.train.settings import GRPOSettings
     from tooldojo.verify.reward import tool_call_reward
     from train_support import build_tiny_model, corpus_for, write_verified
@@ -66,15 +65,7 @@ def main() -> None:
         ours.add_callback(MetricsCSVCallback(base / "ours" / "metrics.csv"))
         ours_rate = timed(ours)
 
-        bare_config = GRPOConfig(
-            **trainer_arguments(settings, base / "bare", settings.learning_rate),
-            num_generations=settings.num_generations,
-            beta=settings.beta,
-            epsilon=settings.epsilon,
-            epsilon_high=settings.epsilon_high,
-            max_completion_length=settings.max_completion_length,
-            temperature=settings.temperature,
-        )
+        bare_config = grpo_config(settings, base / "bare", settings.learning_rate, None)
         bare = GRPOTrainer(
             model=AutoModelForCausalLM.from_pretrained(base / "model"),
             reward_funcs=[tool_call_reward],

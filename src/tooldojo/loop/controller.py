@@ -182,74 +182,50 @@ def _iteration(context: _Context, k: int) -> None:
     rundir = context.rundir
     it = rundir.iteration_dir(k)
     prev = rundir.root / f"iter-{k - 1:03d}" if k else None
-    name = it.name
-
-    _stage(
-        context,
-        f"{name}/synth",
-        lambda: _synthesize(context, it, prev),
-        outputs=[it / "trajectories.jsonl"],
-    )
-    _stage(
-        context,
-        f"{name}/verify",
-        lambda: _verify(context, it),
-        inputs=[it / "trajectories.jsonl"],
-        outputs=[it / "verified.jsonl"],
-    )
-    _stage(
-        context,
-        f"{name}/pool",
-        lambda: _pool(context, it, prev),
-        inputs=[it / "verified.jsonl"],
-        outputs=[it / "train_data.jsonl", it / "heldout.jsonl"],
-    )
-    _stage(
-        context,
-        f"{name}/train",
-        lambda: _train(context, it, prev, k),
-        inputs=[it / "train_data.jsonl"],
-        outputs=[it / "train" / "result.json"],
-    )
-    _stage(
-        context,
-        f"{name}/probe",
-        lambda: _probe(context, it),
-        inputs=[it / "train" / "result.json"],
-        outputs=[it / "probe.jsonl", it / "probe_summary.json"],
-    )
-    _stage(
-        context,
-        f"{name}/judge",
-        lambda: _judge(context, it),
-        inputs=[it / "probe.jsonl"],
-        outputs=[it / "judged.jsonl"],
-    )
-    _stage(
-        context,
-        f"{name}/expand",
-        lambda: _expand(context, it, k),
-        inputs=[it / "judged.jsonl"],
-        outputs=[it / "expanded.jsonl"],
-    )
-    _stage(
-        context,
-        f"{name}/weights",
-        lambda: _weights(context, it),
-        inputs=[it / "probe.jsonl"],
-        outputs=[it / "weights.json"],
-    )
-    _stage(
-        context,
-        f"{name}/eval",
-        lambda: _evaluate(context, str(it / "train" / "checkpoint"), it / "eval"),
-        inputs=[it / "train" / "result.json"],
-        outputs=[it / "eval" / "bfcl.json"],
-    )
+    # (stage, work, inputs, outputs), files relative to the iteration folder.
+    plan: list[tuple[str, Callable[[], dict | None], list[str], list[str]]] = [
+        ("synth", lambda: _synthesize(context, it, prev), [], ["trajectories.jsonl"]),
+        ("verify", lambda: _verify(context, it), ["trajectories.jsonl"], ["verified.jsonl"]),
+        (
+            "pool",
+            lambda: _pool(context, it, prev),
+            ["verified.jsonl"],
+            ["train_data.jsonl", "heldout.jsonl"],
+        ),
+        (
+            "train",
+            lambda: _train(context, it, prev, k),
+            ["train_data.jsonl"],
+            ["train/result.json"],
+        ),
+        (
+            "probe",
+            lambda: _probe(context, it),
+            ["train/result.json"],
+            ["probe.jsonl", "probe_summary.json"],
+        ),
+        ("judge", lambda: _judge(context, it), ["probe.jsonl"], ["judged.jsonl"]),
+        ("expand", lambda: _expand(context, it, k), ["judged.jsonl"], ["expanded.jsonl"]),
+        ("weights", lambda: _weights(context, it), ["probe.jsonl"], ["weights.json"]),
+        (
+            "eval",
+            lambda: _evaluate(context, str(it / "train" / "checkpoint"), it / "eval"),
+            ["train/result.json"],
+            ["eval/bfcl.json"],
+        ),
+    ]
+    for stage, work, inputs, outputs in plan:
+        _stage(
+            context,
+            f"{it.name}/{stage}",
+            work,
+            inputs=[it / name for name in inputs],
+            outputs=[it / name for name in outputs],
+        )
     from tooldojo.report import write_report
 
     write_report(rundir.root)
-    context.say(f"{name}: report at {rundir.root / 'report.html'}")
+    context.say(f"{it.name}: report at {rundir.root / 'report.html'}")
 
 
 # --- stages ------------------------------------------------------------------------------

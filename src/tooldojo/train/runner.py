@@ -17,12 +17,21 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tooldojo.errors import ToolDojoError
+from tooldojo.train.data import PromptRenderer, TurnSample, load_verified, turn_samples
 from tooldojo.train.metrics import MetricsCSVCallback
-from tooldojo.train.models import TRAIN_INFO_FILE, ModelRef
+from tooldojo.train.models import (
+    TRAIN_INFO_FILE,
+    ModelRef,
+    load_for_training,
+    resolve_model,
+    set_cpu_threads,
+)
 from tooldojo.train.settings import CommonSettings
 
 RESULT_FILE = "result.json"
@@ -206,3 +215,44 @@ def train_and_save(
     os.replace(tmp, out_dir / RESULT_FILE)
     shutil.rmtree(out_dir / "trainer", ignore_errors=True)
     return result
+
+
+def run_training(
+    kind: str,
+    data: str | Path,
+    model: str,
+    out_dir: str | Path,
+    settings: CommonSettings,
+    *,
+    make_rows: Callable[[list[TurnSample], PromptRenderer], list[dict]],
+    build_trainer: Callable[..., Any],
+    padding_side: str | None = None,
+) -> TrainResult:
+    """The shared course of an SFT or GRPO run: skip if finished, render rows, train, save."""
+    data, out_dir = Path(data), Path(out_dir)
+    ref = resolve_model(model)
+    fingerprint = run_fingerprint(kind, data, ref, settings)
+    done = finished_result(out_dir, fingerprint)
+    if done is not None:
+        return done
+    set_cpu_threads(settings.threads)
+    samples = turn_samples(load_verified(data))
+    hf_model, tokenizer = load_for_training(ref)
+    if padding_side:
+        tokenizer.padding_side = padding_side
+    rows = make_rows(samples, PromptRenderer(tokenizer, settings.codec, settings.native_tools))
+    if not rows:
+        raise ToolDojoError(f"{data}: the passed trajectories hold no turn {kind} can train on")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(hf_model, tokenizer, rows, settings, out_dir)
+    return train_and_save(
+        trainer,
+        kind=kind,
+        out_dir=out_dir,
+        ref=ref,
+        tokenizer=tokenizer,
+        settings=settings,
+        fingerprint=fingerprint,
+        samples=len(rows),
+        metrics=MetricsCSVCallback(out_dir / "metrics.csv"),
+    )

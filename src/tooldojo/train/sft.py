@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tooldojo.errors import ToolDojoError
-from tooldojo.train.data import PromptRenderer, load_verified, sft_rows, turn_samples
-from tooldojo.train.metrics import MetricsCSVCallback
-from tooldojo.train.models import load_for_training, resolve_model, set_cpu_threads
-from tooldojo.train.runner import (
-    TrainResult,
-    finished_result,
-    lora_config,
-    run_fingerprint,
-    train_and_save,
-    trainer_arguments,
-)
+from tooldojo.train.data import sft_rows
+from tooldojo.train.runner import TrainResult, lora_config, run_training, trainer_arguments
 from tooldojo.train.settings import SFTSettings
 
 
@@ -46,30 +36,12 @@ def run_sft(
     settings: SFTSettings | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` on the passed trajectories of ``data``; resumable, see runner."""
-    settings = settings or SFTSettings()
-    data, out_dir = Path(data), Path(out_dir)
-    ref = resolve_model(model)
-    fingerprint = run_fingerprint("sft", data, ref, settings)
-    done = finished_result(out_dir, fingerprint)
-    if done is not None:
-        return done
-    set_cpu_threads(settings.threads)
-    samples = turn_samples(load_verified(data))
-    hf_model, tokenizer = load_for_training(ref)
-    renderer = PromptRenderer(tokenizer, settings.codec, settings.native_tools)
-    rows = sft_rows(samples, renderer)
-    if not rows:
-        raise ToolDojoError(f"{data}: the passed trajectories hold no assistant turn to learn")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = build_sft_trainer(hf_model, tokenizer, rows, settings, out_dir)
-    return train_and_save(
-        trainer,
-        kind="sft",
-        out_dir=out_dir,
-        ref=ref,
-        tokenizer=tokenizer,
-        settings=settings,
-        fingerprint=fingerprint,
-        samples=len(rows),
-        metrics=MetricsCSVCallback(out_dir / "metrics.csv"),
+    return run_training(
+        "sft",
+        data,
+        model,
+        out_dir,
+        settings or SFTSettings(),
+        make_rows=sft_rows,
+        build_trainer=build_sft_trainer,
     )
