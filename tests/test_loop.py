@@ -98,14 +98,14 @@ def request(run: Path, model_dir: Path, **extra) -> LoopRequest:
 def test_two_tiny_iterations_with_a_kill_between_stages(tmp_path, tiny_model):
     run = tmp_path / "run"
     with pytest.raises(StopLoop):
-        run_loop(request(run, tiny_model, stop_after="iter-000/train"))
+        run_loop(request(run, tiny_model, stop_after="iter-000/base-probe"))
     manifest = RunManifest.model_validate_json((run / "manifest.json").read_text())
     finished = {
         key: record.finished_at
         for key, record in manifest.stages.items()
         if record.status == "done"
     }
-    assert {"base/eval", "iter-000/synth", "iter-000/train"} <= set(finished)
+    assert {"base/eval", "iter-000/synth", "iter-000/train", "iter-000/base-probe"} <= set(finished)
     assert "iter-000/probe" not in finished
     trajectories_before = (run / "iter-000" / "trajectories.jsonl").read_bytes()
 

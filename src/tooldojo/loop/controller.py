@@ -198,6 +198,18 @@ def _iteration(context: _Context, k: int) -> None:
             ["train_data.jsonl"],
             ["train/result.json"],
         ),
+        *(
+            [
+                (
+                    "base-probe",
+                    lambda: _base_probe(context, it),
+                    ["heldout.jsonl"],
+                    ["../base/probe.jsonl", "../base/probe_summary.json"],
+                )
+            ]
+            if k == 0
+            else []
+        ),
         (
             "probe",
             lambda: _probe(context, it),
@@ -219,8 +231,8 @@ def _iteration(context: _Context, k: int) -> None:
             context,
             f"{it.name}/{stage}",
             work,
-            inputs=[it / name for name in inputs],
-            outputs=[it / name for name in outputs],
+            inputs=[Path(os.path.normpath(it / name)) for name in inputs],
+            outputs=[Path(os.path.normpath(it / name)) for name in outputs],
         )
     from tooldojo.report import write_report
 
@@ -350,20 +362,40 @@ def probe_model(checkpoint: Path) -> ChatModel:
 
 
 def _probe(context: _Context, it: Path) -> dict[str, int]:
-    from tooldojo.loop.probe import ProbeRecord, accuracy_table, run_probe
-
-    cfg = context.cfg.probe
     pools = {
         "train": list(read_jsonl(it / "train_data.jsonl", Trajectory)),
         "heldout": list(read_jsonl(it / "heldout.jsonl", Trajectory)),
     }
-    model = probe_model(it / "train" / "checkpoint")
-    with context.bar(f"{it.name} probe", None) as advance:
+    return _probe_into(context, probe_model(it / "train" / "checkpoint"), pools, it)
+
+
+def _base_probe(context: _Context, it: Path) -> dict[str, int]:
+    """The starting model on the first held-out split: the "before" of the held-out figures."""
+    model = context.cfg.model
+    if (Path(model) / "tooldojo_train.json").is_file():
+        base = probe_model(Path(model))
+    else:
+        from tooldojo.llm.config import load_model
+
+        spec = _eval_spec(model)
+        base = load_model(f"llamacpp:{model}" if spec.endswith(".gguf") else spec)
+    pools = {"heldout": list(read_jsonl(it / "heldout.jsonl", Trajectory))}
+    return _probe_into(context, base, pools, context.rundir.root / "base")
+
+
+def _probe_into(
+    context: _Context, model: ChatModel, pools: dict[str, list[Trajectory]], folder: Path
+) -> dict[str, int]:
+    from tooldojo.loop.probe import ProbeRecord, accuracy_table, run_probe
+
+    cfg = context.cfg.probe
+    folder.mkdir(parents=True, exist_ok=True)
+    with context.bar(f"{folder.name} probe", None) as advance:
         counts = anyio.run(
             lambda: run_probe(
                 model,
                 pools,
-                it / "probe.jsonl",
+                folder / "probe.jsonl",
                 limit=cfg.max_samples,
                 seed=context.cfg.seed,
                 max_tokens=cfg.max_tokens,
@@ -372,7 +404,8 @@ def _probe(context: _Context, it: Path) -> dict[str, int]:
             )
         )
     _write_json(
-        it / "probe_summary.json", accuracy_table(read_jsonl(it / "probe.jsonl", ProbeRecord))
+        folder / "probe_summary.json",
+        accuracy_table(read_jsonl(folder / "probe.jsonl", ProbeRecord)),
     )
     return counts
 

@@ -22,6 +22,7 @@ from tooldojo.llm.base import ChatModel, SamplingParams
 from tooldojo.model import Label, Message, ToolCall, Trajectory
 from tooldojo.train.data import TurnSample, turn_samples
 from tooldojo.verify.label import shapes_of, turn_label_error
+from tooldojo.verify.schema import argument_errors
 from tooldojo.verify.turns import assistant_turns
 
 
@@ -38,6 +39,9 @@ class ProbeRecord(BaseModel):
     text: str = ""
     correct: bool
     reason: str = ""
+    schema_ok: bool = False
+    """The answer made at least one call and every call names an offered tool with
+    schema-valid arguments (the schema gate)."""
 
     @property
     def target_tools(self) -> list[str]:
@@ -55,10 +59,7 @@ def judge_answer(sample: TurnSample, answer: Message) -> tuple[bool, str]:
     trajectory = Trajectory(
         id=sample.trajectory_id, tools=sample.tools, messages=[*sample.history, answer]
     )
-    turns = assistant_turns(trajectory)
-    # Earlier turns keep their own labels so multi-step references resolve against them.
-    for turn in turns[:-1]:
-        turn.label = None
+    turns = assistant_turns(trajectory)  # earlier turns: the calls references resolve against
     turns[-1].label = sample.label
     if turns[-1].parse_error:
         return False, f"format: {turns[-1].parse_error}"
@@ -86,8 +87,14 @@ async def _probe_one(model: ChatModel, sample: TurnSample, split: str, max_token
         correct, reason = False, f"format: {completion.error}"
     else:
         correct, reason = judge_answer(sample, completion.as_message())
+    offered = {tool.name: tool for tool in sample.tools}
+    schema_ok = bool(completion.tool_calls) and all(
+        call.name in offered and argument_errors(offered[call.name], call.arguments) is None
+        for call in completion.tool_calls
+    )
     return ProbeRecord(
         id=sample_id(sample),
+        schema_ok=schema_ok,
         trajectory_id=sample.trajectory_id,
         turn=sample.turn,
         split=split,
@@ -136,7 +143,8 @@ async def run_probe(
 
 
 def accuracy_table(records: Iterable[ProbeRecord]) -> dict[str, Any]:
-    """Accuracy per split, per category and per target tool (with counts)."""
+    """Accuracy per split, per category and per target tool (with counts), and per split the
+    schema-gate pass rate of turns whose label is a call."""
     tally: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for record in records:
         keys = [("split", record.split), ("category", f"{record.split}/{record.category}")]
@@ -144,6 +152,10 @@ def accuracy_table(records: Iterable[ProbeRecord]) -> dict[str, Any]:
         for kind, key in keys:
             cell = tally[kind][key]
             cell[0] += int(record.correct)
+            cell[1] += 1
+        if record.label.kind == "call":
+            cell = tally["schema_pass"][record.split]
+            cell[0] += int(record.schema_ok)
             cell[1] += 1
     return {
         kind: {

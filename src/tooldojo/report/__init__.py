@@ -35,6 +35,7 @@ def collect(root: Path) -> dict[str, Any]:
         "curves": {},
         "volume": {},
         "capability": {},
+        "schema_pass": {},
     }
     stages = [("base", root / "base")] + [(p.name, p) for p in _iterations(root)]
     for name, folder in stages:
@@ -45,14 +46,18 @@ def collect(root: Path) -> dict[str, Any]:
                 | {"_description": summary.get("mode_description", mode)}
                 for mode, summary in bfcl.items()
             }
-    for folder in _iterations(root):
-        name = folder.name
+    for name, folder in stages:
         summary = _load_json(folder / "probe_summary.json") or {}
         data["heldout"][name] = {
             key.split("/", 1)[1]: row["accuracy"]
             for key, row in summary.get("category", {}).items()
             if key.startswith("heldout/")
         }
+        data["schema_pass"][name] = {
+            split: row["accuracy"] for split, row in summary.get("schema_pass", {}).items()
+        }
+        if name == "base":
+            continue  # the starting model has only its held-out probe
         data["capability"][name] = _capability(folder / "probe.jsonl")
         data["funnel"][name] = _funnel(folder / "verified.jsonl")
         data["curves"][name] = _curve(folder / "train" / "metrics.csv")
@@ -247,6 +252,12 @@ def _markdown(root: Path, data: dict[str, Any]) -> str:
         lines += ["## Held-out synthetic accuracy (%)", ""]
         for it, values in data["heldout"].items():
             shown = ", ".join(f"{c} {100 * a:.0f}" for c, a in sorted(values.items()))
+            lines.append(f"- {it}: {shown or 'n/a'}")
+        lines.append("")
+    if any(data["schema_pass"].values()):
+        lines += ["## Probe: schema-gate pass on turns that call a tool (%)", ""]
+        for it, values in data["schema_pass"].items():
+            shown = ", ".join(f"{split} {100 * a:.0f}" for split, a in sorted(values.items()))
             lines.append(f"- {it}: {shown or 'n/a'}")
         lines.append("")
     if data["volume"]:
