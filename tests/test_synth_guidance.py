@@ -78,3 +78,13 @@ def test_unknown_guidance_is_refused(tmp_path):
 
     with pytest.raises(ToolDojoError, match="--guidance"):
         anyio.run(prepare_run, request(tmp_path, guidance="oracle"))
+
+
+def test_prose_that_imitates_the_tool_protocol_is_not_an_answer():
+    from tooldojo.agents.guidance import matches_label
+    from tooldojo.model import Label
+
+    label = Label(kind="text")
+    echo = Completion(text='<tool_response>\n{"temp": 21}\n</tool_response>')
+    assert not matches_label(echo, label, [], [])
+    assert matches_label(Completion(text="It is 21 degrees."), label, [], [])

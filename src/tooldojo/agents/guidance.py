@@ -17,6 +17,7 @@ the assistant is a choice:
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Literal
 
@@ -29,6 +30,8 @@ from tooldojo.verify.label import (
     shapes_of,
 )
 from tooldojo.verify.turns import assistant_turns
+
+PROTOCOL_MARKUP = re.compile(r"</?tool_(call|response)>")
 
 Guidance = Literal["none", "kind", "label"]
 GUIDANCE: tuple[str, ...] = Guidance.__args__  # type: ignore[attr-defined]
@@ -89,7 +92,10 @@ def matches_label(
     if not completion.ok:
         return False
     if label.kind != "call":
-        return not completion.tool_calls and bool(completion.text.strip())
+        # Prose that imitates the tool protocol (a weak model echoing "<tool_response>" back)
+        # is no answer: learning it would teach the model to impersonate the tools.
+        text = completion.text.strip()
+        return not completion.tool_calls and bool(text) and not PROTOCOL_MARKUP.search(text)
     turns = assistant_turns(Trajectory(id="guidance", tools=tools, messages=messages))
     try:
         expected = resolved_label_calls(label, turns, messages)
