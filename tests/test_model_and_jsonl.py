@@ -135,3 +135,14 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     write_jsonl_atomic(path, [{"id": 1}, {"id": 2}])
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == [1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_public_api_reexports_stage_entry_points_lazily():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tooldojo; assert 'torch' not in sys.modules and 'trl' not in sys.modules; "
+        "names = [n for n in tooldojo.__all__ if not hasattr(tooldojo, n)]; assert not names, names"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
