@@ -182,7 +182,8 @@ def _plots(data: dict[str, Any], folder: Path) -> list[str]:
         axes[1].set_title("GRPO gated reward (mean)", fontsize=10)
         for ax in axes:
             ax.set_xlabel("step")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # SFT-only runs have no reward curve
+                ax.legend(fontsize=7)
         save(fig, "reward.png")
     last = next((v for v in reversed(list(data["capability"].values())) if v), None)
     if last:
