@@ -497,7 +497,9 @@ def _evaluate(context: _Context, model: str, out_dir: Path) -> dict[str, int]:
 
 def _eval_spec(model: str) -> str:
     """The evaluation harness's spec for a loop model reference (see train.models)."""
-    if model in ("embedded", "default", "llamacpp"):
+    from tooldojo.train.models import EMBEDDED_ALIASES
+
+    if model in EMBEDDED_ALIASES:
         return "llamacpp"
     path = Path(model)
     if path.is_dir() and not (path / "tooldojo_train.json").is_file():

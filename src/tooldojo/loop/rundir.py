@@ -107,9 +107,6 @@ class RunDir:
         self.save()
         return True
 
-    def record(self, key: str) -> StageRecord | None:
-        return self.manifest.stages.get(key)
-
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version

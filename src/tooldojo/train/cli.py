@@ -27,6 +27,19 @@ Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads (def
 Gguf = Annotated[str, typer.Option("--gguf", help="GGUF export type: f32, f16, q8_0 or none.")]
 
 
+def _common(max_steps, epochs, lr, lora_r, max_length, threads, gguf) -> dict:
+    """The settings both trainers take from the command line."""
+    return {
+        "max_steps": max_steps,
+        "epochs": epochs,
+        "learning_rate": lr,
+        "lora_r": lora_r,
+        "max_length": max_length,
+        "threads": threads,
+        "export_gguf": None if gguf == "none" else gguf,
+    }
+
+
 def _print_result(result) -> None:
     from rich.console import Console
 
@@ -61,15 +74,7 @@ def sft_command(
     from tooldojo.train.settings import SFTSettings
     from tooldojo.train.sft import run_sft
 
-    settings = SFTSettings(
-        max_steps=max_steps,
-        epochs=epochs,
-        learning_rate=lr,
-        lora_r=lora_r,
-        max_length=max_length,
-        threads=threads,
-        export_gguf=None if gguf == "none" else gguf,
-    )
+    settings = SFTSettings(**_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf))
     if batch_size:
         settings.batch_size = batch_size
     _print_result(run_sft(data, model, out, settings))
@@ -101,12 +106,7 @@ def grpo_command(
     from tooldojo.train.settings import GRPOSettings
 
     settings = GRPOSettings(
-        max_steps=max_steps,
-        epochs=epochs,
-        learning_rate=lr,
-        lora_r=lora_r,
-        max_length=max_length,
-        threads=threads,
+        **_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf),
         num_generations=num_generations,
         beta=beta,
         epsilon=epsilon,
@@ -114,7 +114,6 @@ def grpo_command(
         max_completion_length=max_completion_length,
         temperature=temperature,
         use_vllm=use_vllm,
-        export_gguf=None if gguf == "none" else gguf,
     )
     settings.batch_size = batch_size or num_generations
     _print_result(run_grpo(data, model, out, settings))
