@@ -222,3 +222,9 @@ def test_gguf_export_of_the_embedded_model_is_lossless(tmp_path):
     )
     ids = [tokenizer(prompt, add_special_tokens=False)["input_ids"]]
     assert _greedy_llama_cpp(out, ids, 6) == _greedy_transformers(tmp_path / "hf", ids, 6)
+
+
+def test_missing_data_file_is_a_clear_error(tmp_path, workspace):
+    with pytest.raises(ToolDojoError, match=r"nope\.jsonl: no such data file"):
+        run_sft(tmp_path / "nope.jsonl", str(workspace / "model"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

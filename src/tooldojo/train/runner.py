@@ -230,6 +230,8 @@ def run_training(
 ) -> TrainResult:
     """The shared course of an SFT or GRPO run: skip if finished, render rows, train, save."""
     data, out_dir = Path(data), Path(out_dir)
+    if not data.is_file():  # before hashing it for the fingerprint
+        raise ToolDojoError(f"{data}: no such data file")
     ref = resolve_model(model)
     fingerprint = run_fingerprint(kind, data, ref, settings)
     done = finished_result(out_dir, fingerprint)
