@@ -6,6 +6,11 @@ the assistant. At concurrency C the engine cannot exceed C / L model calls per s
 goal is >= 0.9 of that bound, with memory flat as the number of episodes grows (each run
 is a fresh process; its peak RSS is printed).
 
+Two ratios are printed: calls per second over the whole run, which includes the ramp-up and
+the drain at the end (the last episodes finish one by one, so at N=1,000 roughly a fifth of
+the run has fewer than C episodes left), and the steady state in between, measured as the
+time-averaged number of calls in flight divided by C (Little's law).
+
     python bench/synth_throughput.py                 # C=256, L=1.0 s, N=1000 and 10000
     python bench/synth_throughput.py --episodes 500 --latency 0.5
 """
@@ -67,21 +72,52 @@ def serve(port: int, latency: float) -> None:
 
 
 class CountingModel:
-    """Counts model calls going through the real OpenAI-compatible backend."""
+    """Counts model calls going through the real OpenAI-compatible backend.
 
-    def __init__(self, inner):
+    Both roles share one ``in_flight`` tally (a one-item list), which records when each call
+    ended and how many calls were in flight at every change: the steady-state rate is
+    measured over the stretch where every episode slot is taken.
+    """
+
+    def __init__(self, inner, in_flight: list[int], events: list[tuple[float, int]]):
         self.inner, self.name, self.calls = inner, inner.name, 0
+        self.in_flight, self.events = in_flight, events
 
     async def complete(self, messages, tools=None, *, sampling=None, constraint=None):
         self.calls += 1
-        return await self.inner.complete(messages, tools, sampling=sampling, constraint=constraint)
+        self.in_flight[0] += 1
+        self.events.append((time.perf_counter(), self.in_flight[0]))
+        try:
+            return await self.inner.complete(
+                messages, tools, sampling=sampling, constraint=constraint
+            )
+        finally:
+            self.in_flight[0] -= 1
+            self.events.append((time.perf_counter(), self.in_flight[0]))
 
 
-def run_engine(url: str, episodes: int, concurrency: int, out: Path) -> dict[str, float]:
+def mean_in_flight(events: list[tuple[float, int]], start: float, end: float) -> float:
+    """Time-averaged number of model calls in flight between ``start`` and ``end``."""
+    area, level, last = 0.0, 0, start
+    for moment, count in events:
+        if moment > end:
+            break
+        if moment > start:
+            area += level * (moment - last)
+            last = moment
+        level = count
+    area += level * (end - last)
+    return area / (end - start) if end > start else 0.0
+
+
+def run_engine(
+    url: str, episodes: int, concurrency: int, latency: float, out: Path
+) -> dict[str, float]:
     """One synthesis run in this process; returns calls, seconds and peak RSS."""
     import anyio
 
     from tooldojo.llm.config import BackendConfig, load_model
+    from tooldojo.synth import runner
     from tooldojo.synth.pipeline import SynthRequest, prepare_run, run_prepared
 
     config = BackendConfig(
@@ -92,7 +128,9 @@ def run_engine(url: str, episodes: int, concurrency: int, out: Path) -> dict[str
         timeout_s=60,
         max_retries=2,
     )
-    user, assistant = CountingModel(load_model(config)), CountingModel(load_model(config))
+    in_flight, events = [0], []
+    user = CountingModel(load_model(config), in_flight, events)
+    assistant = CountingModel(load_model(config), in_flight, events)
     request = SynthRequest(
         specs=[],
         n=episodes,
@@ -114,12 +152,31 @@ def run_engine(url: str, episodes: int, concurrency: int, out: Path) -> dict[str
         summary = await run_prepared(prepared)
         return summary, time.perf_counter() - started
 
-    summary, seconds = anyio.run(go)
+    # Steady state: after the first model answers came back (ramp-up) and before the last
+    # episode started (ramp-down, when fewer than C episodes are left to run).
+    starts: list[float] = []
+    play = runner.run_episode
+
+    async def timed_episode(scenario, env):
+        starts.append(time.perf_counter())
+        return await play(scenario, env)
+
+    runner.run_episode = timed_episode
+    cpu_before = time.process_time()
+    try:
+        summary, seconds = anyio.run(go)
+    finally:
+        runner.run_episode = play
+    cpu = time.process_time() - cpu_before
     calls = user.calls + assistant.calls
+    window = (events[0][0] + latency, starts[-1])
     return {
         "episodes": summary.total("finished"),
         "calls": calls,
         "seconds": seconds,
+        "steady_in_flight": mean_in_flight(events, *window),
+        "steady_seconds": window[1] - window[0],
+        "cpu_ms_per_call": 1000 * cpu / max(calls, 1),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -143,7 +200,7 @@ def main() -> None:
         return
     if args.engine:
         url, episodes, out = args.engine.split("|")
-        print(json.dumps(run_engine(url, int(episodes), args.concurrency, Path(out))))
+        print(json.dumps(run_engine(url, int(episodes), args.concurrency, args.latency, Path(out))))
         return
 
     port = free_port()
@@ -173,6 +230,8 @@ def main() -> None:
                             spec,
                             "--concurrency",
                             str(args.concurrency),
+                            "--latency",
+                            str(args.latency),
                         ],
                         capture_output=True,
                         text=True,
@@ -184,10 +243,15 @@ def main() -> None:
                 )
             result = json.loads(line)
             rate = result["calls"] / result["seconds"]
+            # Little's law: calls in flight on average / L is the rate of calls finishing.
+            steady = result["steady_in_flight"] / args.latency
             print(
                 f"N={episodes}: {result['episodes']} episodes, {result['calls']} calls in "
-                f"{result['seconds']:.1f} s = {rate:.0f} calls/s; achieved/bound "
-                f"{rate / bound:.2f} (goal >= 0.9); peak RSS {result['peak_rss_mb']:.0f} MB"
+                f"{result['seconds']:.1f} s = {rate:.0f} calls/s, achieved/bound "
+                f"{rate / bound:.2f} over the whole run (ramp-up and drain included); "
+                f"steady state ({result['steady_seconds']:.0f} s) {steady:.0f} calls/s, "
+                f"achieved/bound {steady / bound:.2f} (goal >= 0.9); engine CPU "
+                f"{result['cpu_ms_per_call']:.2f} ms/call; peak RSS {result['peak_rss_mb']:.0f} MB"
             )
     finally:
         server.terminate()

@@ -239,3 +239,25 @@ def test_embedded_model_runs_in_prompting_mode(tmp_path: Path) -> None:
         assert result.completion_tokens > 0
         assert result.valid or result.error_type  # every failure names the checker's error
     assert run.summary["mode_description"].startswith("prompting")
+
+
+def test_model_named_in_a_config_takes_its_backend_settings(tmp_path: Path) -> None:
+    from tooldojo.llm.config import load_config
+
+    path = tmp_path / "tooldojo.yaml"
+    path.write_text(
+        "backends:\n"
+        "  served: {kind: openai, model: m, base_urls: ['http://127.0.0.1:9/v1'],\n"
+        "           extra_body: {repeat_penalty: 1.0}}\n"
+        "  local: {kind: llamacpp, pool_size: 2, n_threads: 1}\n"
+        "  local-ctx: {kind: llamacpp, n_ctx: 2048}\n"
+    )
+    config = load_config(path)
+    served = resolve_model("served", None, config=config)
+    assert (served.mode, served.tool_format) == ("fc", "openai-tools")
+    assert served.model.extra_body == {"repeat_penalty": 1.0}  # type: ignore[attr-defined]
+    local = resolve_model("local", None, n_ctx=4096, config=config)
+    assert (local.mode, local.tool_format) == ("prompting", "bfcl-python")
+    assert local.model.pool_size == 2 and local.model._n_ctx == 4096  # type: ignore[attr-defined]
+    assert resolve_model("local-ctx", None, config=config).model._n_ctx == 2048  # type: ignore[attr-defined]
+    assert resolve_model("llamacpp", None, config=config).model.pool_size == 1  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from tooldojo.errors import ToolDojoError
 from tooldojo.llm.base import Constraint, SamplingParams
-from tooldojo.llm.openai_compat import OpenAIChatModel
+from tooldojo.llm.openai_compat import POOL_SHARE, OpenAIChatModel
 from tooldojo.model import Message, Tool
 
 WEATHER = Tool(
@@ -221,6 +221,27 @@ async def test_constraints_reach_the_server(server):
     assert call["properties"]["arguments"] == WEATHER.parameters
     assert "get_current_weather" in sent["messages"][0]["content"]  # tools moved to the prompt
     assert completion.ok and completion.tool_calls[0].arguments == {"location": "X"}
+
+
+@pytest.mark.anyio
+async def test_request_body_is_sent_as_built_with_server_specific_fields(server):
+    scripted, url = server
+    model = _model(url, "ok", extra_body={"repeat_penalty": 1.0, "top_k": 1})
+    sampling = SamplingParams(temperature=0.0, max_tokens=7, seed=3)
+    await _ask(model, ASK, [WEATHER], sampling=sampling)
+    sent = scripted.requests[-1]
+    assert sent["repeat_penalty"] == 1.0 and sent["top_k"] == 1
+    assert sent["temperature"] == 0.0 and sent["max_tokens"] == 7 and sent["seed"] == 3
+    assert sent["messages"] == [message.to_openai() for message in ASK]
+    assert sent["tools"] == [WEATHER.to_openai()]
+
+
+def test_many_in_flight_requests_are_spread_over_small_connection_pools():
+    model = OpenAIChatModel("m", ["http://a/v1", "http://b/v1"], max_in_flight=256)
+    assert len(model._clients) == 256 // POOL_SHARE
+    hosts = [str(client.base_url) for client in model._clients[:4]]
+    assert hosts == ["http://a/v1/", "http://b/v1/", "http://a/v1/", "http://b/v1/"]
+    assert len(OpenAIChatModel("m", ["http://a/v1"], max_in_flight=4)._clients) == 1
 
 
 @pytest.mark.anyio

@@ -22,10 +22,25 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         help="Backend spec (llamacpp, llamacpp:X.gguf, openai:MODEL@URL, transformers:DIR), "
-        "a tooldojo checkpoint (directory with tooldojo_train.json, or its model.gguf), "
-        "or 'oracle' (BFCL's ground truth: a check of the harness).",
+        "a backend named in --config, a tooldojo checkpoint (directory with "
+        "tooldojo_train.json, or its model.gguf), or 'oracle' (BFCL's ground truth: a check "
+        "of the harness).",
     ),
 ]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="tooldojo.yaml whose 'backends' --model may name (pool size, threads, URLs, "
+        "server-specific request fields).",
+    ),
+]
+
+
+def _llm_config(path: Path | None):  # type: ignore[no-untyped-def]
+    from tooldojo.llm.config import load_config
+
+    return load_config(path) if path is not None else None
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
@@ -67,6 +82,7 @@ def bfcl_command(
     concurrency: Annotated[int, typer.Option(help="Entries in flight at once.")] = 4,
     max_tokens: Annotated[int, typer.Option(help="Token budget of one model answer.")] = 512,
     n_ctx: Annotated[int, typer.Option(help="Context window of local models.")] = 8192,
+    config: ConfigOption = None,
 ) -> None:
     """Score a model on BFCL's data with BFCL's checkers; resumes an interrupted run."""
     import anyio
@@ -84,7 +100,7 @@ def bfcl_command(
         max_tokens=max_tokens,
     )
     selected = load_entries(settings)
-    evaluated = resolve_model(model, mode, n_ctx=n_ctx)
+    evaluated = resolve_model(model, mode, n_ctx=n_ctx, config=_llm_config(config))
     entries_path = _entries_path(out, entries, "entries")
     err_console.print(f"BFCL: {len(selected)} entries · {evaluated.name} · {evaluated.description}")
     with Progress(console=err_console, transient=True) as progress:
@@ -131,6 +147,7 @@ def synthetic_command(
     concurrency: Annotated[int, typer.Option(help="Turns in flight at once.")] = 4,
     max_tokens: Annotated[int, typer.Option(help="Token budget of one model answer.")] = 512,
     n_ctx: Annotated[int, typer.Option(help="Context window of local models.")] = 8192,
+    config: ConfigOption = None,
 ) -> None:
     """Score a model on held-out turns of our own data with verification's gates."""
     import anyio
@@ -139,7 +156,7 @@ def synthetic_command(
     from tooldojo.eval.models import resolve_model
     from tooldojo.eval.synthetic import SyntheticSettings, run_synthetic
 
-    evaluated = resolve_model(model, "fc", n_ctx=n_ctx)
+    evaluated = resolve_model(model, "fc", n_ctx=n_ctx, config=_llm_config(config))
     settings = SyntheticSettings(concurrency=concurrency, max_tokens=max_tokens, limit=limit)
     results_path = _entries_path(out, entries, "turns")
     summary = anyio.run(lambda: run_synthetic(evaluated, data, results_path, settings))

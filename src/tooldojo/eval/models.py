@@ -89,8 +89,15 @@ def _checkpoint_model(path: Path, info: dict[str, object], n_ctx: int) -> tuple[
     return load_model(config), codec
 
 
-def resolve_model(spec: str, mode: str | None = None, *, n_ctx: int = 8192) -> EvalModel:
-    """Build the model named by ``spec`` and decide its mode (``mode`` overrides the default)."""
+def resolve_model(
+    spec: str, mode: str | None = None, *, n_ctx: int = 8192, config: Any = None
+) -> EvalModel:
+    """Build the model named by ``spec`` and decide its mode (``mode`` overrides the default).
+
+    With ``config`` (a :class:`~tooldojo.llm.config.LLMConfig` from ``tooldojo.yaml``), ``spec``
+    may name one of its ``backends``: pool size, threads, URLs and server-specific request
+    fields then come from the file. ``n_ctx`` applies to local backends that do not set it.
+    """
     if mode is not None and mode not in MODES:
         raise ToolDojoError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     if spec == "oracle":
@@ -118,14 +125,14 @@ def resolve_model(spec: str, mode: str | None = None, *, n_ctx: int = 8192) -> E
 
     if path.is_file() and path.suffix == ".gguf":
         spec = f"llamacpp:{path}"
-    config = parse_spec(spec)
-    if config.kind in ("llamacpp", "transformers"):
-        config = config.model_copy(update={"n_ctx": n_ctx})
-    model = load_model(config)
-    if config.kind == "openai":
+    backend = config.backend(spec) if config is not None else parse_spec(spec)
+    if backend.kind in ("llamacpp", "transformers") and "n_ctx" not in backend.model_fields_set:
+        backend = backend.model_copy(update={"n_ctx": n_ctx})
+    model = load_model(backend)
+    if backend.kind == "openai":
         chosen = mode or "fc"  # type: ignore[assignment]
         tool_format = "openai-tools" if chosen == "fc" else "bfcl-python"
     else:
         chosen = mode or "prompting"  # type: ignore[assignment]
-        tool_format = f"codec:{config.codec}" if chosen == "fc" else "bfcl-python"
+        tool_format = f"codec:{backend.codec}" if chosen == "fc" else "bfcl-python"
     return EvalModel(model, chosen, tool_format, model.name, spec)

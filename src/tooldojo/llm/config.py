@@ -67,6 +67,9 @@ class BackendConfig(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0)
     constrain_with: Literal["tool_choice", "response_format"] = "tool_choice"
     """openai: how a tool-call constraint is sent (``response_format`` for vLLM/SGLang)."""
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    """openai: fields added to every request, for a server's own sampling options (vLLM's
+    ``top_k``, llama.cpp's ``repeat_penalty``, which its server defaults to 1.1)."""
 
     @model_validator(mode="after")
     def _check(self) -> BackendConfig:
@@ -125,6 +128,7 @@ def load_model(spec: str | BackendConfig) -> ChatModel:
             max_retries=config.max_retries,
             timeout_s=config.timeout_s,
             constrain_with=config.constrain_with,
+            extra_body=config.extra_body,
         )
     from tooldojo.llm.transformers_backend import TransformersChatModel
 

@@ -4,10 +4,11 @@ What this adds on top of ``openai.AsyncOpenAI``:
 
 * several base URLs for one role, used round-robin (a retry moves on to the next one);
 * a bound on requests in flight (thousands of concurrent episodes must not open thousands of
-  sockets);
+  sockets), spread over several small connection pools per URL (see :data:`POOL_SHARE`);
 * our own retry loop with full-jitter exponential backoff on 429, 5xx, timeouts and connection
   errors (the SDK's built-in retries are switched off: their backoff is not jittered across
   clients, so many episodes retry in lock-step against an overloaded server);
+* server-specific fields (``extra_body`` in the config) added to every request;
 * the API key read from an environment variable named in the config; it is handed to the SDK and
   never printed (``repr`` shows the variable's name only);
 * answers mapped to a :class:`~tooldojo.llm.base.Completion`: native ``tool_calls``, or for a
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import random
 import time
@@ -49,6 +51,23 @@ ConstrainWith = Literal["tool_choice", "response_format"]
 
 _RETRYABLE = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError)
 
+POOL_SHARE = 32
+"""Requests in flight per HTTP client. httpcore's pool rescans all of its connections (a
+``poll`` syscall for each idle one) whenever a request starts or ends, so one pool of 256
+connections spends milliseconds of CPU per request; pools of 32 keep that scan short."""
+
+
+def _http_client(timeout_s: float) -> Any:
+    """The SDK's own default HTTP client, sized for :data:`POOL_SHARE` connections.
+
+    The ``Limits`` class is taken from the SDK's defaults, so this works whichever httpx
+    flavour the installed SDK is built on.
+    """
+    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+        max_connections=2 * POOL_SHARE, max_keepalive_connections=2 * POOL_SHARE
+    )
+    return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s)
+
 
 def _retryable(error: Exception) -> bool:
     if isinstance(error, _RETRYABLE):
@@ -73,6 +92,7 @@ class OpenAIChatModel:
         constrain_with: ConstrainWith = "tool_choice",
         text_codec: str | None = "hermes",
         name: str | None = None,
+        extra_body: dict[str, Any] | None = None,
     ):
         if not base_urls:
             raise ToolDojoError(f"openai backend for {model!r}: no base URL given")
@@ -98,8 +118,17 @@ class OpenAIChatModel:
         self.backoff_max_s = backoff_max_s
         self.constrain_with: ConstrainWith = constrain_with
         self.text_codec = get_codec(text_codec) if text_codec else None
-        self._clients = [
-            AsyncOpenAI(base_url=url, api_key=api_key, max_retries=0, timeout=timeout_s)
+        self.extra_body = dict(extra_body or {})
+        pools_per_url = max(1, math.ceil(max_in_flight / (POOL_SHARE * len(self.base_urls))))
+        self._clients = [  # interleaved, so round-robin alternates between the URLs
+            AsyncOpenAI(
+                base_url=url,
+                api_key=api_key,
+                max_retries=0,
+                timeout=timeout_s,
+                http_client=_http_client(timeout_s),
+            )
+            for _ in range(pools_per_url)
             for url in self.base_urls
         ]
         self._next_client = itertools.cycle(range(len(self._clients)))
@@ -129,6 +158,7 @@ class OpenAIChatModel:
             request["seed"] = sampling.seed
         if sampling.stop:
             request["stop"] = sampling.stop
+        request.update(self.extra_body)
         if tools:
             request["tools"] = [tool.to_openai() for tool in tools]
         is_document = False
@@ -193,7 +223,7 @@ class OpenAIChatModel:
         for attempt in range(self.max_retries + 1):
             client = self._clients[next(self._next_client)]
             try:
-                return await client.chat.completions.create(**request), ""
+                return await _create(client, request), ""
             except openai.APIError as error:
                 last = f"{type(error).__name__} from {client.base_url}: {_short(error)}"
                 if not _retryable(error) or attempt == self.max_retries:
@@ -244,6 +274,19 @@ class OpenAIChatModel:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+async def _create(client: AsyncOpenAI, request: dict[str, Any]) -> Any:
+    """``chat.completions.create`` with the request body sent as it is.
+
+    ``create`` walks every argument through the SDK's recursive TypedDict transform, about a
+    millisecond of CPU per request once tool schemas are attached. Our request is already the
+    wire JSON, so all of it but the model travels as ``extra_body``, which the SDK merges into
+    the body untouched (it replaces the empty ``messages`` given for the signature's sake).
+    """
+    body = dict(request)
+    model = body.pop("model")
+    return await client.chat.completions.create(model=model, messages=[], extra_body=body)
 
 
 def _short(error: Exception) -> str:

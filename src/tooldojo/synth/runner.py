@@ -176,6 +176,9 @@ async def synth_to_dir(
             row.skipped += 1
         else:
             pending.append(scenario)
+    # Longest episodes first (LPT scheduling): a long multi-turn episode started last would
+    # hold the whole run open while the other slots sit idle.
+    pending.sort(key=expected_model_calls, reverse=True)
 
     if dedup is not None:
 
@@ -225,6 +228,12 @@ async def synth_to_dir(
     except SynthAborted as error:
         summary.aborted = str(error)
     return summary
+
+
+def expected_model_calls(scenario: Scenario) -> int:
+    """Model calls a scenario needs if played to plan: per turn the user's request, the
+    planned steps, the closing answer, and a clarification round when a value is withheld."""
+    return sum(2 + len(turn.steps) + 2 * bool(turn.withheld) for turn in scenario.turns)
 
 
 def category_mix(categories: Sequence[str] | None) -> dict[str, float] | None:
