@@ -8,8 +8,8 @@ is a fresh process; its peak RSS is printed).
 
 Two ratios are printed: calls per second over the whole run, which includes the ramp-up and
 the drain at the end (the last episodes finish one by one, so at N=1,000 roughly a fifth of
-the run has fewer than C episodes left), and the steady state in between, measured as the
-time-averaged number of calls in flight divided by C (Little's law).
+the run has fewer than C episodes left), and the steady state in between: calls finished from
+one latency after the first episode started until the last episode started.
 
     python bench/synth_throughput.py                 # C=256, L=1.0 s, N=1000 and 10000
     python bench/synth_throughput.py --episodes 500 --latency 0.5
@@ -72,42 +72,20 @@ def serve(port: int, latency: float) -> None:
 
 
 class CountingModel:
-    """Counts model calls going through the real OpenAI-compatible backend.
+    """Counts model calls going through the real OpenAI-compatible backend, and records
+    when each one ended (both roles append to one shared list)."""
 
-    Both roles share one ``in_flight`` tally (a one-item list), which records when each call
-    ended and how many calls were in flight at every change: the steady-state rate is
-    measured over the stretch where every episode slot is taken.
-    """
-
-    def __init__(self, inner, in_flight: list[int], events: list[tuple[float, int]]):
-        self.inner, self.name, self.calls = inner, inner.name, 0
-        self.in_flight, self.events = in_flight, events
+    def __init__(self, inner, ends: list[float]):
+        self.inner, self.name, self.calls, self.ends = inner, inner.name, 0, ends
 
     async def complete(self, messages, tools=None, *, sampling=None, constraint=None):
         self.calls += 1
-        self.in_flight[0] += 1
-        self.events.append((time.perf_counter(), self.in_flight[0]))
         try:
             return await self.inner.complete(
                 messages, tools, sampling=sampling, constraint=constraint
             )
         finally:
-            self.in_flight[0] -= 1
-            self.events.append((time.perf_counter(), self.in_flight[0]))
-
-
-def mean_in_flight(events: list[tuple[float, int]], start: float, end: float) -> float:
-    """Time-averaged number of model calls in flight between ``start`` and ``end``."""
-    area, level, last = 0.0, 0, start
-    for moment, count in events:
-        if moment > end:
-            break
-        if moment > start:
-            area += level * (moment - last)
-            last = moment
-        level = count
-    area += level * (end - last)
-    return area / (end - start) if end > start else 0.0
+            self.ends.append(time.perf_counter())
 
 
 def run_engine(
@@ -116,6 +94,7 @@ def run_engine(
     """One synthesis run in this process; returns calls, seconds and peak RSS."""
     import anyio
 
+    from tooldojo.llm.base import aclose_models
     from tooldojo.llm.config import BackendConfig, load_model
     from tooldojo.synth import runner
     from tooldojo.synth.pipeline import SynthRequest, prepare_run, run_prepared
@@ -128,9 +107,9 @@ def run_engine(
         timeout_s=60,
         max_retries=2,
     )
-    in_flight, events = [0], []
-    user = CountingModel(load_model(config), in_flight, events)
-    assistant = CountingModel(load_model(config), in_flight, events)
+    ends: list[float] = []
+    user = CountingModel(load_model(config), ends)
+    assistant = CountingModel(load_model(config), ends)
     request = SynthRequest(
         specs=[],
         n=episodes,
@@ -150,7 +129,9 @@ def run_engine(
         prepared = await prepare_run(request)
         started = time.perf_counter()
         summary = await run_prepared(prepared)
-        return summary, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        await aclose_models([user.inner, assistant.inner])
+        return summary, seconds
 
     # Steady state: after the first model answers came back (ramp-up) and before the last
     # episode started (ramp-down, when fewer than C episodes are left to run).
@@ -169,13 +150,14 @@ def run_engine(
         runner.run_episode = play
     cpu = time.process_time() - cpu_before
     calls = user.calls + assistant.calls
-    window = (events[0][0] + latency, starts[-1])
+    begin, end = starts[0] + latency, starts[-1]
+    in_window = sum(begin <= moment <= end for moment in ends)
     return {
         "episodes": summary.total("finished"),
         "calls": calls,
         "seconds": seconds,
-        "steady_in_flight": mean_in_flight(events, *window),
-        "steady_seconds": window[1] - window[0],
+        "steady_rate": in_window / (end - begin) if end > begin else 0.0,
+        "steady_seconds": end - begin,
         "cpu_ms_per_call": 1000 * cpu / max(calls, 1),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -243,8 +225,7 @@ def main() -> None:
                 )
             result = json.loads(line)
             rate = result["calls"] / result["seconds"]
-            # Little's law: calls in flight on average / L is the rate of calls finishing.
-            steady = result["steady_in_flight"] / args.latency
+            steady = result["steady_rate"]
             print(
                 f"N={episodes}: {result['episodes']} episodes, {result['calls']} calls in "
                 f"{result['seconds']:.1f} s = {rate:.0f} calls/s, achieved/bound "

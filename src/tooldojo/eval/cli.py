@@ -91,6 +91,7 @@ def bfcl_command(
     from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, run_bfcl
     from tooldojo.eval.models import resolve_model
     from tooldojo.eval.report import bfcl_table
+    from tooldojo.llm.base import run_then_close
 
     settings = BFCLSettings(
         categories=categories,
@@ -107,13 +108,15 @@ def bfcl_command(
         task = progress.add_task("evaluating", total=len(selected))
         progress.advance(task, sum(1 for _ in _done_ids(entries_path, selected)))
         run = anyio.run(
+            run_then_close,
             lambda: run_bfcl(
                 evaluated,
                 entries_path,
                 settings,
                 entries=selected,
                 on_result=lambda _: progress.advance(task),
-            )
+            ),
+            [evaluated.model],
         )
     _write_json_atomic(out, run.summary)
     console.print(bfcl_table(run.summary))
@@ -155,11 +158,16 @@ def synthetic_command(
 
     from tooldojo.eval.models import resolve_model
     from tooldojo.eval.synthetic import SyntheticSettings, run_synthetic
+    from tooldojo.llm.base import run_then_close
 
     evaluated = resolve_model(model, "fc", n_ctx=n_ctx, config=_llm_config(config))
     settings = SyntheticSettings(concurrency=concurrency, max_tokens=max_tokens, limit=limit)
     results_path = _entries_path(out, entries, "turns")
-    summary = anyio.run(lambda: run_synthetic(evaluated, data, results_path, settings))
+    summary = anyio.run(
+        run_then_close,
+        lambda: run_synthetic(evaluated, data, results_path, settings),
+        [evaluated.model],
+    )
     _write_json_atomic(out, summary)
     table = Table(title=f"held-out · {summary['model']} · {summary['mode']}")
     table.add_column("category", style="bold cyan")

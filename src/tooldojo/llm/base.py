@@ -8,11 +8,14 @@ transformers checkpoint, or a scripted fake in unit tests) is configuration.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tooldojo.model import Message, Tool, ToolCall
+
+T = TypeVar("T")
 
 
 class SamplingParams(BaseModel):
@@ -97,3 +100,23 @@ class ChatModel(Protocol):
         sampling: SamplingParams | None = None,
         constraint: Constraint | None = None,
     ) -> Completion: ...
+
+
+async def aclose_models(models: Iterable[object]) -> None:
+    """Close the HTTP connections of ``models`` (local backends have no ``aclose``).
+
+    A remote model's connections belong to the event loop that opened them, so a command
+    that calls ``anyio.run`` closes them before that loop ends.
+    """
+    for model in {id(m): m for m in models}.values():
+        close = getattr(model, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def run_then_close(work: Callable[[], Awaitable[T]], models: Iterable[object]) -> T:
+    """Await ``work()``, then :func:`aclose_models` on the same event loop."""
+    try:
+        return await work()
+    finally:
+        await aclose_models(models)

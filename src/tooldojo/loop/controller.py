@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +102,14 @@ class _Context:
         with Progress(*columns, transient=False) as progress:
             task = progress.add_task(description, total=total)
             yield lambda *args, **kwargs: progress.advance(task)
+
+    def run(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """``anyio.run(work)``, then close the role models' HTTP connections on that same event
+        loop (they belong to it; the next stage's loop opens its own)."""
+
+        from tooldojo.llm.base import run_then_close
+
+        return anyio.run(run_then_close, work, list(self.role_models.values()))
 
     def model_for(self, role: str) -> ChatModel:
         """The model playing ``role`` (or a backend spec string), loaded once."""
@@ -278,7 +286,7 @@ def _synthesize(context: _Context, it: Path, prev: Path | None) -> dict[str, int
             summary = await run_prepared(prepared, advance)
         return summary, prepared.env.assistant.stats.as_dict()
 
-    summary, guidance = anyio.run(go)
+    summary, guidance = context.run(go)
     if summary.aborted:
         raise ToolDojoError(f"synthesis stopped: {summary.aborted}")
     counts = {name: summary.total(name) for name in ("planned", "finished", "failed", "dropped")}
@@ -391,7 +399,7 @@ def _probe_into(
     cfg = context.cfg.probe
     folder.mkdir(parents=True, exist_ok=True)
     with context.bar(f"{folder.name} probe", None) as advance:
-        counts = anyio.run(
+        counts = context.run(
             lambda: run_probe(
                 model,
                 pools,
@@ -417,7 +425,7 @@ def _judge(context: _Context, it: Path) -> dict[str, int]:
     pool = list(read_jsonl(it / "train_data.jsonl", Trajectory))
     out = it / "judged.jsonl"
     with context.bar(f"{it.name} judge", None) as advance:
-        counts = anyio.run(
+        counts = context.run(
             lambda: run_judge(
                 judges,
                 it / "probe.jsonl",
@@ -441,7 +449,7 @@ def _expand(context: _Context, it: Path, k: int) -> dict[str, int]:
         context.model_for("user") if context.cfg.synth.values == "model" else None
     )
     out = it / "expanded.jsonl"
-    counts = anyio.run(
+    counts = context.run(
         lambda: run_expand(
             it / "judged.jsonl",
             pool,

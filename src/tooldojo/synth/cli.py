@@ -116,17 +116,32 @@ def synth_command(
         failure_rate=failure_rate,
         max_failures=max_failures,
     )
-    prepared = anyio.run(prepare_run, request)
-    for warning in prepared.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    err_console.print(
-        f"{len(prepared.scenarios)} scenarios over {len(prepared.tools)} tools "
-        f"({'reused' if prepared.reused_plan else 'planned'}) in {out}",
-        highlight=False,
-    )
-    if plan_only:
+
+    async def plan_and_play() -> Any:
+        # One event loop for both: a remote model's HTTP connections belong to the loop
+        # that opened them, and drafting values (--values model) already calls the model.
+        prepared = await prepare_run(request)
+        try:
+            for warning in prepared.warnings:
+                err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            err_console.print(
+                f"{len(prepared.scenarios)} scenarios over {len(prepared.tools)} tools "
+                f"({'reused' if prepared.reused_plan else 'planned'}) in {out}",
+                highlight=False,
+            )
+            return None if plan_only else await _run_with_progress(prepared, run_prepared)
+        finally:
+            await prepared.aclose()
+
+    try:
+        summary = anyio.run(plan_and_play)
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted: finished episodes are saved; re-run the same command to resume"
+        )
+        raise typer.Exit(130) from None
+    if summary is None:
         return
-    summary = _run_with_progress(prepared, run_prepared)
     _print_summary(summary)
     if summary.aborted:
         err_console.print(f"[red]error:[/] {summary.aborted}", highlight=False, soft_wrap=True)
@@ -156,8 +171,7 @@ def _read_weights(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
-    import anyio
+async def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -192,14 +206,7 @@ def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
             rate = f"{done / elapsed:.2f} ep/s" if elapsed > 0 else ""
             progress.update(task, advance=1, failed=failed, rate=rate)
 
-        try:
-            return anyio.run(run_prepared, prepared, tick)
-        except KeyboardInterrupt:
-            progress.stop()
-            err_console.print(
-                "interrupted: finished episodes are saved; re-run the same command to resume"
-            )
-            raise typer.Exit(130) from None
+        return await run_prepared(prepared, tick)
 
 
 def _print_summary(summary: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from tooldojo.agents.guidance import GUIDANCE
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import existing_ids, read_jsonl, write_jsonl_atomic
-from tooldojo.llm.base import ChatModel, SamplingParams
+from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
 from tooldojo.model import RunManifest, Scenario, Tool, utc_now
 from tooldojo.synth.environment import build_tool_server, in_memory_connect, refuse_bfcl_inputs
 from tooldojo.synth.runner import (
@@ -81,6 +81,12 @@ class PreparedRun:
     warnings: list[str]
     reused_plan: bool
     manifest: RunManifest
+    owned_models: list[ChatModel] = field(default_factory=list)
+    """Models :func:`prepare_run` loaded itself (not handed in): :meth:`aclose` closes them."""
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections of the models this run loaded (on the loop that used them)."""
+        await aclose_models(self.owned_models)
 
     def pending_count(self) -> int:
         out = self.request.out
@@ -213,7 +219,8 @@ async def prepare_run(request: SynthRequest) -> PreparedRun:
         models={role: model.name for role, model in models.items()},
         end_episode=server.episodes.end,
     )
-    return PreparedRun(request, tools, scenarios, env, warnings, reused, manifest)
+    owned = [] if request.models is not None else list({id(m): m for m in models.values()}.values())
+    return PreparedRun(request, tools, scenarios, env, warnings, reused, manifest, owned)
 
 
 async def run_prepared(

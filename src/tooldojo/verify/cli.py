@@ -66,6 +66,7 @@ def verify_command(
     import anyio
 
     from tooldojo.jsonl import read_jsonl
+    from tooldojo.llm.base import run_then_close
     from tooldojo.model import Trajectory
     from tooldojo.verify.pipeline import VerifyOptions, funnel, verify_file, verify_trajectory
 
@@ -96,7 +97,8 @@ def verify_command(
         if found is None:
             raise ToolDojoError(f"no trajectory with id {explain!r} in {out} or {in_path}")
         if not found.verdicts:
-            found = anyio.run(verify_trajectory, found, options)
+            models = [options.agreement_model, *options.judges]
+            found = anyio.run(run_then_close, lambda: verify_trajectory(found, options), models)
         _print_explanation(found)
         return
 
@@ -106,7 +108,8 @@ def verify_command(
         why = f" at {last.gate}: {last.reason}" if last and not last.passed else ""
         err_console.print(f"{mark} {trajectory.id}{why}", highlight=False, soft_wrap=True)
 
-    run = anyio.run(verify_file, in_path, out, options, progress)
+    models = [options.agreement_model, *options.judges]
+    run = anyio.run(run_then_close, lambda: verify_file(in_path, out, options, progress), models)
     err_console.print(
         f"verified {run.verified} ({run.passed} passed), skipped {run.skipped} already in {out}"
     )

@@ -1,0 +1,107 @@
+"""``tooldojo synth`` end to end against an OpenAI-compatible endpoint over real HTTP.
+
+Drafting argument values (``--values model``) and playing the episodes both call the model,
+in one event loop; the run writes its trajectories and summary and closes its connections.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from typer.testing import CliRunner
+
+from tooldojo.cli import app
+from tooldojo.jsonl import read_jsonl
+from tooldojo.model import Trajectory
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFICE = f"python:{ROOT / 'examples/tools/office.py'}:Office"
+
+
+class Endpoint:
+    """Answers drafting requests with ``{}`` (the planner falls back to the schema walk), the
+    assistant with a closing text and the user simulator with a request."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    async def chat(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        if "response_format" in body:
+            kind, text = "draft", "{}"
+        elif body.get("tools"):
+            kind, text = "assistant", "Done."
+        else:
+            kind, text = "user", "Please put a meeting with Dana on my calendar for Monday."
+        self.kinds.append(kind)
+        message = {"role": "assistant", "content": text}
+        return JSONResponse(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+            }
+        )
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[tuple[Endpoint, str]]:
+    scripted = Endpoint()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(scripted.app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "test server did not start"
+        time.sleep(0.02)
+    yield scripted, f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def test_synth_cli_with_a_remote_model(tmp_path: Path, endpoint: tuple[Endpoint, str]):
+    scripted, url = endpoint
+    config = tmp_path / "tooldojo.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "backends": {"remote": {"kind": "openai", "model": "m", "base_urls": [url]}},
+                "roles": {"user": "remote", "assistant": "remote"},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    args = ["synth", "--executor", OFFICE, "--n", "6", "--out", str(out), "--config", str(config)]
+    args += ["--values", "model", "--categories", "single,multi_turn", "--min-per-tool", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    trajectories = list(read_jsonl(out / "trajectories.jsonl", Trajectory))
+    assert len(trajectories) == 6
+    assert {t.category for t in trajectories} == {"single", "multi_turn"}
+    assert all(t.metadata["models"]["assistant"] == "m" for t in trajectories)
+    assert {"draft", "user", "assistant"} <= set(scripted.kinds)
+    assert "synthesis" in result.output  # the summary table
+
+    again = CliRunner().invoke(app, args)  # resumes: nothing left to play
+    assert again.exit_code == 0, again.output
+    assert len(list(read_jsonl(out / "trajectories.jsonl", Trajectory))) == 6
