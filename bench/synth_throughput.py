@@ -108,6 +108,7 @@ def run_engine(
         max_retries=2,
     )
     ends: list[float] = []
+    planned_rss: list[float] = []
     user = CountingModel(load_model(config), ends)
     assistant = CountingModel(load_model(config), ends)
     request = SynthRequest(
@@ -127,6 +128,7 @@ def run_engine(
 
     async def go():
         prepared = await prepare_run(request)
+        planned_rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         started = time.perf_counter()
         summary = await run_prepared(prepared)
         seconds = time.perf_counter() - started
@@ -160,6 +162,7 @@ def run_engine(
         "steady_seconds": end - begin,
         "cpu_ms_per_call": 1000 * cpu / max(calls, 1),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "planned_rss_mb": planned_rss[0],
     }
 
 
@@ -232,7 +235,8 @@ def main() -> None:
                 f"{rate / bound:.2f} over the whole run (ramp-up and drain included); "
                 f"steady state ({result['steady_seconds']:.0f} s) {steady:.0f} calls/s, "
                 f"achieved/bound {steady / bound:.2f} (goal >= 0.9); engine CPU "
-                f"{result['cpu_ms_per_call']:.2f} ms/call; peak RSS {result['peak_rss_mb']:.0f} MB"
+                f"{result['cpu_ms_per_call']:.2f} ms/call; peak RSS {result['peak_rss_mb']:.0f} MB "
+                f"({result['planned_rss_mb']:.0f} MB once planned)"
             )
     finally:
         server.terminate()

@@ -177,3 +177,41 @@ def test_similarity_groups_by_vocabulary_and_source():
     assert sim.related("get_current_weather")[0] == "get_forecast"
     assert "get_stock_quote" in sim.unrelated("get_forecast")
     assert "get_current_weather" not in sim.unrelated("get_forecast")
+
+
+def _scenario(sid: str, steps: int, turns: int = 1, withheld: bool = False) -> Scenario:
+    from tooldojo.model import Label, LabelCall
+
+    call = Label(kind="call", calls=[LabelCall(name="t", arguments={"x": [1]})])
+    turn = ScenarioTurn(steps=[call] * steps, withheld={"x": 1} if withheld else {})
+    return Scenario(id=sid, category="single", tools=["t"], turns=[turn] * turns)
+
+
+def test_plan_file_serves_longest_episodes_first_without_holding_the_plan(tmp_path):
+    from tooldojo.errors import DataError
+    from tooldojo.jsonl import write_jsonl_atomic
+    from tooldojo.synth.plan_file import PlanFile, expected_model_calls, longest_first
+
+    plan = [
+        _scenario("a", 1),
+        _scenario("b", 1, turns=3),
+        _scenario("c", 2),
+        _scenario("d", 1, withheld=True),
+        _scenario("e", 1, turns=3),
+    ]
+    assert [expected_model_calls(s.turns) for s in plan] == [3, 9, 4, 5, 9]
+    path = tmp_path / "scenarios.jsonl"
+    write_jsonl_atomic(path, plan)
+    stored = PlanFile(path)
+    assert len(stored) == 5 and [s.id for s in stored] == ["a", "b", "c", "d", "e"]
+    assert [s.id for s in stored.longest_first(skip={"e"})] == ["b", "d", "c", "a"]
+    stored.extend([_scenario("x", 4)])  # added after planning (the loop's expansions)
+    assert len(stored) == 6 and [s.id for s in stored][-1] == "x"
+    order = [s.id for s in stored.longest_first(skip=set())]
+    assert order == ["b", "e", "x", "d", "c", "a"]
+    assert next(s.model_dump() for s in stored.longest_first(set())) == plan[1].model_dump()
+    assert [s.id for s in longest_first(plan, {"b"})] == ["e", "d", "c", "a"]  # a list too
+
+    path.write_text(path.read_text() + '{"id": "broken"}\n')
+    with pytest.raises(DataError, match=r"scenarios\.jsonl"):
+        PlanFile(path).check()

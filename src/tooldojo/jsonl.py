@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from tooldojo.errors import DataError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+Record = BaseModel | dict[str, Any]
 
 
 def _dumps(record: BaseModel | dict[str, Any]) -> str:
@@ -73,22 +75,31 @@ def append_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]
     return count
 
 
-def write_jsonl_atomic(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
-    """Replace ``path`` with ``records`` at once (temp file + rename): no reader sees half."""
+@contextmanager
+def atomic_jsonl_writer(path: str | Path) -> Iterator[Callable[[Record], None]]:
+    """A ``write(record)`` function whose lines replace ``path`` only when the block ends
+    without an error (temp file + rename): no reader sees half, and records stream to disk
+    instead of being held in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    count = 0
     try:
         with tmp.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(_dumps(record) + "\n")
-                count += 1
+            yield lambda record: handle.write(_dumps(record) + "\n")  # type: ignore[func-returns-value]
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[Record]) -> int:
+    """Replace ``path`` with ``records`` at once (temp file + rename): no reader sees half."""
+    count = 0
+    with atomic_jsonl_writer(path) as write:
+        for record in records:
+            write(record)
+            count += 1
     return count
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 from tooldojo.agents.guidance import GUIDANCE
 from tooldojo.errors import ToolDojoError
-from tooldojo.jsonl import existing_ids, read_jsonl, write_jsonl_atomic
+from tooldojo.jsonl import atomic_jsonl_writer, existing_ids
 from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
-from tooldojo.model import RunManifest, Scenario, Tool, utc_now
+from tooldojo.model import RunManifest, Tool, utc_now
 from tooldojo.synth.environment import build_tool_server, in_memory_connect, refuse_bfcl_inputs
+from tooldojo.synth.plan_file import PlanFile
 from tooldojo.synth.runner import (
     DROPPED,
     SCENARIOS,
@@ -76,7 +77,8 @@ class SynthRequest:
 class PreparedRun:
     request: SynthRequest
     tools: list[Tool]
-    scenarios: list[Scenario]
+    scenarios: PlanFile
+    """Read from ``scenarios.jsonl`` as needed; ``extend`` adds scenarios (expansions)."""
     env: Any
     warnings: list[str]
     reused_plan: bool
@@ -125,7 +127,7 @@ async def prepare_run(request: SynthRequest) -> PreparedRun:
     from tooldojo.agents.user import UserSimulator
     from tooldojo.synth.episode import EpisodeEnv
     from tooldojo.synth.labels import ArgumentDrafter
-    from tooldojo.synth.planner import PlanOptions, plan_scenarios
+    from tooldojo.synth.planner import Planner, PlanOptions
 
     refuse_bfcl_inputs(request.specs, request.executor)
     if request.guidance not in GUIDANCE:
@@ -169,12 +171,12 @@ async def prepare_run(request: SynthRequest) -> PreparedRun:
                 f"{out} holds a plan made with other options; re-run with the same options "
                 "to resume, or use a new --out"
             )
-        scenarios = list(read_jsonl(out / SCENARIOS, Scenario))
+        PlanFile(out / SCENARIOS).check()
         reused = True
     else:
         weights = request.weights
         drafter = ArgumentDrafter(models.get("user") if request.values == "model" else None)
-        plan = await plan_scenarios(
+        planner = Planner(
             tools,
             PlanOptions(
                 n=request.n,
@@ -186,7 +188,10 @@ async def prepare_run(request: SynthRequest) -> PreparedRun:
             ),
             drafter,
         )
-        scenarios, warnings = plan.scenarios, plan.warnings
+        with atomic_jsonl_writer(out / SCENARIOS) as write:  # streamed: memory stays flat
+            async for scenario in planner.scenarios():
+                write(scenario)
+        warnings = planner.warnings
         manifest = RunManifest(
             name=out.name,
             seed=request.seed,
@@ -202,8 +207,8 @@ async def prepare_run(request: SynthRequest) -> PreparedRun:
         )
         stage = manifest.stage("synth")
         stage.inputs = {path: _digest(path) for path in request.specs}
-        write_jsonl_atomic(out / SCENARIOS, scenarios)
         _write_manifest(manifest_path, manifest)
+    scenarios = PlanFile(out / SCENARIOS)
 
     env = EpisodeEnv(
         tools={tool.name: tool for tool in tools},

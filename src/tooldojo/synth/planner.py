@@ -14,7 +14,7 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,7 @@ class Planner:
         self.pairs = _step_pairs(list(tools))
         self.appearances: Counter[str] = Counter()
         self.warnings: list[str] = []
+        self.coverage_added = 0
 
     def category_counts(self) -> Counter[str]:
         options = self.options
@@ -173,30 +174,34 @@ class Planner:
         return apportion(options.n, weights)
 
     async def plan(self) -> Plan:
+        scenarios = [scenario async for scenario in self.scenarios()]
+        return Plan(scenarios, self.warnings, self.coverage_added)
+
+    async def scenarios(self) -> AsyncIterator[Scenario]:
+        """The plan one scenario at a time, so a plan of any size can stream to disk; the
+        coverage fill-ins come last and :attr:`warnings` is complete once it is exhausted."""
         options = self.options
         rng = random.Random(f"plan|{options.seed}")
         categories = [c for c, k in sorted(self.category_counts().items()) for _ in range(k)]
         rng.shuffle(categories)
         coverage = [name for name in self.tools for _ in range(options.min_per_tool)]
         rng.shuffle(coverage)
-        scenarios: list[Scenario] = []
         for index, category in enumerate(categories):
             scenario_rng = random.Random(f"{options.seed}|{index}")
             target = self._pick_target(category, coverage, scenario_rng)
-            scenarios.append(await self._build(index, category, target, scenario_rng))
-        added = 0
+            yield await self._build(index, category, target, scenario_rng)
+        index = len(categories)
         for name in self.tools:
             while self.appearances[name] < options.min_per_tool:
-                index = len(scenarios)
                 scenario_rng = random.Random(f"{options.seed}|{index}")
-                scenarios.append(await self._build(index, "single", name, scenario_rng))
-                added += 1
-        if added:
+                yield await self._build(index, "single", name, scenario_rng)
+                index += 1
+                self.coverage_added += 1
+        if self.coverage_added:
             self.warnings.append(
-                f"added {added} single scenario(s) so every tool appears "
+                f"added {self.coverage_added} single scenario(s) so every tool appears "
                 f"{options.min_per_tool} time(s)"
             )
-        return Plan(scenarios, self.warnings, added)
 
     # --- choosing tools -------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts
 from tooldojo.model import Scenario, Trajectory
 from tooldojo.synth.dedup import NearDuplicateFilter
 from tooldojo.synth.episode import Dropped, EpisodeEnv, EpisodeFailed, run_episode
+from tooldojo.synth.plan_file import longest_first
 
 TRAJECTORIES = "trajectories.jsonl"
 DROPPED = "dropped.jsonl"
@@ -146,7 +147,7 @@ def trajectory_tokens(trajectory: Trajectory) -> int:
 
 async def synth_to_dir(
     out_dir: str | Path,
-    scenarios: Sequence[Scenario],
+    scenarios: Iterable[Scenario],
     env: EpisodeEnv,
     *,
     concurrency: int = 8,
@@ -168,17 +169,14 @@ async def synth_to_dir(
     done |= {str(r.get("scenario_id") or r.get("id")) for _, r in iter_jsonl_dicts(dropped_path)}
 
     summary = SynthSummary()
-    pending: list[Scenario] = []
+    category_of: dict[str, str] = {}  # of the pending scenarios, for their dropped records
     for scenario in scenarios:
         row = summary.rows[scenario.category]
         row.planned += 1
         if scenario.id in done:
             row.skipped += 1
         else:
-            pending.append(scenario)
-    # Longest episodes first (LPT scheduling): a long multi-turn episode started last would
-    # hold the whole run open while the other slots sit idle.
-    pending.sort(key=expected_model_calls, reverse=True)
+            category_of[scenario.id] = scenario.category
 
     if dedup is not None:
 
@@ -187,7 +185,6 @@ async def synth_to_dir(
             return None if twin is None else f"near-duplicate of {twin}"
 
         env.accept_request = accept
-    category_of = {scenario.id: scenario.category for scenario in pending}
 
     def record(outcome: Outcome) -> None:
         if isinstance(outcome, Trajectory):
@@ -219,7 +216,7 @@ async def synth_to_dir(
 
     try:
         await run_shard(
-            pending,
+            longest_first(scenarios, done),
             env,
             concurrency=concurrency,
             on_outcome=record,
@@ -228,12 +225,6 @@ async def synth_to_dir(
     except SynthAborted as error:
         summary.aborted = str(error)
     return summary
-
-
-def expected_model_calls(scenario: Scenario) -> int:
-    """Model calls a scenario needs if played to plan: per turn the user's request, the
-    planned steps, the closing answer, and a clarification round when a value is withheld."""
-    return sum(2 + len(turn.steps) + 2 * bool(turn.withheld) for turn in scenario.turns)
 
 
 def category_mix(categories: Sequence[str] | None) -> dict[str, float] | None:
