@@ -363,12 +363,16 @@ def test_cli_refuses_empty_registry_and_bfcl_inputs(tmp_path: Path):
 
 
 def test_scenarios_file_round_trips(tmp_path: Path):
+    seen: list[str] = []
+
     async def plan() -> list[Scenario]:
-        prepared = await prepare_run(request(tmp_path, n=8))
-        return prepared.scenarios
+        prepared = await prepare_run(request(tmp_path, n=8), lambda s: seen.append(s.id))
+        return list(prepared.scenarios)
 
     scenarios = anyio.run(plan)
     again = list(read_jsonl(tmp_path / "out" / "scenarios.jsonl", Scenario))
     assert [s.model_dump() for s in again] == [s.model_dump() for s in scenarios]
+    assert seen == [s.id for s in scenarios] and len(seen) >= 8  # progress saw each one
+    assert not list((tmp_path / "out").glob(".scenarios.jsonl.tmp*"))  # renamed into place
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["config"]["plan"]["executor"] == OFFICE

@@ -90,6 +90,7 @@ def synth_command(
 ) -> None:
     """Role-play labelled tool-calling episodes: user simulator ⇄ assistant ⇄ MCP server."""
     import anyio
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
     from tooldojo.synth.pipeline import SynthRequest, prepare_run, run_prepared
 
@@ -120,7 +121,14 @@ def synth_command(
     async def plan_and_play() -> Any:
         # One event loop for both: a remote model's HTTP connections belong to the loop
         # that opened them, and drafting values (--values model) already calls the model.
-        prepared = await prepare_run(request)
+        with Progress(
+            TextColumn("[bold]planning[/] {task.completed} scenarios"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("plan", total=None)
+            prepared = await prepare_run(request, lambda _: progress.advance(task))
         try:
             for warning in prepared.warnings:
                 err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -18,7 +18,7 @@ from tooldojo.agents.guidance import GUIDANCE
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import atomic_jsonl_writer, existing_ids
 from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
-from tooldojo.model import RunManifest, Tool, utc_now
+from tooldojo.model import RunManifest, Scenario, Tool, utc_now
 from tooldojo.synth.environment import build_tool_server, in_memory_connect, refuse_bfcl_inputs
 from tooldojo.synth.plan_file import PlanFile
 from tooldojo.synth.runner import (
@@ -121,8 +121,14 @@ def _digest(path: str) -> str:
     return hashlib.sha256(target.read_bytes()).hexdigest()
 
 
-async def prepare_run(request: SynthRequest) -> PreparedRun:
-    """Load tools and models, build the server, and plan (or reuse the plan in ``out``)."""
+async def prepare_run(
+    request: SynthRequest, on_planned: Callable[[Scenario], None] | None = None
+) -> PreparedRun:
+    """Load tools and models, build the server, and plan (or reuse the plan in ``out``).
+
+    ``on_planned`` sees each scenario as it is planned (drafting values with a model takes a
+    while: progress for the command line).
+    """
     from tooldojo.agents.assistant import AssistantAgent
     from tooldojo.agents.user import UserSimulator
     from tooldojo.synth.episode import EpisodeEnv
@@ -191,6 +197,8 @@ async def prepare_run(request: SynthRequest) -> PreparedRun:
         with atomic_jsonl_writer(out / SCENARIOS) as write:  # streamed: memory stays flat
             async for scenario in planner.scenarios():
                 write(scenario)
+                if on_planned is not None:
+                    on_planned(scenario)
         warnings = planner.warnings
         manifest = RunManifest(
             name=out.name,
