@@ -339,6 +339,26 @@ async def test_failing_backend_stops_the_run_with_what_finished_saved(tmp_path: 
     assert 1 <= len(finished) <= 4
 
 
+@pytest.mark.anyio
+async def test_failed_episodes_are_named_in_the_manifest(tmp_path: Path):
+    calls = 0
+
+    def flaky(messages, tools):
+        nonlocal calls
+        calls += 1
+        if calls in (5, 6):
+            return Completion(finish_reason="error", error="connection refused", model="down")
+        return oracle(messages, tools)
+
+    models = scripted_models(flaky)
+    prepared = await prepare_run(request(tmp_path, n=6, concurrency=1, models=models))
+    summary = await run_prepared(prepared)
+    assert not summary.aborted and 1 <= summary.total("failed") <= 2
+    stage = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"]["synth"]
+    assert stage["status"] == "failed" and "episode(s) failed" in stage["error"]
+    assert "connection refused" in stage["error"]
+
+
 def test_cli_refuses_empty_registry_and_bfcl_inputs(tmp_path: Path):
     import subprocess
     import sys

@@ -289,6 +289,8 @@ def _synthesize(context: _Context, it: Path, prev: Path | None) -> dict[str, int
     summary, guidance = context.run(go)
     if summary.aborted:
         raise ToolDojoError(f"synthesis stopped: {summary.aborted}")
+    for line in summary.errors[:3]:  # failed episodes are left out of the data: say why
+        context.say(f"{it.name}: a synthesis episode failed: {line}")
     counts = {name: summary.total(name) for name in ("planned", "finished", "failed", "dropped")}
     return counts | {f"assistant_{k}": v for k, v in guidance.items()}
 

@@ -257,7 +257,12 @@ async def run_prepared(
     stage.finished_at = utc_now()
     incomplete = summary.aborted or summary.total("failed")
     stage.status = "failed" if incomplete else "done"
-    stage.error = summary.aborted
+    failed = summary.total("failed")
+    stage.error = summary.aborted or (
+        f"{failed} episode(s) failed (retried on resume); first: {summary.errors[0]}"
+        if failed and summary.errors
+        else None
+    )
     stage.counts = {
         name: summary.total(name)
         for name in ("planned", "finished", "failed", "dropped", "skipped")
