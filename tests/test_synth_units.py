@@ -179,7 +179,7 @@ def test_similarity_groups_by_vocabulary_and_source():
     assert "get_current_weather" not in sim.unrelated("get_forecast")
 
 
-def _scenario(sid: str, steps: int, turns: int = 1, withheld: bool = False) -> Scenario:
+def _planned(sid: str, steps: int, turns: int = 1, withheld: bool = False) -> Scenario:
     from tooldojo.model import Label, LabelCall
 
     call = Label(kind="call", calls=[LabelCall(name="t", arguments={"x": [1]})])
@@ -193,11 +193,11 @@ def test_plan_file_serves_longest_episodes_first_without_holding_the_plan(tmp_pa
     from tooldojo.synth.plan_file import PlanFile, expected_model_calls, longest_first
 
     plan = [
-        _scenario("a", 1),
-        _scenario("b", 1, turns=3),
-        _scenario("c", 2),
-        _scenario("d", 1, withheld=True),
-        _scenario("e", 1, turns=3),
+        _planned("a", 1),
+        _planned("b", 1, turns=3),
+        _planned("c", 2),
+        _planned("d", 1, withheld=True),
+        _planned("e", 1, turns=3),
     ]
     assert [expected_model_calls(s.turns) for s in plan] == [3, 9, 4, 5, 9]
     path = tmp_path / "scenarios.jsonl"
@@ -205,7 +205,7 @@ def test_plan_file_serves_longest_episodes_first_without_holding_the_plan(tmp_pa
     stored = PlanFile(path)
     assert len(stored) == 5 and [s.id for s in stored] == ["a", "b", "c", "d", "e"]
     assert [s.id for s in stored.longest_first(skip={"e"})] == ["b", "d", "c", "a"]
-    stored.extend([_scenario("x", 4)])  # added after planning (the loop's expansions)
+    stored.extend([_planned("x", 4)])  # added after planning (the loop's expansions)
     assert len(stored) == 6 and [s.id for s in stored][-1] == "x"
     order = [s.id for s in stored.longest_first(skip=set())]
     assert order == ["b", "e", "x", "d", "c", "a"]

@@ -133,7 +133,6 @@ class OpenAIChatModel:
         self._next_client = itertools.count()
         self._max_in_flight = max_in_flight
         self._in_flight: anyio.Semaphore | None = None
-        self._in_flight: anyio.Semaphore | None = None
 
     def __repr__(self) -> str:
         key = f"${self.api_key_env}" if self.api_key_env else "none"
