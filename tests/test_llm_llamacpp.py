@@ -87,6 +87,17 @@ async def test_text_or_call_and_plain_generation(model):
 
 
 @pytest.mark.anyio
+async def test_a_prompt_longer_than_the_context_is_a_failed_completion(model):
+    """What failed synthesis episodes before n_ctx defaulted to SmolLM2's 8192."""
+    long = " ".join(["calendar"] * 2200)  # > 2048 tokens
+    answer = await model.complete(
+        [Message(role="user", content=long)], sampling=SamplingParams(max_tokens=4)
+    )
+    assert not answer.ok and "context window" in answer.error and "n_ctx=2048" in answer.error
+    assert sorted(model._free) == [0, 1]  # the instance went back to the pool
+
+
+@pytest.mark.anyio
 async def test_cancellation_returns_the_instance_to_the_pool(model):
     started = time.perf_counter()
     with anyio.move_on_after(0.3):

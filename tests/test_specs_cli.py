@@ -135,3 +135,37 @@ def test_missing_file_and_dead_url(tmp_path):
     assert result.returncode == 2, result.stderr
     assert url in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_command_that_fails_exits_non_zero(tmp_path):
+    """``typer.Exit(1)`` must reach the shell (click returns it without standalone mode)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    config = tmp_path / "tooldojo.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "backends": {
+                    "down": {
+                        "kind": "openai",
+                        "model": "m",
+                        "base_urls": [f"http://127.0.0.1:{port}/v1"],
+                        "max_retries": 0,
+                        "timeout_s": 5,
+                    }
+                },
+                "roles": {"assistant": "down"},
+            }
+        )
+    )
+    spec = EXAMPLES / "weather_finance.openai.json"
+    command = [sys.executable, "-m", "tooldojo.cli", "call", "--specs", str(spec)]
+    result = subprocess.run(
+        [*command, "--config", str(config), "What is the weather in Paris?"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "error:" in result.stderr and "ConnectionRefused" in result.stderr

@@ -134,7 +134,10 @@ app.command("report")(report_command)
 def main() -> None:
     """Console entry point: maps input errors to one line and exit status 2."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click turns ``typer.Exit(code)`` into a return value.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ToolDojoError as error:
         err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -61,7 +61,8 @@ class BackendConfig(BaseModel):
     """llamacpp: model instances serving requests in parallel."""
     n_threads: int = Field(default=1, ge=1)
     """llamacpp / transformers: CPU threads per instance."""
-    n_ctx: int = Field(default=4096, ge=256)
+    n_ctx: int = Field(default=8192, ge=256)
+    """llamacpp / transformers: context window (8192 is what SmolLM2 was trained with)."""
     max_in_flight: int = Field(default=64, ge=1)
     max_retries: int = Field(default=4, ge=0)
     timeout_s: float = Field(default=120.0, gt=0)

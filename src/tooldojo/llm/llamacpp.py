@@ -231,7 +231,7 @@ class LlamaCppChatModel:
         *,
         pool_size: int = 1,
         n_threads: int = 1,
-        n_ctx: int = 4096,
+        n_ctx: int = 8192,
         codec: str = DEFAULT_CODEC,
         name: str | None = None,
     ):
@@ -327,14 +327,9 @@ class LlamaCppChatModel:
             finally:
                 self._free.append(index)
         if result.get("grammar_rejected"):
-            base = base_fields(
-                model=self.name,
-                finish_reason="error",
-                prompt_tokens=0,
-                completion_tokens=0,
-                latency_s=time.perf_counter() - started,
-            )
-            return failed("", "llama.cpp rejected the grammar built from the constraint", base)
+            return self._failed("llama.cpp rejected the grammar built from the constraint", started)
+        if result.get("too_long"):
+            return self._failed(f"{result['too_long']} (n_ctx={self._n_ctx}; raise n_ctx)", started)
         choice = result["choices"][0]
         usage = result.get("usage", {})
         base = base_fields(
@@ -359,6 +354,16 @@ class LlamaCppChatModel:
             return _check_arguments(completion, tools)
         return completion
 
+    def _failed(self, why: str, started: float) -> Completion:
+        base = base_fields(
+            model=self.name,
+            finish_reason="error",
+            prompt_tokens=0,
+            completion_tokens=0,
+            latency_s=time.perf_counter() - started,
+        )
+        return failed("", why, base)
+
     async def _generate_in_thread(
         self, index: int, prompt: str, grammar: str | None, sampling: SamplingParams
     ) -> dict[str, Any]:
@@ -372,15 +377,20 @@ class LlamaCppChatModel:
                 return {"grammar_rejected": True}
             eos = self._formatter.eos_token
             stop = [eos, *(sampling.stop or [])] if eos else sampling.stop
-            return llm.create_completion(  # type: ignore[return-value]
-                prompt,
-                max_tokens=sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                seed=sampling.seed,
-                stop=stop,
-                grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
-                stopping_criteria=StoppingCriteriaList([lambda *_: stop_flag.is_set()]),
-            )
+            try:
+                return llm.create_completion(  # type: ignore[return-value]
+                    prompt,
+                    max_tokens=sampling.max_tokens,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    seed=sampling.seed,
+                    stop=stop,
+                    grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
+                    stopping_criteria=StoppingCriteriaList([lambda *_: stop_flag.is_set()]),
+                )
+            except ValueError as error:  # "Requested tokens (N) exceed context window of M"
+                if "context window" not in str(error):
+                    raise
+                return {"too_long": str(error)}
 
         return await run_stoppable(work)
