@@ -23,7 +23,7 @@ from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts
 from tooldojo.model import Scenario, Trajectory
 from tooldojo.synth.dedup import NearDuplicateFilter
 from tooldojo.synth.episode import Dropped, EpisodeEnv, EpisodeFailed, run_episode
-from tooldojo.synth.plan_file import longest_first
+from tooldojo.synth.plan_file import PlanFile, longest_first
 
 TRAJECTORIES = "trajectories.jsonl"
 DROPPED = "dropped.jsonl"
@@ -168,6 +168,8 @@ async def synth_to_dir(
             dedup.add(key, request)
     done |= {str(r.get("scenario_id") or r.get("id")) for _, r in iter_jsonl_dicts(dropped_path)}
 
+    if not isinstance(scenarios, PlanFile | Sequence):
+        scenarios = list(scenarios)  # read twice below: counted, then played longest first
     summary = SynthSummary()
     category_of: dict[str, str] = {}  # of the pending scenarios, for their dropped records
     for scenario in scenarios:
