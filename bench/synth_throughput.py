@@ -235,7 +235,8 @@ def main() -> None:
                 f"{rate / bound:.2f} over the whole run (ramp-up and drain included); "
                 f"steady state ({result['steady_seconds']:.0f} s) {steady:.0f} calls/s, "
                 f"achieved/bound {steady / bound:.2f} (goal >= 0.9); engine CPU "
-                f"{result['cpu_ms_per_call']:.2f} ms/call; peak RSS {result['peak_rss_mb']:.0f} MB "
+                f"{result['cpu_ms_per_call']:.2f} ms/call (planning included); peak RSS "
+                f"{result['peak_rss_mb']:.0f} MB "
                 f"({result['planned_rss_mb']:.0f} MB once planned)"
             )
     finally:
