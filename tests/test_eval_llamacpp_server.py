@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from server_support import free_port
 from tooldojo.cli import app
 from tooldojo.llm.embedded import embedded_gguf_path
 
@@ -28,15 +28,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llamacpp_server() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable,
         "-m",

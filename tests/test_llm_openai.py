@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from server_support import free_port, serve_in_thread
 from tooldojo.errors import ToolDojoError
 from tooldojo.llm.base import Constraint, SamplingParams, run_then_close
 from tooldojo.llm.openai_compat import POOL_SHARE, OpenAIChatModel
@@ -104,27 +102,11 @@ class ScriptedServer:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[ScriptedServer, str]]:
     scripted = ScriptedServer()
-    port = _free_port()
-    config = uvicorn.Config(scripted.app, host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.02)
-    yield scripted, f"http://127.0.0.1:{port}/v1"
-    uv.should_exit = True
-    thread.join(timeout=5)
+    with serve_in_thread(scripted.app) as url:
+        yield scripted, url
 
 
 def _model(url: str, model: str, **kwargs: Any) -> OpenAIChatModel:
@@ -189,7 +171,7 @@ async def test_timeout_is_retried_and_then_reported(server):
 
 @pytest.mark.anyio
 async def test_unreachable_endpoint_is_a_typed_failure():
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     completion = await _ask(_model(url, "ok", max_retries=1, timeout_s=2), ASK)
     assert not completion.ok
     # httpx reports it as a connection error; the aiohttp transport as a timeout whose cause

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from server_support import free_port
 from tooldojo import load_tools
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "specs"
@@ -127,10 +127,7 @@ def test_file_over_size_limit(tmp_path):
 def test_missing_file_and_dead_url(tmp_path):
     result = tooldojo("specs", "inspect", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2 and "no such file" in result.stderr
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/mcp"
+    url = f"http://127.0.0.1:{free_port()}/mcp"
     result = tooldojo("specs", "inspect", url)
     assert result.returncode == 2, result.stderr
     assert url in result.stderr and "Traceback" not in result.stderr
@@ -139,9 +136,7 @@ def test_missing_file_and_dead_url(tmp_path):
 
 def test_a_command_that_fails_exits_non_zero(tmp_path):
     """``typer.Exit(1)`` must reach the shell (click returns it without standalone mode)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    port = free_port()
     config = tmp_path / "tooldojo.yaml"
     config.write_text(
         json.dumps(

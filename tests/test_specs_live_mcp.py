@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from server_support import free_port
 from tooldojo import SpecError, load_tools
 
 SERVER = Path(__file__).parent / "fixtures" / "mcp_notes_server.py"
@@ -26,12 +27,6 @@ def check_notes_tools(tools) -> None:
 
 def test_stdio_server_tools():
     check_notes_tools(load_tools(f"stdio:{sys.executable} {SERVER}"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

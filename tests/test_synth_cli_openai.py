@@ -7,20 +7,17 @@ in one event loop; the run writes its trajectories and summary and closes its co
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
+from server_support import serve_in_thread
 from tooldojo.cli import app
 from tooldojo.jsonl import read_jsonl
 from tooldojo.model import Trajectory
@@ -62,21 +59,8 @@ class Endpoint:
 @pytest.fixture()
 def endpoint() -> Iterator[tuple[Endpoint, str]]:
     scripted = Endpoint()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(scripted.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.02)
-    yield scripted, f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with serve_in_thread(scripted.app) as url:
+        yield scripted, url
 
 
 def test_synth_cli_with_a_remote_model(tmp_path: Path, endpoint: tuple[Endpoint, str]):

@@ -46,7 +46,7 @@ def call_command(
     import anyio
 
     from tooldojo.errors import ToolDojoError
-    from tooldojo.llm.base import Constraint
+    from tooldojo.llm.base import Constraint, run_then_close
     from tooldojo.llm.config import ROLES, load_config, load_model, parse_spec
     from tooldojo.model import Message
     from tooldojo.specs import load_tools
@@ -67,15 +67,11 @@ def call_command(
     messages = [Message(role="system", content=system)] if system else []
     messages.append(Message(role="user", content=request))
 
-    async def ask():
-        try:
-            return await backend.complete(messages, tools, sampling=sampling, constraint=constraint)
-        finally:
-            close = getattr(backend, "aclose", None)
-            if close is not None:
-                await close()
-
-    completion = anyio.run(ask)
+    completion = anyio.run(
+        run_then_close,
+        lambda: backend.complete(messages, tools, sampling=sampling, constraint=constraint),
+        [backend],
+    )
     if not completion.ok:
         sys.stderr.write(f"error: {completion.error}\n")
         raise typer.Exit(1)

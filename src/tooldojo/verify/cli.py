@@ -91,13 +91,13 @@ def verify_command(
             options.agreement_model = load_model(agreement_model)
         options.judges = [load_model(spec) for spec in judge or []]
     options.ordered_gates()
+    models = [options.agreement_model, *options.judges]  # closed when their event loop ends
 
     if explain is not None:
         found = _find(out, explain) or _find(in_path, explain)
         if found is None:
             raise ToolDojoError(f"no trajectory with id {explain!r} in {out} or {in_path}")
         if not found.verdicts:
-            models = [options.agreement_model, *options.judges]
             found = anyio.run(run_then_close, lambda: verify_trajectory(found, options), models)
         _print_explanation(found)
         return
@@ -108,7 +108,6 @@ def verify_command(
         why = f" at {last.gate}: {last.reason}" if last and not last.passed else ""
         err_console.print(f"{mark} {trajectory.id}{why}", highlight=False, soft_wrap=True)
 
-    models = [options.agreement_model, *options.judges]
     run = anyio.run(run_then_close, lambda: verify_file(in_path, out, options, progress), models)
     err_console.print(
         f"verified {run.verified} ({run.passed} passed), skipped {run.skipped} already in {out}"
