@@ -280,7 +280,7 @@ def _synthesize(context: _Context, it: Path, prev: Path | None) -> dict[str, int
 
     async def go() -> tuple[Any, dict[str, int]]:
         prepared = await prepare_run(request)
-        planned = {s.id for s in prepared.scenarios}
+        planned = {entry.id for entry in prepared.scenarios.entries()}
         prepared.scenarios.extend(s for s in expansions if s.id not in planned)
         with context.bar(f"{it.name} synthesis", prepared.pending_count()) as advance:
             summary = await run_prepared(prepared, advance)

@@ -93,7 +93,7 @@ class PreparedRun:
     def pending_count(self) -> int:
         out = self.request.out
         done = existing_ids(out / TRAJECTORIES, "scenario_id") | existing_ids(out / DROPPED)
-        return sum(1 for s in self.scenarios if s.id not in done)
+        return sum(1 for entry in self.scenarios.entries() if entry.id not in done)
 
 
 def _role_sampling(config: Any, role: str) -> SamplingParams | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +33,56 @@ def expected_model_calls(turns: Iterable[Any]) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class PlanEntry:
+    """What the runner needs of a planned scenario before playing it (about 200 bytes)."""
+
+    id: str
+    category: str
+    calls: int
+    """:func:`expected_model_calls`."""
+    offset: int
+    """Byte offset of its line in the file; ``-1 - k`` for the k-th scenario added later."""
+
+
 class PlanFile:
-    """The scenarios of ``scenarios.jsonl`` (plus any added later), read lazily."""
+    """The scenarios of ``scenarios.jsonl`` (plus any added later), read lazily.
+
+    One JSON pass builds :meth:`entries` (id, category, expected length, offset), which
+    serves counting, resume bookkeeping and the longest-first order; whole scenarios are
+    parsed only when they are played.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.added: list[Scenario] = []
-        self._count: int | None = None
+        self._index: list[PlanEntry] | None = None
 
     def check(self) -> int:
         """Validate every line (a bad file is an error now, not mid-run); returns the count."""
-        self._count = sum(1 for _ in read_jsonl(self.path, Scenario))
-        return self._count
+        return sum(1 for _ in read_jsonl(self.path, Scenario))
+
+    def entries(self) -> list[PlanEntry]:
+        """The index of the file (read once; the file does not change) and of added scenarios."""
+        if self._index is None:
+            self._index = []
+            with self.path.open("rb") as handle:
+                offset = 0
+                for line in handle:
+                    if line.endswith(b"\n") and line.strip():
+                        record = json.loads(line)
+                        calls = expected_model_calls(record["turns"])
+                        entry = PlanEntry(str(record["id"]), record["category"], calls, offset)
+                        self._index.append(entry)
+                    offset += len(line)
+        added = [
+            PlanEntry(s.id, s.category, expected_model_calls(s.turns), -1 - k)
+            for k, s in enumerate(self.added)
+        ]
+        return self._index + added
 
     def __len__(self) -> int:
-        if self._count is None:
-            self.check()
-        return (self._count or 0) + len(self.added)
+        return len(self.entries())
 
     def __iter__(self) -> Iterator[Scenario]:
         yield from read_jsonl(self.path, Scenario)
@@ -61,28 +95,27 @@ class PlanFile:
         """Scenarios not in ``skip``, longest expected episode first (ties in plan order).
 
         Longest first (LPT scheduling): a long multi-turn episode started last would hold the
-        whole run open while the other slots sit idle. Only (length, offset) pairs are held.
+        whole run open while the other slots sit idle.
         """
-        keys: list[tuple[int, int, int]] = []  # (-expected calls, position, byte offset)
+        order = sorted(
+            (-entry.calls, position, entry.offset)
+            for position, entry in enumerate(self.entries())
+            if entry.id not in skip
+        )
         with self.path.open("rb") as handle:
-            offset = lines = 0
-            for line in handle:
-                if line.endswith(b"\n") and line.strip():
-                    record = json.loads(line)
-                    if str(record["id"]) not in skip:
-                        keys.append((-expected_model_calls(record["turns"]), lines, offset))
-                offset += len(line)
-                lines += 1
-            for extra, scenario in enumerate(self.added):  # offsets -1, -2, ...: in memory
-                if scenario.id not in skip:
-                    keys.append((-expected_model_calls(scenario.turns), lines + extra, -1 - extra))
-            keys.sort()
-            for _, _, where in keys:
-                if where < 0:
-                    yield self.added[-1 - where]
+            for _, _, offset in order:
+                if offset < 0:
+                    yield self.added[-1 - offset]
                 else:
-                    handle.seek(where)
+                    handle.seek(offset)
                     yield Scenario.model_validate_json(handle.readline())
+
+
+def ids_and_categories(scenarios: Iterable[Scenario]) -> Iterator[tuple[str, str]]:
+    """``(id, category)`` of each scenario; from the index alone for a plan file."""
+    if isinstance(scenarios, PlanFile):
+        return ((entry.id, entry.category) for entry in scenarios.entries())
+    return ((scenario.id, scenario.category) for scenario in scenarios)
 
 
 def longest_first(scenarios: Iterable[Scenario], skip: set[str]) -> Iterator[Scenario]:

@@ -23,7 +23,7 @@ from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts
 from tooldojo.model import Scenario, Trajectory
 from tooldojo.synth.dedup import NearDuplicateFilter
 from tooldojo.synth.episode import Dropped, EpisodeEnv, EpisodeFailed, run_episode
-from tooldojo.synth.plan_file import PlanFile, longest_first
+from tooldojo.synth.plan_file import PlanFile, ids_and_categories, longest_first
 
 TRAJECTORIES = "trajectories.jsonl"
 DROPPED = "dropped.jsonl"
@@ -172,13 +172,13 @@ async def synth_to_dir(
         scenarios = list(scenarios)  # read twice below: counted, then played longest first
     summary = SynthSummary()
     category_of: dict[str, str] = {}  # of the pending scenarios, for their dropped records
-    for scenario in scenarios:
-        row = summary.rows[scenario.category]
+    for scenario_id, category in ids_and_categories(scenarios):
+        row = summary.rows[category]
         row.planned += 1
-        if scenario.id in done:
+        if scenario_id in done:
             row.skipped += 1
         else:
-            category_of[scenario.id] = scenario.category
+            category_of[scenario_id] = category
 
     if dedup is not None:
 
