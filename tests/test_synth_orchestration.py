@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -316,18 +317,24 @@ async def test_concurrency_bound_is_reached_and_never_exceeded(tmp_path: Path):
     assert peak == 3
 
 
-@pytest.mark.anyio
-async def test_failing_backend_stops_the_run_with_what_finished_saved(tmp_path: Path):
+def down_for(which: Callable[[int], bool]):  # type: ignore[no-untyped-def]
+    """The oracle, except that the model calls ``which`` picks (by number) fail as a backend
+    that is down would."""
     calls = 0
 
-    def flaky(messages, tools):
+    def answer(messages, tools):  # type: ignore[no-untyped-def]
         nonlocal calls
         calls += 1
-        if calls <= 4:
-            return oracle(messages, tools)
-        return Completion(finish_reason="error", error="connection refused", model="down")
+        if which(calls):
+            return Completion(finish_reason="error", error="connection refused", model="down")
+        return oracle(messages, tools)
 
-    models = scripted_models(flaky)
+    return answer
+
+
+@pytest.mark.anyio
+async def test_failing_backend_stops_the_run_with_what_finished_saved(tmp_path: Path):
+    models = scripted_models(down_for(lambda call: call > 4))
     prepared = await prepare_run(request(tmp_path, n=12, concurrency=1, models=models))
     prepared.request.max_failures = 3
     summary = await run_prepared(prepared)
@@ -341,16 +348,7 @@ async def test_failing_backend_stops_the_run_with_what_finished_saved(tmp_path: 
 
 @pytest.mark.anyio
 async def test_failed_episodes_are_named_in_the_manifest(tmp_path: Path):
-    calls = 0
-
-    def flaky(messages, tools):
-        nonlocal calls
-        calls += 1
-        if calls in (5, 6):
-            return Completion(finish_reason="error", error="connection refused", model="down")
-        return oracle(messages, tools)
-
-    models = scripted_models(flaky)
+    models = scripted_models(down_for(lambda call: call in (5, 6)))
     prepared = await prepare_run(request(tmp_path, n=6, concurrency=1, models=models))
     summary = await run_prepared(prepared)
     assert not summary.aborted and 1 <= summary.total("failed") <= 2

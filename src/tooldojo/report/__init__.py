@@ -224,6 +224,17 @@ def _plots(data: dict[str, Any], folder: Path) -> list[str]:
 # --- documents ---------------------------------------------------------------------------
 
 
+def _percent_bullets(title: str, per_iteration: dict[str, dict[str, float]]) -> list[str]:
+    """A Markdown section with one line per iteration of ``name percent`` pairs (none: empty)."""
+    if not any(per_iteration.values()):
+        return []
+    lines = [f"## {title}", ""]
+    for it, values in per_iteration.items():
+        shown = ", ".join(f"{name} {100 * share:.0f}" for name, share in sorted(values.items()))
+        lines.append(f"- {it}: {shown or 'n/a'}")
+    return [*lines, ""]
+
+
 def _markdown(root: Path, data: dict[str, Any]) -> str:
     lines = [f"# tooldojo run `{root.name}`", ""]
     manifest = _load_json(root / "manifest.json") or {}
@@ -249,18 +260,10 @@ def _markdown(root: Path, data: dict[str, Any]) -> str:
                     + " |"
                 )
             lines.append("")
-    if any(data["heldout"].values()):
-        lines += ["## Held-out synthetic accuracy (%)", ""]
-        for it, values in data["heldout"].items():
-            shown = ", ".join(f"{c} {100 * a:.0f}" for c, a in sorted(values.items()))
-            lines.append(f"- {it}: {shown or 'n/a'}")
-        lines.append("")
-    if any(data["schema_pass"].values()):
-        lines += ["## Probe: schema-gate pass on turns that call a tool (%)", ""]
-        for it, values in data["schema_pass"].items():
-            shown = ", ".join(f"{split} {100 * a:.0f}" for split, a in sorted(values.items()))
-            lines.append(f"- {it}: {shown or 'n/a'}")
-        lines.append("")
+    lines += _percent_bullets("Held-out synthetic accuracy (%)", data["heldout"])
+    lines += _percent_bullets(
+        "Probe: schema-gate pass on turns that call a tool (%)", data["schema_pass"]
+    )
     if data["volume"]:
         lines += ["## Data per iteration", ""]
         for it, volume in data["volume"].items():
