@@ -91,6 +91,12 @@ def specs_convert(
     err_console.print(f"wrote {len(tools)} tools as {to} to {out}")
 
 
+from tooldojo.specs.cli import corpus_app, refine_command  # noqa: E402
+
+specs_app.command("refine")(refine_command)
+app.add_typer(corpus_app, name="corpus")
+
+
 def _write_json_atomic(path: Path, payload: object) -> None:
     """Write the whole file or nothing: temp file in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -142,6 +142,46 @@ def _bfcl_entries(entries: list[dict[str, Any]], source: str) -> list[tuple[Tool
     return tools
 
 
+def is_registry(target: str) -> bool:
+    """A refined registry (``tooldojo specs refine``): JSONL whose first line is a tool record
+    with ``metadata.domain``, as written by :mod:`tooldojo.specs.refine`."""
+    if not target.endswith(".jsonl") or not Path(target).is_file():
+        return False
+    with open(target, encoding="utf-8") as handle:
+        first = handle.readline()
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("metadata"), dict)
+        and "domain" in record["metadata"]
+        and "parameters" in record
+    )
+
+
+def load_registry(target: str) -> list[tuple[Tool, str]]:
+    """Tools of a refined registry, one per line, validated by the model only.
+
+    Their schemas were meta-schema checked when the registry was refined; checking 10k of
+    them again on every load would cost seconds for nothing.
+    """
+    pairs = []
+    with open(target, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                pairs.append((Tool.model_validate_json(line), f"line {number}"))
+            except ValueError as error:
+                message = " ".join(str(error).split())[:300]
+                raise SpecError(target, f"line {number}", f"not a tool record: {message}") from None
+    if not pairs:
+        raise SpecError(target, None, "the registry is empty")
+    return pairs
+
+
 def load_tools(
     paths: list[str] | tuple[str, ...] | str,
     *,
@@ -164,6 +204,8 @@ def load_tools(
         target = str(target)
         if is_live_target(target):
             pairs = live_mcp_tools(target, timeout_s=timeout_s)
+        elif is_registry(target):
+            pairs = load_registry(target)
         else:
             pairs = tools_from_document(read_document(target, max_bytes=max_bytes), target)
         found.extend(pairs)

@@ -54,7 +54,12 @@ class PlanOptions:
     """Share of each category (``None``: all categories equally)."""
     category_weights: Mapping[str, float] = field(default_factory=dict)
     tool_weights: Mapping[str, float] = field(default_factory=dict)
+    domain_weights: Mapping[str, float] = field(default_factory=dict)
+    """Per-domain factor on a tool's draw weight (``metadata["domain"]``; default 1)."""
     min_per_tool: int = 1
+    coverage_pool_limit: int = 2000
+    """Above this many tools, no coverage fill-ins: ``min_per_tool`` for a 10k-tool pool would
+    add 10k scenarios nobody asked for; targets are still drawn from a shuffled queue first."""
     max_distractors: int = 3
     id_prefix: str = "s"
     strict: bool = True
@@ -68,7 +73,12 @@ class Plan:
     coverage_added: int = 0
 
 
-def category_needs(category: str, tools: Sequence[Tool], sim: ToolSimilarity) -> str | None:
+def category_needs(
+    category: str,
+    tools: Sequence[Tool],
+    sim: ToolSimilarity,
+    pairs: Sequence[tuple[Tool, Tool, str, float]] | None = None,
+) -> str | None:
     """Why ``category`` is impossible with ``tools`` (``None`` when it is possible)."""
     with_params = [t for t in tools if t.properties]
     if not tools:
@@ -79,7 +89,7 @@ def category_needs(category: str, tools: Sequence[Tool], sim: ToolSimilarity) ->
         return "parallel needs a tool with parameters (calls must differ)"
     if category == "clarify" and not any(_withholdable(t) for t in tools):
         return "clarify needs a tool with a required scalar argument to withhold"
-    if category == "multi_step" and not _step_pairs(tools):
+    if category == "multi_step" and not (_step_pairs(tools) if pairs is None else pairs):
         return (
             "multi_step needs a tool whose id-like argument another tool returns "
             "(e.g. listBooks → getBook(bookId))"
@@ -99,12 +109,59 @@ def _withholdable(tool: Tool) -> list[str]:
 _DESTRUCTIVE = ("delete", "remove", "cancel", "drop", "destroy")
 
 
+LARGE_POOL = 1000
+"""From this many tools on, chains are only looked for within one API (same source)."""
+
+
+def _graph_pairs(tools: Sequence[Tool]) -> list[tuple[Tool, Tool, str, float]]:
+    """Chains along the refined registry's tool graph (``metadata["graph"]["feeds"]``).
+
+    The graph says which response feeds which tool; the parameter it feeds is the consumer's
+    required scalar that the producer best explains (``producer_score``), else its first
+    required id-like one. Edges whose consumer has no such parameter are no chain.
+    """
+    by_name = {tool.name: tool for tool in tools}
+    pairs = []
+    for producer in tools:
+        if producer.name.lower().startswith(_DESTRUCTIVE):
+            continue
+        for name in (producer.metadata.get("graph") or {}).get("feeds") or []:
+            consumer = by_name.get(name)
+            if consumer is None:
+                continue
+            best: tuple[float, str] | None = None
+            for param in consumer.required:
+                flat = _flatten(consumer.properties.get(param, {}), consumer.parameters)
+                if flat.get("type") not in ("string", "integer"):
+                    continue
+                score = producer_score(producer, consumer, param) + (1.0 if id_like(param) else 0)
+                if score > 0 and (best is None or score > best[0]):
+                    best = (score, param)
+            if best is not None:
+                pairs.append((producer, consumer, best[1], 1.5 + best[0]))
+    return pairs
+
+
 def _step_pairs(tools: Sequence[Tool]) -> list[tuple[Tool, Tool, str, float]]:
     """(producer, consumer, parameter, score) for every plausible multi-step chain.
 
     Destructive tools never produce (a deleted thing's id leads nowhere), and when some
-    chain is well supported (the spec names the producer) weak guesses are dropped.
+    chain is well supported (the spec names the producer) weak guesses are dropped. A pool
+    that carries a tool graph is chained along its edges; a large pool without one is
+    searched per source only (all pairs of 10k tools is 10^8 scores).
     """
+    graph = _graph_pairs(tools)
+    if graph:
+        return graph
+    if len(tools) >= LARGE_POOL:
+        groups: dict[str, list[Tool]] = {}
+        for tool in tools:
+            groups.setdefault(tool.source, []).append(tool)
+        out = []
+        for group in groups.values():
+            if len(group) < LARGE_POOL:
+                out += _step_pairs(group)
+        return out
     pairs = []
     for consumer in tools:
         for param in consumer.required:
@@ -145,6 +202,10 @@ class Planner:
         self.drafter = drafter
         self.sim = ToolSimilarity(list(tools))
         self.pairs = _step_pairs(list(tools))
+        self.domains: dict[str, list[str]] = {}
+        for tool in tools:
+            self.domains.setdefault(_domain(tool), []).append(tool.name)
+        self._feasible_cache: dict[str, list[str]] = {}
         self.appearances: Counter[str] = Counter()
         self.warnings: list[str] = []
         self.coverage_added = 0
@@ -162,7 +223,7 @@ class Planner:
         for category, share in mix.items():
             if share <= 0:
                 continue
-            problem = category_needs(category, list(self.tools.values()), self.sim)
+            problem = category_needs(category, list(self.tools.values()), self.sim, self.pairs)
             if problem is not None:
                 if options.strict and options.mix:
                     raise ToolDojoError(f"category {category} is impossible here: {problem}")
@@ -191,6 +252,12 @@ class Planner:
             target = self._pick_target(category, coverage, scenario_rng)
             yield await self._build(index, category, target, scenario_rng)
         index = len(categories)
+        if len(self.tools) > options.coverage_pool_limit and options.min_per_tool > 0:
+            self.warnings.append(
+                f"no coverage fill-ins: the pool has {len(self.tools):,} tools "
+                f"(over {options.coverage_pool_limit:,}); targets were drawn by weight"
+            )
+            return
         for name in self.tools:
             while self.appearances[name] < options.min_per_tool:
                 scenario_rng = random.Random(f"{options.seed}|{index}")
@@ -206,6 +273,12 @@ class Planner:
     # --- choosing tools -------------------------------------------------------------------------
 
     def _feasible(self, category: str) -> list[str]:
+        """Names that can be ``category``'s target, sorted (computed once per category)."""
+        if category not in self._feasible_cache:
+            self._feasible_cache[category] = sorted(self._feasible_uncached(category))
+        return self._feasible_cache[category]
+
+    def _feasible_uncached(self, category: str) -> list[str]:
         tools = self.tools.values()
         if category == "parallel":
             return [t.name for t in tools if t.required] or [t.name for t in tools if t.properties]
@@ -216,27 +289,71 @@ class Planner:
         return list(self.tools)
 
     def _pick_target(self, category: str, coverage: list[str], rng: random.Random) -> str:
-        feasible = set(self._feasible(category))
+        names = self._feasible(category)
+        feasible = set(names) if len(names) < len(self.tools) else self.tools
         for position, name in enumerate(coverage):
             if name in feasible and self.appearances[name] < self.options.min_per_tool:
                 del coverage[position]
                 return name
-        names = sorted(feasible)
-        weights = [max(self.options.tool_weights.get(n, 1.0), 0.0) for n in names]
+        domain_weights = self.options.domain_weights
+        weights = [
+            max(self.options.tool_weights.get(n, 1.0), 0.0)
+            * max(domain_weights.get(_domain(self.tools[n]), 1.0), 0.0)
+            for n in names
+        ]
         if sum(weights) <= 0:
             weights = [1.0] * len(names)
         return rng.choices(names, weights=weights)[0]
 
-    def _distractors(self, keep: list[str], rng: random.Random, most: int) -> list[str]:
-        """Up to ``most`` tools related to ``keep[0]``: hard negatives, not random noise."""
+    def _distractors(
+        self, keep: list[str], rng: random.Random, most: int, *, other_domains: bool = False
+    ) -> list[str]:
+        """Up to ``most`` tools related to ``keep[0]``: hard negatives, not random noise.
+
+        In a pool with domains the hard negatives come from ``keep[0]``'s own domain; with
+        ``other_domains`` one of them is swapped for a tool of another domain (drawn by
+        domain weight), so the model also learns to pass over the plainly unrelated.
+        """
         if most <= 0:
             return []
-        ranked = [n for n in self.sim.related(keep[0]) if n not in keep][: most * 2]
+        ranked = [n for n in self._related(keep[0], rng) if n not in keep][: most * 2]
         count = rng.randint(1, most) if ranked else 0
-        return rng.sample(ranked, min(count, len(ranked)))
+        chosen = rng.sample(ranked, min(count, len(ranked)))
+        if other_domains and len(self.domains) > 1:
+            foreign = self._other_domain_tool(keep, rng)
+            if foreign is not None:
+                chosen = (
+                    [*chosen[: max(count - 1, 0)], foreign] if count > 1 else [*chosen, foreign]
+                )
+        return chosen
+
+    def _related(self, name: str, rng: random.Random) -> list[str]:
+        """Tools ranked by relatedness to ``name``, looked for in its domain in a large pool.
+
+        Ranking all of a 10k-tool pool per scenario would cost seconds; a domain (or, for a
+        very large one, a fixed-size random sample of it) holds the hard negatives anyway.
+        """
+        if len(self.tools) < LARGE_POOL:
+            return self.sim.related(name)
+        pool = self.domains.get(_domain(self.tools[name]), [])
+        if len(pool) > RELATED_SAMPLE:
+            pool = rng.sample(pool, RELATED_SAMPLE)
+        return self.sim.related(name, [n for n in pool if n != name] or None)
+
+    def _other_domain_tool(self, keep: list[str], rng: random.Random) -> str | None:
+        own = {_domain(self.tools[n]) for n in keep}
+        others = sorted(d for d in self.domains if d not in own)
+        if not others:
+            return None
+        weights = [max(self.options.domain_weights.get(d, 1.0), 0.0) for d in others]
+        if sum(weights) <= 0:
+            return None
+        domain = rng.choices(others, weights=weights)[0]
+        candidates = [n for n in self.domains[domain] if n not in keep]
+        return rng.choice(candidates) if candidates else None
 
     def _partner(self, name: str, rng: random.Random) -> str:
-        ranked = self.sim.related(name)[:4]
+        ranked = self._related(name, rng)[:4]
         return rng.choice(ranked) if ranked else name
 
     # --- building scenarios --------------------------------------------------------------------
@@ -282,7 +399,9 @@ class Planner:
 
     async def _build_multiple(self, target: str, rng: random.Random):
         offered, turns, asks, sources = await self._build_single(target, rng)
-        offered += self._distractors([target], rng, self.options.max_distractors)
+        offered += self._distractors(
+            [target], rng, self.options.max_distractors, other_domains=True
+        )
         return offered, turns, asks, sources
 
     async def _build_parallel(self, target: str, rng: random.Random):
@@ -298,16 +417,16 @@ class Planner:
         return [target], [turn], [[self._ask(d) for d in drafted]], [d.source for d in drafted]
 
     async def _build_parallel_multiple(self, target: str, rng: random.Random):
-        partner = next((n for n in self.sim.related(target)[:4] if n != target), None)
+        partner = next((n for n in self._related(target, rng)[:4] if n != target), None)
         names = [target, partner] if partner else [target]
         if partner and rng.random() < 0.3:
-            third = next((n for n in self.sim.related(partner) if n not in names), None)
+            third = next((n for n in self._related(partner, rng) if n not in names), None)
             if third:
                 names.append(third)
         drafted = [await self._draft(name, rng) for name in names]
         labels = [label_call(self.tools[d.tool], d.arguments) for d in drafted]
         intent = " and ".join(_intent(self.tools[n]) for n in names)
-        offered = list(names) + self._distractors(names, rng, 1)
+        offered = list(names) + self._distractors(names, rng, 1, other_domains=True)
         turn = self._call_turn(intent, labels)
         return offered, [turn], [[self._ask(d) for d in drafted]], [d.source for d in drafted]
 
@@ -383,6 +502,15 @@ class Planner:
             sources = ["builtin"]
         turn = ScenarioTurn(intent=intent, steps=[Label(kind="refuse")])
         return offered, [turn], asks, sources
+
+
+RELATED_SAMPLE = 400
+"""Candidates ranked for hard negatives in a large pool (see ``Planner._related``)."""
+
+
+def _domain(tool: Tool) -> str:
+    """A refined registry's domain; tools from other sources share one unnamed domain."""
+    return str(tool.metadata.get("domain") or "")
 
 
 def _intent(tool: Tool, upper: int = 1) -> str:
