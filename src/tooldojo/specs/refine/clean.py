@@ -73,27 +73,26 @@ _VERBS = {"get": "get", "post": "create", "put": "update", "patch": "update", "d
 
 
 def readable_name(method: str, path: str) -> str:
-    """``GET /users/{id}/repos`` → ``get_users_repos_by_id`` (ops without an operationId).
+    """``GET /users/{id}/repos`` → ``list_users_repos_by_id`` (ops without an operationId).
 
-    Static path segments give the nouns (version markers such as ``v1`` are skipped); path
-    parameters after the last noun become ``by_...``; GET on a collection reads as ``list``.
+    Static path segments give the nouns (version markers such as ``v1`` are skipped), the
+    path parameters ``by_...``; GET on a collection (no parameter at the end) reads as ``list``.
     """
     segments = [s for s in path.strip("/").split("/") if s]
     nouns: list[str] = []
-    trailing_params: list[str] = []
+    params: list[str] = []
     for segment in segments:
         if segment.startswith("{") and segment.endswith("}"):
-            trailing_params.append(segment[1:-1])
-            continue
-        trailing_params = []
-        if not _VERSION_SEGMENT.match(segment):
+            params.append(segment[1:-1])
+        elif not _VERSION_SEGMENT.match(segment):
             nouns.append(segment)
+    ends_in_param = bool(segments) and segments[-1].startswith("{")
     verb = _VERBS.get(method.lower(), method.lower())
-    if verb == "get" and not trailing_params and nouns and nouns[-1].endswith("s"):
+    if verb == "get" and not ends_in_param and nouns and nouns[-1].endswith("s"):
         verb = "list"
     parts = [verb, *nouns[-3:]]
-    if trailing_params:
-        parts.append("by_" + "_and_".join(trailing_params))
+    if params:
+        parts.append("by_" + "_and_".join(params))
     words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", "_".join(parts)).lower()
     return sanitize_name(words)
 

@@ -94,6 +94,8 @@ def extract_file(
         document = read_document(path, max_bytes=max_bytes)
         if not isinstance(document, dict) or not ("openapi" in document or "swagger" in document):
             raise SpecError(label, None, "not an OpenAPI document")
+        if "swagger" in document and "openapi" not in document:
+            raise SpecError(label, "/swagger", "Swagger 2.0 is not supported (OpenAPI 3 only)")
         converter = _LenientConverter(document, label)
         paths = document.get("paths") or {}
         if not isinstance(paths, dict):
