@@ -187,7 +187,7 @@ def test_merge_unit():
             "name": name,
             "original_name": name.rstrip("0123456789"),  # renamed apart by API, like the corpus
             "description": description,
-            "parameters": {"type": "object", "properties": dict.fromkeys(params, {})},
+            "parameters": {"type": "object", "properties": {p: {} for p in params}},
             "metadata": {},
         }
 
@@ -201,7 +201,7 @@ def test_merge_unit():
 
 
 def test_domains_from_apisguru_else_nearest_cluster(refined):
-    _, report, records = refined
+    _, _, records = refined
     assert records["searchPlaces"]["metadata"]["domain"] == "location"
     assert records["searchPlaces"]["metadata"]["domain_from"] == "apisguru"
     forecast = records["getForecast"]["metadata"]
