@@ -99,6 +99,11 @@ def test_description_and_nothing_to_ask_filters():
     assert drop_reason(tool, had_description=True, body_media=None, description="Too short") == (
         "no_description"
     )
+    continuation = _tool({"nextLink": {"type": "string"}}, name="Things_ListNext")
+    continuation.parameters["required"] = ["nextLink"]
+    assert drop_reason(
+        continuation, had_description=True, body_media=None, description="A" * 20
+    ) == ("nothing_to_ask")
     empty = _tool({})
     assert drop_reason(empty, had_description=True, body_media=None, description="A" * 20) == (
         "nothing_to_ask"
@@ -131,12 +136,12 @@ def test_credentials_and_plumbing_are_stripped_not_dropped(refined):
 
 def test_body_fields_named_like_credentials_stay():
     tool = _tool(
-        {"token": {"type": "string"}, "apikey": {"type": "string"}},
-        locations={"token": "body", "apikey": "query"},
+        {"token": {"type": "string"}, "apikey": {"type": "string"}, "key": {"type": "string"}},
+        locations={"token": "body", "apikey": "query", "key": "path"},
     )
     stripped, credentials, _ = strip_parameters(tool, set())
     assert credentials == ["apikey"]
-    assert list(stripped.properties) == ["token"]
+    assert list(stripped.properties) == ["token", "key"]
 
 
 # --- cleaning --------------------------------------------------------------------------------
@@ -208,6 +213,7 @@ def test_domains_from_apisguru_else_nearest_cluster(refined):
     assert (forecast["domain"], forecast["domain_from"]) == ("location", "cluster")
     assert spec_category({"x-apisguru-categories": "security"}) == "security"
     assert spec_category({"x-apisguru-categories": ["Open Data"]}) == "open_data"
+    assert spec_category({"x-apisguru-categories": list("security")}) == "security"
     assert spec_category({}) is None
     lonely = {"name": "zzz", "description": "qqq", "parameters": {}, "metadata": {}}
     assign_clusters([lonely, {**records["searchPlaces"]}])

@@ -25,6 +25,12 @@ def spec_category(info: dict[str, Any]) -> str | None:
     raw = info.get("x-apisguru-categories")
     if isinstance(raw, str):
         raw = [raw]
+    if (
+        isinstance(raw, list)
+        and len(raw) > 1
+        and all(isinstance(e, str) and len(e) == 1 for e in raw)
+    ):
+        raw = ["".join(raw)]  # a string split into letters in the source data (threatjammer.com)
     if isinstance(raw, list):
         for entry in raw:
             if isinstance(entry, str) and entry.strip():

@@ -62,6 +62,9 @@ _AUTH_NAME = re.compile(
     r"(get_?)?health(_?check)?|ping|heartbeat)$"
 )
 _BINARY_FORMATS = {"binary", "byte", "base64"}
+# Azure's thousands of ``*_ListNext`` operations take only the previous page's link: a client
+# follows it, no user ever asks for it.
+_CONTINUATION = re.compile(r"(?i)^(next_?link|next_?page_?link)$")
 
 
 def credential_names(document: dict[str, Any]) -> set[str]:
@@ -82,11 +85,12 @@ def credential_names(document: dict[str, Any]) -> set[str]:
 def is_credential(name: str, location: str, declared: set[str]) -> bool:
     """An API key, token or signature: declared by a security scheme, or named like one.
 
-    Name patterns only count outside the body: a body field called ``token`` may be data.
+    Name patterns only count in the query, headers and cookies: a body field called ``token``
+    or a path segment called ``key`` (an S3 object key) is data.
     """
     if name.lower() in declared and location != "body":
         return True
-    return location != "body" and bool(_CREDENTIAL_NAME.match(name))
+    return location in ("query", "header", "cookie") and bool(_CREDENTIAL_NAME.match(name))
 
 
 def is_plumbing(name: str, location: str) -> bool:
@@ -179,7 +183,7 @@ def drop_reason(
         return "binary_body"
     if len(tool.properties) > MAX_PARAMETERS:
         return "too_many_params"
-    if not tool.properties:
+    if not tool.properties or any(_CONTINUATION.match(name) for name in tool.required):
         return "nothing_to_ask"
     if len(json.dumps(tool.parameters, ensure_ascii=False)) > MAX_SCHEMA_CHARS:
         return "schema_too_large"

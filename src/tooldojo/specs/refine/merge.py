@@ -41,13 +41,16 @@ def merge_near_duplicates(
     Names here are the records' ``name`` keys; the caller makes them unique first.
     """
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    # Permutations drawn once and shared: drawing them per MinHash dominated the stage.
+    template = MinHash(num_perm=NUM_PERM, seed=1)
+    permutations, scheme = template.permutations, template.scheme
     hashes: dict[str, MinHash] = {}
     params: dict[str, frozenset[str]] = {}
     kept: list[dict[str, Any]] = []
     merged_into: dict[str, str] = {}
     for tool in tools:
         grams = shingles(tool)
-        minhash = MinHash(num_perm=NUM_PERM, seed=1)
+        minhash = MinHash(num_perm=NUM_PERM, seed=1, permutations=permutations, scheme=scheme)
         if grams:
             minhash.update_batch(list(grams))
         key = _param_key(tool)
