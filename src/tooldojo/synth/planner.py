@@ -21,8 +21,10 @@ from typing import Any
 from tooldojo.errors import ToolDojoError
 from tooldojo.model import CATEGORIES, Label, Scenario, ScenarioTurn, Tool
 from tooldojo.synth.labels import (
+    _ID_SUFFIX,
     ArgumentDrafter,
     DraftedCall,
+    _words,
     id_like,
     label_call,
     producer_score,
@@ -142,6 +144,34 @@ def _graph_pairs(tools: Sequence[Tool]) -> list[tuple[Tool, Tool, str, float]]:
     return pairs
 
 
+def _indexed_step_pairs(tools: Sequence[Tool]) -> list[tuple[Tool, Tool, str, float]]:
+    """Chains within one source of a large pool, scoring only producers whose name shares a
+    word with the parameter's entity (``petId`` → tools named ``...pet...``): the pairs that
+    ``producer_score`` can rate at 1 or more without the spec naming the producer."""
+    index: dict[str, list[Tool]] = {}
+    for producer in tools:
+        if not producer.name.lower().startswith(_DESTRUCTIVE):
+            for word in _words(producer.name):
+                index.setdefault(word, []).append(producer)
+    pairs = []
+    for consumer in tools:
+        for param in consumer.required:
+            flat = _flatten(consumer.properties.get(param, {}), consumer.parameters)
+            if not id_like(param) or flat.get("type") not in ("string", "integer"):
+                continue
+            stem = _words(_ID_SUFFIX.sub("", param)) - {"id"}
+            seen: set[str] = set()
+            for word in stem:
+                for producer in index.get(word, ()):
+                    if producer.name in seen:
+                        continue
+                    seen.add(producer.name)
+                    score = producer_score(producer, consumer, param)
+                    if score > 0:
+                        pairs.append((producer, consumer, param, score))
+    return pairs
+
+
 def _step_pairs(tools: Sequence[Tool]) -> list[tuple[Tool, Tool, str, float]]:
     """(producer, consumer, parameter, score) for every plausible multi-step chain.
 
@@ -159,9 +189,9 @@ def _step_pairs(tools: Sequence[Tool]) -> list[tuple[Tool, Tool, str, float]]:
             groups.setdefault(tool.source, []).append(tool)
         out = []
         for group in groups.values():
-            if len(group) < LARGE_POOL:
-                out += _step_pairs(group)
-        return out
+            out += _indexed_step_pairs(group)
+        strong = [pair for pair in out if pair[3] >= 1.5]
+        return strong or out
     pairs = []
     for consumer in tools:
         for param in consumer.required:

@@ -1,0 +1,146 @@
+"""The planner over a refined pool: domains give hard negatives, the graph gives chains, and a
+pool of thousands of tools still yields small per-scenario tool sets, fast."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tooldojo.model import Tool
+from tooldojo.synth.planner import PlanOptions, plan_scenarios
+
+
+def tool(name: str, domain: str, description: str, params: dict, feeds=(), **extra) -> Tool:
+    output_schema = extra.pop("output_schema", None)
+    return Tool(
+        name=name,
+        description=description,
+        parameters={"type": "object", "properties": params, "required": list(params)},
+        source=f"openapi:{extra.pop('api', domain)}.json",
+        metadata={"domain": domain, "graph": {"feeds": list(feeds)}, **extra},
+        output_schema=output_schema,
+    )
+
+
+S = {"type": "string"}
+
+
+def pool() -> list[Tool]:
+    return [
+        tool("getForecast", "weather", "Weather forecast for a city by day.", {"city": S}),
+        tool("getCurrentWeather", "weather", "Current weather in a city.", {"city": S}),
+        tool("getWeatherAlerts", "weather", "Weather alerts for a city today.", {"city": S}),
+        tool("getStockQuote", "financial", "Latest stock quote for a ticker.", {"ticker": S}),
+        tool("getExchangeRate", "financial", "Exchange rate between currencies.", {"base": S}),
+        tool("getDividends", "financial", "Dividend history for a stock ticker.", {"ticker": S}),
+        tool(
+            "searchPlaces",
+            "location",
+            "Search places near a city.",
+            {"city": S},
+            feeds=["getPlaceDetails"],
+            api="geo",
+            output_schema={"type": "array", "items": {"properties": {"placeRef": S}}},
+        ),
+        tool(
+            "getPlaceDetails",
+            "location",
+            "Details of one place.",
+            {"placeRef": S},
+            api="geo",
+        ),
+    ]
+
+
+def plan(tools, **options):
+    return asyncio.run(plan_scenarios(tools, PlanOptions(**options))).scenarios
+
+
+def domain_of(tools, name):
+    return next(t for t in tools if t.name == name).metadata["domain"]
+
+
+def test_multiple_offers_same_domain_hard_negatives_and_another_domain():
+    tools = pool()
+    scenarios = plan(tools, n=30, mix={"multiple": 1}, min_per_tool=0, seed=3)
+    mixed = 0
+    for scenario in scenarios:
+        target = scenario.turns[0].steps[0].calls[0].name
+        others = [n for n in scenario.tools if n != target]
+        domains = {domain_of(tools, n) for n in others}
+        own = domain_of(tools, target)
+        assert len(others) >= 1
+        assert any(domain_of(tools, n) != own for n in others), scenario.tools
+        if own in domains:
+            mixed += 1
+    assert mixed >= 10, "hard negatives from the target's own domain should be common"
+
+
+def test_multi_step_follows_graph_edges():
+    tools = pool()
+    scenarios = plan(tools, n=4, mix={"multi_step": 1}, min_per_tool=0)
+    for scenario in scenarios:
+        first, second = scenario.turns[0].steps[0], scenario.turns[0].steps[1]
+        assert first.calls[0].name == "searchPlaces"
+        assert second.calls[0].name == "getPlaceDetails"
+        assert "$result" in second.calls[0].arguments["placeRef"][0]
+
+
+def test_multi_step_is_impossible_without_an_edge_or_id_chain():
+    tools = [t for t in pool() if t.name != "getPlaceDetails"]
+    result = asyncio.run(
+        plan_scenarios(tools, PlanOptions(n=4, mix={"multi_step": 1, "single": 1}, strict=False))
+    )
+    assert any("skipping multi_step" in w for w in result.warnings)
+
+
+def test_domain_weights_steer_targets():
+    tools = pool()
+    weights = {"financial": 0.0, "location": 0.0}
+    scenarios = plan(tools, n=20, mix={"single": 1}, min_per_tool=0, domain_weights=weights)
+    targets = {s.turns[0].steps[0].calls[0].name for s in scenarios}
+    assert targets and all(domain_of(tools, n) == "weather" for n in targets)
+    unweighted = plan(tools, n=20, mix={"single": 1}, min_per_tool=0)
+    assert any(domain_of(tools, s.tools[0]) != "weather" for s in unweighted)
+
+
+def test_a_large_pool_plans_small_tool_sets_fast():
+    words = [
+        "alpha",
+        "bravo",
+        "charlie",
+        "delta",
+        "echo",
+        "foxtrot",
+        "golf",
+        "hotel",
+        "india",
+        "juliet",
+        "kilo",
+        "lima",
+    ]
+    tools = []
+    for i in range(3000):
+        domain = f"d{i % 30}"
+        noun = f"{words[i % 12]}{words[(i // 12) % 12]}{i}"
+        tools.append(
+            tool(
+                f"get_{noun}",
+                domain,
+                f"Get the {words[i % 12]} {words[(i // 7) % 12]} record number {i}.",
+                {f"{words[i % 12]}Id": S},
+                api=f"api{i // 50}",
+            )
+        )
+    started = time.perf_counter()
+    result = asyncio.run(
+        plan_scenarios(
+            tools,
+            PlanOptions(n=40, mix={"single": 1, "multiple": 1, "parallel_multiple": 1}, seed=1),
+        )
+    )
+    seconds = time.perf_counter() - started
+    assert len(result.scenarios) == 40  # no 3,000 coverage fill-ins
+    assert any("no coverage fill-ins" in w for w in result.warnings)
+    assert max(len(s.tools) for s in result.scenarios) <= 5
+    assert seconds < 30, f"planning 40 scenarios over 3,000 tools took {seconds:.1f} s"
