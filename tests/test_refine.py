@@ -339,3 +339,26 @@ def test_registry_loads_as_specs_with_metadata(refined, tmp_path):
     bad.write_text("\n".join([lines[0], json.dumps(broken)]) + "\n")
     with pytest.raises(SpecError, match=r"registry.jsonl at line 2: not a tool record"):
         load_tools([str(bad)])
+
+
+async def _plan_over_registry(registry: Path, out: Path):
+    from tooldojo.llm.scripted import ScriptedChatModel
+    from tooldojo.synth.pipeline import SynthRequest, prepare_run
+
+    def nobody(_messages, _tools):
+        raise AssertionError("planning must not call a model")
+
+    models = {role: ScriptedChatModel(nobody) for role in ("user", "assistant", "server")}
+    request = SynthRequest(
+        specs=[str(registry)], n=12, out=out, values="schema", models=models, config=None
+    )
+    return await prepare_run(request)
+
+
+@pytest.mark.anyio
+async def test_synth_plans_over_the_refined_registry(refined, tmp_path):
+    out, _, records = refined
+    prepared = await _plan_over_registry(out / "registry.jsonl", tmp_path / "synth")
+    assert len(prepared.scenarios) >= 12
+    offered = {name for s in prepared.scenarios for name in s.tools}
+    assert offered and offered <= set(records)
