@@ -144,6 +144,24 @@ def test_body_fields_named_like_credentials_stay():
     assert list(stripped.properties) == ["token", "key"]
 
 
+def test_vendor_key_headers_and_constants_are_stripped():
+    tool = _tool(
+        {
+            "X-API2CRM-USER-KEY": {"type": "string"},
+            "Action": {"type": "string", "enum": ["ListTags"]},
+            "Kind": {"type": "string", "enum": ["a", "b"]},
+            "SerialNumber": {"type": "string"},
+        },
+        locations={"X-API2CRM-USER-KEY": "header", "Action": "query", "Kind": "query",
+                   "SerialNumber": "query"},
+    )  # fmt: skip
+    tool.parameters["required"] = ["X-API2CRM-USER-KEY", "Action", "Kind", "SerialNumber"]
+    stripped, credentials, plumbing = strip_parameters(tool, set())
+    assert (credentials, plumbing) == (["X-API2CRM-USER-KEY"], ["Action"])
+    assert stripped.required == ["Kind", "SerialNumber"]
+    assert stripped.metadata["http"]["constants"] == {"Action": "ListTags"}
+
+
 # --- cleaning --------------------------------------------------------------------------------
 
 

@@ -46,6 +46,8 @@ _PLUMBING_NAME = re.compile(
     r"x-request-id|x-correlation-id|user-agent|accept-language|accept-encoding|"
     r"if-match|if-none-match|cache-control|content-md5|jsonp|suppress_response_codes)$"
 )
+# Vendor headers carry keys under any prefix (X-API2CRM-USER-KEY, X-Shopify-Access-Token).
+_CREDENTIAL_HEADER = re.compile(r"(?i).*(key|token|secret|signature|password|credentials?)$")
 _HEALTH_SEGMENTS = {
     "health", "healthz", "healthcheck", "health-check", "ping", "heartbeat", "alive",
     "liveness", "readiness", "ready", "status.json",
@@ -90,6 +92,8 @@ def is_credential(name: str, location: str, declared: set[str]) -> bool:
     """
     if name.lower() in declared and location != "body":
         return True
+    if location in ("header", "cookie") and _CREDENTIAL_HEADER.match(name):
+        return True
     return location in ("query", "header", "cookie") and bool(_CREDENTIAL_NAME.match(name))
 
 
@@ -97,19 +101,40 @@ def is_plumbing(name: str, location: str) -> bool:
     return location in ("query", "header", "cookie") and bool(_PLUMBING_NAME.match(name))
 
 
+def _constant(schema: Any) -> tuple[bool, Any]:
+    """A parameter with exactly one allowed value (AWS query APIs' ``Action``/``Version``)."""
+    if not isinstance(schema, dict):
+        return False, None
+    if "const" in schema:
+        return True, schema["const"]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and len(enum) == 1:
+        return True, enum[0]
+    return False, None
+
+
 def strip_parameters(tool: Tool, declared: set[str]) -> tuple[Tool, list[str], list[str]]:
-    """The tool without credential and plumbing parameters, plus what was removed."""
+    """The tool without credential and plumbing parameters, plus what was removed.
+
+    Single-valued parameters count as plumbing too: there is nothing to ask, and their
+    value is kept in ``metadata["http"]["constants"]`` for an executor that sends requests.
+    """
     http = tool.metadata.get("http") or {}
     locations: dict[str, str] = http.get("params") or {}
     wire_names: dict[str, str] = http.get("wire_names") or {}
     credentials, plumbing = [], []
-    for arg in tool.properties:
+    constants: dict[str, Any] = {}
+    for arg, schema in tool.properties.items():
         location = locations.get(arg, "body")
         wire = wire_names.get(arg, arg)
+        fixed, value = _constant(schema)
         if is_credential(wire, location, declared):
             credentials.append(arg)
         elif is_plumbing(wire, location):
             plumbing.append(arg)
+        elif fixed and arg in tool.required:
+            plumbing.append(arg)
+            constants[wire] = value
     removed = set(credentials) | set(plumbing)
     if not removed:
         return tool, [], []
@@ -127,6 +152,8 @@ def strip_parameters(tool: Tool, declared: set[str]) -> tuple[Tool, list[str], l
     }
     if credentials:
         new_http["stripped_credentials"] = sorted(wire_names.get(c, c) for c in credentials)
+    if constants:
+        new_http["constants"] = constants
     metadata = {**tool.metadata, "http": new_http}
     return (
         tool.model_copy(update={"parameters": params, "metadata": metadata}),

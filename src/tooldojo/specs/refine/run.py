@@ -226,7 +226,7 @@ def refine(
     results += [_loaded_source(unit) for unit in other_units]
     for result in results:
         for stage, value in result.seconds.items():
-            seconds[f"extract.{stage} (cpu, summed over workers)"] += value
+            seconds[f"extract.{stage} (summed over files)"] += value
         if result.error:
             report.unreadable.append(result.error)
             continue
