@@ -380,3 +380,39 @@ async def test_synth_plans_over_the_refined_registry(refined, tmp_path):
     assert len(prepared.scenarios) >= 12
     offered = {name for s in prepared.scenarios for name in s.tools}
     assert offered and offered <= set(records)
+
+
+def test_patterns_python_cannot_compile_are_removed_and_schemas_checked_like_the_server():
+    from tooldojo.specs.refine.schemas import drop_bad_patterns, server_valid
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "tag": {"type": "string", "pattern": "^[\\p{L}\\p{N}]+$"},
+            "code": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        },
+    }
+    assert not server_valid(schema)  # the MCP server would refuse the tool
+    fixed, removed = drop_bad_patterns(schema)
+    assert removed == 1 and server_valid(fixed)
+    assert fixed["properties"]["tag"] == {"type": "string"}
+    assert fixed["properties"]["code"]["pattern"] == "^[A-Z]{3}$"
+    assert not server_valid({"type": "object", "properties": {"when": {"type": "moment"}}})
+
+
+def test_the_server_accepts_every_refined_tool_without_rechecking(refined):
+    from tooldojo.errors import ToolDojoError
+    from tooldojo.mcp.registry import ToolRegistry, compile_validator
+
+    out, _, records = refined
+    tools = load_tools([str(out / "registry.jsonl")])
+    assert all(t.metadata["schema_checked"] == "2020-12+formats" for t in tools)
+    for tool in tools:  # the full check, as for any other tool: refine's check is the same
+        compile_validator(tool.parameters, tool.name)
+    registry = ToolRegistry()
+    registry.add(tools, executor=None)
+    assert registry.get("searchPlaces") is not None
+    bad = {"type": "object", "properties": {"x": {"type": "moment"}}}
+    with pytest.raises(ToolDojoError, match="invalid JSON Schema"):
+        compile_validator(bad, "tool 'x' parameters")
+    compile_validator(bad, "tool 'x' parameters", checked=True)  # trusted: not re-checked

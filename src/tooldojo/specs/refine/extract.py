@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from jsonschema.exceptions import best_match
-
 from tooldojo.errors import SpecError
 from tooldojo.model import Tool
-from tooldojo.specs._schema import _META_VALIDATORS, pointer, sanitize_name
+from tooldojo.specs._schema import pointer, sanitize_name
 from tooldojo.specs.loader import read_document
 from tooldojo.specs.openapi import HTTP_METHODS, OpenAPIConverter, _pick_media
 from tooldojo.specs.refine.clean import (
@@ -39,6 +37,7 @@ from tooldojo.specs.refine.filters import (
     strip_parameters,
 )
 from tooldojo.specs.refine.graph import build_graph
+from tooldojo.specs.refine.schemas import SCHEMA_CHECKED, drop_bad_patterns, server_valid
 from tooldojo.specs.refine.shallow import shallow_schema, too_big
 
 MAX_TOOLS_PER_API = 200
@@ -170,8 +169,12 @@ def extract_file(
         reason = drop_reason(
             tool, had_description=had_description, body_media=media, description=description
         )
-        if reason is None and not _valid_parameters(tool, converter.dialect):
-            reason = "invalid_schema"
+        if reason is None:
+            parameters, _ = drop_bad_patterns(tool.parameters)
+            if server_valid(parameters):
+                tool = tool.model_copy(update={"parameters": parameters})
+            else:
+                reason = "invalid_schema"
         if reason:
             result.dropped[reason] += 1
             result.samples.setdefault(reason, f"{tool.original_name or tool.name}")
@@ -203,9 +206,16 @@ def extract_file(
     for tool in kept:
         data = tool.model_dump(mode="json", exclude_none=True)
         out = data.get("output_schema")
-        if out is not None and len(json.dumps(out, ensure_ascii=False)) > MAX_OUTPUT_SCHEMA_CHARS:
-            del data["output_schema"]
-            data["metadata"]["output_schema_dropped"] = True
+        if out is not None:
+            out, _ = drop_bad_patterns(out)
+            if len(json.dumps(out, ensure_ascii=False)) > MAX_OUTPUT_SCHEMA_CHARS or not (
+                server_valid(out)
+            ):
+                del data["output_schema"]
+                data["metadata"]["output_schema_dropped"] = True
+            else:
+                data["output_schema"] = out
+        data["metadata"]["schema_checked"] = SCHEMA_CHECKED
         data["metadata"]["graph"] = {"feeds": graph.get(tool.name, [])}
         result.tools.append(data)
     result.seconds["graph"] = time.perf_counter() - started
@@ -269,10 +279,6 @@ def _with_output(converter: OpenAPIConverter, tool: Tool, responses: Any, where:
             return tool.model_copy(update={"output_schema": output})
         return tool
     return tool
-
-
-def _valid_parameters(tool: Tool, dialect: str) -> bool:
-    return best_match(_META_VALIDATORS[dialect].iter_errors(tool.parameters)) is None
 
 
 def _unique_names(tools: list[Tool]) -> list[Tool]:

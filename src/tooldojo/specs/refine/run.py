@@ -32,6 +32,7 @@ from tooldojo.specs.refine.filters import drop_reason, strip_parameters
 from tooldojo.specs.refine.graph import build_graph
 from tooldojo.specs.refine.merge import DEFAULT_THRESHOLD, merge_near_duplicates
 from tooldojo.specs.refine.report import RefineReport, check_funnel, count_domains, render_markdown
+from tooldojo.specs.refine.schemas import SCHEMA_CHECKED, drop_bad_patterns, server_valid
 
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -135,6 +136,14 @@ def _loaded_source(unit: _Source) -> FileResult:
             result.dropped[reason] += 1
             result.samples.setdefault(reason, tool.name)
             continue
+        parameters, _ = drop_bad_patterns(tool.parameters)
+        if not server_valid(parameters):
+            result.dropped["invalid_schema"] += 1
+            result.samples.setdefault("invalid_schema", tool.name)
+            continue
+        output = tool.output_schema
+        if output is not None and not server_valid(output):
+            output = None
         domain = tool.metadata.get("domain")
         metadata = {
             **tool.metadata,
@@ -142,12 +151,14 @@ def _loaded_source(unit: _Source) -> FileResult:
             "api": tool.source or unit.label,
             "domain": domain,
             "domain_from": "source" if domain else None,
+            "schema_checked": SCHEMA_CHECKED,
         }
         kept.append(
             tool.model_copy(
                 update={
                     "description": description,
-                    "parameters": clean_parameter_descriptions(tool.parameters),
+                    "parameters": clean_parameter_descriptions(parameters),
+                    "output_schema": output,
                     "metadata": metadata,
                 }
             )
