@@ -404,7 +404,7 @@ def test_the_server_accepts_every_refined_tool_without_rechecking(refined):
     from tooldojo.errors import ToolDojoError
     from tooldojo.mcp.registry import ToolRegistry, compile_validator
 
-    out, _, records = refined
+    out, _, _ = refined
     tools = load_tools([str(out / "registry.jsonl")])
     assert all(t.metadata["schema_checked"] == "2020-12+formats" for t in tools)
     for tool in tools:  # the full check, as for any other tool: refine's check is the same
