@@ -63,7 +63,10 @@ def synth_command(
     ] = "model",
     weights: Annotated[
         Path | None,
-        typer.Option(help='JSON {"categories": {...}, "tools": {...}} weights (from the loop).'),
+        typer.Option(
+            help='JSON {"categories": {...}, "tools": {...}, "domains": {...}} weights '
+            "(from the loop; domains: a refined registry's metadata.domain)."
+        ),
     ] = None,
     dedup: Annotated[
         float, typer.Option(help="Drop requests this similar (MinHash Jaccard); 0 = off.")
@@ -169,8 +172,10 @@ def _read_weights(path: Path | None) -> dict[str, Any]:
         raise ToolDojoError(f"{path}: weights file not found") from None
     except json.JSONDecodeError as error:
         raise ToolDojoError(f"{path} at line {error.lineno}: invalid JSON") from None
-    if not isinstance(data, dict) or not set(data) <= {"categories", "tools"}:
-        raise ToolDojoError(f'{path}: expected {{"categories": {{...}}, "tools": {{...}}}}')
+    if not isinstance(data, dict) or not set(data) <= {"categories", "tools", "domains"}:
+        raise ToolDojoError(
+            f'{path}: expected {{"categories": {{...}}, "tools": {{...}}, "domains": {{...}}}}'
+        )
     for key, value in data.items():
         if not isinstance(value, dict) or not all(
             isinstance(v, int | float) and v >= 0 for v in value.values()

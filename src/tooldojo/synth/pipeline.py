@@ -190,6 +190,7 @@ async def prepare_run(
                 mix=category_mix(request.categories),
                 category_weights=weights.get("categories", {}),
                 tool_weights=weights.get("tools", {}),
+                domain_weights=weights.get("domains", {}),
                 min_per_tool=request.min_per_tool,
             ),
             drafter,
