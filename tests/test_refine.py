@@ -416,3 +416,34 @@ def test_the_server_accepts_every_refined_tool_without_rechecking(refined):
     with pytest.raises(ToolDojoError, match="invalid JSON Schema"):
         compile_validator(bad, "tool 'x' parameters")
     compile_validator(bad, "tool 'x' parameters", checked=True)  # trusted: not re-checked
+
+
+def test_shallow_response_schemas_are_valid_by_construction():
+    from tooldojo.specs.refine.schemas import server_valid
+    from tooldojo.specs.refine.shallow import shallow_schema
+
+    doc = {
+        "Pet": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "int"},  # not a JSON type
+                "photo": {"type": "file", "description": 3},
+                "tags": {"type": "array", "items": {"$ref": "#/Tag"}},
+                "owner": {"$ref": "#/Owner"},
+                "kind": {"enum": "cat"},
+            },
+        },
+        "Tag": {"type": "object", "properties": {"label": {"type": "string"}}},
+        "Owner": {"type": "object", "properties": {"pet": {"$ref": "#/Pet"}}},
+    }
+
+    def lookup(ref, _where):
+        return doc[ref.removeprefix("#/")]
+
+    shallow = shallow_schema({"$ref": "#/Pet"}, lookup)
+    assert server_valid(shallow)
+    props = shallow["properties"]
+    assert props["id"] == {} and props["photo"] == {} and props["kind"] == {}
+    assert props["tags"]["items"]["properties"] == {"label": {"type": "string"}}
+    # two object levels; the cycle back to Pet is cut
+    assert props["owner"] == {"type": "object", "properties": {"pet": {"type": "object"}}}

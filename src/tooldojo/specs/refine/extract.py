@@ -206,15 +206,10 @@ def extract_file(
     for tool in kept:
         data = tool.model_dump(mode="json", exclude_none=True)
         out = data.get("output_schema")
-        if out is not None:
-            out, _ = drop_bad_patterns(out)
-            if len(json.dumps(out, ensure_ascii=False)) > MAX_OUTPUT_SCHEMA_CHARS or not (
-                server_valid(out)
-            ):
-                del data["output_schema"]
-                data["metadata"]["output_schema_dropped"] = True
-            else:
-                data["output_schema"] = out
+        # Shallow response schemas are valid by construction (see .shallow); only size counts.
+        if out is not None and len(json.dumps(out, ensure_ascii=False)) > MAX_OUTPUT_SCHEMA_CHARS:
+            del data["output_schema"]
+            data["metadata"]["output_schema_dropped"] = True
         data["metadata"]["schema_checked"] = SCHEMA_CHECKED
         data["metadata"]["graph"] = {"feeds": graph.get(tool.name, [])}
         result.tools.append(data)

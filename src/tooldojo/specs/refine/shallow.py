@@ -18,8 +18,6 @@ Lookup = Callable[[str, str], Any]
 SCHEMA_NODE_BUDGET = 400
 """Schema objects a kept tool's parameters may hold (the 6,000-character cap is ~250)."""
 
-_KEEP = ("type", "format", "enum", "description", "title", "nullable")
-
 
 def too_big(node: Any, lookup: Lookup, budget: int = SCHEMA_NODE_BUDGET) -> bool:
     """Whether ``node`` with its ``$ref``s followed has more than ``budget`` schema objects."""
@@ -68,16 +66,15 @@ def shallow_schema(
             return {"type": "object"}
     if not isinstance(node, dict):
         return {}
-    out: dict[str, Any] = {k: node[k] for k in _KEEP if k in node and k != "nullable"}
-    if isinstance(out.get("description"), str) and len(out["description"]) > 160:
-        out["description"] = out["description"][:157] + "..."
+    out = _valid_keywords(node)
     members = [m for key in ("allOf",) for m in node.get(key) or []]
     props: dict[str, Any] = {}
     for member in members:
         merged = shallow_schema(member, lookup, depth, seen)
         if isinstance(merged, dict):
             props.update(merged.get("properties") or {})
-            out.setdefault("type", merged.get("type", "object"))
+            if "type" in merged:
+                out.setdefault("type", merged["type"])
     if isinstance(node.get("items"), (dict,)):
         out["items"] = shallow_schema(node["items"], lookup, depth, seen)
         out.setdefault("type", "array")
@@ -89,6 +86,27 @@ def shallow_schema(
     if props:
         out["properties"] = props
         out.setdefault("type", "object")
-    if not isinstance(out.get("type"), (str, list)):
-        out.pop("type", None)
+    return out
+
+
+_TYPES = {"string", "integer", "number", "boolean", "object", "array", "null"}
+
+
+def _valid_keywords(node: dict[str, Any]) -> dict[str, Any]:
+    """The kept keywords, each only in a form the 2020-12 meta-schema accepts, so the result
+    is valid by construction (checking thousands of response schemas costs minutes)."""
+    out: dict[str, Any] = {}
+    kind = node.get("type")
+    if isinstance(kind, str) and kind in _TYPES:
+        out["type"] = kind
+    elif isinstance(kind, list) and kind and all(k in _TYPES for k in kind):
+        out["type"] = list(dict.fromkeys(kind))
+    for key in ("format", "title"):
+        if isinstance(node.get(key), str):
+            out[key] = node[key]
+    description = node.get("description")
+    if isinstance(description, str):
+        out["description"] = description if len(description) <= 160 else description[:157] + "..."
+    if isinstance(node.get("enum"), list) and node["enum"]:
+        out["enum"] = node["enum"]
     return out
