@@ -94,6 +94,7 @@ class Page:
 
     async def open(self, url: str) -> PageVisit:
         """Load ``url`` and wait for its load event, recording problems on the way."""
+        self.visit, self.seen = PageVisit(), set()
         for domain in ("Page", "Runtime", "Log"):
             await self.send(f"{domain}.enable")
         await self.send("Page.navigate", url=url)
