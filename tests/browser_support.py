@@ -108,8 +108,10 @@ class Page:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    async def screenshot(self, path: Path, width: int = 1280, height: int = 2400) -> None:
-        """A PNG of the page's top ``height`` pixels at ``width``."""
+    async def screenshot(
+        self, path: Path, selector: str = "body", width: int = 1200, height: int = 2000
+    ) -> None:
+        """A PNG of the element ``selector`` (its first ``height`` pixels) at ``width``."""
         await self.send(
             "Emulation.setDeviceMetricsOverride",
             width=width,
@@ -117,7 +119,15 @@ class Page:
             deviceScaleFactor=1,
             mobile=False,
         )
-        shot = await self.send("Page.captureScreenshot", format="png")
+        box = await self.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+            ".getBoundingClientRect(); return [r.x, r.y + window.scrollY, r.width, r.height]; })()"
+        )
+        x, y, w, h = (max(0, box[0] - 12), max(0, box[1] - 12), box[2] + 24, box[3] + 24)
+        clip = {"x": x, "y": y, "width": w, "height": min(h, height), "scale": 1}
+        shot = await self.send(
+            "Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
 
 
@@ -166,3 +176,18 @@ async def chromium_page() -> AsyncIterator[Page]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+async def _screenshot(html: Path, out: Path, selector: str) -> None:
+    async with chromium_page() as page:
+        visit = await page.open(html.resolve().as_uri())
+        if visit.problems:
+            raise RuntimeError(f"{html}: {visit.problems}")
+        await page.screenshot(out, selector)
+
+
+if __name__ == "__main__":
+    # python tests/browser_support.py REPORT.html OUT.png [CSS selector]: the docs' screenshots.
+    import sys
+
+    asyncio.run(_screenshot(Path(sys.argv[1]), Path(sys.argv[2]), (sys.argv[3:] or ["body"])[0]))
