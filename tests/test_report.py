@@ -136,6 +136,15 @@ def test_missing_data_leaves_sections_out(tmp_path: Path, written: Path):
     assert "| assistant / forced | 100.0% (32/32" in provenance
 
 
+def test_refinement_report_is_shown_when_present(run: Path):
+    refine = {"tools_in": 120, "kept": 80, "dropped": {"credential": 30, "<b>odd</b>": 10}}
+    (run / "refine_report.json").write_text(json.dumps(refine))
+    html = write_report(run).read_text()
+    section = html.split('id="refine"')[1].split("</section>")[0]
+    assert "<th>tools_in</th><td>120</td>" in section
+    assert "dropped / &lt;b&gt;odd&lt;/b&gt;" in section
+
+
 def test_cli_compares_runs_side_by_side(tmp_path: Path, run: Path):
     other = tmp_path / "other"
     shutil.copytree(FIXTURE, other)
@@ -149,3 +158,7 @@ def test_cli_compares_runs_side_by_side(tmp_path: Path, run: Path):
     assert bare_percentages(page_text((out / "report.html").read_text())) == []
     bad = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert bad.exit_code != 0 and "not a run directory" in str(bad.exception)
+    (other / "iter-000" / "eval" / "bfcl.json").write_text('{"fc": ')
+    broken = CliRunner().invoke(app, ["report", str(other)])
+    assert "iter-000/eval/bfcl.json: invalid JSON" in str(broken.exception)
+    assert not (other / "report.html").exists()  # nothing half-written

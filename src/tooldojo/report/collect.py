@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import iter_jsonl_dicts
 from tooldojo.model import GATES
 from tooldojo.report.examples import (
@@ -91,7 +92,15 @@ class RunData:
 
 
 def load_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """The file's JSON, ``None`` when it does not exist; a one-line error when it is broken."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ToolDojoError(
+            f"{path}: invalid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+        ) from None
 
 
 def count_lines(path: Path) -> int:
