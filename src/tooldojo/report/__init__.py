@@ -59,6 +59,8 @@ def _write(out: Path, title: str, runs: list[RunData], columns: list[Column]) ->
     (out / "plots").mkdir(exist_ok=True)
     for plot in plots:
         _atomic_write(out / "plots" / plot.name, plot.png)
+    for stale in set((out / "plots").glob("*.png")) - {out / "plots" / p.name for p in plots}:
+        stale.unlink()  # a figure an earlier report drew from data no longer there
     comparison = len(runs) > 1
     _atomic_write(out / "summary.md", render_markdown(title, runs, tables))
     _atomic_write(
