@@ -205,7 +205,7 @@ def build_library(
     started = time.perf_counter()
     report = LibraryReport(modules=list(modules))
     described: list[Tool] = []
-    seen_objects: set[int] = set()
+    seen_objects: dict[int, Any] = {}  # holding the objects keeps their ids from being reused
     for module in modules:
         for candidate in _candidates(module, report):
             report.candidates += 1
@@ -213,7 +213,7 @@ def build_library(
             if identity in seen_objects:
                 report.drop(candidate.ref, "alias")
                 continue
-            seen_objects.add(identity)
+            seen_objects[identity] = candidate.obj
             tool = _tool_or_drop(candidate, report)
             if tool is not None:
                 described.append(tool)
@@ -236,7 +236,8 @@ def build_library(
 def _candidates(module_name: str, report: LibraryReport) -> Iterator[Candidate]:
     module = importlib.import_module(module_name)
     names = list(getattr(module, "__all__", None) or dir(module))
-    for name in sorted(set(names)):
+    found = []
+    for name in set(names):
         if name.startswith("_"):
             continue
         obj = getattr(module, name, None)
@@ -244,7 +245,10 @@ def _candidates(module_name: str, report: LibraryReport) -> Iterator[Candidate]:
             continue
         if _is_distribution(obj):
             continue  # handled method by method
-        yield Candidate(module_name, name, obj)
+        found.append(Candidate(module_name, name, obj))
+    # Of several names for one object (scipy.special.jn is jv), its own name comes first.
+    found.sort(key=lambda c: (c.qualname != getattr(c.obj, "__name__", None), c.qualname))
+    yield from found
     for qualname in _CLASS_CALLABLES.get(module_name, ()):
         obj = module
         for part in qualname.split("."):

@@ -109,6 +109,8 @@ def to_json(value: Any, *, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
+        if value.bit_length() > 14_000:  # over ~4,200 digits, past Python's int→str limit
+            raise CallFailed("result_too_large", "result is an integer of over 4,000 digits")
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
