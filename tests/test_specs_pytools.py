@@ -26,7 +26,8 @@ from tooldojo.synth.environment import build_tool_server as synth_tool_server
 
 @pytest.fixture(scope="module")
 def small_library() -> dict[str, Tool]:
-    tools = load_tools(["pylib:math,statistics,calendar,unicodedata,textwrap"])
+    modules = ["math", "statistics", "calendar", "unicodedata", "textwrap"]
+    tools, _ = build_library(modules, exclude_bfcl=False)  # math.gcd is a BFCL function
     return {tool.name: tool for tool in tools}
 
 
@@ -125,6 +126,18 @@ def test_safety_filter_allows_plain_math() -> None:
     assert denied_name("input") and denied_name("sleep") and denied_name("loadtxt")
 
 
+def test_functions_bfcl_documents_are_excluded() -> None:
+    pytest.importorskip("bfcl_eval")
+    tools, report = build_library(["math"], probe=False)
+    names = {tool.name for tool in tools}
+    assert "math_gcd" not in names and "math_factorial" not in names  # BFCL's test functions
+    assert "math_comb" in names
+    assert report.bfcl_check.startswith("names")
+    assert report.dropped["bfcl_overlap"] >= 2
+    everything, _ = build_library(["math"], probe=False, exclude_bfcl=False)
+    assert "math_gcd" in {tool.name for tool in everything}
+
+
 def test_unknown_module_in_spec_is_a_clear_error() -> None:
     with pytest.raises(SpecError, match="not on the pylib allowlist"):
         parse_pylib_spec("pylib:math,os")
@@ -180,24 +193,24 @@ async def test_real_execution_round_trip_over_mcp() -> None:
     )
     async with Client(server.server) as client:
         listed = {tool.name for tool in (await client.list_tools()).tools}
-        assert {"math_gcd", "statistics_median", "datetime_date_fromisocalendar"} <= listed
-        gcd = await client.call_tool("math_gcd", {"integers": [12, 18]})
-        assert not gcd.is_error and result_value(gcd) == 6
-        # JSON says 12.0 is an integer; the call gets an int.
-        assert result_value(await client.call_tool("math_gcd", {"integers": [12.0, 18]})) == 6
-        median = await client.call_tool("statistics_median", {"data": [3, 1, 2]})
+        assert {"math_comb", "statistics_median_low", "datetime_date_fromisocalendar"} <= listed
+        comb = await client.call_tool("math_comb", {"n": 4, "k": 2})
+        assert not comb.is_error and result_value(comb) == 6
+        # JSON says 4.0 is an integer; the call gets an int.
+        assert result_value(await client.call_tool("math_comb", {"n": 4.0, "k": 2})) == 6
+        median = await client.call_tool("statistics_median_low", {"data": [3, 1, 2, 4]})
         assert result_value(median) == 2
         iso = await client.call_tool(
             "datetime_date_fromisocalendar", {"year": 2024, "week": 1, "day": 1}
         )
         assert result_value(iso) == "2024-01-01"
 
-        bad_domain = await client.call_tool("math_sqrt", {"x": -1})
+        bad_domain = await client.call_tool("math_log", {"x": -1})
         assert bad_domain.is_error
         assert "ValueError: math domain error" in bad_domain.content[0].text
-        bad_type = await client.call_tool("math_gcd", {"integers": ["a"]})
+        bad_type = await client.call_tool("math_comb", {"n": "four", "k": 2})
         assert bad_type.is_error and "invalid arguments" in bad_type.content[0].text
-        too_big = await client.call_tool("math_factorial", {"n": 10**9})
+        too_big = await client.call_tool("math_comb", {"n": 10**9, "k": 2})
         assert too_big.is_error and "maximum" in too_big.content[0].text
 
 
@@ -235,7 +248,7 @@ async def test_mixed_pool_routes_each_tool_to_its_executor() -> None:
     registry = ToolRegistry()
     add_routed(registry, tools, SimulatedExecutor(model))
     server = ToolServer(registry)
-    assert result_value(await server.call("math_gcd", {"integers": [4, 6]})) == 2
+    assert result_value(await server.call("math_comb", {"n": 4, "k": 2})) == 6
     assert model.calls == []  # executed for real, not simulated
     order = await server.call("get_order", {"order_id": "A1"})
     assert result_value(order) == {"id": "A1", "status": "open"}

@@ -23,6 +23,7 @@ from typing import Any
 from tooldojo.errors import SpecError
 from tooldojo.model import Tool
 from tooldojo.specs._schema import sanitize_name
+from tooldojo.specs.pytools._bfcl_overlap import bfcl_function_names, content_guard, overlap
 from tooldojo.specs.pytools._call import CallFailed, Sandbox, call_plan
 from tooldojo.specs.pytools._describe import (
     IGNORED,
@@ -138,6 +139,7 @@ class LibraryReport:
     kept: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     kept_by_module: Counter[str] = field(default_factory=Counter)
+    bfcl_check: str = "off"  # "names", "names+guard", "unavailable" (no bfcl-eval) or "off"
     drops: list[tuple[str, str, str]] = field(default_factory=list)  # (ref, reason, detail)
     seconds: float = 0.0
 
@@ -152,6 +154,7 @@ class LibraryReport:
             "kept": self.kept,
             "dropped": dict(self.dropped.most_common()),
             "kept_by_module": dict(self.kept_by_module.most_common()),
+            "bfcl_check": self.bfcl_check,
             "seconds": round(self.seconds, 2),
         }
 
@@ -199,9 +202,11 @@ def build_library(
     modules: Sequence[str] = DEFAULT_MODULES,
     *,
     probe: bool = True,
+    exclude_bfcl: bool = True,
     timeout_s: float = PROBE_TIMEOUT_S,
 ) -> tuple[list[Tool], LibraryReport]:
-    """Introspect ``modules`` into tools; with ``probe``, keep only those a sample call ran."""
+    """Introspect ``modules`` into tools; with ``probe``, keep only those a sample call ran;
+    with ``exclude_bfcl``, drop those that overlap BFCL's functions (the test set)."""
     started = time.perf_counter()
     report = LibraryReport(modules=list(modules))
     described: list[Tool] = []
@@ -218,6 +223,8 @@ def build_library(
             if tool is not None:
                 described.append(tool)
         report.candidates += _distribution_candidates(module, described, report)
+    if exclude_bfcl:
+        described = _without_bfcl(described, report)
     kept = _probe_all(described, report, timeout_s) if probe else described
     names: set[str] = set()
     unique: list[Tool] = []
@@ -392,6 +399,23 @@ def _distribution_schema(first: str, shapes: list[str], discrete: bool, method: 
         },
         positional=[first],
     )
+
+
+def _without_bfcl(tools: list[Tool], report: LibraryReport) -> list[Tool]:
+    names = bfcl_function_names()
+    if names is None:
+        report.bfcl_check = "unavailable"
+        return tools
+    guard = content_guard()
+    report.bfcl_check = "names+guard" if guard is not None else "names"
+    kept = []
+    for tool in tools:
+        problem = overlap(tool, names, guard)
+        if problem:
+            report.drop(tool.metadata["python"], "bfcl_overlap", problem)
+        else:
+            kept.append(tool)
+    return kept
 
 
 def _probe_all(tools: list[Tool], report: LibraryReport, timeout_s: float) -> list[Tool]:
