@@ -14,6 +14,7 @@ import functools
 import importlib
 import inspect
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,7 @@ _OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "math:gcd": {"integers": {"type": "array", "items": {"type": "integer"}}},
     "math:lcm": {"integers": {"type": "array", "items": {"type": "integer"}}},
     "math:hypot": {"coordinates": _ARRAY},
+    "cmath:rect": {"r": {"type": "number"}, "phi": {"type": "number"}},
     **{
         f"colorsys:{name}": {p: {"type": "number"} for p in params}
         for name, params in (
@@ -93,6 +95,10 @@ _OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 _DESCRIPTIONS = {
     "math:factorial": "Find n!, the factorial of a non-negative integer n.",
     "statistics:covariance": "Sample covariance of two inputs x and y of the same length.",
+    "datetime:date": "Build a calendar date from year, month and day (checked to exist).",
+    "datetime:time": "Build a time of day from hour, minute and second.",
+    "datetime:date.fromordinal": "The date of a proleptic Gregorian ordinal (day 1 is 0001-01-01).",
+    "fractions:Fraction": "The exact fraction numerator/denominator, reduced to lowest terms.",
     **{
         f"colorsys:{a}_to_{b}": f"Convert a color from {a.upper()} to {b.upper()} coordinates "
         "(all components between 0 and 1)."
@@ -306,6 +312,9 @@ def _finish(
     ref = f"{module}:{qualname}"
     if description.problem:
         report.drop(ref, description.problem, description.detail)
+        return None
+    if re.match(rf"{re.escape(qualname.rsplit('.', 1)[-1])}\s*\(", summary):
+        report.drop(ref, "short_description", "only a signature line")  # array(object, ...
         return None
     if len(summary) < MIN_DESCRIPTION:
         report.drop(ref, "short_description", summary)

@@ -49,6 +49,9 @@ SIZE_MAX = 1000
 INT_BOUND = 10**12
 MAX_ITEMS = 1000
 
+# Optional parameters that take callables or only steer error reporting here.
+IGNORED_IF_OPTIONAL = frozenset(["key", "name", "throw", "warning", "disp"])
+
 # Optional knobs of numpy/scipy that are about memory layout or machinery, not the question.
 IGNORED = frozenset(
     [
@@ -73,6 +76,8 @@ IGNORED = frozenset(
         "rng",
         "method",
         "weights_fn",
+        "device",
+        "copy",
     ]
 )
 
@@ -136,7 +141,7 @@ def first_sentence(text: str, *, at_least: int = 15) -> str:
     shorter than ``at_least`` characters: "Beta function." says little on its own)."""
     paragraph = " ".join(text.strip().split("\n\n")[0].split())
     paragraph = re.sub(r"^[\w ,]*->\s*", "", paragraph)  # "int, int -> Construct a date..."
-    paragraph = re.sub(r"[`*]", "", paragraph)
+    paragraph = re.sub(r"\*{1,2}([^*\s][^*]*?)\*{1,2}", r"\1", paragraph.replace("`", ""))
     sentences = re.findall(r".+?[.!?](?=\s|$)|.+$", paragraph)
     summary = ""
     for sentence in sentences:
@@ -251,9 +256,20 @@ _MATRIX = re.compile(r"\(\s*(\.\.\.,\s*)?[A-Z]\s*,\s*[A-Z]\s*\)|2-?d|matrix", re
 
 
 def schema_from_text(text: str, *, elementwise: bool) -> dict[str, Any] | None:
-    """A JSON Schema from numpydoc type text such as ``int, optional`` or ``{'a', 'b'}``."""
+    """A JSON Schema from numpydoc type text such as ``int, optional`` or ``{'a', 'b'}``.
+
+    Of alternatives (``None or int or tuple of ints``) the first describable one is taken:
+    the plainest form, the one a user would give.
+    """
     text = re.sub(r",?\s*(optional|default[:= ].*)$", "", text.strip(), flags=re.I).strip()
-    text = re.sub(r"^None or |\bor None$", "", text).strip()
+    if " or " in text and not text.startswith("{"):
+        for alternative in re.split(r"\s+or\s+", text):
+            if alternative.strip() in ("None", ""):
+                continue
+            schema = schema_from_text(alternative, elementwise=elementwise)
+            if schema is not None:
+                return schema
+        return None
     if not text:
         return None
     if text.startswith("{"):
@@ -351,6 +367,8 @@ def describe_params(
         if index == 0 and param.name in ("self", "cls"):
             continue
         optional = param.default is not EMPTY
+        if optional and (param.name in IGNORED_IF_OPTIONAL or param.name.startswith("_")):
+            continue
         if param.name in IGNORED:
             if optional:
                 continue
@@ -364,7 +382,7 @@ def describe_params(
             or _NAME_TYPES.get(param.name)
         )
         if schema is None:
-            if optional or param.kind == "star":
+            if optional:
                 continue
             return Description(problem="undescribable_parameter", detail=param.name)
         schema = bounded(param.name, dict(schema))
@@ -413,8 +431,11 @@ def doc_params(doc: str) -> tuple[str, dict[str, tuple[str, str]]]:
         parsed = docstring_parser.parse(doc)
     except Exception:  # a docstring the parser chokes on still has a first sentence
         return first_sentence(doc), {}
+    # The parser cuts the summary at the first line break; a summary that runs on to the
+    # next line ("... and number of days (28-31) for\n year, month.") is joined back.
+    joiner = "\n\n" if parsed.blank_after_short_description else "\n"
     summary = first_sentence(
-        "\n\n".join(p for p in (parsed.short_description, parsed.long_description) if p) or doc
+        joiner.join(p for p in (parsed.short_description, parsed.long_description) if p) or doc
     )
     params: dict[str, tuple[str, str]] = {}
     for item in parsed.params:

@@ -22,7 +22,6 @@ ALLOWED_MODULES: tuple[str, ...] = (
     "unicodedata",
     "bisect",
     "heapq",
-    "operator",
     "numpy",
     "numpy.linalg",
     "scipy.special",
