@@ -277,3 +277,61 @@ def test_default_library_holds_at_least_500_executable_tools() -> None:
     tools, report = build_library()
     assert report.kept == len(tools) >= 500
     assert len({tool.metadata["domain"] for tool in tools}) >= 10
+
+
+@pytest.mark.anyio
+async def test_synth_run_records_true_results_of_pylib_tools(tmp_path) -> None:
+    """``tooldojo synth --specs pylib:... SPEC --executor simulated`` end to end, with scripted
+    user and assistant: library calls carry their real results, the rest are simulated."""
+    from pathlib import Path
+
+    from test_synth_orchestration import copying_user, oracle
+    from tooldojo.jsonl import read_jsonl
+    from tooldojo.model import Trajectory
+    from tooldojo.specs.pytools._call import call_plan, coerce, run_call
+    from tooldojo.synth.pipeline import SynthRequest, prepare_run, run_prepared
+
+    server = ScriptedChatModel(lambda messages, tools: '{"ok": true}', name="server")
+    spec = Path(__file__).parent.parent / "examples/specs/bookstore.openapi30.yaml"
+    request = SynthRequest(
+        specs=["pylib:statistics,colorsys", str(spec)],
+        n=16,
+        out=tmp_path / "out",
+        executor="simulated",
+        values="schema",
+        categories=["single"],
+        concurrency=2,
+        models={
+            "user": ScriptedChatModel(copying_user, name="user"),
+            "assistant": ScriptedChatModel(oracle, name="oracle"),
+            "server": server,
+        },
+        config=None,
+    )
+    prepared = await prepare_run(request)
+    await run_prepared(prepared)
+    tools = {tool.name: tool for tool in load_tools(["pylib:statistics,colorsys"])}
+    executed = simulated = 0
+    for trajectory in read_jsonl(tmp_path / "out" / "trajectories.jsonl", Trajectory):
+        calls = {c.id: c for m in trajectory.messages for c in (m.tool_calls or [])}
+        for message in (m for m in trajectory.messages if m.role == "tool"):
+            call = calls[message.tool_call_id]
+            tool = tools.get(call.name)
+            if tool is None:
+                simulated += 1
+                continue
+            executed += 1
+            try:
+                expected = run_call(
+                    call_plan(tool.metadata), coerce(tool.parameters, call.arguments)
+                )
+            except CallFailed:
+                assert message.is_error
+                continue
+            assert json.loads(message.content) == expected, call
+    assert executed > 0 and simulated > 0
+    # The server model never saw a library call (it may see one simulated call several times:
+    # re-asks when its answer breaks the operation's response schema).
+    prompts = [" ".join(m.content or "" for m in messages) for messages, *_ in server.calls]
+    assert prompts
+    assert not [name for name in tools for prompt in prompts if f"{name}(" in prompt]
