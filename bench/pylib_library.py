@@ -80,6 +80,10 @@ def time_direct_calls(tools: list[Tool]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the build report here")
+    parser.add_argument(
+        "--examples", type=Path, help="write a Markdown table of 20 tools drawn at random here"
+    )
+    parser.add_argument("--seed", type=int, default=13, help="seed of the drawing")
     args = parser.parse_args()
 
     floor = import_floor(DEFAULT_MODULES)
@@ -110,6 +114,34 @@ def main() -> None:
         data["direct_call_median_ms"] = round(direct_median * 1e3, 4)
         data["mcp_call_errors"] = errors
         args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if args.examples:
+        args.examples.write_text(examples_markdown(callable_tools, args.seed), encoding="utf-8")
+
+
+def examples_markdown(tools: list[Tool], seed: int, count: int = 20) -> str:
+    """Tools drawn at random (seeded), each with its probe call and the real result."""
+    import random
+
+    rows = ["| tool | description | parameters | probe call → result |", "|---|---|---|---|"]
+    for tool in sorted(random.Random(seed).sample(tools, count), key=lambda t: t.name):
+        params = ", ".join(
+            f"{name}{'' if name in tool.required else '?'}: {_type(schema)}"
+            for name, schema in tool.properties.items()
+        )
+        example = tool.metadata["python_example"]
+        call = json.dumps(example["arguments"], ensure_ascii=False)
+        result = json.dumps(example["result"], ensure_ascii=False)
+        result = result if len(result) <= 80 else result[:77] + "..."
+        rows.append(f"| `{tool.name}` | {tool.description} | {params} | `{call}` → `{result}` |")
+    return "\n".join(rows).replace("|", "|") + "\n"
+
+
+def _type(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return "enum"
+    if schema.get("type") == "array":
+        return f"array of {_type(schema.get('items', {}))}"
+    return str(schema.get("type", "any"))
 
 
 def _p95(values: list[float]) -> float:

@@ -26,6 +26,7 @@ from typing import Any
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MEMORY_MB = 2048
 DEFAULT_MAX_RESULT_CHARS = 20_000
+IMPORT_TIMEOUT_S = 120.0
 _MAX_ITEMS = 10_000  # items taken from an iterator result before it counts as too large
 
 
@@ -185,6 +186,12 @@ def _worker_main() -> None:  # pragma: no cover - runs in the worker process
     for line in sys.stdin:
         request = json.loads(line)
         try:
+            if "import" in request:  # warm-up: the module, imported before any call is timed
+                importlib.import_module(request["import"])
+                answer = {"ok": True, "value": None}
+                protocol.write(json.dumps(answer) + "\n")
+                protocol.flush()
+                continue
             answer = {
                 "ok": True,
                 "value": run_call(request["plan"], request["arguments"], request["max_chars"]),
@@ -214,6 +221,7 @@ class Sandbox:
         self.memory_mb = memory_mb
         self.max_chars = max_chars
         self._process: subprocess.Popen[str] | None = None
+        self._imported: set[str] = set()  # modules the current worker has imported
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen[str]:
@@ -238,33 +246,47 @@ class Sandbox:
     def call(
         self, plan: dict[str, Any], arguments: dict[str, Any], *, timeout_s: float | None = None
     ) -> Any:
-        """The JSON result of the call, or :class:`CallFailed` with a reason."""
+        """The JSON result of the call, or :class:`CallFailed` with a reason.
+
+        The function's module is imported first, outside the call's time limit: importing
+        scipy.stats takes seconds on a loaded machine, and is no fault of the call.
+        """
         limit = self.timeout_s if timeout_s is None else timeout_s
-        request = json.dumps({"plan": plan, "arguments": arguments, "max_chars": self.max_chars})
+        module = plan["ref"].partition(":")[0]
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._process = self._start()
-            process = self._process
-            assert process.stdin is not None and process.stdout is not None
-            try:
-                process.stdin.write(request + "\n")
-                process.stdin.flush()
-            except (BrokenPipeError, OSError):
-                self._kill()
-                raise CallFailed("crashed", "the worker process died") from None
-            ready, _, _ = select.select([process.stdout], [], [], limit)
-            line = process.stdout.readline() if ready else ""
-            if not line:
-                self._kill()
-                if not ready:
-                    raise CallFailed("timeout", f"the call ran over {limit:g} s")
-                raise CallFailed("crashed", "the worker process died during the call")
+            if module not in self._imported:
+                self._exchange({"import": module}, IMPORT_TIMEOUT_S)
+                self._imported.add(module)
+            request = {"plan": plan, "arguments": arguments, "max_chars": self.max_chars}
+            return self._exchange(request, limit)
+
+    def _exchange(self, request: dict[str, Any], limit: float) -> Any:
+        """Send one request and wait up to ``limit`` seconds for its answer (lock held)."""
+        if self._process is None or self._process.poll() is not None:
+            self._process = self._start()
+            self._imported = set()
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._kill()
+            raise CallFailed("crashed", "the worker process died") from None
+        ready, _, _ = select.select([process.stdout], [], [], limit)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            self._kill()
+            if not ready:
+                raise CallFailed("timeout", f"the call ran over {limit:g} s")
+            raise CallFailed("crashed", "the worker process died during the call")
         answer = json.loads(line)
         if answer["ok"]:
             return answer["value"]
         raise CallFailed(answer["reason"], answer["message"])
 
     def _kill(self) -> None:
+        self._imported = set()
         if self._process is not None:
             self._process.kill()
             self._process.wait()

@@ -43,6 +43,13 @@ SIZE_LIKE = frozenset(
         "M",
         "ndigits",
         "nmax",
+        "nt",
+        "numbins",
+        "ndim",
+        "minlength",
+        "shape",
+        "new_shape",
+        "dimensions",
     ]
 )
 SIZE_MAX = 1000
