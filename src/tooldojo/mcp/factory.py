@@ -55,12 +55,17 @@ def build_tool_server(options: ServeOptions) -> ToolServer:
 
         if not tools:
             raise ToolDojoError("--executor simulated needs at least one --specs file")
-        executor = SimulatedExecutor(
-            load_server_model(options.model),
-            failure_rate=options.failure_rate,
-            seed=options.seed,
-        )
-        add_routed(registry, tools, executor)
+        from tooldojo.mcp.executors.python import is_library_tool
+
+        if all(is_library_tool(tool) for tool in tools):  # nothing to simulate: no model
+            add_routed(registry, tools, None)
+        else:
+            executor = SimulatedExecutor(
+                load_server_model(options.model),
+                failure_rate=options.failure_rate,
+                seed=options.seed,
+            )
+            add_routed(registry, tools, executor)
     elif kind == "http":
         from tooldojo.mcp.executors.http import HttpExecutor
 
