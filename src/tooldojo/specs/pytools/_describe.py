@@ -148,7 +148,10 @@ def first_sentence(text: str, *, at_least: int = 15) -> str:
     shorter than ``at_least`` characters: "Beta function." says little on its own)."""
     paragraph = " ".join(text.strip().split("\n\n")[0].split())
     paragraph = re.sub(r"^[\w ,]*->\s*", "", paragraph)  # "int, int -> Construct a date..."
-    paragraph = re.sub(r"\*{1,2}([^*\s][^*]*?)\*{1,2}", r"\1", paragraph.replace("`", ""))
+    # Markdown emphasis (*data*) goes; arithmetic (x * (2**i)) stays.
+    paragraph = re.sub(
+        r"(?<![\w)])\*{1,2}([^*\s](?:[^*]*?[^*\s])?)\*{1,2}(?![\w(])", r"\1", paragraph
+    ).replace("`", "")
     sentences = re.findall(r".+?[.!?](?=\s|$)|.+$", paragraph)
     summary = ""
     for sentence in sentences:
@@ -262,7 +265,9 @@ _ARRAY = re.compile(r"array|sequence|list|iterable|tuple|vector|matrix|\(\s*[A-Z
 _MATRIX = re.compile(r"\(\s*(\.\.\.,\s*)?[A-Z]\s*,\s*[A-Z]\s*\)|2-?d|matrix", re.IGNORECASE)
 
 
-def schema_from_text(text: str, *, elementwise: bool) -> dict[str, Any] | None:
+def schema_from_text(
+    text: str, *, elementwise: bool, whole: str | None = None
+) -> dict[str, Any] | None:
     """A JSON Schema from numpydoc type text such as ``int, optional`` or ``{'a', 'b'}``.
 
     Of alternatives (``None or int or tuple of ints``) the first describable one is taken:
@@ -273,7 +278,7 @@ def schema_from_text(text: str, *, elementwise: bool) -> dict[str, Any] | None:
         for alternative in re.split(r"\s+or\s+", text):
             if alternative.strip() in ("None", ""):
                 continue
-            schema = schema_from_text(alternative, elementwise=elementwise)
+            schema = schema_from_text(alternative, elementwise=elementwise, whole=text)
             if schema is not None:
                 return schema
         return None
@@ -291,7 +296,9 @@ def schema_from_text(text: str, *, elementwise: bool) -> dict[str, Any] | None:
     if _ARRAY.search(text) or text.lower() in ("array_like", "array-like"):
         if elementwise:
             return {"type": "number"}
-        item_type = "integer" if re.search(r"\bints?\b|integers?", text) else "number"
+        # Item types read the whole text: "tuple or int" is a tuple of ints.
+        whole = whole or text
+        item_type = "integer" if re.search(r"\bints?\b|integers?", whole) else "number"
         if re.search(r"\bstr|string", text):
             item_type = "string"
         items: dict[str, Any] = {"type": item_type}
