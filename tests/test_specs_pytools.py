@@ -335,3 +335,52 @@ async def test_synth_run_records_true_results_of_pylib_tools(tmp_path) -> None:
     prompts = [" ".join(m.content or "" for m in messages) for messages, *_ in server.calls]
     assert prompts
     assert not [name for name in tools for prompt in prompts if f"{name}(" in prompt]
+
+
+@pytest.mark.anyio
+async def test_execution_gate_checks_true_results_of_pylib_trajectories(tmp_path) -> None:
+    """Synthesized with library tools only, replayed by the execution gate on a fresh library
+    server: true results pass exactly; a tampered result fails."""
+    from test_synth_orchestration import copying_user, oracle
+    from tooldojo.jsonl import read_jsonl, write_jsonl_atomic
+    from tooldojo.model import Trajectory
+    from tooldojo.synth.pipeline import SynthRequest, prepare_run, run_prepared
+    from tooldojo.verify.execution import mcp_client_factory
+    from tooldojo.verify.pipeline import VerifyOptions, verify_file
+
+    request = SynthRequest(
+        specs=["pylib:colorsys,calendar"],
+        n=8,
+        out=tmp_path / "out",
+        executor="simulated",
+        values="schema",
+        categories=["single"],
+        concurrency=2,
+        models={
+            "user": ScriptedChatModel(copying_user, name="user"),
+            "assistant": ScriptedChatModel(oracle, name="oracle"),
+            "server": ScriptedChatModel(["unused"], name="server"),
+        },
+        config=None,
+    )
+    await run_prepared(await prepare_run(request))
+    produced = tmp_path / "out" / "trajectories.jsonl"
+    clean = [
+        t
+        for t in read_jsonl(produced, Trajectory)
+        if not any(m.is_error for m in t.messages if m.role == "tool")
+    ]
+    assert clean
+    server = build_tool_server(ServeOptions(specs=["pylib:colorsys,calendar"], executor="python"))
+    options = VerifyOptions(gates=["execution"], executor=mcp_client_factory(server.server))
+
+    write_jsonl_atomic(tmp_path / "clean.jsonl", clean)
+    run = await verify_file(tmp_path / "clean.jsonl", tmp_path / "clean.out.jsonl", options)
+    assert run.passed == len(clean)
+
+    tampered = clean[0].model_copy(deep=True)
+    message = next(m for m in tampered.messages if m.role == "tool")
+    message.content = json.dumps({"made": "up"})
+    write_jsonl_atomic(tmp_path / "tampered.jsonl", [tampered])
+    run = await verify_file(tmp_path / "tampered.jsonl", tmp_path / "tampered.out.jsonl", options)
+    assert run.passed == 0
