@@ -153,6 +153,27 @@ def test_probe_drops_what_cannot_be_called_with_reasons() -> None:
     assert report.kept + sum(reasons.values()) == report.candidates
 
 
+def test_probe_refuses_samples_its_schema_refuses() -> None:
+    from tooldojo.specs.pytools import LibraryReport, _probe_all
+
+    tool = Tool(
+        name="math_sqrt_big",
+        description="Square root, only of numbers from 10 up.",
+        parameters={
+            "type": "object",
+            "properties": {"x": {"type": "number", "minimum": 10}},
+            "required": ["x"],
+        },
+        metadata={"python": "math:sqrt", "python_call": {"positional": ["x"], "star": None}},
+    )
+    report = LibraryReport(modules=["math"])
+    assert _probe_all([tool], report, 3.0) == []
+    assert report.dropped == {"probe_invalid_sample": 1}
+    tool.parameters["properties"]["x"]["minimum"] = 0
+    assert _probe_all([tool], report, 3.0) == [tool]
+    assert tool.metadata["python_example"] == {"arguments": {"x": 0.5}, "result": 0.5**0.5}
+
+
 def test_json_conversion() -> None:
     import datetime
     import fractions

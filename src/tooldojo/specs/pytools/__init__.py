@@ -21,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from tooldojo.errors import SpecError
 from tooldojo.model import Tool
 from tooldojo.specs._schema import sanitize_name
@@ -59,10 +61,21 @@ _CLASS_CALLABLES = {
         "datetime.strptime",
     ),
     "fractions": ("Fraction",),
+    # Finite iterators over a given list (results are taken boundedly); count, cycle and
+    # repeat are infinite and left out.
+    "itertools": (
+        "combinations",
+        "combinations_with_replacement",
+        "permutations",
+        "accumulate",
+        "pairwise",
+        "compress",
+    ),
 }
 
 # Where neither signature nor docstring says what a parameter is.
 _ARRAY = {"type": "array", "items": {"type": "number"}}
+_BOOLEAN = {"type": "boolean"}
 _OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "math:dist": {"p": _ARRAY, "q": _ARRAY},
     "bisect:bisect_left": {"a": _ARRAY, "x": {"type": "number"}},
@@ -75,6 +88,10 @@ _OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "math:gcd": {"integers": {"type": "array", "items": {"type": "integer"}}},
     "math:lcm": {"integers": {"type": "array", "items": {"type": "integer"}}},
     "math:hypot": {"coordinates": _ARRAY},
+    "itertools:compress": {
+        "data": _ARRAY,
+        "selectors": {"type": "array", "items": {"type": "boolean"}},
+    },
     "cmath:rect": {"r": {"type": "number"}, "phi": {"type": "number"}},
     **{
         f"colorsys:{name}": {p: {"type": "number"} for p in params}
@@ -433,8 +450,12 @@ def _probe_all(tools: list[Tool], report: LibraryReport, timeout_s: float) -> li
     with Sandbox(timeout_s=timeout_s) as sandbox:
         for tool in tools:
             reason, detail = "", ""
+            validator = Draft202012Validator(tool.parameters)
             for variant in range(VARIANTS):
                 arguments = sample_arguments(tool.parameters, variant)
+                if not validator.is_valid(arguments):  # the server would refuse them
+                    reason, detail = "invalid_sample", json.dumps(arguments)[:200]
+                    continue
                 try:
                     result = sandbox.call(call_plan(tool.metadata), arguments)
                 except CallFailed as failure:

@@ -90,6 +90,8 @@ def sample_value(name: str, schema: dict[str, Any], variant: int) -> Any:
             return list(_INTEGER_LISTS[variant])
         if items.get("type") == "string":
             return list(_STRING_LISTS[variant])
+        if items.get("type") == "boolean":
+            return [True, False, True, True, False][: 5 - variant]
         return list(_NUMBER_LISTS[variant])
     return None
 

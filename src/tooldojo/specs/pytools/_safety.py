@@ -22,6 +22,7 @@ ALLOWED_MODULES: tuple[str, ...] = (
     "unicodedata",
     "bisect",
     "heapq",
+    "itertools",
     "numpy",
     "numpy.linalg",
     "scipy.special",
