@@ -264,7 +264,10 @@ def build_library(
 
 
 def _candidates(module_name: str, report: LibraryReport) -> Iterator[Candidate]:
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise SpecError(f"pylib:{module_name}", None, f"cannot import it: {error}") from None
     names = list(getattr(module, "__all__", None) or dir(module))
     found = []
     for name in set(names):
