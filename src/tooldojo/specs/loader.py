@@ -164,6 +164,10 @@ def load_tools(
         target = str(target)
         if is_live_target(target):
             pairs = live_mcp_tools(target, timeout_s=timeout_s)
+        elif target.startswith("pylib:"):  # pylib:default, pylib:math,statistics (specs.pytools)
+            from tooldojo.specs.pytools import pylib_tools
+
+            pairs = [(tool, f"/{tool.name}") for tool in pylib_tools(target)]
         else:
             pairs = tools_from_document(read_document(target, max_bytes=max_bytes), target)
         found.extend(pairs)

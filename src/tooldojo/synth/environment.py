@@ -73,7 +73,9 @@ def build_tool_server(
         simulated = SimulatedExecutor(
             server_model, failure_rate=failure_rate, seed=seed, sampling=server_sampling
         )
-        registry.add(tools, simulated)
+        from tooldojo.mcp.factory import add_routed  # pylib tools run for real
+
+        add_routed(registry, tools, simulated)
     elif kind == "python":
         from tooldojo.mcp.executors.python import PythonExecutor
 
