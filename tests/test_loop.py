@@ -29,7 +29,18 @@ from tooldojo.loop.probe import ProbeRecord
 from tooldojo.model import RunManifest, Scenario, Trajectory
 from train_support import build_tiny_model
 
-STAGES = ("synth", "verify", "pool", "train", "probe", "judge", "expand", "weights", "eval")
+STAGES = (
+    "synth",
+    "verify",
+    "pool",
+    "train",
+    "probe",
+    "judge",
+    "expand",
+    "weights",
+    "eval",
+    "stats",
+)
 
 
 def judge_says_model_wrong(messages, tools):
@@ -66,7 +77,7 @@ def tiny_config(model_dir: Path) -> LoopConfig:
             },
         ),
         probe=ProbeSection(max_samples=6, max_tokens=12),
-        judge=JudgeSection(judges=["judge"], max_cases=4),
+        judge=JudgeSection(judges=["judge"], samples=2, max_cases=4),
         expand=ExpandSection(per_error=1, max_total=3),
         eval=EvalSection(
             bfcl_categories=["simple_python", "irrelevance"],
@@ -83,7 +94,15 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("loop") / "model", corpus)
 
 
+def selfplay_oracle(checkpoint: Path) -> ScriptedChatModel:
+    """Stands in for the trained checkpoint as the self-play assistant (the tiny random model
+    cannot play; what is tested is that the loop hands the role to the checkpoint)."""
+    assert (checkpoint / "config.json").is_file(), checkpoint
+    return ScriptedChatModel(oracle, name=f"selfplay:{checkpoint.parent.parent.name}")
+
+
 def request(run: Path, model_dir: Path, **extra) -> LoopRequest:
+    extra.setdefault("selfplay_loader", selfplay_oracle)
     models = {
         "user": ScriptedChatModel(copying_user, name="scripted-user"),
         "assistant": ScriptedChatModel(oracle, name="oracle"),
