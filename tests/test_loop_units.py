@@ -590,5 +590,5 @@ def test_bad_selfplay_config_is_a_clear_error(tmp_path):
 
     path = tmp_path / "tooldojo.yaml"
     path.write_text("loop:\n  selfplay: {roles: [judge]}\n")
-    with pytest.raises(ToolDojoError, match="loop.selfplay.roles"):
+    with pytest.raises(ToolDojoError, match=r"loop\.selfplay\.roles"):
         load_loop_config(path)
