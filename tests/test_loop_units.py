@@ -318,8 +318,10 @@ def test_the_config_refuses_a_single_vote_and_a_rising_forced_share():
         JudgeSection(judges=["judge"], samples=1)
     with pytest.raises(ValueError, match="rise"):
         SelfplaySection(forced_share=[0.2, 0.5])
-    assert SelfplaySection(forced_share=[0.8, 0.5, 0.2]).forced_cap(5) == 0.2
-    assert SelfplaySection(forced_share=0.8, forced_decay=0.5).forced_cap(2) == 0.2
+    falling = SelfplaySection(forced_share=[0.8, 0.5, 0.2])
+    assert [falling.forced_cap(k) for k in range(5)] == [1.0, 0.8, 0.5, 0.2, 0.2]
+    decaying = SelfplaySection(forced_share=0.8, forced_decay=0.5)
+    assert [decaying.forced_cap(k) for k in range(4)] == [1.0, 0.8, 0.4, 0.2]
     assert LoopConfig().probe.max_samples >= 1000
 
 

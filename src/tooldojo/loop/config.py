@@ -86,9 +86,11 @@ class SelfplaySection(_Section):
         default_factory=lambda: ["assistant"]
     )
     forced_share: list[float] | float = Field(default_factory=lambda: [0.8, 0.5, 0.2])
-    """Most of the training pool's new assistant call turns that may be forced from the label,
-    per iteration: a list (the last entry repeats) or a start value that ``forced_decay``
-    multiplies each iteration. Trajectories with nothing forced always count."""
+    """Most of the new training data's assistant turns that may be forced from the label, per
+    self-play iteration (iteration 1 takes the first value): a list (the last entry repeats)
+    or a start value that ``forced_decay`` multiplies each further iteration. Iteration 0 is
+    the cold start (the starting model cannot call tools yet) and has no cap. Trajectories
+    with nothing forced always count."""
     forced_decay: float = Field(0.5, gt=0, le=1)
 
     @model_validator(mode="after")
@@ -101,10 +103,12 @@ class SelfplaySection(_Section):
         return self
 
     def forced_cap(self, iteration: int) -> float:
-        """The forced share allowed in ``iteration``'s new data."""
+        """The forced share allowed in ``iteration``'s new data (1.0: the cold start)."""
+        if iteration == 0:
+            return 1.0
         if isinstance(self.forced_share, list):
-            return self.forced_share[min(iteration, len(self.forced_share) - 1)]
-        return self.forced_share * self.forced_decay**iteration
+            return self.forced_share[min(iteration - 1, len(self.forced_share) - 1)]
+        return self.forced_share * self.forced_decay ** (iteration - 1)
 
 
 class ExpandSection(_Section):
