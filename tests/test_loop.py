@@ -21,6 +21,7 @@ from tooldojo.loop.config import (
     JudgeSection,
     LoopConfig,
     ProbeSection,
+    SelfplaySection,
     SynthSection,
     TrainSection,
 )
@@ -78,6 +79,7 @@ def tiny_config(model_dir: Path) -> LoopConfig:
         ),
         probe=ProbeSection(max_samples=6, max_tokens=12),
         judge=JudgeSection(judges=["judge"], samples=2, max_cases=4),
+        selfplay=SelfplaySection(roles=["assistant", "user"], forced_share=[0.5]),
         expand=ExpandSection(per_error=1, max_total=3),
         eval=EvalSection(
             bfcl_categories=["simple_python", "irrelevance"],
@@ -95,10 +97,19 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def selfplay_oracle(checkpoint: Path) -> ScriptedChatModel:
-    """Stands in for the trained checkpoint as the self-play assistant (the tiny random model
-    cannot play; what is tested is that the loop hands the role to the checkpoint)."""
+    """Stands in for the trained checkpoint as the self-play user and assistant (the tiny
+    random model cannot play; what is tested is that the loop hands the roles to the
+    checkpoint and trains on what they wrote)."""
+    from tooldojo.synth import CURRENT_EPISODE
+
     assert (checkpoint / "config.json").is_file(), checkpoint
-    return ScriptedChatModel(oracle, name=f"selfplay:{checkpoint.parent.parent.name}")
+
+    def play(messages, tools):
+        state = CURRENT_EPISODE.get()
+        pending = state is not None and state.pending is not None
+        return oracle(messages, tools) if pending else copying_user(messages, tools)
+
+    return ScriptedChatModel(play, name=f"selfplay:{checkpoint.parent.parent.name}")
 
 
 def request(run: Path, model_dir: Path, **extra) -> LoopRequest:
@@ -118,12 +129,20 @@ def check_iteration_contents(it: Path, k: int) -> None:
     from tooldojo.loop.judge import JudgedRecord
 
     trajectories = list(read_jsonl(it / "trajectories.jsonl", Trajectory))
-    played_by = {t.metadata["models"]["assistant"] for t in trajectories}
-    # iteration 0: the configured assistant; from iteration 1 on: the last checkpoint
-    assert played_by == ({"oracle"} if k == 0 else {f"selfplay:iter-{k - 1:03d}"})
+    for role, configured in (("assistant", "oracle"), ("user", "scripted-user")):
+        played_by = {t.metadata["models"][role] for t in trajectories}
+        # iteration 0: the configured models; from iteration 1 on: the last checkpoint
+        assert played_by == ({configured} if k == 0 else {f"selfplay:iter-{k - 1:03d}"}), role
     passed = [t for t in read_jsonl(it / "verified.jsonl", Trajectory) if t.passed]
     pool = list(read_jsonl(it / "train_data.jsonl", Trajectory))
     assert passed and pool and all(t.passed for t in pool)
+    # multi-role SFT: the self-played user's requests that reached passed trajectories
+    user_samples = [t for t in pool if t.metadata.get("role") == "user"]
+    if k == 0:
+        assert not user_samples
+    else:
+        accepted = {m.content for t in passed for m in t.messages if m.role == "user"}
+        assert user_samples and all(t.messages[-1].content in accepted for t in user_samples)
     probe = list(read_jsonl(it / "probe.jsonl", ProbeRecord))
     assert probe and all(r.correct == (r.error_class is None) for r in probe)
     assert all(r.kind == ("call" if r.label.kind == "call" else "no_call") for r in probe)

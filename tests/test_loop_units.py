@@ -594,3 +594,48 @@ def test_bad_selfplay_config_is_a_clear_error(tmp_path):
     path.write_text("loop:\n  selfplay: {roles: [judge]}\n")
     with pytest.raises(ToolDojoError, match=r"loop\.selfplay\.roles"):
         load_loop_config(path)
+
+
+# --- multi-role SFT ------------------------------------------------------------------------
+
+
+def test_self_played_user_turns_that_passed_become_training_samples(tmp_path):
+    from tooldojo.loop.roles import ROLE_CALLS, RecordingModel, role_samples
+    from tooldojo.model import ScenarioTurn
+    from tooldojo.synth import CURRENT_EPISODE
+    from tooldojo.synth.episode import EpisodeState
+    from tooldojo.train.data import turn_samples
+
+    path = tmp_path / ROLE_CALLS
+    player = RecordingModel(
+        ScriptedChatModel(["said outside any episode", "  Weather in Paris please  "]),
+        "user",
+        path,
+    )
+    prompt = [
+        Message(role="system", content="You are a traveller."),
+        Message(role="user", content="Ask for the weather in Paris."),
+        Message(role="assistant", content="(an earlier draft: context, not a target)"),
+    ]
+
+    async def play() -> None:
+        await player.complete(prompt)  # outside an episode: nothing recorded
+        state = EpisodeState(Scenario(id="t", category="single", tools=[], turns=[ScenarioTurn()]))
+        token = CURRENT_EPISODE.set(state)
+        try:
+            await player.complete(prompt)
+        finally:
+            CURRENT_EPISODE.reset(token)
+
+    anyio.run(play)
+    passed = single_trajectory("t").model_copy(update={"scenario_id": "t", "passed": True})
+    samples = role_samples(path, [passed])
+    assert len(samples) == 1
+    sample = samples[0]
+    assert sample.metadata["role"] == "user" and sample.passed
+    assert sample.messages[-1].content == "Weather in Paris please"  # the form that passed
+    turns = turn_samples([sample])
+    assert len(turns) == 1 and turns[0].history == prompt  # only the role's own answer
+    # a user turn that never reached a passed trajectory trains nothing
+    failed = passed.model_copy(update={"messages": passed.messages[1:]})
+    assert role_samples(path, [failed]) == []

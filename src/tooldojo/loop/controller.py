@@ -258,7 +258,7 @@ def _iteration(context: _Context, k: int) -> None:
                 "selfplay": cfg.selfplay.roles if selfplay else [],
             },
             ["trajectories.jsonl"],
-            ["scenarios.jsonl", "dropped.jsonl", "manifest.json"],
+            ["scenarios.jsonl", "dropped.jsonl", "manifest.json", "role_calls.jsonl"],
         ),
         (
             "verify",
@@ -272,7 +272,7 @@ def _iteration(context: _Context, k: int) -> None:
         (
             "pool",
             lambda: _pool(context, it, prev, k),
-            ["verified.jsonl"]
+            ["verified.jsonl", "role_calls.jsonl"]
             + (
                 [
                     f"../{prev.name}/{n}"
@@ -427,9 +427,17 @@ def _synthesize(context: _Context, it: Path, prev: Path | None, k: int) -> dict[
     roles = ("user", "assistant") + (("server",) if cfg.executor == "simulated" else ())
     models = {role: context.model_for(role) for role in roles}
     if prev is not None:
+        from tooldojo.loop.roles import ROLE_CALLS, TRAINED_ROLES, RecordingModel
+
         for role in context.cfg.selfplay.roles:
             if role in models:
-                models[role] = context.selfplay_model(prev / "train" / "checkpoint")
+                player = context.selfplay_model(prev / "train" / "checkpoint")
+                # the user's and server's own answers are recorded for multi-role SFT
+                models[role] = (
+                    RecordingModel(player, role, it / ROLE_CALLS)
+                    if role in TRAINED_ROLES
+                    else player
+                )
     request = SynthRequest(
         specs=list(context.request.specs),
         n=cfg.n,
@@ -487,6 +495,7 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
     Writes ``accounting.json`` (who wrote the pool's turns) and ``pool.json`` (the sampling)."""
     from tooldojo.loop.accounting import accounting, admit_by_forced_share, call_turn_origins
     from tooldojo.loop.judge import JudgedRecord
+    from tooldojo.loop.roles import ROLE_CALLS, TRAINED_ROLES, role_samples
 
     fraction = context.cfg.synth.heldout_fraction
     verified = list(read_jsonl(it / "verified.jsonl", Trajectory))
@@ -499,7 +508,9 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
     held_ids = {t.id for t in heldout}
     fresh = [t.model_copy(update={"split": "train"}) for t in passed if t.id not in held_ids]
     cap = context.cfg.selfplay.forced_cap(k)
-    train, sampling = admit_by_forced_share(fresh, cap, seed=context.cfg.seed * 1000 + k)
+    admitted, sampling = admit_by_forced_share(fresh, cap, seed=context.cfg.seed * 1000 + k)
+    roles = role_samples(it / ROLE_CALLS, admitted)  # self-played user/server turns that passed
+    train = admitted + roles
     carried = 0
     if prev is not None:
         previous_pool = {t.id: t for t in read_jsonl(prev / "train_data.jsonl", Trajectory)}
@@ -522,14 +533,17 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
         {
             "synthesized": accounting(verified),
             "passed": accounting(passed),
-            "train_new": accounting(train[: len(train) - carried]),
+            "train_new": accounting(admitted),
             "assistant_call_turns": {
                 "synthesized": call_turn_origins(verified),
-                "train_new": call_turn_origins(train[: len(train) - carried]),
+                "train_new": call_turn_origins(admitted),
             },
         },
     )
-    _write_json(it / "pool.json", sampling | {"carried": carried})
+    role_counts = {
+        role: sum(t.metadata.get("role") == role for t in roles) for role in TRAINED_ROLES
+    }
+    _write_json(it / "pool.json", sampling | {"carried": carried, "role_samples": role_counts})
     write_jsonl_atomic(it / "train_data.jsonl", train)
     write_jsonl_atomic(it / "heldout.jsonl", heldout)
     return {
@@ -537,6 +551,7 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
         "heldout": len(heldout),
         "carried": carried,
         "forced_rejected": sampling["forced_rejected"],
+        "role_samples": len(roles),
     }
 
 
