@@ -159,7 +159,7 @@ def check_iteration_contents(it: Path, k: int) -> None:
     assert set(weights["categories"]) == {r.category for r in probe}
     accounting = json.loads((it / "accounting.json").read_text())
     assistant_messages = sum(m.role == "assistant" for t in trajectories for m in t.messages)
-    assert accounting["synthesized"]["assistant"]["model"] == assistant_messages  # none forced
+    assert accounting["assistant"]["model"] == assistant_messages  # scripted: nothing forced
     stats = json.loads((it / "loop_stats.json").read_text())
     assert stats["iteration"] == k and stats["judge"]["votes"] == 2 * len(judged)
     assert stats["expanded"] == (
@@ -251,7 +251,7 @@ def test_two_tiny_iterations_with_a_kill_between_stages(tmp_path, tiny_model):
         summary = json.loads((run / f"iter-{row['iteration']:03d}/probe_summary.json").read_text())
         assert row["heldout_call_accuracy"] == summary["kind"]["heldout/call"]["accuracy"]
         assert row["roles"]["assistant"]["own"] == 1.0  # the scripted players force nothing
-    assert selfplay["iterations"][1]["selfplay_roles"] == ["assistant"]
+    assert selfplay["iterations"][1]["selfplay_roles"] == ["assistant", "user"]
 
     bfcl = json.loads((run / "iter-001" / "eval" / "bfcl.json").read_text())
     assert set(bfcl) == {"prompting", "fc"}

@@ -15,7 +15,9 @@ each stage is a function from files to files (see :mod:`tooldojo.loop.rundir`)::
         expanded.jsonl                      new scenarios from verified model errors
         weights.json                        category/tool weights for the next iteration
         eval/bfcl.json                      BFCL scores of the new model
-        accounting.json loop_stats.json     who wrote the turns; the iteration's figures
+        accounting.json pool.json           who wrote the turns ({role: {origin: n}}); sampling
+        role_calls.jsonl                    self-played user/server answers (multi-role SFT)
+        loop_stats.json                     the iteration's figures, per role
     runs/<name>/selfplay.json               per iteration and role: shares, pass rates, accuracy
     runs/<name>/report.html, summary.md, plots/*.png
 
@@ -377,6 +379,8 @@ def _iteration(context: _Context, k: int) -> None:
             [
                 "verified.jsonl",
                 "accounting.json",
+                "pool.json",
+                "probe_summary.json",
                 "probe.jsonl",
                 "judged.jsonl",
                 "expanded.jsonl",
@@ -492,7 +496,8 @@ def _verify(context: _Context, it: Path) -> dict[str, int]:
 def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, int]:
     """Training pool = new passed train-split data (rejection-sampled by forced share) + the
     last iteration's hard samples and re-gated corrections; the held-out split accumulates.
-    Writes ``accounting.json`` (who wrote the pool's turns) and ``pool.json`` (the sampling)."""
+    Writes ``accounting.json`` (``{role: {origin: n}}`` over the synthesized trajectories) and
+    ``pool.json`` (the sampling, and who wrote the turns that passed and that were admitted)."""
     from tooldojo.loop.accounting import accounting, admit_by_forced_share, call_turn_origins
     from tooldojo.loop.judge import JudgedRecord
     from tooldojo.loop.roles import ROLE_CALLS, TRAINED_ROLES, role_samples
@@ -528,22 +533,24 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
             f"was over the forced-share cap {cap:.2f}); see verified.jsonl, pool.json and "
             "`tooldojo verify --explain`"
         )
+    # The shared contract: {role: {origin: n}} over everything this iteration synthesized.
+    _write_json(it / "accounting.json", accounting(verified))
+    role_counts = {
+        role: sum(t.metadata.get("role") == role for t in roles) for role in TRAINED_ROLES
+    }
     _write_json(
-        it / "accounting.json",
-        {
-            "synthesized": accounting(verified),
-            "passed": accounting(passed),
-            "train_new": accounting(admitted),
+        it / "pool.json",
+        sampling
+        | {
+            "carried": carried,
+            "role_samples": role_counts,
+            "accounting": {"passed": accounting(passed), "train_new": accounting(admitted)},
             "assistant_call_turns": {
                 "synthesized": call_turn_origins(verified),
                 "train_new": call_turn_origins(admitted),
             },
         },
     )
-    role_counts = {
-        role: sum(t.metadata.get("role") == role for t in roles) for role in TRAINED_ROLES
-    }
-    _write_json(it / "pool.json", sampling | {"carried": carried, "role_samples": role_counts})
     write_jsonl_atomic(it / "train_data.jsonl", train)
     write_jsonl_atomic(it / "heldout.jsonl", heldout)
     return {
@@ -801,13 +808,14 @@ def _stats(context: _Context, it: Path, prev: Path | None) -> dict[str, int]:
     from tooldojo.loop.judge import JudgedRecord, judge_counts
 
     verified = list(read_jsonl(it / "verified.jsonl", Trajectory))
-    accounts = json.loads((it / "accounting.json").read_text())
+    synthesized = json.loads((it / "accounting.json").read_text())
+    pool = json.loads((it / "pool.json").read_text())
     probe = json.loads((it / "probe_summary.json").read_text())
     expanded: dict[str, int] = {}
     for scenario in read_jsonl(it / "expanded.jsonl", Scenario):
         cls = str((scenario.metadata.get("edde") or {}).get("error_class") or "unknown")
         expanded[cls] = expanded.get(cls, 0) + 1
-    calls = accounts["assistant_call_turns"]
+    calls = pool["assistant_call_turns"]
     stats = {
         "iteration": int(it.name.split("-")[1]),
         "selfplay_roles": list(context.cfg.selfplay.roles) if prev is not None else [],
@@ -816,9 +824,9 @@ def _stats(context: _Context, it: Path, prev: Path | None) -> dict[str, int]:
             role: {
                 "synthesized": counts,
                 "shares": _shares(counts),
-                "train_new_shares": _shares(accounts["train_new"].get(role, {})),
+                "train_new_shares": _shares(pool["accounting"]["train_new"].get(role, {})),
             }
-            for role, counts in accounts["synthesized"].items()
+            for role, counts in synthesized.items()
         },
         "assistant_call_turns": {
             key: {"counts": value, "shares": _shares(value)} for key, value in calls.items()
@@ -831,7 +839,7 @@ def _stats(context: _Context, it: Path, prev: Path | None) -> dict[str, int]:
         "judge": judge_counts(read_jsonl(it / "judged.jsonl", JudgedRecord)),
         "expanded": expanded,
         "previous_expansions": _expansion_outcomes(prev, it) if prev is not None else {},
-        "pool": json.loads((it / "pool.json").read_text()),
+        "pool": {key: value for key, value in pool.items() if key != "accounting"},
     }
     _write_json(it / "loop_stats.json", stats)
     return {"verified": len(verified), "expanded": sum(expanded.values())}
