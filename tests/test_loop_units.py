@@ -345,6 +345,7 @@ def source(category: str = "single", offered=(WEATHER, FORECAST, TIME)) -> Traje
     return Trajectory(
         id="src",
         category=category,
+        metadata={"style": "terse"},
         tools=list(offered),
         messages=[Message(role="user", content="How warm is it in Paris, in celsius?")],
         labels=[],
@@ -454,6 +455,7 @@ def test_run_expand_plans_conditioned_scenarios(tmp_path):
     for scenario in scenarios:
         edde = scenario.metadata["edde"]
         assert edde["request"] == "How warm is it in Paris, in celsius?"
+        assert scenario.style == "terse"  # the failing request's phrasing style
         by_class.setdefault(edde["error_class"], []).append(scenario)
     for scenario in by_class["wrong_tool"]:
         assert scenario.category == "multiple"

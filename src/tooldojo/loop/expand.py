@@ -18,9 +18,11 @@ no_call_when_should     the same category with the tools it should have called a
 format                  the same category and tools
 ======================  ========================================================================
 
-Every expanded scenario carries ``metadata["edde"]``: the error class, the failing request,
-the wrong call, the focus tool and parameter. A user simulator may read the request there as a
-phrasing example; the report counts expansions per class and how they fare in the next probe.
+Every expanded scenario keeps the failing episode's writing style (the user simulator phrases
+requests in a scenario's style) and carries ``metadata["edde"]``: the error class, the failing
+request, the wrong call, the focus tool and parameter (a user simulator may read the request
+there as a phrasing example). The loop's ``loop_stats.json`` counts expansions per class and
+how they fare in the next iteration's probe.
 """
 
 from __future__ import annotations
@@ -291,10 +293,14 @@ async def run_expand(
             "focus_param": spec.focus_param,
             "param_type": spec.param_type,
         }
+        # The failing request's phrasing pattern: its writing style carries over (the user
+        # simulator writes in a scenario's style); the request itself is in metadata.edde.
+        style = str(source.metadata.get("style") or "")
         scenarios: list[Scenario] = [
             _must_offer(s, spec).model_copy(
                 update={
                     "parent_id": record.id,
+                    "style": style or s.style,
                     "metadata": {**s.metadata, "expanded_from": record.id, "edde": condition},
                 }
             )
