@@ -256,16 +256,12 @@ def test_two_tiny_iterations_with_a_kill_between_stages(tmp_path, tiny_model):
     bfcl = json.loads((run / "iter-001" / "eval" / "bfcl.json").read_text())
     assert set(bfcl) == {"prompting", "fc"}
     assert bfcl["fc"]["tool_format"].startswith("codec:")
-    for name in (
-        "report.html",
-        "summary.md",
-        "plots/bfcl.png",
-        "plots/funnel.png",
-        "plots/reward.png",
-        "plots/capability.png",
-        "plots/volume.png",
-    ):
-        assert (run / name).is_file(), name
+    for name in ("report.html", "summary.md"):
+        text = (run / name).read_text()
+        assert "iter-000" in text and "iter-001" in text, name  # both iterations reported
+    for name in ("bfcl", "funnel", "reward", "capability", "volume"):
+        image = (run / "plots" / f"{name}.png").read_bytes()
+        assert image.startswith(b"\x89PNG") and len(image) > 5000, name  # a drawn plot
 
 
 def test_failed_synthesis_episodes_are_retried_when_the_loop_resumes(tmp_path, tiny_model):
