@@ -429,13 +429,15 @@ def _synthesize(context: _Context, it: Path, prev: Path | None, k: int) -> dict[
         weights = json.loads((prev / "weights.json").read_text())
         expansions = list(read_jsonl(prev / "expanded.jsonl", Scenario))
     roles = ("user", "assistant") + (("server",) if cfg.executor == "simulated" else ())
-    models = {role: context.model_for(role) for role in roles}
-    if prev is not None:
+    selfplayed = set(context.cfg.selfplay.roles) if prev is not None else set()
+    models = {role: context.model_for(role) for role in roles if role not in selfplayed}
+    if selfplayed:
         from tooldojo.loop.roles import ROLE_CALLS, TRAINED_ROLES, RecordingModel
 
-        for role in context.cfg.selfplay.roles:
-            if role in models:
-                player = context.selfplay_model(prev / "train" / "checkpoint")
+        assert prev is not None
+        player = context.selfplay_model(prev / "train" / "checkpoint")
+        for role in roles:
+            if role in selfplayed:
                 # the user's and server's own answers are recorded for multi-role SFT
                 models[role] = (
                     RecordingModel(player, role, it / ROLE_CALLS)
