@@ -245,15 +245,23 @@ async def run_prepared(
     stage.status = "running"
     stage.started_at = utc_now()
     _write_manifest(request.out / MANIFEST, prepared.manifest)
-    summary = await synth_to_dir(
-        request.out,
-        prepared.scenarios,
-        prepared.env,
-        concurrency=request.concurrency,
-        dedup_threshold=request.dedup or None,
-        max_consecutive_failures=request.max_failures,
-        on_outcome=on_outcome,
-    )
+    try:
+        summary = await synth_to_dir(
+            request.out,
+            prepared.scenarios,
+            prepared.env,
+            concurrency=request.concurrency,
+            dedup_threshold=request.dedup or None,
+            max_consecutive_failures=request.max_failures,
+            on_outcome=on_outcome,
+        )
+    except BaseException as error:
+        # Cancelled or killed by an exception: what finished is on disk; say so in the
+        # manifest (written atomically, no await: a cancel cannot cut it short).
+        stage.status = "failed"
+        stage.error = f"interrupted ({type(error).__name__}); finished episodes are kept"
+        _write_manifest(request.out / MANIFEST, prepared.manifest)
+        raise
     stage.finished_at = utc_now()
     incomplete = summary.aborted or summary.total("failed")
     stage.status = "failed" if incomplete else "done"

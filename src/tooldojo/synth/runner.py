@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts
@@ -75,9 +76,14 @@ async def run_shard(
         for position, scenario in iterator:
             try:
                 outcome: Outcome = await run_episode(scenario, env)
-            except Exception as error:  # an agent bug must not end the other episodes
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as error:
                 if anyio.current_effective_deadline() == -math.inf:
-                    raise  # cancelled: the MCP session closing under us is not a failure
+                    await _raise_cancellation()
+                if not isinstance(error, Exception):
+                    raise  # KeyboardInterrupt, SystemExit
+                # An agent bug or a backend error must not end the other episodes.
                 outcome = Failed(scenario.id, scenario.category, describe_failure(error))
             if isinstance(outcome, Failed):
                 streak += 1
@@ -100,6 +106,20 @@ async def run_shard(
             f"stopped after {streak} failed episodes in a row; last error: {last_error}"
         )
     return [outcomes[i] for i in sorted(outcomes)]
+
+
+async def _raise_cancellation() -> None:
+    """Raise the pending cancellation itself, in place of what the cancel caused.
+
+    Cancelling a run while an in-memory MCP call is in flight makes the client raise
+    ``MCPError: Connection closed``, wrapped in the ExceptionGroups of the SDK's task groups.
+    That error is an effect of the cancellation, not an episode outcome; re-raising it would
+    carry it out of the cancel scope (which absorbs only cancellations) and out of the run. A
+    checkpoint inside the cancelled scope raises the cancellation exception instead, with the
+    original error kept as its ``__context__``.
+    """
+    await anyio.lowlevel.checkpoint()
+    raise RuntimeError("a cancelled scope did not deliver its cancellation")  # pragma: no cover
 
 
 def describe_failure(error: BaseException) -> str:
