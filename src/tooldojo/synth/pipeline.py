@@ -18,6 +18,7 @@ from tooldojo.agents.guidance import GUIDANCE
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import atomic_jsonl_writer, existing_ids
 from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
+from tooldojo.llm.faults import fault_counts
 from tooldojo.model import RunManifest, Scenario, Tool, utc_now
 from tooldojo.synth.environment import build_tool_server, in_memory_connect, refuse_bfcl_inputs
 from tooldojo.synth.plan_file import PlanFile
@@ -56,6 +57,8 @@ class SynthRequest:
     """none | kind | label: see :mod:`tooldojo.agents.guidance`."""
     failure_rate: float = 0.0
     max_failures: int = 10
+    retries: int = 2
+    """A failed episode (backend error, timeout) is played again this many times at once."""
     models: dict[str, ChatModel] | None = None
     """Role → model, bypassing ``config`` (tests and embedding applications)."""
 
@@ -85,6 +88,8 @@ class PreparedRun:
     manifest: RunManifest
     owned_models: list[ChatModel] = field(default_factory=list)
     """Models :func:`prepare_run` loaded itself (not handed in): :meth:`aclose` closes them."""
+    role_models: dict[str, ChatModel] = field(default_factory=dict)
+    """The model of each role (for the injected-fault counts in the manifest)."""
 
     async def aclose(self) -> None:
         """Close the HTTP connections of the models this run loaded (on the loop that used them)."""
@@ -233,7 +238,9 @@ async def prepare_run(
         end_episode=server.episodes.end,
     )
     owned = [] if request.models is not None else list({id(m): m for m in models.values()}.values())
-    return PreparedRun(request, tools, scenarios, env, warnings, reused, manifest, owned)
+    return PreparedRun(
+        request, tools, scenarios, env, warnings, reused, manifest, owned, dict(models)
+    )
 
 
 async def run_prepared(
@@ -254,6 +261,7 @@ async def run_prepared(
             dedup_threshold=request.dedup or None,
             max_consecutive_failures=request.max_failures,
             on_outcome=on_outcome,
+            retries=request.retries,
         )
     except BaseException as error:
         # Cancelled or killed by an exception: what finished is on disk; say so in the
@@ -273,8 +281,11 @@ async def run_prepared(
     )
     stage.counts = {
         name: summary.total(name)
-        for name in ("planned", "finished", "failed", "dropped", "skipped")
+        for name in ("planned", "finished", "failed", "dropped", "skipped", "retried")
     }
+    faults = fault_counts(prepared.role_models)
+    if faults:  # a soak run with injected faults: how many, of which kind, per role
+        stage.faults = faults  # type: ignore[attr-defined]  # StageRecord keeps extra keys
     stage.outputs = {TRAJECTORIES: _digest(str(request.out / TRAJECTORIES))}
     _write_manifest(request.out / MANIFEST, prepared.manifest)
     return summary

@@ -54,8 +54,15 @@ async def run_shard(
     concurrency: int = 8,
     on_outcome: Callable[[Outcome], None] | None = None,
     max_consecutive_failures: int | None = None,
+    retries: int = 0,
+    on_retry: Callable[[Failed], None] | None = None,
 ) -> list[Outcome]:
     """Play every scenario with at most ``concurrency`` episodes in flight.
+
+    A failed episode (a backend error or timeout, an agent bug) is played again up to
+    ``retries`` times before it counts as failed; ``on_retry`` sees each failure retried.
+    An episode is deterministic given its scenario (its random stream is seeded by the
+    scenario), so a retry replays it, and only a transient fault makes the difference.
 
     ``on_outcome`` sees each outcome as soon as it exists (in completion order); the return
     value lists them in scenario order. Workers pull scenarios from one iterator, so memory
@@ -74,17 +81,12 @@ async def run_shard(
     async def worker(group: anyio.abc.TaskGroup) -> None:
         nonlocal streak, last_error
         for position, scenario in iterator:
-            try:
-                outcome: Outcome = await run_episode(scenario, env)
-            except anyio.get_cancelled_exc_class():
-                raise
-            except BaseException as error:
-                if anyio.current_effective_deadline() == -math.inf:
-                    await _raise_cancellation()
-                if not isinstance(error, Exception):
-                    raise  # KeyboardInterrupt, SystemExit
-                # An agent bug or a backend error must not end the other episodes.
-                outcome = Failed(scenario.id, scenario.category, describe_failure(error))
+            for attempt in range(retries + 1):
+                outcome = await _play(scenario, env)
+                if not isinstance(outcome, Failed) or attempt == retries:
+                    break
+                if on_retry is not None:
+                    on_retry(outcome)
             if isinstance(outcome, Failed):
                 streak += 1
                 last_error = outcome.error
@@ -106,6 +108,21 @@ async def run_shard(
             f"stopped after {streak} failed episodes in a row; last error: {last_error}"
         )
     return [outcomes[i] for i in sorted(outcomes)]
+
+
+async def _play(scenario: Scenario, env: EpisodeEnv) -> Outcome:
+    """One attempt at an episode; any error but a cancellation becomes a :class:`Failed`."""
+    try:
+        return await run_episode(scenario, env)
+    except anyio.get_cancelled_exc_class():
+        raise
+    except BaseException as error:
+        if anyio.current_effective_deadline() == -math.inf:
+            await _raise_cancellation()
+        if not isinstance(error, Exception):
+            raise  # KeyboardInterrupt, SystemExit
+        # An agent bug or a backend error must not end the other episodes.
+        return Failed(scenario.id, scenario.category, describe_failure(error))
 
 
 async def _raise_cancellation() -> None:
@@ -138,6 +155,8 @@ class CategoryCounts:
     failed: int = 0
     dropped: int = 0
     skipped: int = 0
+    retried: int = 0
+    """Failed attempts played again (each retry once, whatever its final outcome)."""
     tokens: int = 0
 
 
@@ -147,6 +166,9 @@ class SynthSummary:
 
     rows: dict[str, CategoryCounts] = field(default_factory=lambda: defaultdict(CategoryCounts))
     errors: list[str] = field(default_factory=list)
+    """Episodes that failed for good (after their retries)."""
+    retry_errors: list[str] = field(default_factory=list)
+    """Why attempts failed that were then retried."""
     aborted: str | None = None
 
     def total(self, name: str) -> int:
@@ -174,6 +196,7 @@ async def synth_to_dir(
     dedup_threshold: float | None = 0.9,
     max_consecutive_failures: int = 10,
     on_outcome: Callable[[Outcome], None] | None = None,
+    retries: int = 2,
 ) -> SynthSummary:
     """Play the scenarios not yet done into ``out_dir/trajectories.jsonl`` (resumable)."""
     out = Path(out_dir)
@@ -243,10 +266,18 @@ async def synth_to_dir(
             concurrency=concurrency,
             on_outcome=record,
             max_consecutive_failures=max_consecutive_failures,
+            retries=retries,
+            on_retry=lambda failed: _count_retry(summary, failed),
         )
     except SynthAborted as error:
         summary.aborted = str(error)
     return summary
+
+
+def _count_retry(summary: SynthSummary, failed: Failed) -> None:
+    summary.rows[failed.category].retried += 1
+    if len(summary.retry_errors) < 20:
+        summary.retry_errors.append(f"{failed.scenario_id}: {failed.error}")
 
 
 def category_mix(categories: Sequence[str] | None) -> dict[str, float] | None:
