@@ -334,6 +334,14 @@ def _pool(context: _Context, it: Path, prev: Path | None) -> dict[str, int]:
                 train.append(record.corrected.model_copy(update={"passed": True}))
                 carried += 1
         heldout = list(read_jsonl(prev / "heldout.jsonl", Trajectory)) + heldout
+    from tooldojo.bfcl_guard import check_training_rows, guard_mode, row_id_of
+
+    bfcl_hits = check_training_rows(train)  # BFCL content, whatever path it came by
+    if bfcl_hits and guard_mode(context.request.config_path) == "refuse":
+        refused = {row_id_of(hit) for hit in bfcl_hits}
+        train = [t for t in train if t.id not in refused]
+    for hit in bfcl_hits:
+        context.say(f"{it.name}: BFCL guard: {hit}")
     if not train:
         raise ToolDojoError(
             f"{it}: no verified training data (every trajectory failed "
@@ -341,7 +349,12 @@ def _pool(context: _Context, it: Path, prev: Path | None) -> dict[str, int]:
         )
     write_jsonl_atomic(it / "train_data.jsonl", train)
     write_jsonl_atomic(it / "heldout.jsonl", heldout)
-    return {"train": len(train), "heldout": len(heldout), "carried": carried}
+    return {
+        "train": len(train),
+        "heldout": len(heldout),
+        "carried": carried,
+        "bfcl_hits": len(bfcl_hits),
+    }
 
 
 def _train(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, int]:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
 from tooldojo.agents.guidance import GUIDANCE
+from tooldojo.bfcl_guard import GuardHit, GuardMode, enforce_tools, guard_mode
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import atomic_jsonl_writer, existing_ids
 from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
@@ -59,6 +62,13 @@ class SynthRequest:
     max_failures: int = 10
     retries: int = 2
     """A failed episode (backend error, timeout) is played again this many times at once."""
+    bfcl_guard: GuardMode | None = None
+    """``refuse`` or ``warn`` on BFCL content (tools, user messages); ``None``: the
+    ``bfcl_guard:`` key of ``config`` (``refuse`` when absent)."""
+
+    def guard_mode(self) -> GuardMode:
+        return self.bfcl_guard or guard_mode(self.config)
+
     models: dict[str, ChatModel] | None = None
     """Role → model, bypassing ``config`` (tests and embedding applications)."""
 
@@ -90,6 +100,8 @@ class PreparedRun:
     """Models :func:`prepare_run` loaded itself (not handed in): :meth:`aclose` closes them."""
     role_models: dict[str, ChatModel] = field(default_factory=dict)
     """The model of each role (for the injected-fault counts in the manifest)."""
+    bfcl_tool_hits: list[GuardHit] = field(default_factory=list)
+    """Tools recognised as BFCL's and kept because ``bfcl_guard`` is ``warn``."""
 
     async def aclose(self) -> None:
         """Close the HTTP connections of the models this run loaded (on the loop that used them)."""
@@ -151,7 +163,9 @@ async def prepare_run(
     if request.specs:
         from tooldojo.specs import load_tools
 
-        tools = load_tools(request.specs)
+        # In a worker thread: a live MCP spec (stdio:/URL) lists its tools on an event loop of
+        # its own, which cannot run inside this one.
+        tools = await anyio.to_thread.run_sync(load_tools, request.specs)
     if not tools and not request.executor.startswith("python:"):
         raise ToolDojoError(
             "the tool registry is empty: give --specs files that define tools "
@@ -168,6 +182,9 @@ async def prepare_run(
     )
     if not tools:
         raise ToolDojoError("the tool registry is empty: nothing to synthesize")
+    # By content, whatever path the tools came by (a python:bfcl_eval executor, a live MCP
+    # server serving BFCL's pack, a renamed copy of BFCL's docs): refused before any work.
+    tool_hits = enforce_tools(tools, request.guard_mode(), "synthesis tools")
 
     out = request.out
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +256,7 @@ async def prepare_run(
     )
     owned = [] if request.models is not None else list({id(m): m for m in models.values()}.values())
     return PreparedRun(
-        request, tools, scenarios, env, warnings, reused, manifest, owned, dict(models)
+        request, tools, scenarios, env, warnings, reused, manifest, owned, dict(models), tool_hits
     )
 
 
@@ -262,6 +279,7 @@ async def run_prepared(
             max_consecutive_failures=request.max_failures,
             on_outcome=on_outcome,
             retries=request.retries,
+            bfcl_guard=request.guard_mode(),
         )
     except BaseException as error:
         # Cancelled or killed by an exception: what finished is on disk; say so in the
@@ -283,6 +301,13 @@ async def run_prepared(
         name: summary.total(name)
         for name in ("planned", "finished", "failed", "dropped", "skipped", "retried")
     }
+    hits = [*prepared.bfcl_tool_hits, *summary.bfcl_hits]
+    stage.counts["bfcl_hits"] = len(hits)
+    if hits:  # refused episodes are in dropped.jsonl; warned ones are listed here too
+        stage.bfcl_guard = {  # type: ignore[attr-defined]  # StageRecord keeps extra keys
+            "mode": request.guard_mode(),
+            "hits": [hit.to_dict() for hit in hits],
+        }
     faults = fault_counts(prepared.role_models)
     if faults:  # a soak run with injected faults: how many, of which kind, per role
         stage.faults = faults  # type: ignore[attr-defined]  # StageRecord keeps extra keys

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from tooldojo.bfcl_guard import BfclGuard, GuardHit, GuardMode, message_hits
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts
 from tooldojo.model import Scenario, Trajectory
@@ -167,6 +168,8 @@ class SynthSummary:
     rows: dict[str, CategoryCounts] = field(default_factory=lambda: defaultdict(CategoryCounts))
     errors: list[str] = field(default_factory=list)
     """Episodes that failed for good (after their retries)."""
+    bfcl_hits: list[GuardHit] = field(default_factory=list)
+    """User messages recognised as BFCL questions (refused: dropped; warn: kept)."""
     retry_errors: list[str] = field(default_factory=list)
     """Why attempts failed that were then retried."""
     aborted: str | None = None
@@ -197,8 +200,15 @@ async def synth_to_dir(
     max_consecutive_failures: int = 10,
     on_outcome: Callable[[Outcome], None] | None = None,
     retries: int = 2,
+    bfcl_guard: GuardMode | None = "refuse",
 ) -> SynthSummary:
-    """Play the scenarios not yet done into ``out_dir/trajectories.jsonl`` (resumable)."""
+    """Play the scenarios not yet done into ``out_dir/trajectories.jsonl`` (resumable).
+
+    With ``bfcl_guard`` set, every user message of a finished episode is checked against
+    BFCL's questions: ``refuse`` drops the episode (recorded in ``dropped.jsonl``, so a resume
+    does not replay it), ``warn`` keeps it; either way the hit is in the summary.
+    """
+    guard = BfclGuard.load() if bfcl_guard else None  # loaded before the first episode
     out = Path(out_dir)
     traj_path, dropped_path = out / TRAJECTORIES, out / DROPPED
     done: set[str] = set()
@@ -232,6 +242,16 @@ async def synth_to_dir(
         env.accept_request = accept
 
     def record(outcome: Outcome) -> None:
+        if isinstance(outcome, Trajectory) and guard is not None:
+            hits = message_hits(outcome.messages)
+            summary.bfcl_hits += [
+                GuardHit(hit.kind, hit.bfcl_id, f"{outcome.scenario_id}: {hit.detail}")
+                for hit in hits
+            ]
+            if hits and bfcl_guard == "refuse":
+                request = first_request(outcome.model_dump()) or ""
+                reason = f"BFCL question ({hits[0].bfcl_id}) in a user message"
+                outcome = Dropped(outcome.scenario_id or outcome.id, reason, request)
         if isinstance(outcome, Trajectory):
             append_jsonl(traj_path, [outcome])
             row = summary.rows[outcome.category or "unknown"]
