@@ -7,7 +7,10 @@ because the model is not the point here: orchestration, artifacts, resume and st
 
 from __future__ import annotations
 
+import csv
 import json
+import math
+import struct
 from pathlib import Path
 
 import pytest
@@ -123,25 +126,7 @@ def test_two_tiny_iterations_with_a_kill_between_stages(tmp_path, tiny_model):
             assert record.status == "done" and record.outputs, (k, stage)
 
     for k in (0, 1):
-        it = run / f"iter-{k:03d}"
-        for name in (
-            "scenarios.jsonl",
-            "trajectories.jsonl",
-            "verified.jsonl",
-            "train_data.jsonl",
-            "heldout.jsonl",
-            "probe.jsonl",
-            "probe_summary.json",
-            "judged.jsonl",
-            "expanded.jsonl",
-            "weights.json",
-            "eval/bfcl.json",
-            "train/checkpoint/config.json",
-            "train/metrics.csv",
-        ):
-            assert (it / name).exists(), it / name
-        ids = [t.id for t in read_jsonl(it / "trajectories.jsonl", Trajectory)]
-        assert len(ids) == len(set(ids))  # resume duplicated nothing
+        check_iteration_artifacts(run / f"iter-{k:03d}", tiny_config(tiny_model))
     kinds = [
         json.loads((run / f"iter-{k:03d}/train/result.json").read_text())["kind"] for k in (0, 1)
     ]
@@ -176,13 +161,76 @@ def test_two_tiny_iterations_with_a_kill_between_stages(tmp_path, tiny_model):
     bfcl = json.loads((run / "iter-001" / "eval" / "bfcl.json").read_text())
     assert set(bfcl) == {"prompting", "fc"}
     assert bfcl["fc"]["tool_format"].startswith("codec:")
-    for name in (
-        "report.html",
-        "summary.md",
-        "plots/bfcl.png",
-        "plots/funnel.png",
-        "plots/reward.png",
-        "plots/capability.png",
-        "plots/volume.png",
-    ):
-        assert (run / name).is_file(), name
+    report = (run / "report.html").read_text()
+    for name in ("bfcl.png", "funnel.png", "reward.png", "capability.png", "volume.png"):
+        assert f"plots/{name}" in report, name  # the report shows the plot...
+        png = (run / "plots" / name).read_bytes()  # ...and the plot is a real image
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", name
+        width, height = struct.unpack(">II", png[16:24])
+        assert width >= 200 and height >= 150 and len(png) > 2000, (name, width, height)
+    summary = (run / "summary.md").read_text()
+    assert "iter-000" in summary and "iter-001" in summary  # both iterations reported
+
+
+def check_iteration_artifacts(it: Path, config: LoopConfig) -> None:
+    """Each artifact of an iteration holds what its stage claims, not merely exists."""
+    scenarios = list(read_jsonl(it / "scenarios.jsonl", Scenario))
+    scenario_ids = [s.id for s in scenarios]
+    assert len(scenario_ids) == len(set(scenario_ids)) >= config.synth.n
+
+    trajectories = list(read_jsonl(it / "trajectories.jsonl", Trajectory))
+    ids = [t.id for t in trajectories]
+    assert ids and len(ids) == len(set(ids))  # resume duplicated nothing
+    assert {t.scenario_id for t in trajectories} <= set(scenario_ids)
+
+    verified = list(read_jsonl(it / "verified.jsonl", Trajectory))
+    assert sorted(t.id for t in verified) == sorted(ids)  # every trajectory verified once
+    gates = set(config.verify.gates)
+    for trajectory in verified:
+        assert {v.gate for v in trajectory.verdicts} == gates, trajectory.id
+        assert trajectory.passed == all(v.passed for v in trajectory.verdicts), trajectory.id
+
+    train = list(read_jsonl(it / "train_data.jsonl", Trajectory))
+    heldout = list(read_jsonl(it / "heldout.jsonl", Trajectory))
+    assert train and all(t.passed and t.split == "train" for t in train)
+    assert all(t.passed and t.split == "heldout" for t in heldout)
+    assert not {t.id for t in train} & {t.id for t in heldout}  # no held-out row trained on
+
+    probe = list(read_jsonl(it / "probe.jsonl", ProbeRecord))
+    pools = {"train": {t.id for t in train}, "heldout": {t.id for t in heldout}}
+    assert probe and all(r.trajectory_id in pools[r.split] for r in probe)  # probed the pools
+    assert all(r.correct or r.reason for r in probe)  # every miss says why
+    assert all(r.calls for r in probe if r.schema_ok)
+    summary = json.loads((it / "probe_summary.json").read_text())
+    total = sum(cell["total"] for cell in summary["split"].values())
+    correct = sum(cell["correct"] for cell in summary["split"].values())
+    assert total == len(probe) and correct == sum(r.correct for r in probe)
+
+    judged = [json.loads(line) for line in (it / "judged.jsonl").read_text().splitlines()]
+    assert all(r["decision"] in ("model_wrong", "label_wrong", "both_wrong") for r in judged)
+    assert len(judged) <= config.judge.max_cases
+    assert {r["trajectory_id"] for r in judged} <= {t.id for t in train}  # judged the pool
+    expanded = list(read_jsonl(it / "expanded.jsonl", Scenario))
+    assert len(expanded) <= config.expand.max_total and all(s.parent_id for s in expanded)
+
+    weights = json.loads((it / "weights.json").read_text())
+    categories = weights["categories"]
+    assert set(categories) == {r.category for r in probe}
+    assert all(w > 0 for w in categories.values())
+    assert abs(sum(categories.values()) / len(categories) - 1) < 1e-3  # mean-normalized
+
+    bfcl = json.loads((it / "eval" / "bfcl.json").read_text())
+    assert set(bfcl) == set(config.eval.modes)
+    for mode, result in bfcl.items():
+        for category in config.eval.bfcl_categories:
+            counts = result["categories"][category]
+            assert counts["total"] == config.eval.bfcl_limit, (mode, category)
+            assert 0 <= counts["correct"] <= counts["total"]
+
+    checkpoint = json.loads((it / "train" / "checkpoint" / "config.json").read_text())
+    assert checkpoint["model_type"] == "llama"
+    with (it / "train" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows, "training logged no step"
+    value = "loss" if "loss" in rows[0] else "reward"
+    assert all(math.isfinite(float(row[value])) for row in rows if row.get(value))
