@@ -92,7 +92,7 @@ async def test_synthesis_survives_injected_faults(tmp_path: Path) -> None:
     )
     n = 40
     prepared = await prepare_run(
-        request(tmp_path, n=n, concurrency=3, models={"user": user, "assistant": assistant})
+        request(tmp_path, n=n, concurrency=1, models={"user": user, "assistant": assistant})
     )
     summary = await run_prepared(prepared)
     out = tmp_path / "out"
@@ -151,7 +151,7 @@ async def test_junk_final_answer_fails_verification(tmp_path: Path) -> None:
     config = FaultConfig(rate=0.1, seed=4, timeout_s=0.01, kinds=["garbage"])
     assistant = FaultyChatModel(ScriptedChatModel(oracle, name="oracle"), config)
     models = {"user": ScriptedChatModel(copying_user, name="u"), "assistant": assistant}
-    prepared = await prepare_run(request(tmp_path, n=40, concurrency=3, models=models))
+    prepared = await prepare_run(request(tmp_path, n=40, concurrency=1, models=models))
     await run_prepared(prepared)
     out = tmp_path / "out"
     await verify_file(out / "trajectories.jsonl", out / "verified.jsonl", VerifyOptions())

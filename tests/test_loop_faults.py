@@ -28,6 +28,7 @@ def test_loop_completes_with_injected_faults(tmp_path, tiny_model):  # noqa: F81
     }
     config = tiny_config(tiny_model)
     config.synth.n = 40
+    config.synth.concurrency = 1  # one episode at a time: the faults hit the same calls
     config.eval.baseline = False
     run = tmp_path / "run"
     run_loop(LoopRequest(specs=[], run=run, iterations=1, config=config, models=models))
