@@ -79,3 +79,27 @@ async def test_cancel_at_random_points_loses_and_duplicates_nothing(tmp_path: Pa
     assert summary.total("failed") == 0
     final = _done_ids(out)
     assert sorted(final) == planned  # every planned episode exactly once
+
+
+@pytest.mark.anyio
+async def test_an_interrupt_mid_run_keeps_finished_work_and_says_so(tmp_path: Path):
+    """A crash mid-run (here the disk filling up) propagates as itself, not inside an
+    ExceptionGroup; what finished is on disk once, the manifest says the stage was
+    interrupted, and the resumed run completes the rest. (A real Ctrl-C takes the same path,
+    but asyncio re-raises KeyboardInterrupt straight out of the event loop, past pytest.)"""
+    prepared = await prepare_run(request(tmp_path, n=12, concurrency=3))
+    seen: list[str] = []
+
+    def interrupt_after_three(outcome) -> None:  # type: ignore[no-untyped-def]
+        seen.append(outcome.scenario_id)
+        if len(seen) == 3:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        await run_prepared(prepared, interrupt_after_three)
+    out = tmp_path / "out"
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["synth"]
+    assert stage["status"] == "failed" and "interrupted (OSError)" in stage["error"]
+    assert sorted(_done_ids(out)) == sorted(seen)
+    await run_prepared(prepared)
+    assert sorted(_done_ids(out)) == sorted(s.id for s in prepared.scenarios)

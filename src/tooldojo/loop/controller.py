@@ -291,7 +291,8 @@ def _synthesize(context: _Context, it: Path, prev: Path | None) -> dict[str, int
         raise ToolDojoError(f"synthesis stopped: {summary.aborted}")
     for line in summary.errors[:3]:  # failed episodes are left out of the data: say why
         context.say(f"{it.name}: a synthesis episode failed: {line}")
-    counts = {name: summary.total(name) for name in ("planned", "finished", "failed", "dropped")}
+    names = ("planned", "finished", "failed", "dropped", "retried")
+    counts = {name: summary.total(name) for name in names} | {"bfcl_hits": len(summary.bfcl_hits)}
     return counts | {f"assistant_{k}": v for k, v in guidance.items()}
 
 

@@ -101,14 +101,29 @@ async def run_shard(
                 group.cancel_scope.cancel()
                 return
 
-    async with anyio.create_task_group() as group:
-        for _ in range(concurrency):
-            group.start_soon(worker, group)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(concurrency):
+                group.start_soon(worker, group)
+    except BaseExceptionGroup as error:
+        # One worker's KeyboardInterrupt (or bug) is raised as itself, not as a group that
+        # callers would have to pick apart.
+        leaves = _leaves(error)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
     if max_consecutive_failures is not None and streak >= max_consecutive_failures:
         raise SynthAborted(
             f"stopped after {streak} failed episodes in a row; last error: {last_error}"
         )
     return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _leaves(error: BaseExceptionGroup) -> list[BaseException]:
+    found: list[BaseException] = []
+    for inner in error.exceptions:
+        found += _leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner]
+    return found
 
 
 async def _play(scenario: Scenario, env: EpisodeEnv) -> Outcome:
