@@ -59,8 +59,7 @@ async def test_live_stdio_server_serving_bfcl_pack_is_refused(tmp_path: Path) ->
     assert kinds <= {"tool_doc", "tool_name"} and len(caught.value.hits) >= 10
 
 
-@pytest.mark.anyio
-async def test_renamed_copy_of_bfcl_data_is_refused(tmp_path: Path) -> None:
+def _renamed_copy(tmp_path: Path) -> Path:
     assert DATA is not None
     entries = [json.loads(line) for line in (DATA / "BFCL_v4_multiple.json").open()][:15]
     for entry in entries:  # renamed file, renamed functions: only the content is BFCL's
@@ -68,11 +67,34 @@ async def test_renamed_copy_of_bfcl_data_is_refused(tmp_path: Path) -> None:
             function["name"] = "helper_" + function["name"].replace(".", "_")
     copy = tmp_path / "geometry_helpers.json"
     copy.write_text("\n".join(json.dumps(entry) for entry in entries))
+    return copy
+
+
+@pytest.mark.anyio
+async def test_renamed_copy_of_bfcl_data_is_refused(tmp_path: Path) -> None:
+    copy = _renamed_copy(tmp_path)
     with pytest.raises(BfclRefused) as caught:
         await prepare_run(
             request(tmp_path, specs=[str(copy)], executor="simulated", models=_models())
         )
     assert {hit.kind for hit in caught.value.hits} == {"tool_doc"}
+
+
+@pytest.mark.anyio
+async def test_warn_mode_lists_each_copied_spec_tool_once(tmp_path: Path) -> None:
+    copy = _renamed_copy(tmp_path)
+    prepared = await prepare_run(
+        request(
+            tmp_path,
+            n=2,
+            specs=[str(copy)],
+            executor="simulated",
+            models=_models(),
+            bfcl_guard="warn",
+        )
+    )
+    subjects = [hit.subject for hit in prepared.bfcl_tool_hits]
+    assert sorted(subjects) == sorted(tool.name for tool in prepared.tools)
 
 
 @pytest.mark.anyio

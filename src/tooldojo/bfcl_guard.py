@@ -82,12 +82,19 @@ class GuardHit:
     kind: GuardKind
     bfcl_id: str
     detail: str
+    subject: str = ""
+    """What was checked: the tool's name, or the training row's id."""
 
     def __str__(self) -> str:
         return f"BFCL {self.kind} match with {self.bfcl_id}: {self.detail}"
 
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "bfcl_id": self.bfcl_id, "detail": self.detail}
+        return {
+            "kind": self.kind,
+            "bfcl_id": self.bfcl_id,
+            "detail": self.detail,
+            "subject": self.subject,
+        }
 
 
 def normalize_name(name: str) -> str:
@@ -213,7 +220,8 @@ class BfclGuard:
         source = str(getattr(tool, "source", "") or "")
         # "bfcl:FILE" only names the doc *format* of a file; a bfcl_eval module is BFCL's own.
         if "bfcl_eval" in source:
-            return GuardHit("tool_source", source, f"tool {tool.name!r} comes from {source}")
+            detail = f"tool {tool.name!r} comes from {source}"
+            return GuardHit("tool_source", source, detail, tool.name)
         parameters = getattr(tool, "parameters", None) or {}
         fingerprint = doc_shingles(
             str(getattr(tool, "description", "") or ""), parameters.get("properties")
@@ -235,6 +243,7 @@ class BfclGuard:
                     self._docs.ids[number],
                     f"tool {tool.name!r} has a BFCL function's name and a doc "
                     f"{jaccard:.0%} alike (3-gram Jaccard)",
+                    tool.name,
                 )
         if best is not None and best[0] >= RENAMED_DOC_JACCARD:
             return GuardHit(
@@ -242,6 +251,7 @@ class BfclGuard:
                 self._docs.ids[best[1]],
                 f"tool {tool.name!r} has a doc {best[0]:.0%} alike a BFCL function's "
                 "(3-gram Jaccard)",
+                tool.name,
             )
         return None
 
@@ -482,13 +492,17 @@ def check_training_rows(rows: Iterable[Any]) -> list[GuardHit]:
             tools = json.loads(tools)
         found = [guard.tool_hit(_ToolView.of(tool)) for tool in tools]
         found += message_hits(data.get("messages") or [])
-        hits += [GuardHit(hit.kind, hit.bfcl_id, f"{row_id}: {hit.detail}") for hit in found if hit]
+        hits += [
+            GuardHit(hit.kind, hit.bfcl_id, f"{row_id}: {hit.detail}", row_id)
+            for hit in found
+            if hit
+        ]
     return hits
 
 
 def row_id_of(hit: GuardHit) -> str:
-    """The row id :func:`check_training_rows` put in front of a hit's detail."""
-    return hit.detail.split(": ", 1)[0]
+    """The training row a :func:`check_training_rows` hit is about."""
+    return hit.subject or hit.detail.split(": ", 1)[0]
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,9 @@ async def prepare_run(
             "the tool registry is empty: give --specs files that define tools "
             "(or --executor python:MODULE)"
         )
+    # By content, whatever path the tools came by (a live MCP server serving BFCL's pack, a
+    # renamed copy of BFCL's docs): refused before any model is loaded...
+    spec_hits = enforce_tools(tools, request.guard_mode(), "synthesis tools")
     models, config = _load_models(request)
     server, tools = build_tool_server(
         tools,
@@ -182,9 +185,14 @@ async def prepare_run(
     )
     if not tools:
         raise ToolDojoError("the tool registry is empty: nothing to synthesize")
-    # By content, whatever path the tools came by (a python:bfcl_eval executor, a live MCP
-    # server serving BFCL's pack, a renamed copy of BFCL's docs): refused before any work.
-    tool_hits = enforce_tools(tools, request.guard_mode(), "synthesis tools")
+    # ...and the served tools too (a python:bfcl_eval executor derives its own), before any
+    # planning.
+    served_hits = enforce_tools(
+        [tool for tool in tools if tool.name not in {hit.subject for hit in spec_hits}],
+        request.guard_mode(),
+        "synthesis tools",
+    )
+    tool_hits = spec_hits + served_hits
 
     out = request.out
     out.mkdir(parents=True, exist_ok=True)

@@ -260,7 +260,12 @@ async def synth_to_dir(
         if isinstance(outcome, Trajectory) and guard is not None:
             hits = message_hits(outcome.messages)
             summary.bfcl_hits += [
-                GuardHit(hit.kind, hit.bfcl_id, f"{outcome.scenario_id}: {hit.detail}")
+                GuardHit(
+                    hit.kind,
+                    hit.bfcl_id,
+                    f"{outcome.scenario_id}: {hit.detail}",
+                    outcome.scenario_id or outcome.id,
+                )
                 for hit in hits
             ]
             if hits and bfcl_guard == "refuse":
