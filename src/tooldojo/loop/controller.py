@@ -474,7 +474,8 @@ def _synthesize(context: _Context, it: Path, prev: Path | None, k: int) -> dict[
         raise ToolDojoError(f"synthesis stopped: {summary.aborted}")
     for line in summary.errors[:3]:  # failed episodes are left out of the data: say why
         context.say(f"{it.name}: a synthesis episode failed: {line}")
-    counts = {name: summary.total(name) for name in ("planned", "finished", "failed", "dropped")}
+    names = ("planned", "finished", "failed", "dropped", "retried")
+    counts = {name: summary.total(name) for name in names} | {"bfcl_hits": len(summary.bfcl_hits)}
     # Failed episodes leave the stage incomplete: the next resume plays them again (the
     # runner skips finished and dropped scenarios), and what follows sees the new data.
     counts["incomplete"] = counts["failed"]
@@ -529,6 +530,14 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
                 train.append(record.corrected)  # passed every gate again (judge.regate)
                 carried += 1
         heldout = list(read_jsonl(prev / "heldout.jsonl", Trajectory)) + heldout
+    from tooldojo.bfcl_guard import check_training_rows, guard_mode, row_id_of
+
+    bfcl_hits = check_training_rows(train)  # BFCL content, whatever path it came by
+    if bfcl_hits and guard_mode(context.request.config_path) == "refuse":
+        refused = {row_id_of(hit) for hit in bfcl_hits}
+        train = [t for t in train if t.id not in refused]
+    for hit in bfcl_hits:
+        context.say(f"{it.name}: BFCL guard: {hit}")
     if not train:
         raise ToolDojoError(
             f"{it}: no verified training data (every trajectory failed verification or "
@@ -561,6 +570,7 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
         "carried": carried,
         "forced_rejected": sampling["forced_rejected"],
         "role_samples": len(roles),
+        "bfcl_hits": len(bfcl_hits),
     }
 
 
