@@ -269,7 +269,7 @@ def test_failed_synthesis_episodes_are_retried_when_the_loop_resumes(tmp_path, t
     plays it again (finished ones are kept) and only then is the stage done."""
     from test_synth_orchestration import oracle as follow_labels
 
-    failures = [1]
+    failures = [3]  # the first attempt and synthesis' own two retries all fail
 
     def flaky(messages, tools):
         if failures[0]:
@@ -304,6 +304,7 @@ def test_failed_synthesis_episodes_are_retried_when_the_loop_resumes(tmp_path, t
     first = run_once([])
     record = first.stages["iter-000/synth"]
     assert record.counts["failed"] == 1 and record.counts["incomplete"] == 1
+    assert record.counts["retried"] == 2
     played = list(read_jsonl(tmp_path / "run/iter-000/trajectories.jsonl", Trajectory))
     lines: list[str] = []
     second = run_once(lines)
