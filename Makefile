@@ -8,13 +8,21 @@ STAMP  := $(VENV)/.installed
 BFCL_VERSION := 2026.3.23
 WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: install demo test test-fast lint format bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(CHROMIUM)
+
+# The report's browser test (tests/test_report_browser.py) opens the HTML in Debian's headless
+# chromium; it is installed only when absent (a file target), with sudo unless we are root.
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

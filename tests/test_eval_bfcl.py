@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import anyio
@@ -237,7 +238,13 @@ def test_embedded_model_runs_in_prompting_mode(tmp_path: Path) -> None:
     for result in run.results:
         assert isinstance(result.raw, str) and result.model_calls == 1
         assert result.completion_tokens > 0
-        assert result.valid or result.error_type  # every failure names the checker's error
+        # Every verdict is BFCL's: a pass carries no error, a failure names the checker's
+        # error ("checker:reason"); the model did answer, so it is no inference error.
+        if result.valid:
+            assert result.error_type is None
+        else:
+            assert re.fullmatch(r"[a-z_]+:[a-z_]+", result.error_type or ""), result.error_type
+            assert not result.error_type.endswith("inference_error")
     assert run.summary["mode_description"].startswith("prompting")
 
 

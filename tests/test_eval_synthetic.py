@@ -79,7 +79,8 @@ def test_a_model_answering_right_passes_every_heldout_turn(tmp_path: Path) -> No
         lambda: run_synthetic(evaluated, _data(tmp_path), results, SyntheticSettings())
     )
     assert summary["turns"] == 4 and summary["accuracy"] == 1.0
-    assert summary["categories"]["single"]["passed"] == 4
+    assert summary["categories"]["single"]["call"]["passed"] == 2
+    assert summary["categories"]["single"]["text"]["passed"] == 2
     assert all(m[-1].role in ("user", "tool") for m, _, _ in model.calls)  # history only
     asked = {(m[0].content or "") for m, _, _ in model.calls}
     assert "Weather in Rome?" not in asked  # train split is not evaluated
@@ -103,7 +104,8 @@ def test_wrong_arguments_fail_the_label_gate_and_text_fails_format(tmp_path: Pat
         lambda: run_synthetic(evaluated, _data(tmp_path), tmp_path / "r.jsonl", SyntheticSettings())
     )
     assert summary["accuracy"] == 0.0
-    assert summary["categories"]["single"]["failed_gates"] == {"label": 2, "format": 2}
+    assert summary["categories"]["single"]["call"]["failed_gates"] == {"label": 2}
+    assert summary["categories"]["single"]["text"]["failed_gates"] == {"format": 2}
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert all(row["reason"] for row in rows)
 
@@ -114,3 +116,33 @@ def test_data_without_heldout_split_is_an_error(tmp_path: Path) -> None:
     evaluated = EvalModel(ScriptedChatModel([]), "fc", "codec:hermes", "m")
     with pytest.raises(ToolDojoError, match="no trajectory has split 'heldout'"):
         anyio.run(lambda: run_synthetic(evaluated, path, tmp_path / "r.jsonl", SyntheticSettings()))
+
+
+def test_a_model_that_never_calls_scores_zero_on_call_turns(tmp_path: Path) -> None:
+    """Answering in prose everywhere must not earn credit from the turns that need no call."""
+    path = tmp_path / "verified.jsonl"
+    refuse = Trajectory(
+        id="t-r",
+        category="irrelevance",
+        split="heldout",
+        tools=[WEATHER],
+        messages=[
+            Message(role="user", content="Write me a poem."),
+            Message(role="assistant", content="I cannot: no tool here writes poems."),
+        ],
+        labels=[Label(kind="refuse")],
+    )
+    append_jsonl(path, [_trajectory("t-1", "heldout", "Paris"), refuse])
+    prose = ScriptedChatModel(lambda m, t: Completion(text="Sorry, I cannot help with that."))
+    evaluated = EvalModel(prose, "fc", "codec:hermes", "prose")
+    summary = anyio.run(
+        lambda: run_synthetic(evaluated, path, tmp_path / "r.jsonl", SyntheticSettings())
+    )
+    assert summary["accuracy"] == 0.0
+    assert summary["kinds"]["call"] == {
+        "accuracy": 0.0,
+        "passed": 0,
+        "total": 1,
+        "failed_gates": {"format": 1},
+    }
+    assert summary["kinds"]["no_call"]["passed"] == 1  # scored apart, never pooled

@@ -79,11 +79,18 @@ async def test_text_or_call_and_plain_generation(model):
     either = await model.complete(
         [Message(role="user", content="Weather in Oslo?")],
         weather,
-        sampling=SamplingParams(max_tokens=48),
+        sampling=SamplingParams(max_tokens=128),
         constraint=Constraint(),
     )
-    assert either.ok or "cut off" in (either.error or "")
-    assert either.tool_calls or either.text
+    # Under the constraint the answer is a schema-valid call of the offered tool, or plain
+    # text (SmolLM2 chooses text here); with 128 tokens a cut-off call is no excuse.
+    assert either.ok, either.error
+    if either.tool_calls:
+        for call in either.tool_calls:
+            assert call.name == "get_current_weather"
+            jsonschema.validate(call.arguments, weather[0].parameters)
+    else:
+        assert either.text.strip() and "<tool_call>" not in either.text
 
 
 @pytest.mark.anyio

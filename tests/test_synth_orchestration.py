@@ -349,7 +349,7 @@ async def test_failing_backend_stops_the_run_with_what_finished_saved(tmp_path: 
 @pytest.mark.anyio
 async def test_failed_episodes_are_named_in_the_manifest(tmp_path: Path):
     models = scripted_models(down_for(lambda call: call in (5, 6)))
-    prepared = await prepare_run(request(tmp_path, n=6, concurrency=1, models=models))
+    prepared = await prepare_run(request(tmp_path, n=6, concurrency=1, models=models, retries=0))
     summary = await run_prepared(prepared)
     assert not summary.aborted and 1 <= summary.total("failed") <= 2
     stage = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"]["synth"]

@@ -49,6 +49,7 @@ def test_embedded_model_synthesizes_parseable_labelled_trajectories(tmp_path: Pa
     trajectories = list(read_jsonl(tmp_path / "out" / "trajectories.jsonl", Trajectory))
     assert len(trajectories) + summary.total("dropped") == 3
     tools = {tool.name: tool for tool in prepared.tools}
+    call_steps = 0
     for trajectory in trajectories:
         assert trajectory.metadata["models"]["assistant"] == "SmolLM2-135M-Instruct"
         assert trajectory.labels and len(trajectory.labels) == len(trajectory.assistant_turns())
@@ -60,7 +61,19 @@ def test_embedded_model_synthesizes_parseable_labelled_trajectories(tmp_path: Pa
         checked = anyio.run(
             verify_trajectory, trajectory, VerifyOptions(gates=["format", "schema"])
         )
-        format_verdict = checked.verdicts[0]
-        # Calls are constrained to the schemas: a parsed call is schema-valid, anything else
-        # is flagged by the format gate.
-        assert format_verdict.passed is False or checked.verdicts[1].passed, checked.verdicts
+        verdicts = {verdict.gate: verdict for verdict in checked.verdicts}
+        # Calls are constrained to the schemas: every parsed call is schema-valid (checked
+        # here directly, not only through the gate), and anything else is flagged by the
+        # format gate with a reason.
+        turns = trajectory.assistant_turns()
+        for message, label in zip(turns, trajectory.labels, strict=True):
+            for call in message.tool_calls or []:
+                jsonschema.validate(call.arguments, tools[call.name].parameters)
+            if label.kind == "call":  # decoded under the calls-only constraint (guidance kind)
+                call_steps += 1
+                assert message.tool_calls or not verdicts["format"].passed, (message, verdicts)
+        if verdicts["format"].passed:
+            assert verdicts["schema"].passed, verdicts
+        else:
+            assert verdicts["format"].reason, verdicts
+    assert call_steps >= 1, "no call step was played: the schema claim was never exercised"

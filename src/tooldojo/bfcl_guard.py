@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tooldojo.errors import ToolDojoError
+
 log = logging.getLogger(__name__)
 
 DOC_SHINGLE = 3
@@ -80,12 +82,19 @@ class GuardHit:
     kind: GuardKind
     bfcl_id: str
     detail: str
+    subject: str = ""
+    """What was checked: the tool's name, or the training row's id."""
 
     def __str__(self) -> str:
         return f"BFCL {self.kind} match with {self.bfcl_id}: {self.detail}"
 
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "bfcl_id": self.bfcl_id, "detail": self.detail}
+        return {
+            "kind": self.kind,
+            "bfcl_id": self.bfcl_id,
+            "detail": self.detail,
+            "subject": self.subject,
+        }
 
 
 def normalize_name(name: str) -> str:
@@ -211,7 +220,8 @@ class BfclGuard:
         source = str(getattr(tool, "source", "") or "")
         # "bfcl:FILE" only names the doc *format* of a file; a bfcl_eval module is BFCL's own.
         if "bfcl_eval" in source:
-            return GuardHit("tool_source", source, f"tool {tool.name!r} comes from {source}")
+            detail = f"tool {tool.name!r} comes from {source}"
+            return GuardHit("tool_source", source, detail, tool.name)
         parameters = getattr(tool, "parameters", None) or {}
         fingerprint = doc_shingles(
             str(getattr(tool, "description", "") or ""), parameters.get("properties")
@@ -233,6 +243,7 @@ class BfclGuard:
                     self._docs.ids[number],
                     f"tool {tool.name!r} has a BFCL function's name and a doc "
                     f"{jaccard:.0%} alike (3-gram Jaccard)",
+                    tool.name,
                 )
         if best is not None and best[0] >= RENAMED_DOC_JACCARD:
             return GuardHit(
@@ -240,6 +251,7 @@ class BfclGuard:
                 self._docs.ids[best[1]],
                 f"tool {tool.name!r} has a doc {best[0]:.0%} alike a BFCL function's "
                 "(3-gram Jaccard)",
+                tool.name,
             )
         return None
 
@@ -405,3 +417,113 @@ def check_tools(tools: Iterable[Any], guard: BfclGuard | None = None) -> list[Gu
     """Every BFCL hit among ``tools`` (one per tool at most)."""
     guard = guard or BfclGuard.load()
     return [hit for tool in tools if (hit := guard.tool_hit(tool)) is not None]
+
+
+# ----- enforcement: what the stages call ---------------------------------------------------
+
+
+class BfclRefused(ToolDojoError):
+    """BFCL content reached an input where ``bfcl_guard: refuse`` (the default) forbids it."""
+
+    def __init__(self, where: str, hits: list[GuardHit]) -> None:
+        self.hits = hits
+        listed = "; ".join(str(hit) for hit in hits[:3])
+        more = f" (and {len(hits) - 3} more)" if len(hits) > 3 else ""
+        super().__init__(
+            f"{where}: BFCL is the test set and may not feed synthesis or training: "
+            f"{listed}{more} (set `bfcl_guard: warn` in tooldojo.yaml to only warn)"
+        )
+
+
+def guard_mode(config_path: str | Path | None = "tooldojo.yaml") -> GuardMode:
+    """``bfcl_guard:`` of ``tooldojo.yaml`` (``refuse`` when the file or the key is absent)."""
+    if config_path is None or not Path(config_path).is_file():
+        return "refuse"
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return "refuse"  # load_config reports the syntax error with its line
+    mode = data.get("bfcl_guard", "refuse") if isinstance(data, dict) else "refuse"
+    if mode not in ("refuse", "warn"):
+        raise ToolDojoError(f"{config_path} at bfcl_guard: must be refuse or warn, not {mode!r}")
+    return mode
+
+
+def enforce_tools(tools: Iterable[Any], mode: GuardMode, where: str) -> list[GuardHit]:
+    """Check tools at load time: raise :class:`BfclRefused` on a hit, or warn and list them."""
+    hits = check_tools(tools)
+    if hits and mode == "refuse":
+        raise BfclRefused(where, hits)
+    for hit in hits:
+        log.warning("%s: %s", where, hit)
+    return hits
+
+
+def message_hits(messages: Iterable[Any]) -> list[GuardHit]:
+    """BFCL questions among the user messages (``Message`` objects or OpenAI dicts)."""
+    guard = BfclGuard.load()
+    hits = []
+    for message in messages:
+        role = message.get("role") if isinstance(message, dict) else message.role
+        content = message.get("content") if isinstance(message, dict) else message.content
+        if role == "user" and isinstance(content, str):
+            hit = guard.text_hit(content)
+            if hit is not None:
+                hits.append(hit)
+    return hits
+
+
+def check_training_rows(rows: Iterable[Any]) -> list[GuardHit]:
+    """BFCL content in training samples: their tools (by doc) and user messages (by question).
+
+    ``rows`` are :class:`~tooldojo.model.Trajectory` objects or dicts with ``messages`` and
+    ``tools`` (OpenAI or tooldojo form, or a JSON string of them, as TRL rows store tools).
+    Each hit's ``detail`` starts with the row's id, so a caller can drop exactly those rows.
+    """
+    guard = BfclGuard.load()
+    hits: list[GuardHit] = []
+    for number, row in enumerate(rows):
+        data = row if isinstance(row, dict) else row.model_dump()
+        row_id = str(data.get("id") or f"row {number}")
+        tools = data.get("tools") or []
+        if isinstance(tools, str):
+            tools = json.loads(tools)
+        found = [guard.tool_hit(_ToolView.of(tool)) for tool in tools]
+        found += message_hits(data.get("messages") or [])
+        hits += [
+            GuardHit(hit.kind, hit.bfcl_id, f"{row_id}: {hit.detail}", row_id)
+            for hit in found
+            if hit
+        ]
+    return hits
+
+
+def row_id_of(hit: GuardHit) -> str:
+    """The training row a :func:`check_training_rows` hit is about."""
+    return hit.subject or hit.detail.split(": ", 1)[0]
+
+
+@dataclass(frozen=True)
+class _ToolView:
+    """The fields the guard reads, from a tool in OpenAI or tooldojo dict form."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    source: str = ""
+    original_name: str | None = None
+
+    @classmethod
+    def of(cls, tool: Any) -> Any:
+        if not isinstance(tool, dict):
+            return tool
+        function = tool.get("function", tool)
+        return cls(
+            name=str(function.get("name", "")),
+            description=str(function.get("description") or ""),
+            parameters=function.get("parameters") or {},
+            source=str(tool.get("source") or ""),
+            original_name=tool.get("original_name"),
+        )

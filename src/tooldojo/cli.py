@@ -131,7 +131,8 @@ from tooldojo.eval.cli import eval_app  # noqa: E402
 
 app.add_typer(eval_app, name="eval")
 
-from tooldojo.loop.cli import loop_command, report_command  # noqa: E402
+from tooldojo.loop.cli import loop_command  # noqa: E402
+from tooldojo.report.cli import report_command  # noqa: E402
 
 app.command("loop")(loop_command)
 app.command("report")(report_command)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -170,19 +170,21 @@ def synthetic_command(
     )
     _write_json_atomic(out, summary)
     table = Table(title=f"held-out · {summary['model']} · {summary['mode']}")
-    table.add_column("category", style="bold cyan")
+    table.add_column("category / kind", style="bold cyan")
     table.add_column("accuracy", justify="right")
     table.add_column("passed / total", justify="right")
     table.add_column("failed gates")
-    for category, score in summary["categories"].items():
+
+    def row(name: str, score: dict[str, Any]) -> None:
         gates = ", ".join(f"{gate} ×{n}" for gate, n in score["failed_gates"].items())
-        table.add_row(
-            category,
-            f"{100 * score['accuracy']:.1f}%",
-            f"{score['passed']} / {score['total']}",
-            gates,
-        )
+        share = "–" if score["accuracy"] is None else f"{100 * score['accuracy']:.1f}%"
+        table.add_row(name, share, f"{score['passed']} / {score['total']}", gates)
+
+    for category, kinds in summary["categories"].items():
+        for kind, score in kinds.items():
+            row(f"{category} / {kind}", score)
     table.add_section()
-    table.add_row("all turns", f"{100 * summary['accuracy']:.1f}%", str(summary["turns"]), "")
+    for kind, score in summary["kinds"].items():
+        row(f"all {kind} turns", score)
     console.print(table)
     err_console.print(f"summary in {out}, per-turn results in {results_path}")

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, Field
@@ -23,7 +23,7 @@ from tooldojo.errors import ToolDojoError
 from tooldojo.eval.models import EvalModel
 from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
 from tooldojo.llm.base import SamplingParams
-from tooldojo.model import Trajectory, utc_now
+from tooldojo.model import Label, Trajectory, utc_now
 from tooldojo.verify import format_gate, schema_gate
 from tooldojo.verify.label import shapes_of, turn_label_error
 from tooldojo.verify.turns import Turn, assistant_turns
@@ -36,6 +36,7 @@ class TurnResult(BaseModel):
     trajectory_id: str
     turn: int
     category: str
+    kind: TurnKind = "call"
     model: str
     passed: bool
     failed_gate: str | None = None
@@ -44,6 +45,17 @@ class TurnResult(BaseModel):
     calls: list[dict[str, Any]] = Field(default_factory=list)
     latency_s: float = 0.0
     created_at: str = Field(default_factory=utc_now)
+
+
+TurnKind = Literal["call", "no_call", "text"]
+KINDS: tuple[TurnKind, ...] = ("call", "no_call", "text")
+
+
+def turn_kind(label: Label) -> TurnKind:
+    """``call`` for calls, ``no_call`` for refuse and clarify, ``text`` for final answers."""
+    if label.kind == "call":
+        return "call"
+    return "text" if label.kind == "text" else "no_call"
 
 
 @dataclass
@@ -124,6 +136,7 @@ async def run_synthetic(
             trajectory_id=trajectory.id,
             turn=index,
             category=trajectory.category or "unknown",
+            kind=turn_kind(turns[index].label),
             model=evaluated.name,
             passed=passed,
             failed_gate=gate,
@@ -146,33 +159,36 @@ async def run_synthetic(
     return synthetic_summary(evaluated, results, time.perf_counter() - started, results_path)
 
 
+def _score(rows: list[TurnResult]) -> dict[str, Any]:
+    passed = sum(r.passed for r in rows)
+    return {
+        "accuracy": passed / len(rows) if rows else None,
+        "passed": passed,
+        "total": len(rows),
+        "failed_gates": dict(Counter(r.failed_gate for r in rows if not r.passed)),
+    }
+
+
 def synthetic_summary(
     evaluated: EvalModel, results: list[TurnResult], elapsed: float, path: Path
 ) -> dict[str, Any]:
+    """Scores per kind, and per category within each kind; kinds are never pooled."""
+    kinds = {kind: _score([r for r in results if r.kind == kind]) for kind in KINDS}
     categories: dict[str, Any] = {}
     for category in sorted({r.category for r in results}):
-        rows = [r for r in results if r.category == category]
-        passed = sum(r.passed for r in rows)
+        mine = [r for r in results if r.category == category]
         categories[category] = {
-            "accuracy": passed / len(rows),
-            "passed": passed,
-            "total": len(rows),
-            "failed_gates": dict(Counter(r.failed_gate for r in rows if not r.passed)),
+            kind: _score(rows) for kind in KINDS if (rows := [r for r in mine if r.kind == kind])
         }
-    by_trajectory: dict[str, bool] = {}
-    for r in results:
-        by_trajectory[r.trajectory_id] = by_trajectory.get(r.trajectory_id, True) and r.passed
-    passed = sum(r.passed for r in results)
     return {
         "benchmark": "tooldojo held-out (split == heldout), gates: format, schema, label",
         "model": evaluated.name,
         "model_spec": evaluated.spec,
         "mode": f"native tools ({evaluated.tool_format})",
         "turns": len(results),
-        "accuracy": passed / len(results) if results else 0.0,
-        "trajectory_accuracy": (
-            sum(by_trajectory.values()) / len(by_trajectory) if by_trajectory else 0.0
-        ),
+        "accuracy": kinds["call"]["accuracy"],
+        "accuracy_of": "call turns only; no_call and text turns are scored apart in kinds",
+        "kinds": kinds,
         "categories": categories,
         "results_file": str(path),
         "elapsed_s": round(elapsed, 2),

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tooldojo.errors import ToolDojoError
 from tooldojo.llm.base import ChatModel, SamplingParams
 from tooldojo.llm.codecs import CODEC_NAMES, DEFAULT_CODEC
+from tooldojo.llm.faults import FaultConfig, with_faults
 
 BackendKind = Literal["llamacpp", "openai", "transformers"]
 AgentRole = Literal["user", "assistant", "server", "judge"]
@@ -71,6 +72,8 @@ class BackendConfig(BaseModel):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     """openai: fields added to every request, for a server's own sampling options (vLLM's
     ``top_k``, llama.cpp's ``repeat_penalty``, which its server defaults to 1.1)."""
+    faults: FaultConfig | None = None
+    """Fault injection for soak tests (``{rate: 0.1, seed: 0}``): see :mod:`tooldojo.llm.faults`."""
 
     @model_validator(mode="after")
     def _check(self) -> BackendConfig:
@@ -106,8 +109,13 @@ def parse_spec(spec: str) -> BackendConfig:
 
 
 def load_model(spec: str | BackendConfig) -> ChatModel:
-    """Build the backend; heavy libraries are imported here, only for the backend asked for."""
+    """Build the backend (wrapped in fault injection when its config asks for it)."""
     config = parse_spec(spec) if isinstance(spec, str) else spec
+    return with_faults(_load_backend(config), config.faults)
+
+
+def _load_backend(config: BackendConfig) -> ChatModel:
+    """Heavy libraries are imported here, only for the backend asked for."""
     if config.kind == "llamacpp":
         from tooldojo.llm.llamacpp import LlamaCppChatModel
 

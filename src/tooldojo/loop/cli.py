@@ -1,4 +1,4 @@
-"""``tooldojo loop`` and ``tooldojo report``."""
+"""``tooldojo loop`` (``tooldojo report`` lives in :mod:`tooldojo.report.cli`)."""
 
 from __future__ import annotations
 
@@ -40,15 +40,3 @@ def loop_command(
         )
     )
     console.print(f"report: {rundir.root / 'report.html'}")
-
-
-def report_command(
-    run: Annotated[Path, typer.Argument(help="A run directory.")],
-) -> None:
-    """(Re)write report.html, summary.md and plots/ of a run."""
-    from tooldojo.errors import ToolDojoError
-    from tooldojo.report import write_report
-
-    if not (run / "manifest.json").is_file():
-        raise ToolDojoError(f"{run}: not a run directory (no manifest.json)")
-    typer.echo(str(write_report(run)))

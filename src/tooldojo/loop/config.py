@@ -7,11 +7,12 @@ whole cost is set in one place.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tooldojo.errors import ToolDojoError
 
@@ -55,16 +56,59 @@ class TrainSection(_Section):
 
 
 class ProbeSection(_Section):
-    max_samples: int = Field(200, ge=1)
-    """Labelled turns probed per split (training pool and held-out)."""
+    max_samples: int = Field(1000, ge=1)
+    """Turns probed per split (training pool and held-out): the whole split when it has no
+    more, else a sample of this size stratified by category and tool."""
     max_tokens: int = 256
     concurrency: int = 1
 
 
 class JudgeSection(_Section):
     judges: list[str] = Field(default_factory=lambda: ["judge"])
-    """Roles or backend spec strings; several judges vote by majority."""
-    max_cases: int = 50
+    """Roles or backend spec strings; all votes decide by strict majority."""
+    samples: int = Field(2, ge=1)
+    """Votes per judge on each case (the first greedy, the rest sampled)."""
+    temperature: float = Field(0.7, ge=0)
+    max_cases: int | None = Field(None, ge=1)
+    """Cap on judged failures per iteration, spread over error classes (None: all)."""
+
+    @model_validator(mode="after")
+    def _two_votes(self) -> JudgeSection:
+        if len(self.judges) * self.samples < 2:
+            raise ValueError("the judge needs at least two votes per case: add a judge or samples")
+        return self
+
+
+class SelfplaySection(_Section):
+    """From iteration 1 on, the last checkpoint (its exported GGUF) plays these roles."""
+
+    roles: list[Literal["user", "assistant", "server"]] = Field(
+        default_factory=lambda: ["assistant"]
+    )
+    forced_share: list[float] | float = Field(default_factory=lambda: [0.8, 0.5, 0.2])
+    """Most of the new training data's assistant turns that may be forced from the label, per
+    self-play iteration (iteration 1 takes the first value): a list (the last entry repeats)
+    or a start value that ``forced_decay`` multiplies each further iteration. Iteration 0 is
+    the cold start (the starting model cannot call tools yet) and has no cap. Trajectories
+    with nothing forced always count."""
+    forced_decay: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _falls(self) -> SelfplaySection:
+        shares = self.forced_share if isinstance(self.forced_share, list) else [self.forced_share]
+        if not shares or any(not 0 <= s <= 1 for s in shares):
+            raise ValueError("forced_share values must lie in [0, 1]")
+        if any(b > a for a, b in itertools.pairwise(shares)):
+            raise ValueError("forced_share must not rise from one iteration to the next")
+        return self
+
+    def forced_cap(self, iteration: int) -> float:
+        """The forced share allowed in ``iteration``'s new data (1.0: the cold start)."""
+        if iteration == 0:
+            return 1.0
+        if isinstance(self.forced_share, list):
+            return self.forced_share[min(iteration - 1, len(self.forced_share) - 1)]
+        return self.forced_share * self.forced_decay ** (iteration - 1)
 
 
 class ExpandSection(_Section):
@@ -108,6 +152,7 @@ class LoopConfig(_Section):
     train: TrainSection = Field(default_factory=TrainSection)
     probe: ProbeSection = Field(default_factory=ProbeSection)
     judge: JudgeSection = Field(default_factory=JudgeSection)
+    selfplay: SelfplaySection = Field(default_factory=SelfplaySection)
     expand: ExpandSection = Field(default_factory=ExpandSection)
     weights: WeightsSection = Field(default_factory=WeightsSection)
     eval: EvalSection = Field(default_factory=EvalSection)

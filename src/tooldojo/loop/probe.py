@@ -1,13 +1,23 @@
 """Greedy capability probing (LoopTool's GCP): where does the new model still fail?
 
-The trained model answers every labelled assistant turn of the training pool and of the
-held-out split with greedy decoding and no constraint (we measure what it does on its
-own). Each answer is checked with verification's label gate; the per-category and
-per-tool accuracies steer the next iteration.
+The trained model answers the labelled assistant turns of the training pool and of the
+held-out split with greedy decoding and no constraint (we measure what it does on its own).
+Each answer is classified by :func:`tooldojo.loop.classify.classify_error`, which matches
+calls with verification's label semantics.
+
+Honesty rules (issue 15): call turns and no-call decisions (refuse, clarify) are two
+separate scores, never mixed; prose on a call turn is wrong; a no-call turn is right only
+when the model made no call *and* answered. Final prose answers after tool results (label
+``text``) are not probed: nothing but "no call, not empty" could be checked there, which
+would only pad the score.
+
+The probe is greedy over the whole pool up to ``limit`` turns per split; a larger pool is
+sampled stratified by (category, target tool), and the summary says which it was.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,11 +29,15 @@ from pydantic import BaseModel, Field
 
 from tooldojo.jsonl import append_jsonl, existing_ids, read_jsonl
 from tooldojo.llm.base import ChatModel, SamplingParams
+from tooldojo.loop.classify import ErrorClass, TurnKind, classify_error, turn_kind
 from tooldojo.model import Label, Message, ToolCall, Trajectory
 from tooldojo.train.data import TurnSample, turn_samples
-from tooldojo.verify.label import shapes_of, turn_label_error
+from tooldojo.verify.label import UnresolvedReference, resolved_label_calls, shapes_of
 from tooldojo.verify.schema import argument_errors
 from tooldojo.verify.turns import assistant_turns
+
+PROBED_KINDS = ("call", "refuse", "clarify")
+"""Label kinds the probe scores (see the module docstring for why ``text`` is not one)."""
 
 
 class ProbeRecord(BaseModel):
@@ -35,9 +49,13 @@ class ProbeRecord(BaseModel):
     split: str
     category: str
     label: Label
+    kind: TurnKind = "call"
+    """``call`` (the label expects calls) or ``no_call`` (refuse, clarify)."""
     calls: list[ToolCall] = Field(default_factory=list)
     text: str = ""
     correct: bool
+    error_class: ErrorClass | None = None
+    """The mistake's class (:mod:`tooldojo.loop.classify`); ``None`` when correct."""
     reason: str = ""
     schema_ok: bool = False
     """The answer made at least one call and every call names an offered tool with
@@ -45,7 +63,7 @@ class ProbeRecord(BaseModel):
 
     @property
     def target_tools(self) -> list[str]:
-        """Tools the label asks for; ``(no call)`` for refuse/clarify/text turns."""
+        """Tools the label asks for; ``(no call)`` for refuse/clarify turns."""
         names = sorted({call.name for call in self.label.calls})
         return names or ["(no call)"]
 
@@ -54,25 +72,80 @@ def sample_id(sample: TurnSample) -> str:
     return f"{sample.trajectory_id}#{sample.turn}"
 
 
-def judge_answer(sample: TurnSample, answer: Message) -> tuple[bool, str]:
-    """Label-gate verdict for one answered turn (label references resolve on the history)."""
+def judge_answer(sample: TurnSample, answer: Message) -> tuple[ErrorClass | None, str]:
+    """The class of the answer's mistake (``None``: correct) and a readable reason.
+
+    Label references (``$result``) resolve against the recorded history.
+    """
+    label = sample.label
+    assert label is not None
     trajectory = Trajectory(
         id=sample.trajectory_id, tools=sample.tools, messages=[*sample.history, answer]
     )
-    turns = assistant_turns(trajectory)  # earlier turns: the calls references resolve against
-    turns[-1].label = sample.label
-    if turns[-1].parse_error:
-        return False, f"format: {turns[-1].parse_error}"
-    error = turn_label_error(turns[-1], shapes_of(sample.tools), turns, trajectory.messages)
-    return error is None, error or "matches the label"
+    turns = assistant_turns(trajectory)
+    turn = turns[-1]
+    expected = None
+    if label.kind == "call":
+        try:
+            expected = resolved_label_calls(label, turns, trajectory.messages)
+        except UnresolvedReference as error:
+            return "wrong_value", f"label reference unresolved: {error}"
+    error_class = classify_error(
+        label,
+        turn.calls,
+        turn.text,
+        shapes_of(sample.tools),
+        parse_error=turn.parse_error,
+        expected=expected,
+    )
+    if error_class is None:
+        return None, "matches the label"
+    made = ", ".join(call.name for call in turn.calls) or "no call"
+    wanted = ", ".join(call.name for call in label.calls) or label.kind
+    detail = f": {turn.parse_error}" if turn.parse_error else ""
+    return error_class, f"{error_class}{detail} (expected {wanted}; got {made})"
+
+
+def _strata_key(sample: TurnSample) -> tuple[str, str]:
+    label = sample.label
+    assert label is not None
+    tools = sorted({call.name for call in label.calls}) or [label.kind]
+    return sample.category, tools[0]
+
+
+def stratified_sample(samples: list[TurnSample], limit: int, seed: int) -> list[TurnSample]:
+    """``limit`` samples spread over (category, target tool) strata in proportion to their
+    size (largest remainder), each stratum drawn at random; the whole list when it fits."""
+    if len(samples) <= limit:
+        return list(samples)
+    rng = random.Random(f"probe|{seed}")
+    strata: dict[tuple[str, str], list[TurnSample]] = defaultdict(list)
+    for sample in samples:
+        strata[_strata_key(sample)].append(sample)
+    keys = sorted(strata)
+    exact = {key: limit * len(strata[key]) / len(samples) for key in keys}
+    quota = {key: math.floor(value) for key, value in exact.items()}
+    rest = limit - sum(quota.values())
+    for key in sorted(keys, key=lambda k: (-(exact[k] - quota[k]), k))[:rest]:
+        quota[key] += 1
+    chosen: list[TurnSample] = []
+    for key in keys:
+        chosen += rng.sample(strata[key], min(quota[key], len(strata[key])))
+    return chosen
+
+
+def probeable(trajectories: Iterable[Trajectory]) -> list[TurnSample]:
+    """Every turn the probe can score: labelled call, refuse and clarify turns."""
+    return [
+        s
+        for s in turn_samples(trajectories)
+        if s.label is not None and s.label.kind in PROBED_KINDS
+    ]
 
 
 def probe_samples(trajectories: Iterable[Trajectory], limit: int, seed: int) -> list[TurnSample]:
-    """Labelled turns, a deterministic sample of at most ``limit``."""
-    samples = [s for s in turn_samples(trajectories) if s.label is not None]
-    if len(samples) > limit:
-        samples = random.Random(seed).sample(samples, limit)
-    return samples
+    """The turns to probe: all of them, or a stratified sample of ``limit``."""
+    return stratified_sample(probeable(trajectories), limit, seed)
 
 
 async def _probe_one(model: ChatModel, sample: TurnSample, split: str, max_tokens: int):
@@ -84,9 +157,9 @@ async def _probe_one(model: ChatModel, sample: TurnSample, split: str, max_token
     label = sample.label
     assert label is not None
     if not completion.ok:
-        correct, reason = False, f"format: {completion.error}"
+        error_class, reason = "format", f"format: {completion.error}"
     else:
-        correct, reason = judge_answer(sample, completion.as_message())
+        error_class, reason = judge_answer(sample, completion.as_message())
     offered = {tool.name: tool for tool in sample.tools}
     schema_ok = bool(completion.tool_calls) and all(
         call.name in offered and argument_errors(offered[call.name], call.arguments) is None
@@ -100,9 +173,11 @@ async def _probe_one(model: ChatModel, sample: TurnSample, split: str, max_token
         split=split,
         category=sample.category,
         label=label,
+        kind=turn_kind(label),
         calls=completion.tool_calls,
         text=completion.text,
-        correct=correct,
+        correct=error_class is None,
+        error_class=error_class,
         reason=reason,
     )
 
@@ -118,14 +193,20 @@ async def run_probe(
     concurrency: int = 1,
     progress: Any = None,
 ) -> dict[str, int]:
-    """Probe each split's sample into ``out`` (append-only, resumes by id)."""
+    """Probe each split's sample into ``out`` (append-only, resumes by id).
+
+    Returns counts, among them ``<split>_pool`` (probeable turns in the split) and
+    ``<split>_sample`` (turns chosen), so the size of the sample is on record.
+    """
     done = existing_ids(out)
-    todo = [
-        (split, sample)
-        for split, trajectories in pools.items()
-        for sample in probe_samples(trajectories, limit, seed)
-        if sample_id(sample) not in done
-    ]
+    counts: dict[str, int] = {}
+    todo: list[tuple[str, TurnSample]] = []
+    for split, trajectories in pools.items():
+        candidates = probeable(trajectories)
+        chosen = stratified_sample(candidates, limit, seed)
+        counts[f"{split}_pool"] = len(candidates)
+        counts[f"{split}_sample"] = len(chosen)
+        todo += [(split, sample) for sample in chosen if sample_id(sample) not in done]
     limiter = anyio.Semaphore(max(1, concurrency))
 
     async def one(split: str, sample: TurnSample) -> None:
@@ -139,28 +220,61 @@ async def run_probe(
         for split, sample in todo:
             group.start_soon(one, split, sample)
     records = list(read_jsonl(out, ProbeRecord))
-    return {"probed": len(records), "correct": sum(r.correct for r in records)}
+    for kind in ("call", "no_call"):
+        mine = [r for r in records if r.kind == kind]
+        counts[f"{kind}_probed"] = len(mine)
+        counts[f"{kind}_correct"] = sum(r.correct for r in mine)
+    return counts
 
 
-def accuracy_table(records: Iterable[ProbeRecord]) -> dict[str, Any]:
-    """Accuracy per split, per category and per target tool (with counts), and per split the
-    schema-gate pass rate of turns whose label is a call."""
+def _cell(correct: int, total: int) -> dict[str, Any]:
+    return {"correct": correct, "total": total, "accuracy": correct / total if total else 0.0}
+
+
+def accuracy_table(
+    records: Iterable[ProbeRecord], sample: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The probe's figures, call turns and no-call decisions always apart:
+
+    - ``kind``: ``<split>/call`` and ``<split>/no_call`` accuracy;
+    - ``category``: ``<split>/<kind>/<category>``; ``tool``: ``<split>/<tool>`` (call turns);
+    - ``decision``: ``<split>/refuse`` and ``<split>/clarify`` (the no-call decisions);
+    - ``error_class``: ``<split>/<kind>/<class>`` counts, with their share of that kind's turns;
+    - ``schema_pass``: per split, the schema-gate pass rate of call turns;
+    - ``sample``: per split, probeable turns in the pool, turns probed, whether stratified.
+    """
     tally: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    errors: dict[str, int] = defaultdict(int)
     for record in records:
-        keys = [("split", record.split), ("category", f"{record.split}/{record.category}")]
-        keys += [("tool", f"{record.split}/{tool}") for tool in record.target_tools]
-        for kind, key in keys:
-            cell = tally[kind][key]
-            cell[0] += int(record.correct)
+        prefix = f"{record.split}/{record.kind}"
+        keys = [("kind", prefix), ("category", f"{prefix}/{record.category}")]
+        if record.kind == "call":
+            keys += [("tool", f"{record.split}/{tool}") for tool in record.target_tools]
+            keys.append(("schema_pass", record.split))
+        else:
+            keys.append(("decision", f"{record.split}/{record.label.kind}"))
+        for table, key in keys:
+            cell = tally[table][key]
+            cell[0] += int(record.schema_ok if table == "schema_pass" else record.correct)
             cell[1] += 1
-        if record.label.kind == "call":
-            cell = tally["schema_pass"][record.split]
-            cell[0] += int(record.schema_ok)
-            cell[1] += 1
-    return {
-        kind: {
-            key: {"correct": c, "total": n, "accuracy": c / n}
-            for key, (c, n) in sorted(cells.items())
-        }
-        for kind, cells in tally.items()
+        if record.error_class is not None:
+            errors[f"{prefix}/{record.error_class}"] += 1
+    out: dict[str, Any] = {
+        table: {key: _cell(c, n) for key, (c, n) in sorted(cells.items())}
+        for table, cells in tally.items()
     }
+    out["error_class"] = {
+        key: {"count": n, "share": n / tally["kind"][key.rsplit("/", 1)[0]][1]}
+        for key, n in sorted(errors.items())
+    }
+    if sample is not None:
+        splits = sorted({k.rsplit("_", 1)[0] for k in sample if k.endswith("_pool")})
+        out["sample"] = {
+            split: {
+                "pool_turns": sample[f"{split}_pool"],
+                "probed": sample[f"{split}_sample"],
+                "stratified": sample[f"{split}_sample"] < sample[f"{split}_pool"],
+            }
+            for split in splits
+        }
+    return out

@@ -1,8 +1,13 @@
-"""The run directory and its ``manifest.json``: what finished, with which content.
+"""The run directory and its ``manifest.json``: what finished, from which inputs, with what.
 
-A stage is recorded ``done`` with the hashes of its outputs only after they are
-complete. On a re-run, a stage whose recorded outputs still hash the same is skipped;
-anything else runs again, and the stages themselves resume inside their files
+A stage is recorded with the hashes of its inputs when it starts — input files, the model it
+uses (:func:`model_identity`) and its config section (``@``-prefixed keys, see
+:func:`stage_inputs`) — and ``done`` with the hashes of its outputs only after they are
+complete. On a re-run a stage is skipped only when it is done, its recorded outputs still
+hash the same, its inputs are the same and it left nothing to retry (``counts["incomplete"]``,
+e.g. failed synthesis episodes). A stage whose inputs changed starts from scratch (its old
+outputs are removed first); every stage downstream reads its outputs as inputs, so it is
+redone in turn. A stage interrupted with the same inputs resumes inside its files
 (append-only JSONL keyed by id), so a kill at any point loses no finished work and
 duplicates nothing.
 """
@@ -10,7 +15,9 @@ duplicates nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +28,10 @@ from tooldojo.model import RunManifest, StageRecord, utc_now
 MANIFEST = "manifest.json"
 
 
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+"""(path, size, mtime) → sha256: a model checkpoint is hashed once per process, not per stage."""
+
+
 def content_hash(path: Path) -> str:
     """sha256 of a file, or of a folder's files (names and contents, sorted)."""
     digest = hashlib.sha256()
@@ -29,10 +40,45 @@ def content_hash(path: Path) -> str:
             digest.update(str(file.relative_to(path)).encode())
             digest.update(content_hash(file).encode())
         return digest.hexdigest()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def value_hash(value: Any) -> str:
+    """sha256 of a JSON-able value (a config section), independent of key order."""
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_identity(model: str | Path) -> str:
+    """What a model reference stands for: the content hash of a file or folder, else the
+    reference itself (a backend alias such as ``embedded``)."""
+    path = Path(model)
+    if path.exists():
+        return content_hash(path)
+    return f"ref:{model}"
+
+
+def stage_inputs(
+    files: list[Path], *, root: Path, models: dict[str, str] | None = None, **config: Any
+) -> dict[str, str]:
+    """A stage's inputs as recorded: ``file → hash`` for each input file (``missing`` when
+    absent), ``@model:<name> → identity`` and ``@<section> → hash`` of each config value."""
+    out: dict[str, str] = {}
+    for path in files:
+        name = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        out[name] = content_hash(path) if path.exists() else "missing"
+    for name, model in (models or {}).items():
+        out[f"@model:{name}"] = model_identity(model)
+    for name, value in config.items():
+        out[f"@{name}"] = value_hash(value)
+    return out
 
 
 class RunDir:
@@ -64,10 +110,13 @@ class RunDir:
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
-    def is_done(self, key: str) -> bool:
-        """Done and its outputs unchanged since (a hand-edited or deleted output reruns it)."""
+    def is_done(self, key: str, inputs: dict[str, str] | None = None) -> bool:
+        """Done, nothing left to retry, the same ``inputs`` (when given) and its outputs
+        unchanged since (a hand-edited or deleted output reruns it)."""
         record = self.manifest.stages.get(key)
-        if record is None or record.status != "done":
+        if record is None or record.status != "done" or record.counts.get("incomplete"):
+            return False
+        if inputs is not None and record.inputs != inputs:
             return False
         for name, recorded in record.outputs.items():
             path = self.root / name
@@ -75,21 +124,32 @@ class RunDir:
                 return False
         return True
 
+    def stale(self, key: str, inputs: dict[str, str]) -> bool:
+        """Whether ``key`` ran (or started) from other inputs than these."""
+        record = self.manifest.stages.get(key)
+        return record is not None and record.status != "pending" and record.inputs != inputs
+
     def run_stage(
         self,
         key: str,
         work: Callable[[], dict[str, int] | None],
         *,
-        inputs: list[Path] = (),  # type: ignore[assignment]
+        inputs: dict[str, str] | list[Path] = (),  # type: ignore[assignment]
         outputs: list[Path],
+        clears: list[Path] = (),  # type: ignore[assignment]
     ) -> bool:
-        """Run ``work`` unless ``key`` is done; record inputs/outputs hashes. True if it ran."""
-        if self.is_done(key):
+        """Run ``work`` unless ``key`` is done with these inputs; record input and output
+        hashes. Outputs (and ``clears``) of a run from other inputs are removed first, so
+        append-only files do not keep stale records. True if it ran."""
+        if not isinstance(inputs, dict):
+            inputs = stage_inputs(list(inputs), root=self.root)
+        if self.is_done(key, inputs):
             return False
+        if self.stale(key, inputs):
+            for path in [*outputs, *clears]:
+                _remove(path)
         record = self.manifest.stages[key] = StageRecord(
-            status="running",
-            started_at=utc_now(),
-            inputs={self._relative(p): content_hash(p) for p in inputs if p.exists()},
+            status="running", started_at=utc_now(), inputs=inputs
         )
         self.save()
         try:
@@ -106,6 +166,13 @@ class RunDir:
         record.finished_at = utc_now()
         self.save()
         return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def _versions() -> dict[str, str]:

@@ -71,6 +71,16 @@ def serve_command(
             base_url=base_url,
         )
     )
+    if not executor.startswith("bfcl"):  # BFCL's own pack is served for evaluation
+        from tooldojo.bfcl_guard import check_tools
+
+        hits = check_tools(server.registry.tools)  # serving is no training: warn only
+        if hits:
+            typer.echo(
+                f"tooldojo: warning: {len(hits)} tool(s) are BFCL's (test data; synthesis and "
+                f"training refuse them), e.g. {hits[0]}",
+                err=True,
+            )
     if transport == "stdio":
         if token:
             raise ToolDojoError("--token-env applies to --transport http only")

@@ -8,8 +8,10 @@ from typing import Any
 
 from tooldojo.errors import ToolDojoError
 from tooldojo.mcp.cli import EXECUTOR_CHOICES
+from tooldojo.mcp.executors.base import Executor
 from tooldojo.mcp.registry import ToolRegistry
 from tooldojo.mcp.server import DEFAULT_CALL_TIMEOUT_S, ToolServer
+from tooldojo.model import Tool
 
 
 @dataclass
@@ -39,7 +41,9 @@ def build_tool_server(options: ServeOptions) -> ToolServer:
         return ToolServer(registry, name="tooldojo-bfcl", call_timeout_s=options.timeout_s)
 
     tools = _load_specs(options.specs) if options.specs else None
-    if kind == "python":
+    if kind == "python" and not target and tools:  # library tools only (--specs pylib:...)
+        add_routed(registry, tools, None)
+    elif kind == "python":
         from tooldojo.mcp.executors.python import PythonExecutor
 
         if not target:
@@ -51,12 +55,17 @@ def build_tool_server(options: ServeOptions) -> ToolServer:
 
         if not tools:
             raise ToolDojoError("--executor simulated needs at least one --specs file")
-        executor = SimulatedExecutor(
-            load_server_model(options.model),
-            failure_rate=options.failure_rate,
-            seed=options.seed,
-        )
-        registry.add(tools, executor)
+        from tooldojo.mcp.executors.python import is_library_tool
+
+        if all(is_library_tool(tool) for tool in tools):  # nothing to simulate: no model
+            add_routed(registry, tools, None)
+        else:
+            executor = SimulatedExecutor(
+                load_server_model(options.model),
+                failure_rate=options.failure_rate,
+                seed=options.seed,
+            )
+            add_routed(registry, tools, executor)
     elif kind == "http":
         from tooldojo.mcp.executors.http import HttpExecutor
 
@@ -68,13 +77,36 @@ def build_tool_server(options: ServeOptions) -> ToolServer:
                 "with --allow-host"
             )
         executor = HttpExecutor(options.allow_hosts, base_url=options.base_url)
-        executor.check_tools(tools)
-        registry.add(tools, executor)
+        from tooldojo.mcp.executors.python import is_library_tool
+
+        executor.check_tools([tool for tool in tools if not is_library_tool(tool)])
+        add_routed(registry, tools, executor)
     else:
         raise ToolDojoError(
             f"--executor must be one of {EXECUTOR_CHOICES}, not {options.executor!r}"
         )
     return ToolServer(registry, call_timeout_s=options.timeout_s)
+
+
+def add_routed(registry: ToolRegistry, tools: Sequence[Tool], fallback: Executor | None) -> None:
+    """Register a mixed pool, each tool with its executor: library tools (``metadata["python"]``,
+    from ``pylib:`` specs) are executed for real by the python executor, the rest go to
+    ``fallback`` (e.g. simulated by the server-role model)."""
+    from tooldojo.mcp.executors.python import LibraryExecutor, is_library_tool
+
+    library = [tool for tool in tools if is_library_tool(tool)]
+    others = [tool for tool in tools if not is_library_tool(tool)]
+    if library:
+        LibraryExecutor.check_tools(library)
+        registry.add(library, LibraryExecutor())
+    if others:
+        if fallback is None:
+            names = ", ".join(tool.name for tool in others[:5])
+            raise ToolDojoError(
+                f"{len(others)} tools are not Python library tools ({names}); "
+                "--executor python without a target runs only pylib: specs"
+            )
+        registry.add(others, fallback)
 
 
 def _load_specs(paths: Sequence[str]) -> list[Any]:

@@ -206,6 +206,10 @@ def load_tools(
             pairs = live_mcp_tools(target, timeout_s=timeout_s)
         elif is_registry(target):
             pairs = load_registry(target)
+        elif target.startswith("pylib:"):  # pylib:default, pylib:math,statistics (specs.pytools)
+            from tooldojo.specs.pytools import pylib_tools
+
+            pairs = [(tool, f"/{tool.name}") for tool in pylib_tools(target)]
         else:
             pairs = tools_from_document(read_document(target, max_bytes=max_bytes), target)
         found.extend(pairs)

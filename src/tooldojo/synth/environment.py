@@ -31,7 +31,13 @@ def bfcl_data_root() -> Path | None:
 
 
 def refuse_bfcl_inputs(paths: Sequence[str], executor: str) -> None:
-    """BFCL is our test set: its function docs and environments may never feed synthesis."""
+    """BFCL is our test set: its function docs and environments may never feed synthesis.
+
+    The quick check by name and path, with a clear message for the obvious cases; the tools
+    themselves are then checked by content (:func:`tooldojo.bfcl_guard.enforce_tools`), which
+    also catches a ``python:bfcl_eval...`` executor, a live MCP server serving BFCL's pack and
+    a renamed copy of BFCL's data.
+    """
     if executor.split(":", 1)[0] == "bfcl":
         raise ToolDojoError(
             "--executor bfcl is for evaluation only: BFCL's environments may not feed synthesis"
@@ -73,7 +79,9 @@ def build_tool_server(
         simulated = SimulatedExecutor(
             server_model, failure_rate=failure_rate, seed=seed, sampling=server_sampling
         )
-        registry.add(tools, simulated)
+        from tooldojo.mcp.factory import add_routed  # pylib tools run for real
+
+        add_routed(registry, tools, simulated)
     elif kind == "python":
         from tooldojo.mcp.executors.python import PythonExecutor
 

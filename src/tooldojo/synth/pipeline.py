@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
 from tooldojo.agents.guidance import GUIDANCE
+from tooldojo.bfcl_guard import GuardHit, GuardMode, enforce_tools, guard_mode
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import atomic_jsonl_writer, existing_ids
 from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
+from tooldojo.llm.faults import fault_counts
 from tooldojo.model import RunManifest, Scenario, Tool, utc_now
 from tooldojo.synth.environment import build_tool_server, in_memory_connect, refuse_bfcl_inputs
 from tooldojo.synth.plan_file import PlanFile
@@ -56,6 +60,15 @@ class SynthRequest:
     """none | kind | label: see :mod:`tooldojo.agents.guidance`."""
     failure_rate: float = 0.0
     max_failures: int = 10
+    retries: int = 2
+    """A failed episode (backend error, timeout) is played again this many times at once."""
+    bfcl_guard: GuardMode | None = None
+    """``refuse`` or ``warn`` on BFCL content (tools, user messages); ``None``: the
+    ``bfcl_guard:`` key of ``config`` (``refuse`` when absent)."""
+
+    def guard_mode(self) -> GuardMode:
+        return self.bfcl_guard or guard_mode(self.config)
+
     models: dict[str, ChatModel] | None = None
     """Role → model, bypassing ``config`` (tests and embedding applications)."""
 
@@ -85,6 +98,10 @@ class PreparedRun:
     manifest: RunManifest
     owned_models: list[ChatModel] = field(default_factory=list)
     """Models :func:`prepare_run` loaded itself (not handed in): :meth:`aclose` closes them."""
+    role_models: dict[str, ChatModel] = field(default_factory=dict)
+    """The model of each role (for the injected-fault counts in the manifest)."""
+    bfcl_tool_hits: list[GuardHit] = field(default_factory=list)
+    """Tools recognised as BFCL's and kept because ``bfcl_guard`` is ``warn``."""
 
     async def aclose(self) -> None:
         """Close the HTTP connections of the models this run loaded (on the loop that used them)."""
@@ -146,12 +163,17 @@ async def prepare_run(
     if request.specs:
         from tooldojo.specs import load_tools
 
-        tools = load_tools(request.specs)
+        # In a worker thread: a live MCP spec (stdio:/URL) lists its tools on an event loop of
+        # its own, which cannot run inside this one.
+        tools = await anyio.to_thread.run_sync(load_tools, request.specs)
     if not tools and not request.executor.startswith("python:"):
         raise ToolDojoError(
             "the tool registry is empty: give --specs files that define tools "
             "(or --executor python:MODULE)"
         )
+    # By content, whatever path the tools came by (a live MCP server serving BFCL's pack, a
+    # renamed copy of BFCL's docs): refused before any model is loaded...
+    spec_hits = enforce_tools(tools, request.guard_mode(), "synthesis tools")
     models, config = _load_models(request)
     server, tools = build_tool_server(
         tools,
@@ -163,6 +185,14 @@ async def prepare_run(
     )
     if not tools:
         raise ToolDojoError("the tool registry is empty: nothing to synthesize")
+    # ...and the served tools too (a python:bfcl_eval executor derives its own), before any
+    # planning.
+    served_hits = enforce_tools(
+        [tool for tool in tools if tool.name not in {hit.subject for hit in spec_hits}],
+        request.guard_mode(),
+        "synthesis tools",
+    )
+    tool_hits = spec_hits + served_hits
 
     out = request.out
     out.mkdir(parents=True, exist_ok=True)
@@ -234,7 +264,9 @@ async def prepare_run(
         end_episode=server.episodes.end,
     )
     owned = [] if request.models is not None else list({id(m): m for m in models.values()}.values())
-    return PreparedRun(request, tools, scenarios, env, warnings, reused, manifest, owned)
+    return PreparedRun(
+        request, tools, scenarios, env, warnings, reused, manifest, owned, dict(models), tool_hits
+    )
 
 
 async def run_prepared(
@@ -246,15 +278,25 @@ async def run_prepared(
     stage.status = "running"
     stage.started_at = utc_now()
     _write_manifest(request.out / MANIFEST, prepared.manifest)
-    summary = await synth_to_dir(
-        request.out,
-        prepared.scenarios,
-        prepared.env,
-        concurrency=request.concurrency,
-        dedup_threshold=request.dedup or None,
-        max_consecutive_failures=request.max_failures,
-        on_outcome=on_outcome,
-    )
+    try:
+        summary = await synth_to_dir(
+            request.out,
+            prepared.scenarios,
+            prepared.env,
+            concurrency=request.concurrency,
+            dedup_threshold=request.dedup or None,
+            max_consecutive_failures=request.max_failures,
+            on_outcome=on_outcome,
+            retries=request.retries,
+            bfcl_guard=request.guard_mode(),
+        )
+    except BaseException as error:
+        # Cancelled or killed by an exception: what finished is on disk; say so in the
+        # manifest (written atomically, no await: a cancel cannot cut it short).
+        stage.status = "failed"
+        stage.error = f"interrupted ({type(error).__name__}); finished episodes are kept"
+        _write_manifest(request.out / MANIFEST, prepared.manifest)
+        raise
     stage.finished_at = utc_now()
     incomplete = summary.aborted or summary.total("failed")
     stage.status = "failed" if incomplete else "done"
@@ -266,8 +308,18 @@ async def run_prepared(
     )
     stage.counts = {
         name: summary.total(name)
-        for name in ("planned", "finished", "failed", "dropped", "skipped")
+        for name in ("planned", "finished", "failed", "dropped", "skipped", "retried")
     }
+    hits = [*prepared.bfcl_tool_hits, *summary.bfcl_hits]
+    stage.counts["bfcl_hits"] = len(hits)
+    if hits:  # refused episodes are in dropped.jsonl; warned ones are listed here too
+        stage.bfcl_guard = {  # type: ignore[attr-defined]  # StageRecord keeps extra keys
+            "mode": request.guard_mode(),
+            "hits": [hit.to_dict() for hit in hits],
+        }
+    faults = fault_counts(prepared.role_models)
+    if faults:  # a soak run with injected faults: how many, of which kind, per role
+        stage.faults = faults  # type: ignore[attr-defined]  # StageRecord keeps extra keys
     stage.outputs = {TRAJECTORIES: _digest(str(request.out / TRAJECTORIES))}
     _write_manifest(request.out / MANIFEST, prepared.manifest)
     return summary

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
+from tooldojo.bfcl_guard import BfclGuard, GuardHit, GuardMode, message_hits
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts
 from tooldojo.model import Scenario, Trajectory
@@ -53,8 +55,15 @@ async def run_shard(
     concurrency: int = 8,
     on_outcome: Callable[[Outcome], None] | None = None,
     max_consecutive_failures: int | None = None,
+    retries: int = 0,
+    on_retry: Callable[[Failed], None] | None = None,
 ) -> list[Outcome]:
     """Play every scenario with at most ``concurrency`` episodes in flight.
+
+    A failed episode (a backend error or timeout, an agent bug) is played again up to
+    ``retries`` times before it counts as failed; ``on_retry`` sees each failure retried.
+    An episode is deterministic given its scenario (its random stream is seeded by the
+    scenario), so a retry replays it, and only a transient fault makes the difference.
 
     ``on_outcome`` sees each outcome as soon as it exists (in completion order); the return
     value lists them in scenario order. Workers pull scenarios from one iterator, so memory
@@ -73,12 +82,12 @@ async def run_shard(
     async def worker(group: anyio.abc.TaskGroup) -> None:
         nonlocal streak, last_error
         for position, scenario in iterator:
-            try:
-                outcome: Outcome = await run_episode(scenario, env)
-            except Exception as error:  # an agent bug must not end the other episodes
-                if anyio.current_effective_deadline() == -math.inf:
-                    raise  # cancelled: the MCP session closing under us is not a failure
-                outcome = Failed(scenario.id, scenario.category, describe_failure(error))
+            for attempt in range(retries + 1):
+                outcome = await _play(scenario, env)
+                if not isinstance(outcome, Failed) or attempt == retries:
+                    break
+                if on_retry is not None:
+                    on_retry(outcome)
             if isinstance(outcome, Failed):
                 streak += 1
                 last_error = outcome.error
@@ -92,14 +101,58 @@ async def run_shard(
                 group.cancel_scope.cancel()
                 return
 
-    async with anyio.create_task_group() as group:
-        for _ in range(concurrency):
-            group.start_soon(worker, group)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(concurrency):
+                group.start_soon(worker, group)
+    except BaseExceptionGroup as error:
+        # One worker's KeyboardInterrupt (or bug) is raised as itself, not as a group that
+        # callers would have to pick apart.
+        leaves = _leaves(error)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
     if max_consecutive_failures is not None and streak >= max_consecutive_failures:
         raise SynthAborted(
             f"stopped after {streak} failed episodes in a row; last error: {last_error}"
         )
     return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _leaves(error: BaseExceptionGroup) -> list[BaseException]:
+    found: list[BaseException] = []
+    for inner in error.exceptions:
+        found += _leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner]
+    return found
+
+
+async def _play(scenario: Scenario, env: EpisodeEnv) -> Outcome:
+    """One attempt at an episode; any error but a cancellation becomes a :class:`Failed`."""
+    try:
+        return await run_episode(scenario, env)
+    except anyio.get_cancelled_exc_class():
+        raise
+    except BaseException as error:
+        if anyio.current_effective_deadline() == -math.inf:
+            await _raise_cancellation()
+        if not isinstance(error, Exception):
+            raise  # KeyboardInterrupt, SystemExit
+        # An agent bug or a backend error must not end the other episodes.
+        return Failed(scenario.id, scenario.category, describe_failure(error))
+
+
+async def _raise_cancellation() -> None:
+    """Raise the pending cancellation itself, in place of what the cancel caused.
+
+    Cancelling a run while an in-memory MCP call is in flight makes the client raise
+    ``MCPError: Connection closed``, wrapped in the ExceptionGroups of the SDK's task groups.
+    That error is an effect of the cancellation, not an episode outcome; re-raising it would
+    carry it out of the cancel scope (which absorbs only cancellations) and out of the run. A
+    checkpoint inside the cancelled scope raises the cancellation exception instead, with the
+    original error kept as its ``__context__``.
+    """
+    await anyio.lowlevel.checkpoint()
+    raise RuntimeError("a cancelled scope did not deliver its cancellation")  # pragma: no cover
 
 
 def describe_failure(error: BaseException) -> str:
@@ -118,6 +171,8 @@ class CategoryCounts:
     failed: int = 0
     dropped: int = 0
     skipped: int = 0
+    retried: int = 0
+    """Failed attempts played again (each retry once, whatever its final outcome)."""
     tokens: int = 0
 
 
@@ -127,6 +182,11 @@ class SynthSummary:
 
     rows: dict[str, CategoryCounts] = field(default_factory=lambda: defaultdict(CategoryCounts))
     errors: list[str] = field(default_factory=list)
+    """Episodes that failed for good (after their retries)."""
+    bfcl_hits: list[GuardHit] = field(default_factory=list)
+    """User messages recognised as BFCL questions (refused: dropped; warn: kept)."""
+    retry_errors: list[str] = field(default_factory=list)
+    """Why attempts failed that were then retried."""
     aborted: str | None = None
 
     def total(self, name: str) -> int:
@@ -154,8 +214,16 @@ async def synth_to_dir(
     dedup_threshold: float | None = 0.9,
     max_consecutive_failures: int = 10,
     on_outcome: Callable[[Outcome], None] | None = None,
+    retries: int = 2,
+    bfcl_guard: GuardMode | None = "refuse",
 ) -> SynthSummary:
-    """Play the scenarios not yet done into ``out_dir/trajectories.jsonl`` (resumable)."""
+    """Play the scenarios not yet done into ``out_dir/trajectories.jsonl`` (resumable).
+
+    With ``bfcl_guard`` set, every user message of a finished episode is checked against
+    BFCL's questions: ``refuse`` drops the episode (recorded in ``dropped.jsonl``, so a resume
+    does not replay it), ``warn`` keeps it; either way the hit is in the summary.
+    """
+    guard = BfclGuard.load() if bfcl_guard else None  # loaded before the first episode
     out = Path(out_dir)
     traj_path, dropped_path = out / TRAJECTORIES, out / DROPPED
     done: set[str] = set()
@@ -189,6 +257,21 @@ async def synth_to_dir(
         env.accept_request = accept
 
     def record(outcome: Outcome) -> None:
+        if isinstance(outcome, Trajectory) and guard is not None:
+            hits = message_hits(outcome.messages)
+            summary.bfcl_hits += [
+                GuardHit(
+                    hit.kind,
+                    hit.bfcl_id,
+                    f"{outcome.scenario_id}: {hit.detail}",
+                    outcome.scenario_id or outcome.id,
+                )
+                for hit in hits
+            ]
+            if hits and bfcl_guard == "refuse":
+                request = first_request(outcome.model_dump()) or ""
+                reason = f"BFCL question ({hits[0].bfcl_id}) in a user message"
+                outcome = Dropped(outcome.scenario_id or outcome.id, reason, request)
         if isinstance(outcome, Trajectory):
             append_jsonl(traj_path, [outcome])
             row = summary.rows[outcome.category or "unknown"]
@@ -223,10 +306,18 @@ async def synth_to_dir(
             concurrency=concurrency,
             on_outcome=record,
             max_consecutive_failures=max_consecutive_failures,
+            retries=retries,
+            on_retry=lambda failed: _count_retry(summary, failed),
         )
     except SynthAborted as error:
         summary.aborted = str(error)
     return summary
+
+
+def _count_retry(summary: SynthSummary, failed: Failed) -> None:
+    summary.rows[failed.category].retried += 1
+    if len(summary.retry_errors) < 20:
+        summary.retry_errors.append(f"{failed.scenario_id}: {failed.error}")
 
 
 def category_mix(categories: Sequence[str] | None) -> dict[str, float] | None:

@@ -40,8 +40,16 @@ def turn_samples(trajectories: Iterable[Trajectory]) -> list[TurnSample]:
     samples = []
     for trajectory in trajectories:
         turn = 0
+        # A self-played role's sample (loop.roles): earlier assistant messages are its prompt.
+        last_only = bool(trajectory.metadata.get("train_last_turn_only"))
+        final = max(
+            (i for i, m in enumerate(trajectory.messages) if m.role == "assistant"), default=-1
+        )
         for index, message in enumerate(trajectory.messages):
             if message.role != "assistant":
+                continue
+            if last_only and index != final:
+                turn += 1
                 continue
             label = trajectory.labels[turn] if turn < len(trajectory.labels) else None
             samples.append(

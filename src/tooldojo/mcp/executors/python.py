@@ -2,16 +2,19 @@
 
 A tool set is either plain functions or the public methods of a class; a class gets a fresh
 instance per episode (created on the episode's first call to it, then set up from the
-episode's init), so episodes never share state.
+episode's init), so episodes never share state. :class:`LibraryExecutor` runs the tools
+introspected from installed libraries (``--specs pylib:...``) in sandboxed processes.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import importlib.util
 import inspect
 import json
+import queue
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -179,3 +182,82 @@ def _import(module_part: str) -> Any:
         raise ToolDojoError(
             f"python:{module_part}: import failed: {type(error).__name__}: {error}"
         ) from error
+
+
+class LibraryExecutor:
+    """Runs library tools (``metadata["python"] = "module:qualname"``, from ``pylib:`` specs)
+    for real, in sandboxed worker processes.
+
+    Each call is checked against the module allowlist and name denylist again (a registry
+    file could name ``os:system``), its arguments coerced to what the function takes, and
+    run in a worker with a time limit, a memory limit and a cap on the result's size. Every
+    failure becomes an ``isError`` result that says why, which the assistant can act on.
+    """
+
+    name = "python"
+
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        timeout_s: float = 5.0,
+        memory_mb: int = 2048,
+        max_chars: int = 20_000,
+    ):
+        from tooldojo.specs.pytools._call import Sandbox
+
+        self._idle: queue.SimpleQueue[Sandbox] = queue.SimpleQueue()
+        self._sandboxes = [
+            Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, max_chars=max_chars)
+            for _ in range(max(1, workers))
+        ]
+        for sandbox in self._sandboxes:
+            self._idle.put(sandbox)
+        self._limiter = anyio.CapacityLimiter(len(self._sandboxes))
+        atexit.register(self.close)
+
+    @staticmethod
+    def check_tools(tools: Iterable[Tool]) -> None:
+        """Raise :class:`ToolDojoError` for a tool this executor may not run."""
+        from tooldojo.specs.pytools._safety import check_ref
+
+        for tool in tools:
+            ref = tool.metadata.get("python")
+            problem = check_ref(ref) if isinstance(ref, str) else "it has no metadata['python']"
+            if problem:
+                raise ToolDojoError(f"tool {tool.name!r} cannot be executed: {problem}")
+
+    async def execute(self, tool: Tool, arguments: dict[str, Any], episode: Episode) -> ToolOutcome:
+        from tooldojo.specs.pytools._call import CallFailed, call_plan, coerce
+        from tooldojo.specs.pytools._safety import check_ref
+
+        ref = tool.metadata.get("python")
+        problem = check_ref(ref) if isinstance(ref, str) else "no metadata['python']"
+        if problem:
+            return ToolOutcome(f"{tool.name!r} may not be executed: {problem}", True)
+        plan = call_plan(tool.metadata)
+        values = coerce(tool.parameters, arguments)
+        try:
+            value = await anyio.to_thread.run_sync(
+                functools.partial(self._call, plan, values), limiter=self._limiter
+            )
+        except CallFailed as failure:
+            return ToolOutcome(f"{tool.name} failed ({failure.reason}): {failure}", True)
+        return ToolOutcome(value)
+
+    def _call(self, plan: dict[str, Any], arguments: dict[str, Any]) -> Any:
+        sandbox = self._idle.get()  # the limiter guarantees one is idle
+        try:
+            return sandbox.call(plan, arguments)
+        finally:
+            self._idle.put(sandbox)
+
+    def close(self) -> None:
+        """Stop the worker processes (they also exit on their own when this process ends)."""
+        for sandbox in self._sandboxes:
+            sandbox.close()
+
+
+def is_library_tool(tool: Tool) -> bool:
+    """Whether ``tool`` names a library callable to execute (``metadata["python"]``)."""
+    return isinstance(tool.metadata.get("python"), str)

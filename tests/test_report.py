@@ -1,0 +1,164 @@
+"""The run report's figures: rates with n and Wilson intervals, the funnel, failure reasons,
+probe error classes, escaping, comparisons, and runs with data missing.
+
+The run is ``tests/fixtures/report_run`` (two iterations of a scripted-model loop; how it was
+made, and what was added to it, is in ``tests/fixtures/build_report_run.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tooldojo.cli import app
+from tooldojo.report import Rate, collect_run, wilson_interval, write_report
+from tooldojo.report.examples import reason_class
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report_run"
+PAYLOAD = "<img src=x onerror=\"console.error('not escaped')\">"
+
+PERCENT = re.compile(r"\d+\.\d%")
+WITH_N = re.compile(r"\d+\.\d% \(\d+/\d+, 95% CI \d+\.\d–\d+\.\d\)")
+
+
+def bare_percentages(text: str) -> list[str]:
+    """Percentages in ``text`` not followed by their ``(k/n, 95% CI ...)``."""
+    return [m.group() for m in PERCENT.finditer(text) if not WITH_N.match(text, m.start())]
+
+
+def page_text(html: str) -> str:
+    """The page's text as a reader sees it (tags removed)."""
+    return re.sub(r"<[^>]+>", "", html)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    copy = tmp_path / "report_run"
+    shutil.copytree(FIXTURE, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the fixture run with its report written once (plots take seconds)."""
+    copy = tmp_path_factory.mktemp("written") / "report_run"
+    shutil.copytree(FIXTURE, copy)
+    write_report(copy)
+    return copy
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = wilson_interval(2, 3)
+    assert (round(low, 4), round(high, 4)) == (0.2077, 0.9385)
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    assert wilson_interval(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)
+    assert str(Rate(2, 3)) == "66.7% (2/3, 95% CI 20.8–93.9)"
+    for k, n in ((4, 3), (-1, 3), (0, 0)):
+        with pytest.raises(ValueError):
+            Rate(k, n)
+
+
+def test_bare_percentage_check_can_fail():
+    assert bare_percentages("BFCL simple 66.7% here") == ["66.7%"]
+    assert bare_percentages(f"BFCL simple {Rate(2, 3)}") == []
+
+
+def test_funnel_counts_what_each_gate_dropped():
+    stage = collect_run(FIXTURE).stages[-1]
+    assert stage.name == "iter-001"
+    steps = [(s.gate, s.entered, s.kept, s.dropped) for s in stage.funnel]
+    # 11 passed trajectories and 5 broken copies: one written as text (format), two with an
+    # unknown tool and one with a wrongly typed argument (schema), one wrong value (label).
+    assert steps == [("format", 16, 15, 1), ("schema", 15, 12, 3), ("label", 12, 11, 1)]
+    assert (stage.verified, stage.passed) == (16, 11)
+
+
+def test_failure_reasons_are_grouped_by_shape_with_an_example():
+    assert reason_class("turn 3: unknown tool 'x'; turn 4: other") == "unknown tool '…'"
+    assert reason_class("turn 0 call 1 (f): replay failed: 12 s") == "replay failed: N s"
+    failures = collect_run(FIXTURE).stages[-1].failures
+    schema = {group.reason: group for group in failures["schema"]}
+    assert schema["unknown tool '…'"].count == 2
+    assert schema["unknown tool '…'"].example_id == "s1-00000-markup"
+    assert [g.count for g in failures["format"]] == [1]
+    assert [g.count for g in failures["label"]] == [1]
+
+
+def test_probe_error_classes_come_with_request_label_and_answer():
+    stages = {s.name: s for s in collect_run(FIXTURE).stages}
+    (group,) = stages["iter-001"].probe_errors
+    assert (group.error_class, group.kind) == ("no_call_when_should", "call")
+    assert (group.rate.k, group.rate.n) == (4, 4)
+    assert group.example.request.startswith("Please")
+    assert "(" in group.example.label  # the expected call, name(arg=[values])
+    assert group.example.answer.startswith("text: ")
+    # Older rows (no error_class) are grouped by the shape of their reason.
+    older = {g.error_class: g.rate for g in stages["iter-000"].probe_errors}
+    assert older == {"wrong_count: expected N call(s), got N": Rate(3, 3)}
+
+
+def test_report_files_every_rate_with_its_n(written: Path):
+    run = written
+    html_path = run / "report.html"
+    markdown = (run / "summary.md").read_text()
+    assert "| after gate schema | 10 (−0) | 12 (−3) |" in markdown
+    assert PERCENT.search(markdown) and bare_percentages(markdown) == []
+    html = html_path.read_text()
+    text = page_text(html)
+    assert PERCENT.search(text) and bare_percentages(text) == []
+    for name in ("bfcl.png", "heldout.png", "funnel.png", "reward.png", "capability.png"):
+        assert (run / "plots" / name).stat().st_size > 1000
+    assert html.count('src="data:image/png;base64,') == len(list((run / "plots").iterdir()))
+    data = json.loads((run / "report.json").read_text())
+    assert data["runs"][0]["stages"][-1]["funnel"][1]["kept"] == 12
+
+
+def test_trajectory_text_is_escaped(written: Path):
+    html = (written / "report.html").read_text()
+    assert PAYLOAD not in html
+    assert "&lt;img src=x onerror=" in html
+
+
+def test_missing_data_leaves_sections_out(tmp_path: Path, written: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.json").write_text(json.dumps({"name": "empty"}))
+    assert "tooldojo run empty" in write_report(empty).read_text()
+    # iter-000 predates turn provenance: its accounting column is left out, not zeroed.
+    markdown = (written / "summary.md").read_text()
+    provenance = markdown.split("## Turn provenance")[1].split("##")[0]
+    assert "| | iter-001 |" in provenance
+    assert "| assistant / forced | 100.0% (32/32" in provenance
+
+
+def test_refinement_report_is_shown_when_present(run: Path):
+    refine = {"tools_in": 120, "kept": 80, "dropped": {"credential": 30, "<b>odd</b>": 10}}
+    (run / "refine_report.json").write_text(json.dumps(refine))
+    html = write_report(run).read_text()
+    section = html.split('id="refine"')[1].split("</section>")[0]
+    assert "<th>tools_in</th><td>120</td>" in section
+    assert "dropped / &lt;b&gt;odd&lt;/b&gt;" in section
+
+
+def test_cli_compares_runs_side_by_side(tmp_path: Path, run: Path):
+    other = tmp_path / "other"
+    shutil.copytree(FIXTURE, other)
+    shutil.rmtree(other / "iter-001")
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["report", str(run), str(other), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    markdown = (out / "summary.md").read_text()
+    assert "| | report_run | other |" in markdown  # a column per run (its last stage)
+    assert "| trajectories verified | 16 | 10 |" in markdown
+    assert bare_percentages(page_text((out / "report.html").read_text())) == []
+    bad = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert bad.exit_code != 0 and "not a run directory" in str(bad.exception)
+    (other / "iter-000" / "eval" / "bfcl.json").write_text('{"fc": ')
+    broken = CliRunner().invoke(app, ["report", str(other)])
+    assert "iter-000/eval/bfcl.json: invalid JSON" in str(broken.exception)
+    assert not (other / "report.html").exists()  # nothing half-written
