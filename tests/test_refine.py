@@ -447,3 +447,17 @@ def test_shallow_response_schemas_are_valid_by_construction():
     assert props["tags"]["items"]["properties"] == {"label": {"type": "string"}}
     # two object levels; the cycle back to Pet is cut
     assert props["owner"] == {"type": "object", "properties": {"pet": {"type": "object"}}}
+
+
+def test_api_cap_keeps_a_seeded_sample_and_counts_the_rest(tmp_path):
+    spec = str(FIXTURES / "petstore.example.com.json")
+
+    def run(out):
+        report = refine([spec], out, RefineOptions(workers=1, max_per_api=2))
+        names = [json.loads(x)["name"] for x in (out / "registry.jsonl").read_text().splitlines()]
+        return report, names
+
+    report, names = run(tmp_path / "a")
+    assert len(names) == 2 and check_funnel(report) == []
+    assert report.dropped["api_cap"] >= 3  # the petstore keeps 7 without a cap
+    assert run(tmp_path / "b")[1] == names  # the sample is the same every run

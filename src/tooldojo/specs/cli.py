@@ -62,12 +62,15 @@ def refine_command(
         ),
     ] = False,
     max_mb: Annotated[float, typer.Option("--max-mb", help="Skip spec files larger.")] = 50.0,
+    max_per_api: Annotated[
+        int, typer.Option("--max-per-api", help="Tools kept per API at most (seeded sample).")
+    ] = 200,
 ) -> None:
     """Refine raw specs into a tool pool: DIR/registry.jsonl and DIR/refine_report.{json,md}."""
     from tooldojo.specs.refine import RefineOptions, refine
 
-    if workers < 1:
-        raise ToolDojoError("--workers must be at least 1")
+    if workers < 1 or max_per_api < 1:
+        raise ToolDojoError("--workers and --max-per-api must be at least 1")
     if not 0 < merge_threshold <= 1:
         raise ToolDojoError("--merge-threshold must be in (0, 1]")
     options = RefineOptions(
@@ -75,6 +78,7 @@ def refine_command(
         merge_threshold=merge_threshold,
         keep_bfcl_overlaps=keep_bfcl_overlaps,
         max_bytes=int(max_mb * 1024 * 1024),
+        max_per_api=max_per_api,
     )
     report = refine(sources, out, options)
     err_console.print(
