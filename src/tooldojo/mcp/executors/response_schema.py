@@ -257,9 +257,8 @@ class _Bounder:
         optional_budget = self.bounds.optional_properties if depth < self.bounds.depth else 0
         for name, sub in properties.items():
             is_required = name in required
-            if not is_required:
-                if optional_budget <= 0:
-                    continue
+            if not is_required and optional_budget <= 0:
+                continue
             bounded = self.visit(sub, depth + 1)
             if bounded is None:
                 if is_required:
