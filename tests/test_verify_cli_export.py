@@ -75,7 +75,7 @@ def test_verify_writes_verdicts_prints_funnel_and_resumes(trajectories: Path, tm
     # The funnel row for "all": 3 total, format 2/3 passed, label 1/2, 1 passed overall.
     all_row = next(line for line in result.output.splitlines() if "│ all" in line)
     cells = [c.strip() for c in all_row.split("│") if c.strip()]
-    assert cells == ["all", "3", "2/3", "2/2", "1/2", "1"]
+    assert cells == ["all", "3", "2/3", "2/2", "1/2", "1/1", "1/1", "1/1", "1"]
 
     again = runner.invoke(app, ["verify", str(trajectories), "--out", str(out)])
     assert again.exit_code == 0
@@ -101,10 +101,10 @@ def test_verify_explain_names_the_failing_gate(trajectories: Path, tmp_path: Pat
 def test_verify_rejects_bad_gate_names_before_writing(trajectories: Path, tmp_path: Path):
     out = tmp_path / "verified.jsonl"
     result = runner.invoke(
-        app, ["verify", str(trajectories), "--out", str(out), "--gates", "format,execution"]
+        app, ["verify", str(trajectories), "--out", str(out), "--gates", "format,vibes"]
     )
     assert isinstance(result.exception, ToolDojoError)
-    assert "needs an executor" in str(result.exception)
+    assert "unknown gate" in str(result.exception)
     assert not out.exists()
 
 

@@ -31,7 +31,7 @@ Category = Literal[
 CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 
 GateName = Literal[
-    "format", "schema", "label", "request", "turns", "execution", "agreement", "judge"
+    "format", "schema", "label", "execution", "request", "turns", "agreement", "judge"
 ]
 """In running order: cheap checks of the trajectory itself first, replays and models last."""
 GATES: tuple[str, ...] = GateName.__args__  # type: ignore[attr-defined]
