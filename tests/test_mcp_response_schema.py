@@ -92,3 +92,20 @@ def test_a_required_field_that_recurses_forever_cannot_be_bounded() -> None:
     }
     with pytest.raises(UnboundedSchema):
         bounded_schema(forever, {}, Bounds())
+
+
+def test_spec_patterns_and_formats_stay_valid_and_bounded() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "isbn": {"type": "string", "pattern": "^[0-9]{13}$"},
+            "code": {"type": "string", "pattern": "^[A-Z]+$"},
+            "mail": {"type": "string", "format": "email"},
+        },
+        "required": ["isbn", "code", "mail"],
+    }
+    bounded = bounded_schema(schema, {}, Bounds())
+    assert bounded["properties"]["isbn"]["pattern"] == "^[0-9]{13}$"
+    assert bounded["properties"]["code"]["pattern"] == "^[A-Z]{1,48}$"
+    grammar = schema_grammar(bounded)
+    assert "@" in grammar and token_bound(bounded) < 1000

@@ -22,6 +22,7 @@ caller is told why instead of decoding something that cannot fit.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +31,16 @@ from jsonschema import Draft202012Validator
 SAFE_CHARS = "A-Za-z0-9 .,:;'!@#$%&*+/=_()?-"
 """Printable ASCII without quote or backslash: one character, one byte, no escapes. (Kept
 free of regex escapes because llama.cpp's pattern converter mistranslates them.)"""
+
+FORMAT_PATTERNS = {
+    "email": "^[a-z]{1,12}[.][a-z]{1,12}@[a-z]{2,12}[.]com$",
+    "uri": "^https://[a-z0-9.]{3,24}/[a-z0-9/_]{0,24}$",
+    "url": "^https://[a-z0-9.]{3,24}/[a-z0-9/_]{0,24}$",
+    "hostname": "^[a-z0-9]{1,16}[.][a-z]{2,8}[.]com$",
+    "ipv4": "^1[0-9]{1,2}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}$",
+}
+"""Bounded shapes for string formats the output validator checks but llama.cpp's grammar does
+not know (written without regex escapes, which its converter mistranslates)."""
 
 FORMAT_LENGTH = {"date": 12, "time": 26, "date-time": 40, "uuid": 38}
 """Longest JSON text (quotes included) llama.cpp's grammar admits for these string formats."""
@@ -216,6 +227,13 @@ class _Bounder:
         fmt = schema.get("format")
         if fmt in FORMAT_LENGTH:
             return {"type": "string", "format": fmt}
+        if fmt in FORMAT_PATTERNS:
+            return {"type": "string", "pattern": FORMAT_PATTERNS[fmt]}
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            bounded = bounded_pattern(pattern, self.bounds.string_chars)
+            if bounded is not None:
+                return {"type": "string", "pattern": bounded}
         low = int(schema.get("minLength", 0) or 0)
         chars = self.bounds.string_chars
         if isinstance(schema.get("maxLength"), int):
@@ -272,6 +290,48 @@ class _Bounder:
         return {"type": "object", "properties": out, "required": list(out)}
 
 
+def pattern_width(pattern: str) -> int | None:
+    """The longest string ``pattern`` matches, or ``None`` when unbounded or unparsable."""
+    import re._parser as sre_parse  # the stdlib's own regex parser knows match widths
+
+    try:
+        _, high = sre_parse.parse(pattern).getwidth()
+    except Exception:
+        return None
+    return high if high < 10_000 else None
+
+
+def bounded_pattern(pattern: str, chars: int) -> str | None:
+    """``pattern`` if it bounds its matches, else with ``+``/``*`` turned into ``{1,n}``/
+    ``{0,n}`` (outside character classes); ``None`` when that does not bound it either."""
+    if not (pattern.startswith("^") and pattern.endswith("$")) or any(
+        token in pattern for token in ("(?", "|", "\\b", "\\p", "\\u")
+    ):
+        return None  # constructs llama.cpp's grammar converter drops: it would not bound it
+    if any(escape not in "dws.-+*?()[]{}^$/\\" for escape in re.findall(r"\\(.)", pattern)):
+        return None
+    if pattern_width(pattern) is not None:
+        return pattern
+    out, in_class, escaped = [], False, False
+    for char in pattern:
+        if escaped:
+            out.append(char)
+            escaped = False
+            continue
+        if char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char in "+*" and not in_class:
+            out.append("{1,%d}" % chars if char == "+" else "{0,%d}" % chars)
+            continue
+        out.append(char)
+    rewritten = "".join(out)
+    return rewritten if pattern_width(rewritten) is not None else None
+
+
 def token_bound(schema: Any) -> int:
     """Characters (hence at most tokens) of the longest JSON text llama.cpp's grammar for the
     bounded ``schema`` admits, counting its optional single spaces."""
@@ -287,7 +347,10 @@ def token_bound(schema: Any) -> int:
     if kind == "string":
         if schema.get("format") in FORMAT_LENGTH:
             return FORMAT_LENGTH[schema["format"]] + 1
-        return int(schema["maxLength"]) + 3
+        if "maxLength" in schema:
+            return int(schema["maxLength"]) + 3
+        # A spec's own pattern: its characters may need escapes or several bytes each.
+        return 6 * (pattern_width(str(schema.get("pattern", ""))) or 64) + 3
     if kind == "integer":
         return INTEGER_LENGTH + 1
     if kind == "number":
