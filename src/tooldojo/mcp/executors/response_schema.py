@@ -325,7 +325,7 @@ def bounded_pattern(pattern: str, chars: int) -> str | None:
         elif char == "]":
             in_class = False
         elif char in "+*" and not in_class:
-            out.append("{1,%d}" % chars if char == "+" else "{0,%d}" % chars)
+            out.append(f"{{{1 if char == '+' else 0},{chars}}}")
             continue
         out.append(char)
     rewritten = "".join(out)
