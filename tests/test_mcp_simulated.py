@@ -141,3 +141,23 @@ def test_read_only_detection() -> None:
     assert not is_read_only(post)
     hinted = Tool(name="cancel", metadata={"annotations": {"readOnlyHint": True}})
     assert is_read_only(hinted)
+
+
+@pytest.mark.anyio
+async def test_the_wall_clock_limit_follows_the_token_budget_and_a_timeout_names_its_cause():
+    import anyio
+
+    class Stalled(ScriptedChatModel):
+        async def complete(self, messages, tools=None, *, sampling=None, constraint=None):
+            await anyio.sleep(2)
+            return await super().complete(messages, tools, sampling=sampling)
+
+    executor = SimulatedExecutor(Stalled(['{"id": "A1", "status": "open"}']), budget_tokens=300)
+    assert executor.min_timeout_s >= 2 * 300 / 2.0  # two attempts at 2 tokens/s at least
+    registry = ToolRegistry()
+    registry.add([GET_ORDER], executor)
+    server = ToolServer(registry, call_timeout_s=0.01)
+    executor.min_tokens_per_s, executor.prompt_allowance_s = 1e6, 0.05  # a very slow "model"
+    result = await server.call("get_order", {"order_id": "A1"}, episode="e")
+    text = result.content[0].text
+    assert result.is_error and "timed out after" in text and "tokens/s" in text

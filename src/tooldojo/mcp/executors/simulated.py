@@ -121,18 +121,22 @@ class SimulatedExecutor:
         self.history = history
         self.sampling = sampling or SamplingParams(temperature=0.0)
         self.budget_tokens = budget_tokens
+        self.min_tokens_per_s = TOKENS_PER_SECOND_FLOOR
+        self.prompt_allowance_s = 60.0
+        """Seconds allowed for reading the prompt (and waiting for a model slot) per attempt."""
         self._output_validators: dict[str, Any] = {}
 
     @property
     def min_timeout_s(self) -> float:
         """The wall-clock limit the server should allow one call (read by ``ToolServer``):
         every attempt's full token budget at :data:`TOKENS_PER_SECOND_FLOOR`, plus prompt."""
-        return (self.max_retries + 1) * (self.budget_tokens / TOKENS_PER_SECOND_FLOOR + 60.0)
+        per_attempt = self.budget_tokens / self.min_tokens_per_s + self.prompt_allowance_s
+        return (self.max_retries + 1) * per_attempt
 
     def timeout_cause(self, seconds: float) -> str:
         """Why a call that the token budget bounds still ran out of wall-clock time."""
         return (
-            f"the server model decoded under {TOKENS_PER_SECOND_FLOOR:g} tokens/s for a "
+            f"the server model decoded under {self.min_tokens_per_s:g} tokens/s for a "
             f"response bounded at {self.budget_tokens} tokens (model {self.model.name!r} "
             "overloaded, or waiting behind other calls for a slot)"
         )
