@@ -297,3 +297,66 @@ async def test_a_result_without_the_referenced_field_is_a_failed_step_not_an_exc
     assert failed["step"] == 1 and "has no field 'id'" in failed["reason"]
     verified = await verify_trajectory(trajectory, VerifyOptions())
     assert not verified.passed and verified.verdicts[-1].gate == "execution"
+
+
+@pytest.mark.anyio
+async def test_injected_failures_are_marked_and_unplanned_ones_fail_the_trajectory():
+    from contextlib import asynccontextmanager
+
+    import mcp.types as types
+
+    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.mcp.server import INJECTED_META_KEY
+    from tooldojo.model import Label, LabelCall, ScenarioTurn
+    from tooldojo.synth.episode import EpisodeEnv, run_episode
+    from tooldojo.verify import VerifyOptions, verify_trajectory
+
+    def caller_for(injected: bool):
+        class Caller:
+            async def call_tool(self, name, arguments=None, *, meta=None):
+                body = '{"error": {"type": "rate_limited", "message": "Too many requests"}}'
+                return types.CallToolResult(
+                    content=[types.TextContent(type="text", text=body)],
+                    is_error=True,
+                    _meta={INJECTED_META_KEY: True} if injected else None,
+                )
+
+        @asynccontextmanager
+        async def connect():
+            yield Caller()
+
+        return connect
+
+    tool = Tool(name="get_rate", parameters={"type": "object", "properties": {"pair": {}}})
+    scenario = Scenario(
+        id="f1",
+        category="single",
+        tools=["get_rate"],
+        turns=[
+            ScenarioTurn(
+                intent="get the EUR/USD rate",
+                steps=[
+                    Label(calls=[LabelCall(name="get_rate", arguments={"pair": ["EURUSD"]})]),
+                    Label(kind="text"),
+                ],
+            )
+        ],
+        metadata={"asks": [[{"tool": None, "description": "EURUSD rate please"}]]},
+    )
+    answer = "Sorry, the rate service said too many requests; please try again later."
+    for injected, gate in ((True, None), (False, "execution")):
+        assistant = AssistantAgent(ScriptedChatModel([answer] * 3), guidance="label")
+        env = EpisodeEnv(
+            tools={"get_rate": tool},
+            user=UserSimulator(None),
+            assistant=assistant,
+            connect=caller_for(injected),
+        )
+        trajectory = await run_episode(scenario, env)
+        tool_message = next(m for m in trajectory.messages if m.role == "tool")
+        assert tool_message.origin == "executed" and tool_message.is_error
+        assert getattr(tool_message, "injected", False) is injected
+        assert trajectory.metadata["injected_failures"] == int(injected)
+        verified = await verify_trajectory(trajectory, VerifyOptions())
+        stopped = None if verified.passed else verified.verdicts[-1].gate
+        assert stopped == gate, verified.verdicts[-1].reason
