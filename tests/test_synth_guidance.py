@@ -73,7 +73,9 @@ async def test_label_guidance_forces_calls_but_never_writes_text_for_the_model(t
 async def test_kind_guidance_constrains_call_steps_only(tmp_path):
     assistant, stats, verified = await synthesize(tmp_path, "kind")
     assert "forced" not in stats and "own" not in stats  # nothing replaced; text steps tried
-    kinds = [c.allow_text for c in assistant.constraints if c is not None]
+    kinds = [
+        c.allow_text for c in assistant.constraints if c is not None and c.kind == "tool_calls"
+    ]
     assert kinds and not any(kinds)  # call steps: calls only; text steps: no constraint
     assert None in assistant.constraints
     assert not all(t.passed for t in verified)  # the prose-only model fails its call steps

@@ -9,6 +9,8 @@ text answer, which clarification and irrelevance need.
 
 from __future__ import annotations
 
+import json
+
 from tooldojo.agents.guidance import (
     Guidance,
     GuidanceStats,
@@ -27,6 +29,28 @@ ASSISTANT_SYSTEM_PROMPT = (
     "it instead of guessing. If no tool fits, answer directly without calling any tool. After "
     "tool results arrive, use them: call another tool if needed, otherwise answer the user."
 )
+
+
+PROSE_CONSTRAINT = Constraint(
+    kind="json_schema",
+    schema={
+        "type": "object",
+        "properties": {
+            "answer": {"type": "string", "pattern": "^[A-Za-z0-9 .,:;'!?%$/()_-]{1,240}$"}
+        },
+        "required": ["answer"],
+    },
+)
+"""A text answer decoded as ``{"answer": "..."}`` in plain prose characters."""
+
+
+def _unwrap_prose(completion: Completion) -> Completion:
+    """The ``answer`` of a :data:`PROSE_CONSTRAINT` completion as its plain text."""
+    try:
+        text = json.loads(completion.text)["answer"]
+    except (ValueError, KeyError, TypeError):
+        return completion
+    return completion.model_copy(update={"text": str(text).strip()})
 
 
 class AssistantAgent:
@@ -101,9 +125,16 @@ class AssistantAgent:
             sampling = self.sampling.model_copy(
                 update={"seed": seed + attempt, "temperature": temperature}
             )
-            completion = await self.model.complete(hinted, tools, sampling=sampling)
+            # First free text; then prose under a grammar (no markup, braces or quotes), which
+            # keeps a weak model from echoing the tool protocol instead of answering.
+            constraint = None if attempt == 0 else PROSE_CONSTRAINT
+            completion = await self.model.complete(
+                hinted, tools, sampling=sampling, constraint=constraint
+            )
             if not completion.ok and not completion.text.strip():
                 return completion  # the backend failed, not the model: the episode is retried
+            if constraint is not None:
+                completion = _unwrap_prose(completion)
             if not text_problems(completion, label, messages, tools):
                 self.stats.counts["own_text"] += 1
                 return completion

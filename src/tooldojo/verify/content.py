@@ -42,7 +42,7 @@ CODE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("tool-call markup", re.compile(r"</?(tool_call|tool_response|function_call|tools?)>")),
     ("JSON object", re.compile(r"\{\s*\"[^\"\n]{1,60}\"\s*:")),
     ("call with keyword arguments", re.compile(r"\b[A-Za-z_][\w.]*\(\s*\w+\s*=")),
-    ("snake_case call", re.compile(r"\b[a-z]+_[a-z0-9_]+\s*\([^)]*\)")),
+    ("snake_case call", re.compile(r"\b[a-z]+_[a-z0-9_]+\([^)]*\)")),
     (
         "code statement",
         re.compile(
