@@ -107,6 +107,12 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
             "ungrounded_answer",
         ),
         ({"answer": "Sorry, the tool failed: rate limited."}, "turns", "ungrounded_answer"),
+        # only echoes what the user said (Lisbon, 3 days): nothing the result added
+        (
+            {"answer": "Your forecast for Lisbon over 3 days is ready."},
+            "turns",
+            "ungrounded_answer",
+        ),
         (
             {"result": "'get_forecast' timed out after 60 s", "is_error": True},
             "execution",

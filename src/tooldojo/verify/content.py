@@ -260,17 +260,24 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         if not ERROR_WORDS.search(text):
             found.append(("ignores_error", f"{where}: answer does not say the call failed"))
         return found
-    leaves = [
-        leaf for m in results for leaf in scalar_leaves(_result_value(m)) if _meaningful(leaf)
-    ]
-    if not any(value_in(text, leaf) for leaf in leaves):
-        found.append(("ungrounded_answer", f"{where}: answer repeats no value of the result"))
     arguments = [
         leaf
         for message in trajectory.messages[: turn.message_index]
         for call in (message.tool_calls or [])
         for leaf in scalar_leaves(call.arguments)
     ]
+    leaves = [
+        leaf for m in results for leaf in scalar_leaves(_result_value(m)) if _meaningful(leaf)
+    ]
+    # What the result *adds*: values the user and the call did not already say (an answer
+    # that only repeats the id it was asked about is not grounded in the result).
+    new = [
+        leaf
+        for leaf in leaves
+        if not value_in(request, leaf) and not any(leaf == a for a in arguments)
+    ]
+    if not any(value_in(text, leaf) for leaf in (new or leaves)):
+        found.append(("ungrounded_answer", f"{where}: answer repeats no value of the result"))
     overlaps = content_words(request) & content_words(text)
     if not overlaps and not any(value_in(text, leaf) for leaf in arguments if _meaningful(leaf)):
         found.append(("off_request", f"{where}: answer shares nothing with the request"))
