@@ -256,3 +256,11 @@ async def test_accounting_and_failures_by_reason() -> None:
     assert gate_failures([sound, filler]) == {
         "turns": {"filler": 1, "ungrounded_answer": 1, "off_request": 1}
     }
+
+
+@pytest.mark.anyio
+async def test_forced_turns_are_counted_apart_and_their_neighbours_still_checked() -> None:
+    verified = await verify_trajectory(episode(answer="Done."), VerifyOptions())
+    label = next(v for v in verified.verdicts if v.gate == "label")
+    assert label.passed and label.details["forced_turns"] == 1 and "1 forced" in label.reason
+    assert not verified.passed and verified.verdicts[-1].gate == "turns"  # the model's answer
