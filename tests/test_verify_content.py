@@ -264,3 +264,10 @@ async def test_forced_turns_are_counted_apart_and_their_neighbours_still_checked
     label = next(v for v in verified.verdicts if v.gate == "label")
     assert label.passed and label.details["forced_turns"] == 1 and "1 forced" in label.reason
     assert not verified.passed and verified.verdicts[-1].gate == "turns"  # the model's answer
+
+
+def test_grounded_share_counts_requests_that_state_every_value() -> None:
+    from tooldojo.verify.accounting import grounded_share
+
+    vague = episode(request="What will the weather be like in Lisbon? In °C please.")
+    assert grounded_share([episode(), vague]) == {"checked": 2, "grounded": 1, "share": 0.5}

@@ -88,3 +88,29 @@ def gate_failures(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, int
         )
         out.setdefault(verdict.gate, Counter()).update(set(reasons))
     return {gate: dict(counter.most_common()) for gate, counter in out.items()}
+
+
+def grounded_share(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
+    """Among trajectories with at least one call label, the share whose user messages state
+    or imply every value the labels expect (the request gate's independent grounding check,
+    run on all of them whatever gate stopped them), and the share of templated requests."""
+    from tooldojo.verify.requests import ungrounded_values
+    from tooldojo.verify.turns import assistant_turns
+
+    checked = grounded = 0
+    for trajectory in trajectories:
+        turns = [t for t in assistant_turns(trajectory) if t.label and t.label.kind == "call"]
+        if not turns:
+            continue
+        checked += 1
+        said = (
+            lambda index: "\n".join(  # noqa: E731 - user text before message ``index``
+                m.content or "" for m in trajectory.messages[:index] if m.role == "user"
+            )
+        )
+        grounded += all(not ungrounded_values(t.label, said(t.message_index)) for t in turns)
+    return {
+        "checked": checked,
+        "grounded": grounded,
+        "share": round(grounded / checked, 4) if checked else None,
+    }

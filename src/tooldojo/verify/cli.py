@@ -123,7 +123,7 @@ def _print_summary(out: Path, verified) -> None:  # type: ignore[no-untyped-def]
     written next to ``out`` as ``<name>.summary.json``."""
     import json
 
-    from tooldojo.verify.accounting import accounting, gate_failures
+    from tooldojo.verify.accounting import accounting, gate_failures, grounded_share
 
     failures = gate_failures(verified)
     summary = {
@@ -132,6 +132,7 @@ def _print_summary(out: Path, verified) -> None:  # type: ignore[no-untyped-def]
         "failures": failures,
         "accounting": accounting(verified),
         "accounting_passed": accounting(t for t in verified if t.passed),
+        "grounded_requests": grounded_share(verified),
     }
     path = out.with_name(f"{out.stem}.summary.json")
     tmp = path.with_name(f".{path.name}.tmp")
@@ -157,6 +158,12 @@ def _print_summary(out: Path, verified) -> None:  # type: ignore[no-untyped-def]
             *(f"{shares.get(n, 0.0):.0%}" for n in ("model", "forced", "template", "executed")),
         )
     console.print(origins)
+    grounded = summary["grounded_requests"]
+    if grounded["checked"]:
+        err_console.print(
+            f"grounded requests: {grounded['grounded']}/{grounded['checked']} "
+            f"({grounded['share']:.0%}, independent check)"
+        )
     err_console.print(f"summary written to {path}")
 
 
