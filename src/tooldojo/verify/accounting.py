@@ -90,6 +90,10 @@ def gate_failures(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, int
     return {gate: dict(counter.most_common()) for gate, counter in out.items()}
 
 
+def _user_text(trajectory: Trajectory, index: int) -> str:
+    return "\n".join(m.content or "" for m in trajectory.messages[:index] if m.role == "user")
+
+
 def grounded_share(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
     """Among trajectories with at least one call label, the share whose user messages state
     or imply every value the labels expect (the request gate's independent grounding check,
@@ -103,10 +107,8 @@ def grounded_share(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
         if not turns:
             continue
         checked += 1
-        said = (
-            lambda index: "\n".join(  # noqa: E731 - user text before message ``index``
-                m.content or "" for m in trajectory.messages[:index] if m.role == "user"
-            )
+        said = lambda index: "\n".join(
+            m.content or "" for m in trajectory.messages[:index] if m.role == "user"
         )
         grounded += all(not ungrounded_values(t.label, said(t.message_index)) for t in turns)
     return {
