@@ -94,10 +94,14 @@ def _user_text(trajectory: Trajectory, index: int) -> str:
     return "\n".join(m.content or "" for m in trajectory.messages[:index] if m.role == "user")
 
 
+def _user_text(trajectory: Trajectory, index: int) -> str:
+    return "\n".join(m.content or "" for m in trajectory.messages[:index] if m.role == "user")
+
+
 def grounded_share(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
     """Among trajectories with at least one call label, the share whose user messages state
     or imply every value the labels expect (the request gate's independent grounding check,
-    run on all of them whatever gate stopped them), and the share of templated requests."""
+    run on all of them, whatever gate stopped them)."""
     from tooldojo.verify.requests import ungrounded_values
     from tooldojo.verify.turns import assistant_turns
 
@@ -107,10 +111,9 @@ def grounded_share(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
         if not turns:
             continue
         checked += 1
-        said = lambda index: "\n".join(
-            m.content or "" for m in trajectory.messages[:index] if m.role == "user"
+        grounded += all(
+            not ungrounded_values(t.label, _user_text(trajectory, t.message_index)) for t in turns
         )
-        grounded += all(not ungrounded_values(t.label, said(t.message_index)) for t in turns)
     return {
         "checked": checked,
         "grounded": grounded,
