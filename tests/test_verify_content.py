@@ -107,6 +107,15 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
             "ungrounded_answer",
         ),
         ({"answer": "Sorry, the tool failed: rate limited."}, "turns", "ungrounded_answer"),
+        ({"answer": "2023-04-19T12:21:10.39-10-17.25.23 Monday 21"}, "turns", "degenerate"),
+        ({"answer": "Monday: 21."}, "turns", "degenerate"),
+        (
+            {
+                "answer": "Monday 21. Order cancelled, order cancelled, order cancelled, order cancelled."
+            },
+            "turns",
+            "degenerate",
+        ),
         # only echoes what the user said (Lisbon, 3 days): nothing the result added
         (
             {"answer": "Your forecast for Lisbon over 3 days is ready."},

@@ -91,17 +91,21 @@ def step_hint(label: Label, tools: list[Tool]) -> str:
         missing = ", ".join(words(name) for name in label.missing) or "missing detail"
         return (
             f"Do not call a tool yet: the user has not given the {missing}. Ask them for it "
-            "in one short question."
+            "in one short question. Example: the user wants a table booked but gave no time; "
+            'you answer "Happy to book it. What time would you like the table?"'
         )
     if label.kind == "refuse":
         return (
             "None of your tools can do what the user asks. Do not call a tool: say in one or "
-            "two sentences that you cannot do it and why."
+            "two sentences that you cannot do it and why. Example: \"Sorry, I can't book "
+            'flights: my tools only cover the calendar."'
         )
     return (
-        "Answer the user now in one or two plain sentences, quoting the concrete values from "
-        "the tool results (names, numbers, dates). No code, no JSON. If a tool call failed, "
-        "say so."
+        "Answer the user now in one or two plain sentences that say what they asked about "
+        "and quote the concrete values from the tool results (names, numbers, dates). No code, "
+        "no JSON. If a tool call failed, say so. Example: the user asked for the weather in "
+        'Oslo and the tool returned {"temp_c": 4, "sky": "snow"}; you answer "In Oslo it is '
+        '4 degrees with snow right now."'
     )
 
 

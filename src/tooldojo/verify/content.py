@@ -13,7 +13,9 @@ whenever it was not empty. This gate reads the text turns:
 - ``clarify_missing``: a clarifying turn that does not ask (no question) for the missing
   parameter, by its name or the words of its description;
 - ``refuse_no_reason``: a refusal that does not say why;
-- ``empty_text``: a text turn with no text.
+- ``empty_text``: a text turn with no text;
+- ``degenerate``: not prose: mostly digits and symbols (a value dump), fewer than three
+  words, or the same phrase looping.
 
 Each finding is one line in ``reason`` and its code in ``details["reasons"]``, so failures can
 be counted by cause.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -172,6 +175,21 @@ def content_words(text: str) -> set[str]:
     return {word[:5] for word in re.findall(r"[a-z]{4,}", normalize(text)) if word not in STOPWORDS}
 
 
+def degenerate(text: str) -> str | None:
+    """Why ``text`` is not prose (a value dump, a fragment, a loop), or ``None``."""
+    visible = [c for c in text if not c.isspace()]
+    letters = sum(c.isalpha() for c in visible)
+    if visible and letters / len(visible) < 0.5:
+        return "mostly digits and symbols"
+    words = re.findall(r"[A-Za-z']+", text.lower())
+    if len(words) < 3:
+        return "fewer than three words"
+    grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
+    if grams and grams.most_common(1)[0][1] >= 3:
+        return "the same phrase repeats"
+    return None
+
+
 def code_in(text: str) -> str | None:
     """The kind of code or call syntax in ``text``, or ``None``."""
     for name, pattern in CODE_PATTERNS:
@@ -237,6 +255,9 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
     code = code_in(text)
     if code is not None:
         found.append(("prose_code", f"{where}: prose carries {code}"))
+    broken = degenerate(text)
+    if broken is not None and code is None:
+        found.append(("degenerate", f"{where}: not prose ({broken})"))
     if kind == "clarify":
         missing = turn.label.missing if turn.label is not None else []
         words: set[str] = set()
