@@ -111,7 +111,8 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
         ({"answer": "Monday: 21."}, "turns", "degenerate"),
         (
             {
-                "answer": "Monday 21. Order cancelled, order cancelled, order cancelled, order cancelled."
+                "answer": "Monday 21. Order cancelled, order cancelled, order cancelled, "
+                "order cancelled."
             },
             "turns",
             "degenerate",
