@@ -180,3 +180,10 @@ def test_export_fails_cleanly_and_leaves_no_partial_file(tmp_path: Path) -> None
     assert isinstance(result.exception, ToolDojoError)
     assert "line 1" in str(result.exception)
     assert list(tmp_path.glob("*.parquet*")) == [] and list(tmp_path.glob(".*tmp*")) == []
+
+
+def test_the_cli_default_gates_are_the_pipeline_defaults():
+    from tooldojo.verify.cli import DEFAULT_GATES_OPTION
+    from tooldojo.verify.pipeline import DEFAULT_GATES
+
+    assert DEFAULT_GATES_OPTION == ",".join(DEFAULT_GATES)

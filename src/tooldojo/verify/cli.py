@@ -15,7 +15,9 @@ from rich.table import Table
 
 from tooldojo.errors import ToolDojoError
 from tooldojo.model import GATES
-from tooldojo.verify.pipeline import DEFAULT_GATES
+
+DEFAULT_GATES_OPTION = "format,schema,label,execution,request,turns"
+"""``verify.pipeline.DEFAULT_GATES`` spelled out, so ``--help`` need not import the gates."""
 
 console = Console()
 err_console = Console(stderr=True)
@@ -29,7 +31,7 @@ def verify_command(
     gates: Annotated[
         str,
         typer.Option(help=f"Comma-separated gates to run, from: {', '.join(GATES)}."),
-    ] = ",".join(DEFAULT_GATES),
+    ] = DEFAULT_GATES_OPTION,
     codec: Annotated[
         str, typer.Option(help="How assistant text without tool_calls is parsed.")
     ] = "hermes",
