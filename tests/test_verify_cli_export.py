@@ -186,4 +186,4 @@ def test_the_cli_default_gates_are_the_pipeline_defaults():
     from tooldojo.verify.cli import DEFAULT_GATES_OPTION
     from tooldojo.verify.pipeline import DEFAULT_GATES
 
-    assert DEFAULT_GATES_OPTION == ",".join(DEFAULT_GATES)
+    assert ",".join(DEFAULT_GATES) == DEFAULT_GATES_OPTION
