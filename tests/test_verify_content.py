@@ -133,6 +133,13 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
             "execution",
             "failed_result",
         ),
+        ({"request": "Forecast for Lisbon (city), 3 (days), celsius?"}, "request", "form_request"),
+        ({"request": "Lisbon is lovely in spring, 3 days of celsius sun."}, "request", "no_ask"),
+        (
+            {"result": {"city": "Lisbon", "message": "Error: the city is not supported"}},
+            "execution",
+            "failed_result",
+        ),
         (
             {"request": "Please get forecast (city Lisbon, days 3, unit celsius)."},
             "request",

@@ -185,7 +185,8 @@ def degenerate(text: str) -> str | None:
     if len(words) < 3:
         return "fewer than three words"
     grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
-    if grams and grams.most_common(1)[0][1] >= 3:
+    longer = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
+    if (grams and grams.most_common(1)[0][1] >= 3) or (longer and longer.most_common(1)[0][1] >= 2):
         return "the same phrase repeats"
     return None
 

@@ -107,6 +107,30 @@ FAILURE_TEXT = re.compile(
 """What executors write when a call failed, for results recorded without ``is_error``."""
 
 
+SUCCESS_SAYS_FAILURE = re.compile(
+    r"(?i)^\s*(error|failed|failure|invalid|exception)\b|\berror:|\bnot (found|allowed)\b"
+)
+
+
+def _reads_as_failure(text: str) -> str | None:
+    """A text value of a *successful* result that reports a failure (a simulator that could
+    not make the call succeed but returned it as success), or ``None``."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and SUCCESS_SAYS_FAILURE.search(item):
+            return item[:80]
+    return None
+
+
 def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
     """(code, message) for each failed result or step that nobody planned."""
     found: list[tuple[str, str]] = []
@@ -115,10 +139,15 @@ def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
             continue
         text = message.content or ""
         failed = bool(message.is_error) or bool(FAILURE_TEXT.search(text))
-        if not failed or getattr(message, "injected", False):
+        if failed and getattr(message, "injected", False):
             continue
-        code = "timeout" if "timed out" in text else "failed_result"
-        found.append((code, f"message {position} ({message.name}): {text[:160]}"))
+        if failed:
+            code = "timeout" if "timed out" in text else "failed_result"
+            found.append((code, f"message {position} ({message.name}): {text[:160]}"))
+        elif (dressed := _reads_as_failure(text)) is not None:
+            found.append(
+                ("failed_result", f"message {position} ({message.name}): success says {dressed!r}")
+            )
     for step in trajectory.metadata.get("failed_steps") or []:
         found.append(("failed_step", f"step {step.get('step')}: {step.get('reason')}"))
     return found

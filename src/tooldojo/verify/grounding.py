@@ -210,7 +210,8 @@ def string_in(text: str, value: str) -> bool:
 
 def _word_in(plain: str, target: str) -> bool:
     if len(target) <= 3:  # short codes must stand as words ("m" is in every sentence)
-        return re.search(rf"(?<![a-z0-9]){re.escape(target)}(?![a-z0-9])", plain) is not None
+        # a unit may follow its number ("2.5cm"), but a code is not part of another word
+        return re.search(rf"(?<![a-z]){re.escape(target)}(?![a-z0-9])", plain) is not None
     return target in plain
 
 

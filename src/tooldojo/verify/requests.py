@@ -8,7 +8,9 @@ Checked independently of the user simulator (which has its own, weaker check):
   ``units=metric``, or two or more "name value" pairs such as "numbers 2.5, 3, skip nan no");
 - ``user_code``: a user turn carrying code or tool-call syntax (a weak user model repeating
   the assistant's);
-- ``clarify_unneeded``: the value a clarifying turn asks for was already given.
+- ``clarify_unneeded``: the value a clarifying turn asks for was already given;
+- ``no_ask``: the opening message asks for nothing (no question, no request verb): a
+  statement or an equation is not a request.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def form_pairs(text: str, tools: Sequence[Tool], labels: Sequence[Label]) -> lis
         for spelling in spellings:
             if len(spelling) < 2:
                 continue
-            if re.search(rf"(?<![\w-]){re.escape(spelling)}\s*[:=]\s*\S", lowered):
+            keyed_here = re.search(rf"(?<![\w-]){re.escape(spelling)}\s*[:=]\s*\S", lowered)
+            if keyed_here or f"({spelling})" in lowered:  # "name: value", or "value (name)"
                 keyed.append(name)
                 break
             for value in values.get(name, []):
@@ -104,8 +107,25 @@ def form_pairs(text: str, tools: Sequence[Tool], labels: Sequence[Label]) -> lis
     return keyed + (adjacent if len(set(adjacent)) >= 2 else [])
 
 
+ASK = re.compile(
+    r"(?i)\?|\b(please|pls|could|can|would|will|need|want|wanna|like|help|let me know|tell"
+    r"|show|give|get|find|look|search|check|list|calculate|compute|work out|convert|book"
+    r"|add|create|make|put|update|change|set|delete|remove|cancel|send|schedule|move|rename"
+    r"|fetch|pull|run|resolve|translate|report|arrange|extend|renew|what|how|which|when"
+    r"|where|who|why|order|ship|buy|pay|reserve|start|stop|open|close|turn|play|sort|count"
+    r"|download|upload|share|invite|mark|archive|copy|sum|average|estimate|plan|post|save"
+    r"|print|read|write|compare|analy[sz]e|summari[sz]e|track|draft|sign|register|apply"
+    r"|transfer|withdraw|deposit|refund|return|assign|approve|reject|submit|upgrade)\b"
+)
+"""A request asks: a question mark or a verb of asking or doing."""
+
+
 def _user_text_before(messages: Sequence[Message], index: int) -> str:
     return "\n".join(m.content or "" for m in messages[:index] if m.role == "user")
+
+
+def _first_user(messages: Sequence[Message]) -> int:
+    return next((i for i, m in enumerate(messages) if m.role == "user"), -1)
 
 
 def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
@@ -118,6 +138,8 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         code = code_in(text)
         if code is not None:
             found.append(("user_code", f"user message {position}: carries {code}"))
+        if position == _first_user(trajectory.messages) and not ASK.search(text):
+            found.append(("no_ask", f"user message {position}: asks for nothing"))
         pairs = form_pairs(text, trajectory.tools, trajectory.labels)
         if pairs:
             found.append(

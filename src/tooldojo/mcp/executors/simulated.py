@@ -211,7 +211,9 @@ class SimulatedExecutor:
                 except ValueError as error:
                     problem = f"the reply is not JSON ({error}); backend said: {completion.error}"
                 else:
-                    problem = self._output_problem(tool, value) or ""
+                    problem = self._output_problem(tool, value) or _cut_text(
+                        value, plan.bounds.string_chars
+                    )
                     if not problem:
                         return value
             messages += [
@@ -276,6 +278,18 @@ def _parameter_lines(tool: Tool) -> list[str]:
             text = f"{text} One of: {', '.join(map(str, enum))}.".strip()
         lines.append(f"- {name} ({kind}{flags}): {text}".rstrip(": "))
     return lines
+
+
+def _cut_text(value: Any, chars: int) -> str:
+    """Why ``value`` holds text the length bound cut off (a string at the bound is taken as
+    cut: the grammar closed it mid-sentence), or ``""``."""
+    if isinstance(value, dict):
+        return next((p for v in value.values() if (p := _cut_text(v, chars))), "")
+    if isinstance(value, list):
+        return next((p for v in value if (p := _cut_text(v, chars))), "")
+    if isinstance(value, str) and len(value) >= chars:
+        return f"the text {value[:24]!r}... was cut at {chars} characters; write shorter values"
+    return ""
 
 
 def _strip_fences(text: str) -> str:
