@@ -135,6 +135,7 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
         ),
         ({"request": "Forecast for Lisbon (city), 3 (days), celsius?"}, "request", "form_request"),
         ({"request": "Lisbon is lovely in spring, 3 days of celsius sun."}, "request", "no_ask"),
+        ({"request": "Can you book Lisbon for 3 nights, in celsius?"}, "request", "off_goal"),
         (
             {"result": {"city": "Lisbon", "message": "Error: the city is not supported"}},
             "execution",

@@ -9,6 +9,8 @@ Checked independently of the user simulator (which has its own, weaker check):
 - ``user_code``: a user turn carrying code or tool-call syntax (a weak user model repeating
   the assistant's);
 - ``clarify_unneeded``: the value a clarifying turn asks for was already given;
+- ``off_goal``: the user's words share nothing with the tools the label calls (their names
+  and descriptions): whatever was asked, it was not this;
 - ``no_ask``: the opening message asks for nothing (no question, no request verb): a
   statement or an equation is not a request.
 """
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tooldojo.model import RESULT_REF_KEY, Label, Message, Tool, Trajectory, Verdict
-from tooldojo.verify.content import code_in
+from tooldojo.verify.content import code_in, content_words
 from tooldojo.verify.grounding import normalize, value_in
 from tooldojo.verify.turns import Turn
 
@@ -151,6 +153,14 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
             continue
         said = _user_text_before(trajectory.messages, turn.message_index)
         if label.kind == "call":
+            topic: set[str] = set()
+            for call in label.calls:
+                tool = next((t for t in trajectory.tools if t.name == call.name), None)
+                topic |= content_words(f"{normalize(call.name)} {tool.description if tool else ''}")
+            if topic and not topic & content_words(said):
+                found.append(
+                    ("off_goal", f"turn {turn.index}: the user never asked about {call.name}")
+                )
             for name, value in ungrounded_values(label, said):
                 found.append(
                     (
