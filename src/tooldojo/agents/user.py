@@ -150,14 +150,17 @@ class UserSimulator:
         self.sampling = sampling or SamplingParams(temperature=0.8, max_tokens=160)
         self.attempts = attempts
         self.template_cap = template_cap if model is not None else 1.0
-        self.episodes: set[str] = set()
+        self.accepted: set[str] = set()
+        """Episodes whose opening request was written (by the model or a template)."""
         self.templated: set[str] = set()
 
     def _may_template(self, scenario: Scenario) -> bool:
         """Charge ``scenario`` a template if the cap allows it (once per episode)."""
         if scenario.id in self.templated:
             return True
-        if len(self.templated) + 1 > self.template_cap * max(len(self.episodes), 1):
+        # Counted over episodes that yield a trajectory, so the cap bounds the share of
+        # templated samples in the output, not of attempts (dropped ones do not dilute it).
+        if len(self.templated) + 1 > self.template_cap * (len(self.accepted | {scenario.id})):
             return False
         self.templated.add(scenario.id)
         return True
@@ -179,7 +182,6 @@ class UserSimulator:
             tool_names=[ask["tool"] for ask in asks if ask.get("tool") and len(ask["tool"]) > 3],
         )
         check.keys = [k for ask in asks for k in ask.get("values", {})]
-        self.episodes.add(scenario.id)
         style = style_of(scenario.style)
         task = request_task(scenario, turn_index, asks, withheld)
         shown = [
@@ -203,7 +205,7 @@ class UserSimulator:
             (f"Goal: {e.goal}\nDetails: {details_text(e.details)}", e.request)
             for e in draw_examples(style.name, rng)
         ]
-        return await self._write(
+        text = await self._write(
             scenario,
             goal,
             check,
@@ -211,6 +213,8 @@ class UserSimulator:
             lambda: template_request(scenario, turn_index, asks, withheld, style, rng),
             shots=shots,
         )
+        self.accepted.add(scenario.id)
+        return text
 
     async def clarification(
         self, scenario: Scenario, turn_index: int, question: str, rng: random.Random
