@@ -83,12 +83,31 @@ async def test_output_schema_mismatch_is_re_asked_then_given_up() -> None:
 
 
 @pytest.mark.anyio
-async def test_error_bodies_are_error_results() -> None:
-    model = ScriptedChatModel(['{"error": "order A9 does not exist"}'])
+async def test_grammar_is_the_bounded_schema_with_arguments_pinned_and_a_token_budget() -> None:
+    seen = []
+
+    class Recording(ScriptedChatModel):
+        async def complete(self, messages, tools=None, *, sampling=None, constraint=None):
+            seen.append((sampling, constraint))
+            return await super().complete(messages, tools, sampling=sampling)
+
+    executor = SimulatedExecutor(Recording(['{"id": "A9", "status": "open"}']), budget_tokens=300)
+    await executor.execute(GET_ORDER, {"order_id": "A9", "id": "A9"}, Episode(id="e"))
+    sampling, constraint = seen[0]
+    schema = constraint.json_schema
+    assert schema["properties"]["id"] == {"const": "A9"}  # the call's id is echoed
+    assert schema["properties"]["status"]["maxLength"] <= 48
+    assert sampling.max_tokens <= 300
+
+
+@pytest.mark.anyio
+async def test_an_error_body_that_breaks_the_schema_is_no_result() -> None:
+    model = ScriptedChatModel(['{"error": "order A9 does not exist"}'] * 2)
     registry = ToolRegistry()
     registry.add([GET_ORDER], SimulatedExecutor(model))
     result = await ToolServer(registry).call("get_order", {"order_id": "A9"}, episode="e")
-    assert result.is_error and "A9 does not exist" in result.content[0].text
+    assert result.is_error and "no valid result" in result.content[0].text
+    assert not (result.meta or {}).get("tooldojo/injected_failure")
 
 
 @pytest.mark.anyio
@@ -102,6 +121,7 @@ async def test_injected_failures_follow_the_rate_and_are_deterministic() -> None
         for index in range(200):
             outcome = await executor.execute(GET_ORDER, {"order_id": str(index)}, Episode(id="e"))
             if outcome.is_error:
+                assert outcome.injected
                 assert outcome.value["error"]["type"] in {
                     "not_found",
                     "permission_denied",
@@ -121,3 +141,23 @@ def test_read_only_detection() -> None:
     assert not is_read_only(post)
     hinted = Tool(name="cancel", metadata={"annotations": {"readOnlyHint": True}})
     assert is_read_only(hinted)
+
+
+@pytest.mark.anyio
+async def test_the_wall_clock_limit_follows_the_token_budget_and_a_timeout_names_its_cause():
+    import anyio
+
+    class Stalled(ScriptedChatModel):
+        async def complete(self, messages, tools=None, *, sampling=None, constraint=None):
+            await anyio.sleep(2)
+            return await super().complete(messages, tools, sampling=sampling)
+
+    executor = SimulatedExecutor(Stalled(['{"id": "A1", "status": "open"}']), budget_tokens=300)
+    assert executor.min_timeout_s >= 2 * 300 / 2.0  # two attempts at 2 tokens/s at least
+    registry = ToolRegistry()
+    registry.add([GET_ORDER], executor)
+    server = ToolServer(registry, call_timeout_s=0.01)
+    executor.min_tokens_per_s, executor.prompt_allowance_s = 1e6, 0.05  # a very slow "model"
+    result = await server.call("get_order", {"order_id": "A1"}, episode="e")
+    text = result.content[0].text
+    assert result.is_error and "timed out after" in text and "tokens/s" in text

@@ -7,6 +7,7 @@ in one event loop; the run writes its trajectories and summary and closes its co
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,8 +41,18 @@ class Endpoint:
             kind, text = "draft", "{}"
         elif body.get("tools"):
             kind, text = "assistant", "Done."
-        else:
-            kind, text = "user", "Please put a meeting with Dana on my calendar for Monday."
+        else:  # the user simulator: write the planned details into the request
+            prompt = body["messages"][-1]["content"]
+            chunks = re.findall(r"(?:^Details(?: \(\d+\))?: |these details: )(.*)$", prompt, re.M)
+            values = [
+                re.sub(r" \([^()]*\)$", "", part)
+                for chunk in chunks
+                for part in chunk.split("; ")
+                if part != "(none)"
+            ]
+            goal = re.search(r"^Goal: (.*)$", prompt, re.M)
+            task = goal.group(1) if goal else "help me"
+            kind, text = "user", f"Please {task}, with " + ("; ".join(values) or "my calendar")
         self.kinds.append(kind)
         message = {"role": "assistant", "content": text}
         return JSONResponse(
@@ -77,10 +88,12 @@ def test_synth_cli_with_a_remote_model(tmp_path: Path, endpoint: tuple[Endpoint,
     out = tmp_path / "out"
     args = ["synth", "--executor", OFFICE, "--n", "6", "--out", str(out), "--config", str(config)]
     args += ["--values", "model", "--categories", "single,multi_turn", "--min-per-tool", "0"]
+    args += ["--dedup", "0"]  # the scripted user repeats itself for equal drafts
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     trajectories = list(read_jsonl(out / "trajectories.jsonl", Trajectory))
-    assert len(trajectories) == 6
+    dropped = (out / "dropped.jsonl").read_text() if (out / "dropped.jsonl").exists() else ""
+    assert len(trajectories) == 6, dropped
     assert {t.category for t in trajectories} == {"single", "multi_turn"}
     assert all(t.metadata["models"]["assistant"] == "m" for t in trajectories)
     assert {"draft", "user", "assistant"} <= set(scripted.kinds)

@@ -45,29 +45,37 @@ async def synthesize(tmp_path, guidance):
     await verify_file(
         out / "trajectories.jsonl",
         out / "verified.jsonl",
-        VerifyOptions(gates=["format", "schema", "label"]),
+        VerifyOptions(),
     )
     verified = list(read_jsonl(out / "verified.jsonl", Trajectory))
     return assistant, prepared.env.assistant.stats.as_dict(), verified
 
 
 @pytest.mark.anyio
-async def test_label_guidance_teacher_forces_what_the_model_gets_wrong(tmp_path):
+async def test_label_guidance_forces_calls_but_never_writes_text_for_the_model(tmp_path):
     assistant, stats, verified = await synthesize(tmp_path, "label")
-    assert verified and all(t.passed for t in verified), [
+    assert verified and stats["forced"] > 0 and "own" not in stats
+    forced = [m for t in verified for m in t.messages if getattr(m, "origin", None) == "forced"]
+    assert len(forced) == stats["forced"] and all(m.tool_calls for m in forced)
+    assert any(c is not None and c.allow_text is False for c in assistant.constraints)
+    # Text steps stay the model's own words, tried a few times and then kept as they are:
+    # no filler stands in for them, and the turns gate drops what the model could not write.
+    assert stats["failed_text"] > 0
+    texts = {m.content for t in verified for m in t.assistant_turns() if not m.tool_calls}
+    assert texts == {"Sure, I would be happy to help with that."}
+    stopped = {t.verdicts[-1].gate for t in verified}
+    assert not any(t.passed for t in verified) and stopped == {"turns"}, [
         v.reason for t in verified for v in t.verdicts if not v.passed
     ]
-    assert stats["forced"] > 0 and stats.get("own", 0) > 0  # text steps it got right itself
-    forced = [m for t in verified for m in t.messages if getattr(m, "guided", None) == "label"]
-    assert len(forced) == stats["forced"]
-    assert any(c is not None and c.allow_text is False for c in assistant.constraints)
 
 
 @pytest.mark.anyio
 async def test_kind_guidance_constrains_call_steps_only(tmp_path):
     assistant, stats, verified = await synthesize(tmp_path, "kind")
-    assert stats == {}
-    kinds = [c.allow_text for c in assistant.constraints if c is not None]
+    assert "forced" not in stats and "own" not in stats  # nothing replaced; text steps tried
+    kinds = [
+        c.allow_text for c in assistant.constraints if c is not None and c.kind == "tool_calls"
+    ]
     assert kinds and not any(kinds)  # call steps: calls only; text steps: no constraint
     assert None in assistant.constraints
     assert not all(t.passed for t in verified)  # the prose-only model fails its call steps

@@ -8,7 +8,7 @@ import random
 import jsonschema
 import pytest
 
-from tooldojo.agents.user import RequestCheck, UserSimulator, mentions
+from tooldojo.agents.user import RequestCheck, TemplateCapReached, UserSimulator, mentions
 from tooldojo.llm.base import Completion
 from tooldojo.llm.scripted import ScriptedChatModel
 from tooldojo.model import Scenario, ScenarioTurn, Tool
@@ -131,7 +131,9 @@ async def test_user_simulator_checks_model_text_and_falls_back_to_templates():
     assert text.source == "model" and text.text.startswith("Please set bk_ab12")
 
     bad = ScriptedChatModel(["call set_price: bk_ab12 9.5 EUR", "I want to change a price."])
-    text = await UserSimulator(bad).request(_scenario(), 0, random.Random(0))
+    text = await UserSimulator(bad, attempts=2, template_cap=1.0).request(
+        _scenario(), 0, random.Random(0)
+    )
     assert text.source == "template"
     assert text.problems[0] == "names the tool set_price"
     assert text.problems[1].startswith("missing bk_ab12")
@@ -140,14 +142,45 @@ async def test_user_simulator_checks_model_text_and_falls_back_to_templates():
 
     clarify = _scenario(withheld={"book_id": "bk_ab12"})
     leaky = ScriptedChatModel(["Set bk_ab12 to 9.5 EUR"] * 2)
-    text = await UserSimulator(leaky).request(clarify, 0, random.Random(0))
+    text = await UserSimulator(leaky, attempts=2, template_cap=1.0).request(
+        clarify, 0, random.Random(0)
+    )
     assert text.source == "template" and "bk_ab12" not in text.text and "9.5" in text.text
     answer = await UserSimulator(None).clarification(clarify, 0, "Which book?", random.Random(0))
     assert "bk_ab12" in answer.text
 
     failing = ScriptedChatModel([Completion(error="down", finish_reason="error")] * 2)
-    text = await UserSimulator(failing).request(_scenario(), 0, random.Random(0))
+    text = await UserSimulator(failing, attempts=2, template_cap=1.0).request(
+        _scenario(), 0, random.Random(0)
+    )
     assert text.source == "template" and text.problems == ["down", "down"]
+
+
+@pytest.mark.anyio
+async def test_templates_are_capped_and_above_the_cap_the_episode_is_dropped():
+    def answer(messages, tools):
+        return "Please set bk_ab12 to 9.5 EUR, thanks!" if ok[0] else "no idea"
+
+    ok = [True]
+    user = UserSimulator(ScriptedChatModel(answer), attempts=1, template_cap=0.2)
+    for index in range(7):  # 7 episodes the model writes itself
+        await user.request(_scenario().model_copy(update={"id": f"s{index}"}), 0, random.Random(0))
+    ok[0] = False
+    text = await user.request(_scenario().model_copy(update={"id": "s7"}), 0, random.Random(0))
+    assert text.source == "template"  # 1 of 8 episodes templated: within 20 %
+    with pytest.raises(TemplateCapReached, match="templates already fill their share"):
+        await user.request(_scenario().model_copy(update={"id": "s8"}), 0, random.Random(0))
+    text = await user.request(_scenario().model_copy(update={"id": "s7"}), 0, random.Random(0))
+    assert text.source == "template"  # an episode already charged may template again
+
+
+def test_the_model_writes_from_style_examples_and_form_like_text_is_rejected():
+    from tooldojo.agents.request_examples import EXAMPLES
+
+    assert len(EXAMPLES) >= 40 and len({e.style for e in EXAMPLES}) == 5
+    check = RequestCheck(required=["Lisbon"], forbidden=[], tool_names=[], keys=["city"])
+    assert check.problems("City: Lisbon") == ["lists city as fields"]
+    assert check.problems("Weather in Lisbon, please") == []
 
 
 def test_request_check_numbers_and_echoes():
@@ -215,3 +248,115 @@ def test_plan_file_serves_longest_episodes_first_without_holding_the_plan(tmp_pa
     path.write_text(path.read_text() + '{"id": "broken"}\n')
     with pytest.raises(DataError, match=r"scenarios\.jsonl"):
         PlanFile(path).check()
+
+
+@pytest.mark.anyio
+async def test_a_result_without_the_referenced_field_is_a_failed_step_not_an_exception():
+    from contextlib import asynccontextmanager
+
+    import mcp.types as types
+
+    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.model import Label, LabelCall, ScenarioTurn
+    from tooldojo.synth.episode import EpisodeEnv, run_episode
+    from tooldojo.verify import VerifyOptions, verify_trajectory
+
+    class Caller:
+        async def call_tool(self, name, arguments=None, *, meta=None):
+            body = '{"name": "draft"}'  # no "id" field for the next step to use
+            return types.CallToolResult(content=[types.TextContent(type="text", text=body)])
+
+    @asynccontextmanager
+    async def connect():
+        yield Caller()
+
+    tools = {
+        name: Tool(name=name, parameters={"type": "object", "properties": {"x": {}}})
+        for name in ("make", "use")
+    }
+    ref = {"$result": {"step": 0, "call": 0, "field": "id"}}
+    scenario = Scenario(
+        id="m1",
+        category="multi_step",
+        tools=["make", "use"],
+        turns=[
+            ScenarioTurn(
+                intent="make a thing, then use it",
+                steps=[
+                    Label(calls=[LabelCall(name="make", arguments={"x": [1]})]),
+                    Label(calls=[LabelCall(name="use", arguments={"x": [ref]})]),
+                    Label(kind="text"),
+                ],
+            )
+        ],
+    )
+    assistant = AssistantAgent(ScriptedChatModel(["I can't"] * 5), guidance="label")
+    env = EpisodeEnv(tools=tools, user=UserSimulator(None), assistant=assistant, connect=connect)
+    trajectory = await run_episode(scenario, env)
+    (failed,) = trajectory.metadata["failed_steps"]
+    assert failed["step"] == 1 and "has no field 'id'" in failed["reason"]
+    verified = await verify_trajectory(trajectory, VerifyOptions())
+    assert not verified.passed and verified.verdicts[-1].gate == "execution"
+
+
+@pytest.mark.anyio
+async def test_injected_failures_are_marked_and_unplanned_ones_fail_the_trajectory():
+    from contextlib import asynccontextmanager
+
+    import mcp.types as types
+
+    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.mcp.server import INJECTED_META_KEY
+    from tooldojo.model import Label, LabelCall, ScenarioTurn
+    from tooldojo.synth.episode import EpisodeEnv, run_episode
+    from tooldojo.verify import VerifyOptions, verify_trajectory
+
+    def caller_for(injected: bool):
+        class Caller:
+            async def call_tool(self, name, arguments=None, *, meta=None):
+                body = '{"error": {"type": "rate_limited", "message": "Too many requests"}}'
+                return types.CallToolResult(
+                    content=[types.TextContent(type="text", text=body)],
+                    is_error=True,
+                    _meta={INJECTED_META_KEY: True} if injected else None,
+                )
+
+        @asynccontextmanager
+        async def connect():
+            yield Caller()
+
+        return connect
+
+    tool = Tool(name="get_rate", parameters={"type": "object", "properties": {"pair": {}}})
+    scenario = Scenario(
+        id="f1",
+        category="single",
+        tools=["get_rate"],
+        turns=[
+            ScenarioTurn(
+                intent="get the EUR/USD rate",
+                steps=[
+                    Label(calls=[LabelCall(name="get_rate", arguments={"pair": ["EURUSD"]})]),
+                    Label(kind="text"),
+                ],
+            )
+        ],
+        metadata={"asks": [[{"tool": None, "description": "EURUSD rate please"}]]},
+    )
+    answer = "Sorry, the rate service said too many requests; please try again later."
+    for injected, gate in ((True, None), (False, "execution")):
+        assistant = AssistantAgent(ScriptedChatModel([answer] * 3), guidance="label")
+        env = EpisodeEnv(
+            tools={"get_rate": tool},
+            user=UserSimulator(None),
+            assistant=assistant,
+            connect=caller_for(injected),
+        )
+        trajectory = await run_episode(scenario, env)
+        tool_message = next(m for m in trajectory.messages if m.role == "tool")
+        assert tool_message.origin == "executed" and tool_message.is_error
+        assert getattr(tool_message, "injected", False) is injected
+        assert trajectory.metadata["injected_failures"] == int(injected)
+        verified = await verify_trajectory(trajectory, VerifyOptions())
+        stopped = None if verified.passed else verified.verdicts[-1].gate
+        assert stopped == gate, verified.verdicts[-1].reason

@@ -75,7 +75,7 @@ def test_verify_writes_verdicts_prints_funnel_and_resumes(trajectories: Path, tm
     # The funnel row for "all": 3 total, format 2/3 passed, label 1/2, 1 passed overall.
     all_row = next(line for line in result.output.splitlines() if "│ all" in line)
     cells = [c.strip() for c in all_row.split("│") if c.strip()]
-    assert cells == ["all", "3", "2/3", "2/2", "1/2", "1"]
+    assert cells == ["all", "3", "2/3", "2/2", "1/2", "1/1", "1/1", "1/1", "1"]
 
     again = runner.invoke(app, ["verify", str(trajectories), "--out", str(out)])
     assert again.exit_code == 0
@@ -101,10 +101,10 @@ def test_verify_explain_names_the_failing_gate(trajectories: Path, tmp_path: Pat
 def test_verify_rejects_bad_gate_names_before_writing(trajectories: Path, tmp_path: Path):
     out = tmp_path / "verified.jsonl"
     result = runner.invoke(
-        app, ["verify", str(trajectories), "--out", str(out), "--gates", "format,execution"]
+        app, ["verify", str(trajectories), "--out", str(out), "--gates", "format,vibes"]
     )
     assert isinstance(result.exception, ToolDojoError)
-    assert "needs an executor" in str(result.exception)
+    assert "unknown gate" in str(result.exception)
     assert not out.exists()
 
 
@@ -180,3 +180,10 @@ def test_export_fails_cleanly_and_leaves_no_partial_file(tmp_path: Path) -> None
     assert isinstance(result.exception, ToolDojoError)
     assert "line 1" in str(result.exception)
     assert list(tmp_path.glob("*.parquet*")) == [] and list(tmp_path.glob(".*tmp*")) == []
+
+
+def test_the_cli_default_gates_are_the_pipeline_defaults():
+    from tooldojo.verify.cli import DEFAULT_GATES_OPTION
+    from tooldojo.verify.pipeline import DEFAULT_GATES
+
+    assert ",".join(DEFAULT_GATES) == DEFAULT_GATES_OPTION

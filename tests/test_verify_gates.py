@@ -9,7 +9,7 @@ import pytest
 from tooldojo.errors import ToolDojoError
 from tooldojo.llm.codecs import get_codec
 from tooldojo.model import Label, LabelCall, Message, Tool, ToolCall, Trajectory
-from tooldojo.verify import VerifyOptions, verify_trajectory
+from tooldojo.verify import DEFAULT_GATES, VerifyOptions, verify_trajectory
 from tooldojo.verify.format import format_gate
 from tooldojo.verify.label import label_gate
 from tooldojo.verify.schema import schema_gate, validator_of
@@ -80,7 +80,7 @@ async def test_structured_call_passes_all_default_gates() -> None:
     call = ToolCall(id="c1", name="get_current_weather", arguments={"location": "paris, france"})
     result = await verify(trajectory([calls_message(call)], [PARIS]))
     assert result.passed is True
-    assert [v.gate for v in result.verdicts] == ["format", "schema", "label"]
+    assert [v.gate for v in result.verdicts] == list(DEFAULT_GATES)
     assert all(v.passed and v.score == 1.0 for v in result.verdicts)
 
 
@@ -214,7 +214,7 @@ def _two_step(order_id_in_result: str, shipped_id: str, call_id: str = "c1") -> 
             ),
             calls_message(ToolCall(id="c2", name="ship_order", arguments={"order_id": shipped_id})),
             Message(role="tool", tool_call_id="c2", content='{"status": "shipped"}'),
-            Message(role="assistant", content="Done: shipped."),
+            Message(role="assistant", content="Your pen is on its way: order A-17 has shipped."),
         ],
         labels=[
             call_label("create_order", item=["pen"], qty=[""]),
@@ -242,8 +242,7 @@ async def test_result_references_resolve_against_recorded_tool_results() -> None
 def test_options_reject_unknown_gates_and_missing_resources() -> None:
     with pytest.raises(ToolDojoError, match="unknown gate"):
         VerifyOptions(gates=["format", "vibes"]).ordered_gates()
-    with pytest.raises(ToolDojoError, match="needs an executor"):
-        VerifyOptions(gates=["execution"]).ordered_gates()
+    assert VerifyOptions(gates=["execution"]).ordered_gates() == ["execution"]  # recorded only
     with pytest.raises(ToolDojoError, match="judge"):
         VerifyOptions(gates=["judge"]).ordered_gates()
     # Order is always the canonical one, whatever the request order.

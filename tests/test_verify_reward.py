@@ -184,3 +184,18 @@ def test_verl_compute_score_reads_tools_and_codec_from_extra_info() -> None:
     assert compute_score("tooldojo", "[area(r=2)]", truth, extra) == 1.0  # int for number
     assert compute_score("tooldojo", "[area(r=3)]", truth, extra) < 1.0
     assert compute_score("tooldojo", "[area(r=", truth, extra) == 0.0
+
+
+def test_text_rewards_fail_filler_code_and_empty_refusals():
+    from tooldojo.verify.reward import reward_breakdown as breakdown
+
+    text = {"kind": "text"}
+    assert breakdown("Done. Here is what I found: {}", text).reward == 0.0
+    assert breakdown("Use get_weather(city='Oslo') for that.", text).reward == 0.0
+    assert breakdown("It is 21 degrees in Oslo today.", text).reward == 1.0
+    refuse = {"kind": "refuse"}
+    assert breakdown("Okay then.", refuse).reward == 0.5
+    assert breakdown("Sorry, I can't book flights with these tools.", refuse).reward == 1.0
+    clarify = {"kind": "clarify", "missing": ["city"]}
+    assert breakdown("I will check the city.", clarify).reward == 0.5
+    assert breakdown("Which city do you mean?", clarify).reward == 1.0

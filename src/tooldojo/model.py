@@ -30,7 +30,10 @@ Category = Literal[
 ]
 CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 
-GateName = Literal["format", "schema", "label", "execution", "agreement", "judge"]
+GateName = Literal[
+    "format", "schema", "label", "execution", "request", "turns", "agreement", "judge"
+]
+"""In running order: cheap checks of the trajectory itself first, replays and models last."""
 GATES: tuple[str, ...] = GateName.__args__  # type: ignore[attr-defined]
 
 
@@ -124,6 +127,8 @@ class ToolCall(_Record):
 
 
 Role = Literal["system", "user", "assistant", "tool"]
+Origin = Literal["model", "forced", "template", "executed"]
+ORIGINS: tuple[str, ...] = Origin.__args__  # type: ignore[attr-defined]
 
 
 class Message(_Record):
@@ -137,6 +142,10 @@ class Message(_Record):
     """For ``tool`` messages: the tool that produced the result."""
     is_error: bool | None = None
     """For ``tool`` messages: the executor reported a failure (MCP ``isError``)."""
+    origin: Origin | None = None
+    """Who wrote this turn during synthesis: ``model`` (the role's model, freely), ``forced``
+    (copied from the planned label), ``template`` (filled from a template) or ``executed``
+    (a tool result). ``None`` for messages that did not come from a synthesis episode."""
 
     def to_openai(self) -> dict[str, Any]:
         """The message as the OpenAI chat API expects it (no tooldojo-only keys)."""

@@ -9,11 +9,15 @@ text answer, which clarification and irrelevance need.
 
 from __future__ import annotations
 
+import json
+
 from tooldojo.agents.guidance import (
     Guidance,
     GuidanceStats,
     forced_completion,
     matches_label,
+    step_hint,
+    text_problems,
 )
 from tooldojo.llm._shared import new_call_id
 from tooldojo.llm.base import ChatModel, Completion, Constraint, SamplingParams
@@ -27,6 +31,28 @@ ASSISTANT_SYSTEM_PROMPT = (
 )
 
 
+PROSE_CONSTRAINT = Constraint(
+    kind="json_schema",
+    schema={
+        "type": "object",
+        "properties": {
+            "answer": {"type": "string", "pattern": "^[A-Za-z0-9 .,:;'!?%$/()_-]{1,240}$"}
+        },
+        "required": ["answer"],
+    },
+)
+"""A text answer decoded as ``{"answer": "..."}`` in plain prose characters."""
+
+
+def _unwrap_prose(completion: Completion) -> Completion:
+    """The ``answer`` of a :data:`PROSE_CONSTRAINT` completion as its plain text."""
+    try:
+        text = json.loads(completion.text)["answer"]
+    except (ValueError, KeyError, TypeError):
+        return completion
+    return completion.model_copy(update={"text": str(text).strip()})
+
+
 class AssistantAgent:
     """Asks ``model`` for the next assistant message given the conversation so far."""
 
@@ -38,12 +64,14 @@ class AssistantAgent:
         sampling: SamplingParams | None = None,
         constrain: bool = True,
         guidance: Guidance = "none",
+        text_attempts: int = 3,
     ):
         self.model = model
         self.system_prompt = system_prompt
         self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=384)
         self.constrain = constrain
         self.guidance = guidance
+        self.text_attempts = text_attempts
         self.stats = GuidanceStats()
 
     def system_message(self) -> Message:
@@ -58,14 +86,14 @@ class AssistantAgent:
         :attr:`guidance` (see :mod:`tooldojo.agents.guidance`).
         """
         guided = self.guidance != "none" and label is not None
+        if guided and label.kind != "call":
+            return await self._text_step(messages, tools, seed, label)
         constraint = Constraint(kind="tool_calls", allow_text=True) if self.constrain else None
-        if guided and label.kind == "call":
+        if guided:
             # "label" guidance may also bound the number of calls (it knows the label anyway);
             # it stops a weak model from emitting calls until it runs out of tokens.
             most = len(label.calls) if self.guidance == "label" else None
             constraint = Constraint(kind="tool_calls", allow_text=False, max_calls=most)
-        elif guided:
-            constraint = None  # a text step: nothing to constrain
         sampling = self.sampling.model_copy(update={"seed": seed})
         completion = await self.model.complete(
             messages, tools, sampling=sampling, constraint=constraint
@@ -79,4 +107,37 @@ class AssistantAgent:
         for call in completion.tool_calls:
             if not call.id:
                 call.id = new_call_id()
+        return completion
+
+    async def _text_step(
+        self, messages: list[Message], tools: list[Tool], seed: int, label: Label
+    ) -> Completion:
+        """A text step under guidance: the model, told what the step is for, gets a few
+        tries to write an answer that passes the turn checks; the last try is returned as
+        it is otherwise (no template stands in for it), and verification drops it."""
+        hinted = [
+            Message(role="system", content=f"{self.system_prompt}\n\n{step_hint(label, tools)}"),
+            *(m for m in messages if m.role != "system"),
+        ]
+        completion = None
+        for attempt in range(self.text_attempts):
+            temperature = self.sampling.temperature if attempt == 0 else 0.7
+            sampling = self.sampling.model_copy(
+                update={"seed": seed + attempt, "temperature": temperature}
+            )
+            # First free text; then prose under a grammar (no markup, braces or quotes), which
+            # keeps a weak model from echoing the tool protocol instead of answering.
+            constraint = None if attempt == 0 else PROSE_CONSTRAINT
+            completion = await self.model.complete(
+                hinted, tools, sampling=sampling, constraint=constraint
+            )
+            if not completion.ok and not completion.text.strip():
+                return completion  # the backend failed, not the model: the episode is retried
+            if constraint is not None:
+                completion = _unwrap_prose(completion)
+            if not text_problems(completion, label, messages, tools):
+                self.stats.counts["own_text"] += 1
+                return completion
+        self.stats.counts["failed_text"] += 1
+        assert completion is not None
         return completion

@@ -7,12 +7,19 @@ the assistant is a choice:
   filters. Right for a capable assistant model (InfTool's setting).
 - ``kind``: the assistant learns only *whether* this step calls a tool: a call step is
   decoded under a calls-only constraint (no text escape); other steps are unconstrained.
-- ``label``: as ``kind``, and an answer that does not match the label (BFCL semantics) is
-  replaced by the label's canonical answer — teacher forcing from the goal. A model that
-  cannot call tools yet (the embedded 135M model calls none at first) still yields
-  episodes whose user requests, tool results and follow-ups are real role-play, which is
-  what a cold start needs. Every replaced step is counted and marked in the message
-  (``guided: "label"``), so data made this way can be told apart.
+- ``label``: as ``kind``, and a *call* that does not match the label (BFCL semantics) is
+  replaced by the label's calls — teacher forcing from the goal. A model that cannot call
+  tools yet (the embedded 135M model calls none at first) still yields episodes whose user
+  requests, tool results and follow-ups are real role-play, which is what a cold start
+  needs. Every replaced step is counted and marked (``origin="forced"``), so data made this
+  way can be told apart.
+
+Text steps (final answers, clarifying questions, refusals) are never filled in: a label says
+*that* the assistant should answer in text, not *what* a good answer says, and a template
+written in its place ("Done. Here is what I found: ...") is filler a model would learn to
+repeat. Under guidance the model gets a hint of what the step is for and a few tries; an
+answer that still fails the turn checks of :mod:`tooldojo.verify.content` is kept as the
+model wrote it, so verification drops the trajectory.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any, Literal
 
 from tooldojo.llm.base import Completion
 from tooldojo.model import Label, Message, Tool, ToolCall, Trajectory
+from tooldojo.verify.content import turn_content_errors
 from tooldojo.verify.label import (
     UnresolvedReference,
     calls_mismatch,
@@ -75,15 +83,49 @@ def canonical_calls(label: Label, messages: list[Message], tools: list[Tool]) ->
     return calls
 
 
-def canonical_text(label: Label, messages: list[Message]) -> str:
-    """A short, correct text answer for a step that must not call a tool."""
+def step_hint(label: Label, tools: list[Tool]) -> str:
+    """What a text step is for, told to the model for this step only (never recorded)."""
     if label.kind == "clarify":
-        missing = ", ".join(label.missing) or "details"
-        return f"I can do that. Could you tell me the {missing}?"
+        from tooldojo.agents.user import words
+
+        missing = ", ".join(words(name) for name in label.missing) or "missing detail"
+        return (
+            f"Do not call a tool yet: the user has not given the {missing}. Ask them for it "
+            "in one short question. Example: the user wants a table booked but gave no time; "
+            'you answer "Happy to book it. What time would you like the table?"'
+        )
     if label.kind == "refuse":
-        return "Sorry, none of the tools I have can help with that request."
-    results = [m.content for m in messages if m.role == "tool" and m.content]
-    return f"Done. Here is what I found: {results[-1][:300]}" if results else "Done."
+        return (
+            "None of your tools can do what the user asks. Do not call a tool: say in one or "
+            "two sentences that you cannot do it and why. Example: \"Sorry, I can't book "
+            'flights: my tools only cover the calendar."'
+        )
+    return (
+        "Answer the user now in one or two plain sentences that say what they asked about "
+        "and quote the concrete values from the tool results (names, numbers, dates). No code, "
+        "no JSON. If a tool call failed, say so. Example: the user asked for the weather in "
+        'Oslo and the tool returned {"temp_c": 4, "sky": "snow"}; you answer "In Oslo it is '
+        '4 degrees with snow right now."'
+    )
+
+
+def text_problems(
+    completion: Completion, label: Label, messages: list[Message], tools: list[Tool]
+) -> list[str]:
+    """Why a text completion is not a good answer for ``label`` (empty when it is)."""
+    from tooldojo.verify.turns import Turn
+
+    if not completion.ok:
+        return [completion.error or "error"]
+    if completion.tool_calls:
+        return ["called a tool where a text answer was due"]
+    text = completion.text.strip()
+    if not text or PROTOCOL_MARKUP.search(text):
+        return ["no answer" if not text else "imitates the tool protocol"]
+    candidate = Message(role="assistant", content=text)
+    trajectory = Trajectory(id="guidance", tools=tools, messages=[*messages, candidate])
+    turn = Turn(index=0, message_index=len(messages), text=text, label=label)
+    return [code for code, _ in turn_content_errors(turn, trajectory)]
 
 
 def matches_label(
@@ -92,10 +134,9 @@ def matches_label(
     if not completion.ok:
         return False
     if label.kind != "call":
-        # Prose that imitates the tool protocol (a weak model echoing "<tool_response>" back)
-        # is no answer: learning it would teach the model to impersonate the tools.
-        text = completion.text.strip()
-        return not completion.tool_calls and bool(text) and not PROTOCOL_MARKUP.search(text)
+        # Prose that imitates the tool protocol, filler, code, an answer that ignores the
+        # results: none of it is an answer a model should learn.
+        return not text_problems(completion, label, messages, tools)
     turns = assistant_turns(Trajectory(id="guidance", tools=tools, messages=messages))
     try:
         expected = resolved_label_calls(label, turns, messages)
@@ -117,11 +158,12 @@ class GuidanceStats:
 def forced_completion(
     label: Label, messages: list[Message], tools: list[Tool], model: str
 ) -> Completion:
-    """The label's canonical answer as a completion (text or calls)."""
-    if label.kind == "call":
-        return Completion(
-            tool_calls=canonical_calls(label, messages, tools),
-            finish_reason="tool_calls",
-            model=f"label({model})",
-        )
-    return Completion(text=canonical_text(label, messages), model=f"label({model})")
+    """The label's calls as a completion (raises ``UnresolvedReference`` when a call refers
+    to a result field that does not exist). Only call labels are forced."""
+    if label.kind != "call":
+        raise ValueError("only call steps are forced; text steps are the model's own")
+    return Completion(
+        tool_calls=canonical_calls(label, messages, tools),
+        finish_reason="tool_calls",
+        model=f"label({model})",
+    )

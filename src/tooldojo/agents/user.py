@@ -2,10 +2,14 @@
 
 The planner has already fixed the target calls; the user's job is to ask for them naturally,
 carrying every planned value (so the label is reachable) without naming the tool (so the
-assistant has to pick it). A model writes the request in the scenario's persona and style;
-the text is checked (every planned value present, no withheld value, no tool name) and, when
-the model cannot satisfy the check, a style-aware template writes it instead. The source of
-every message is recorded so data quality can be measured per source.
+assistant has to pick it). A model writes the request in the scenario's persona and style,
+few-shot from a pool of style examples written for this project
+(:mod:`tooldojo.agents.request_examples`); the text is checked (every planned value present,
+no withheld value, no tool name, no ``name: value`` fields) and, when the model cannot satisfy
+the check, a style-aware template may write it instead, but only while templated episodes
+stay under ``template_cap`` of all episodes: above it :class:`TemplateCapReached` is raised and
+the episode is dropped, not templated. The source of every message is recorded so data
+quality can be measured per source.
 """
 
 from __future__ import annotations
@@ -17,8 +21,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tooldojo.agents.personas import Style, style_of
+from tooldojo.agents.request_examples import details_text, draw_examples
 from tooldojo.llm.base import ChatModel, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
+
+
+class TemplateCapReached(Exception):
+    """The model could not write a message and templates already fill their share."""
+
+
+DEFAULT_TEMPLATE_CAP = 0.10
+"""Largest share of episodes that may carry a templated user message."""
 
 
 @dataclass
@@ -88,6 +101,8 @@ class RequestCheck:
     required: list[Any]
     forbidden: list[Any]
     tool_names: list[str]
+    keys: list[str] = field(default_factory=list)
+    """Parameter names that must not appear as ``name: value`` fields."""
 
     def problems(self, text: str) -> list[str]:
         out = []
@@ -104,10 +119,18 @@ class RequestCheck:
             out.append("names the tool " + ", ".join(named))
         if _ECHO.search(text):
             out.append("repeats the instructions instead of writing the message")
+        fields = [k for k in self.keys if re.search(rf"(?i)\b{re.escape(words(k))}\s*[:=]", text)]
+        if fields:
+            out.append("lists " + ", ".join(fields) + " as fields")
+        if re.search(r"```|</?tool_|\{\s*\"", text):
+            out.append("carries code or markup")
         return out
 
 
-_ECHO = re.compile(r"(?i)\bcase \d+:|do not name any|include these details|write only the message")
+_ECHO = re.compile(
+    r"(?i)\bcase \d+:|do not name any|include these details|write only the message|^goal:"
+    r"|\bdetails:"
+)
 
 
 class UserSimulator:
@@ -118,11 +141,29 @@ class UserSimulator:
         model: ChatModel | None,
         *,
         sampling: SamplingParams | None = None,
-        attempts: int = 2,
+        attempts: int = 3,
+        template_cap: float = DEFAULT_TEMPLATE_CAP,
     ):
+        if not 0.0 <= template_cap <= 1.0:
+            raise ValueError("template_cap must be between 0 and 1")
         self.model = model
         self.sampling = sampling or SamplingParams(temperature=0.8, max_tokens=160)
         self.attempts = attempts
+        self.template_cap = template_cap if model is not None else 1.0
+        self.accepted: set[str] = set()
+        """Episodes whose opening request was written (by the model or a template)."""
+        self.templated: set[str] = set()
+
+    def _may_template(self, scenario: Scenario) -> bool:
+        """Charge ``scenario`` a template if the cap allows it (once per episode)."""
+        if scenario.id in self.templated:
+            return True
+        # Counted over episodes that yield a trajectory, so the cap bounds the share of
+        # templated samples in the output, not of attempts (dropped ones do not dilute it).
+        if len(self.templated) + 1 > self.template_cap * (len(self.accepted | {scenario.id})):
+            return False
+        self.templated.add(scenario.id)
+        return True
 
     async def request(self, scenario: Scenario, turn_index: int, rng: random.Random) -> UserText:
         """The user message opening ``turn_index`` of ``scenario``."""
@@ -140,21 +181,40 @@ class UserSimulator:
             forbidden=[leaf for value in turn.withheld.values() for leaf in leaves(value)],
             tool_names=[ask["tool"] for ask in asks if ask.get("tool") and len(ask["tool"]) > 3],
         )
+        check.keys = [k for ask in asks for k in ask.get("values", {})]
         style = style_of(scenario.style)
         task = request_task(scenario, turn_index, asks, withheld)
-        prompt = (
-            f"Write your next message to the assistant. You want it to {task}.\n"
-            + _details_block(asks, withheld)
-            + ("This continues the same conversation.\n" if turn_index else "")
-            + "Do not name any function or tool. Write only the message."
-        )
-        return await self._write(
+        shown = [
+            {words(k): v for k, v in ask.get("values", {}).items() if k not in withheld}
+            for ask in asks
+        ]
+        shown = [values for values in shown if values]
+        if len(shown) > 1:
+            details = "\n".join(
+                f"Details ({number}): {details_text(values)}"
+                for number, values in enumerate(shown, start=1)
+            )
+        else:
+            details = f"Details: {details_text(shown[0]) if shown else '(none)'}"
+        goal = f"Goal: {task}\n{details}"
+        if withheld:
+            goal += f"\nLeave out: the {', '.join(words(w) for w in withheld)} (you say it later)"
+        if turn_index:
+            goal += "\n(This continues the same conversation.)"
+        shots: list[tuple[str, str]] = [
+            (f"Goal: {e.goal}\nDetails: {details_text(e.details)}", e.request)
+            for e in draw_examples(style.name, rng)
+        ]
+        text = await self._write(
             scenario,
-            prompt,
+            goal,
             check,
             rng,
             lambda: template_request(scenario, turn_index, asks, withheld, style, rng),
+            shots=shots,
         )
+        self.accepted.add(scenario.id)
+        return text
 
     async def clarification(
         self, scenario: Scenario, turn_index: int, question: str, rng: random.Random
@@ -165,11 +225,12 @@ class UserSimulator:
             required=[leaf for v in withheld.values() for leaf in leaves(v)],
             forbidden=[],
             tool_names=[],
+            keys=list(withheld),
         )
-        details = "\n".join(f"- {words(k)}: {render_value(v)}" for k, v in withheld.items())
+        details = details_text({words(k): v for k, v in withheld.items()})
         prompt = (
             f'The assistant asked you: "{question.strip()[:400]}"\n'
-            f"Answer it, giving exactly these details:\n{details}\nWrite only your reply."
+            f"Answer it in your own words, giving exactly these details: {details}"
         )
         style = style_of(scenario.style)
 
@@ -177,13 +238,19 @@ class UserSimulator:
             parts = [f"the {words(k)} is {render_value(v)}" for k, v in withheld.items()]
             text = " and ".join(parts)
             if style.name == "terse":
-                return "; ".join(f"{words(k)}: {render_value(v)}" for k, v in withheld.items())
+                return ", ".join(f"{render_value(v)}" for v in withheld.values()) + "."
             return f"Sorry, {text}." if style.name != "expert" else f"{text[0].upper()}{text[1:]}."
 
         return await self._write(scenario, prompt, check, rng, fallback)
 
     async def _write(
-        self, scenario: Scenario, prompt: str, check: RequestCheck, rng: random.Random, fallback
+        self,
+        scenario: Scenario,
+        prompt: str,
+        check: RequestCheck,
+        rng: random.Random,
+        fallback,
+        shots: list[tuple[str, str]] | None = None,
     ) -> UserText:
         usage = Usage()
         problems: list[str] = []
@@ -193,10 +260,17 @@ class UserSimulator:
                 Message(
                     role="system",
                     content=f"You are {scenario.persona or 'a user'}, chatting with an AI "
-                    f"assistant. {style.instruction} Reply with only your own message.",
-                ),
-                Message(role="user", content=prompt),
+                    f"assistant. {style.instruction} Write the message you would send for the "
+                    "goal, with every detail woven into your own words; never list them as "
+                    "fields. Reply with only your own message.",
+                )
             ]
+            for shown, answer in shots or []:
+                messages += [
+                    Message(role="user", content=shown),
+                    Message(role="assistant", content=answer),
+                ]
+            messages.append(Message(role="user", content=prompt))
             for attempt in range(1, self.attempts + 1):
                 sampling = self.sampling.model_copy(update={"seed": rng.randrange(2**31)})
                 completion = await self.model.complete(messages, sampling=sampling)
@@ -207,6 +281,11 @@ class UserSimulator:
                 if not found:
                     return UserText(text, "model", attempt, usage, problems)
                 problems.extend(found)
+        if not self._may_template(scenario):
+            raise TemplateCapReached(
+                f"the user model could not write the message ({'; '.join(problems[-2:])}) and "
+                f"templates already fill their share ({self.template_cap:.0%})"
+            )
         return UserText(fallback(), "template", self.attempts, usage, problems)
 
 
@@ -267,8 +346,9 @@ def template_request(
         return str(asks[0].get("description") or scenario.turns[turn_index].intent)
 
     def details(ask: dict[str, Any]) -> str:
+        # Values first, what they are after: a template must not read like a form either.
         values = {k: v for k, v in ask.get("values", {}).items() if k not in withheld}
-        return ", ".join(f"{words(k)} {render_value(v)}" for k, v in values.items())
+        return ", ".join(f"{render_value(v)} for the {words(k)}" for k, v in values.items())
 
     tasks = [_task_text(ask) for ask in asks]
     if scenario.category == "multi_step" and len(asks) == 2:

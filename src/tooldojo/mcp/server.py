@@ -30,6 +30,8 @@ from tooldojo.mcp.registry import ToolRegistry, describe_errors
 logger = logging.getLogger(__name__)
 
 DEFAULT_CALL_TIMEOUT_S = 30.0
+INJECTED_META_KEY = "tooldojo/injected_failure"
+"""``_meta`` key of a result whose failure was injected on purpose (fault injection)."""
 
 
 class ToolServer:
@@ -101,7 +103,10 @@ class ToolServer:
             outcome = await self._execute(binding, arguments, state)
             state.log.append(CallRecord(name, arguments, outcome.value, outcome.is_error))
         if outcome.is_error:
-            return error_result(outcome.value)
+            result = error_result(outcome.value)
+            if outcome.injected:
+                result.meta = {INJECTED_META_KEY: True}
+            return result
         if binding.output_validator is not None:
             problem = describe_errors(binding.output_validator, outcome.value)
             if problem is not None:
@@ -113,16 +118,20 @@ class ToolServer:
     async def _execute(self, binding: Any, arguments: dict[str, Any], state: Any) -> ToolOutcome:
         name = binding.tool.name
         call = binding.executor.execute(binding.tool, arguments, state)
+        # An executor bounded by tokens (the simulated one) says how long its budget may take.
+        limit = max(self.call_timeout_s, getattr(binding.executor, "min_timeout_s", 0.0))
         try:
             # asyncio's own timeout when on asyncio: about 3x cheaper per call than anyio's
             # cancel scope, which matters on the in-memory fast path.
             if sniffio.current_async_library() == "asyncio":
-                async with asyncio.timeout(self.call_timeout_s):
+                async with asyncio.timeout(limit):
                     return await call
-            with anyio.fail_after(self.call_timeout_s):
+            with anyio.fail_after(limit):
                 return await call
         except TimeoutError:
-            return ToolOutcome(f"{name!r} timed out after {self.call_timeout_s:g} s", True)
+            cause = getattr(binding.executor, "timeout_cause", None)
+            why = f": {cause(limit)}" if cause is not None else ""
+            return ToolOutcome(f"{name!r} timed out after {limit:g} s{why}", True)
         except ToolExecutionError as error:
             return ToolOutcome(str(error), True)
         except Exception as error:  # an executor bug must not take the server down

@@ -5,6 +5,12 @@ each user turn; a ``$result`` reference is made absolute (the turn's offset adde
 step) and bound to a JSON pointer once the result it names exists. When the assistant strays
 from the plan (text where a call was due, extra calls) the labels stay what the plan said,
 so verification flags the episode rather than the synthesis hiding it.
+
+Every message records who wrote it (``Message.origin``: ``model``, ``forced``, ``template``,
+``executed``), summed into ``metadata["origins"]``. A step whose label refers to a field the
+earlier result does not have is a *failed step* (``metadata["failed_steps"]``, with the
+reason): the episode ends there and the execution gate rejects it. When the user model cannot
+write a message and templates already fill their capped share, the episode is dropped.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import mcp.types as types
 
 from tooldojo.agents.assistant import AssistantAgent
 from tooldojo.agents.personas import draw_persona
-from tooldojo.agents.user import UserSimulator, UserText
+from tooldojo.agents.user import TemplateCapReached, UserSimulator, UserText
 from tooldojo.llm.base import Usage
 from tooldojo.mcp.episodes import EPISODE_META_KEY
+from tooldojo.mcp.server import INJECTED_META_KEY
 from tooldojo.model import RESULT_REF_KEY, Label, Message, Scenario, Tool, Trajectory
 from tooldojo.synth.labels import find_pointer
+from tooldojo.verify.accounting import message_origins
+from tooldojo.verify.label import UnresolvedReference
 
 
 class EpisodeFailed(Exception):
@@ -125,19 +134,24 @@ def _refs(value: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _bind(label: Label, results: dict[tuple[int, int], Any]) -> int:
-    """Fill the pointers of ``label``'s references from recorded results; returns unbound."""
-    unbound = 0
+def _bind(label: Label, results: dict[tuple[int, int], Any]) -> list[str]:
+    """Fill the pointers of ``label``'s references from recorded results; returns why each
+    reference that could not be bound was not (no such result, or no such field in it)."""
+    unbound = []
     for call in label.calls:
         for ref in _refs(call.arguments):
             if ref.get("pointer") is not None:
                 continue
             key = (int(ref.get("step", -1)), int(ref.get("call", 0)))
-            pointer = (
-                find_pointer(results[key], str(ref.get("field", ""))) if key in results else None
-            )
+            field_name = str(ref.get("field", ""))
+            if key not in results:
+                unbound.append(f"{call.name}: step {key[0]} call {key[1]} has no result")
+                continue
+            pointer = find_pointer(results[key], field_name)
             if pointer is None:
-                unbound += 1
+                unbound.append(
+                    f"{call.name}: the result of step {key[0]} has no field {field_name!r}"
+                )
             else:
                 ref["pointer"] = pointer
     return unbound
@@ -173,18 +187,24 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
     sources: list[str] = []
     results: dict[tuple[int, int], Any] = {}
     unbound = 0
+    failed_steps: list[dict[str, Any]] = []
     max_steps_hit = False
     episode_id = f"{scenario.id}#{rng.randrange(16**8):08x}"
     try:
         async with env.connect() as caller:
             for turn_index, turn in enumerate(scenario.turns):
-                user = await _user(env, scenario, turn_index, rng, timer, None)
+                if failed_steps:
+                    break
+                try:
+                    user = await _user(env, scenario, turn_index, rng, timer, None)
+                except TemplateCapReached as error:
+                    return Dropped(scenario.id, f"template cap: {error}", "")
                 sources.append(user.source)
                 if turn_index == 0 and env.accept_request is not None:
                     reason = env.accept_request(scenario, user.text)
                     if reason is not None:
                         return Dropped(scenario.id, reason, user.text)
-                state.messages.append(Message(role="user", content=user.text))
+                state.messages.append(_user_message(user))
                 offset = len(state.labels)
                 step = 0
                 clarified = False
@@ -198,18 +218,28 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                         label = Label(
                             kind="refuse" if scenario.category == "irrelevance" else "text"
                         )
-                    unbound += _bind(label, results)
+                    why = _bind(label, results)
+                    unbound += len(why)
+                    if why:  # the plan cannot go on: a failed step, not an exception
+                        failed_steps.append({"step": len(state.labels), "reason": "; ".join(why)})
+                        break
                     state.pending = label
                     began = time.perf_counter()
-                    completion = await env.assistant.step(
-                        state.messages, offered, seed=rng.randrange(2**31), label=label
-                    )
+                    try:
+                        completion = await env.assistant.step(
+                            state.messages, offered, seed=rng.randrange(2**31), label=label
+                        )
+                    except UnresolvedReference as error:
+                        failed_steps.append({"step": len(state.labels), "reason": str(error)})
+                        break
                     timer.add("assistant", began, completion.usage)
                     if not completion.ok and not completion.text.strip():
                         raise EpisodeFailed(f"assistant model failed: {completion.error}")
                     message = completion.as_message()
+                    message.origin = "model"
                     if completion.model.startswith("label("):
                         message.guided = "label"  # teacher-forced from the goal (guidance)
+                        message.origin = "forced"
                     if not completion.ok:
                         message.content = completion.text  # raw bad output: data for the gates
                     state.messages.append(message)
@@ -224,11 +254,14 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                             )
                         continue
                     if label.kind == "clarify" and turn.withheld and not clarified:
-                        answer = await _user(
-                            env, scenario, turn_index, rng, timer, message.content or ""
-                        )
+                        try:
+                            answer = await _user(
+                                env, scenario, turn_index, rng, timer, message.content or ""
+                            )
+                        except TemplateCapReached as error:
+                            return Dropped(scenario.id, f"template cap: {error}", "")
                         sources.append(answer.source)
-                        state.messages.append(Message(role="user", content=answer.text))
+                        state.messages.append(_user_message(answer))
                         clarified = True
                         continue
                     break
@@ -256,7 +289,18 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
             "value_sources": scenario.metadata.get("value_sources", []),
             "max_steps_hit": max_steps_hit,
             "unbound_references": unbound,
+            "failed_steps": failed_steps,
+            "injected_failures": sum(1 for m in state.messages if getattr(m, "injected", False)),
+            "origins": message_origins(Trajectory(id="-", messages=state.messages)),
         },
+    )
+
+
+def _user_message(text: UserText) -> Message:
+    return Message(
+        role="user",
+        content=text.text,
+        origin="model" if text.source == "model" else "template",
     )
 
 
@@ -290,19 +334,23 @@ async def _call(
     began = time.perf_counter()
     if call.name not in scenario.tools:
         text, is_error = f"unknown tool {call.name!r}: it is not offered in this conversation", True
+        injected = False
     else:
         result = await caller.call_tool(
             call.name, call.arguments, meta={EPISODE_META_KEY: episode_id}
         )
         text, is_error = _result_text(result), bool(result.is_error)
+        injected = bool((result.meta or {}).get(INJECTED_META_KEY))
     timer.add("tools", began)
-    state.messages.append(
-        Message(
-            role="tool",
-            content=text,
-            tool_call_id=call.id,
-            name=call.name,
-            is_error=is_error or None,
-        )
+    message = Message(
+        role="tool",
+        content=text,
+        tool_call_id=call.id,
+        name=call.name,
+        is_error=is_error or None,
+        origin="executed",
     )
+    if injected:
+        message.injected = True  # a failure planned by fault injection: a labelled case
+    state.messages.append(message)
     return _parse(text)

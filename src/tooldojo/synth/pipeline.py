@@ -321,8 +321,17 @@ async def run_prepared(
     if faults:  # a soak run with injected faults: how many, of which kind, per role
         stage.faults = faults  # type: ignore[attr-defined]  # StageRecord keeps extra keys
     stage.outputs = {TRAJECTORIES: _digest(str(request.out / TRAJECTORIES))}
+    stage.accounting = _accounting(request.out / TRAJECTORIES)  # who wrote the turns, per role
     _write_manifest(request.out / MANIFEST, prepared.manifest)
     return summary
+
+
+def _accounting(path: Path) -> dict[str, Any]:
+    from tooldojo.jsonl import read_jsonl
+    from tooldojo.model import Trajectory
+    from tooldojo.verify.accounting import accounting
+
+    return accounting(read_jsonl(path, Trajectory)) if path.exists() else {}
 
 
 def _write_manifest(path: Path, manifest: RunManifest) -> None:

@@ -16,6 +16,9 @@ from rich.table import Table
 from tooldojo.errors import ToolDojoError
 from tooldojo.model import GATES
 
+DEFAULT_GATES_OPTION = "format,schema,label,execution,request,turns"
+"""``verify.pipeline.DEFAULT_GATES`` spelled out, so ``--help`` need not import the gates."""
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -28,7 +31,7 @@ def verify_command(
     gates: Annotated[
         str,
         typer.Option(help=f"Comma-separated gates to run, from: {', '.join(GATES)}."),
-    ] = "format,schema,label",
+    ] = DEFAULT_GATES_OPTION,
     codec: Annotated[
         str, typer.Option(help="How assistant text without tool_calls is parsed.")
     ] = "hermes",
@@ -112,7 +115,58 @@ def verify_command(
     err_console.print(
         f"verified {run.verified} ({run.passed} passed), skipped {run.skipped} already in {out}"
     )
-    _print_funnel(funnel(read_jsonl(out, Trajectory)), options.ordered_gates())
+    verified = list(read_jsonl(out, Trajectory))
+    _print_funnel(funnel(verified), options.ordered_gates())
+    _print_summary(out, verified)
+
+
+def _print_summary(out: Path, verified) -> None:  # type: ignore[no-untyped-def]
+    """Failures by gate and reason, and who wrote the turns (all and passed), printed and
+    written next to ``out`` as ``<name>.summary.json``."""
+    import json
+
+    from tooldojo.verify.accounting import accounting, gate_failures, grounded_share
+
+    failures = gate_failures(verified)
+    summary = {
+        "trajectories": len(verified),
+        "passed": sum(1 for t in verified if t.passed),
+        "failures": failures,
+        "accounting": accounting(verified),
+        "accounting_passed": accounting(t for t in verified if t.passed),
+        "grounded_requests": grounded_share(verified),
+    }
+    path = out.with_name(f"{out.stem}.summary.json")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    table = Table(title="failures by gate and reason")
+    table.add_column("gate", style="bold")
+    table.add_column("reason")
+    table.add_column("trajectories", justify="right")
+    for gate, reasons in failures.items():
+        for reason, count in reasons.items():
+            table.add_row(gate, reason, str(count))
+    if failures:
+        console.print(table)
+    origins = Table(title="who wrote the turns (passed trajectories)")
+    origins.add_column("role", style="bold")
+    for name in ("model", "forced", "template", "executed"):
+        origins.add_column(name, justify="right")
+    for role in ("user", "assistant", "tool"):
+        shares = summary["accounting_passed"][role].get("shares", {})
+        origins.add_row(
+            role,
+            *(f"{shares.get(n, 0.0):.0%}" for n in ("model", "forced", "template", "executed")),
+        )
+    console.print(origins)
+    grounded = summary["grounded_requests"]
+    if grounded["checked"]:
+        err_console.print(
+            f"grounded requests: {grounded['grounded']}/{grounded['checked']} "
+            f"({grounded['share']:.0%}, independent check)"
+        )
+    err_console.print(f"summary written to {path}")
 
 
 def _find(path: Path, trajectory_id: str):  # type: ignore[no-untyped-def]

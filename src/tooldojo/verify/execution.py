@@ -10,11 +10,18 @@ recorded result must be consistent with the replayed one:
 ``shape``  the same JSON type, and for objects the same keys (for executors whose values
            vary from run to run, e.g. an LLM-simulated API);
 ``none``   only that the calls run.
+
+Without an executor the gate still reads the recorded results: a call the plan expected to
+succeed whose result is a failure (``is_error``, a timeout, a simulator that gave up) fails the
+trajectory, as does a planned step that could not run (``metadata["failed_steps"]``, e.g. a
+result without the field a later step refers to). Failures injected on purpose (the tool
+message carries ``injected: true``) are the one labelled exception.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -93,6 +100,59 @@ def results_consistent(recorded: Any, replayed: Any, mode: Consistency) -> bool:
     return True
 
 
+FAILURE_TEXT = re.compile(
+    r"timed out after|gave no valid result|cannot answer:|breaks its output schema"
+    r"|^'[^']+' failed: |^unknown tool |^invalid arguments for "
+)
+"""What executors write when a call failed, for results recorded without ``is_error``."""
+
+
+SUCCESS_SAYS_FAILURE = re.compile(
+    r"(?i)^\s*(error|failed|failure|invalid|exception)\b|\berror:|\bnot (found|allowed)\b"
+)
+
+
+def _reads_as_failure(text: str) -> str | None:
+    """A text value of a *successful* result that reports a failure (a simulator that could
+    not make the call succeed but returned it as success), or ``None``."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and SUCCESS_SAYS_FAILURE.search(item):
+            return item[:80]
+    return None
+
+
+def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
+    """(code, message) for each failed result or step that nobody planned."""
+    found: list[tuple[str, str]] = []
+    for position, message in enumerate(trajectory.messages):
+        if message.role != "tool":
+            continue
+        text = message.content or ""
+        failed = bool(message.is_error) or bool(FAILURE_TEXT.search(text))
+        if failed and getattr(message, "injected", False):
+            continue
+        if failed:
+            code = "timeout" if "timed out" in text else "failed_result"
+            found.append((code, f"message {position} ({message.name}): {text[:160]}"))
+        elif (dressed := _reads_as_failure(text)) is not None:
+            found.append(
+                ("failed_result", f"message {position} ({message.name}): success says {dressed!r}")
+            )
+    for step in trajectory.metadata.get("failed_steps") or []:
+        found.append(("failed_step", f"step {step.get('step')}: {step.get('reason')}"))
+    return found
+
+
 def _answers(turn: Turn, messages: list[Message]) -> list[Message]:
     """The tool messages right after an assistant message (until the next non-tool one)."""
     out = []
@@ -106,10 +166,25 @@ def _answers(turn: Turn, messages: list[Message]) -> list[Message]:
 async def execution_gate(
     turns: list[Turn],
     trajectory: Trajectory,
-    factory: CallerFactory,
+    factory: CallerFactory | None,
     consistency: Consistency = "exact",
 ) -> Verdict:
-    """Replay every call in order on a fresh caller and compare with the recorded results."""
+    """Check the recorded results; with ``factory``, also replay every call in order on a
+    fresh caller and compare."""
+    failures = recorded_failures(trajectory)
+    if failures or factory is None:
+        calls = sum(len(turn.calls) for turn in turns)
+        return Verdict(
+            gate="execution",
+            passed=not failures,
+            score=max(0.0, 1.0 - len(failures) / max(calls, 1)),
+            reason="; ".join(m for _, m in failures)
+            if failures
+            else f"{calls} recorded result(s) succeeded (not replayed)",
+            details={"reasons": [c for c, _ in failures], "errors": [m for _, m in failures]}
+            if failures
+            else {},
+        )
     errors: list[str] = []
     replayed = 0
     async with factory(trajectory) as caller:

@@ -141,11 +141,17 @@ def label_gate(
     ]
     if len(labels) > len(turns):
         errors.append(f"{len(labels)} labels but only {len(turns)} assistant turn(s)")
-    total = max(len(turns), len(labels), 1)
+    # Forced turns match by construction: the score is over the turns the model wrote.
+    forced = sum(1 for turn in turns if turn.origin == "forced")
+    total = max(len(turns) - forced, len(labels) - forced, 1)
+    details: dict = {"errors": errors} if errors else {}
+    if forced:
+        details["forced_turns"] = forced
+    matched = f"{len(turns)} turn(s) match their labels"
     return Verdict(
         gate="label",
         passed=not errors,
         score=max(0.0, 1.0 - len(errors) / total),
-        reason="; ".join(errors) if errors else f"{len(turns)} turn(s) match their labels",
-        details={"errors": errors} if errors else {},
+        reason="; ".join(errors) if errors else matched + (f" ({forced} forced)" if forced else ""),
+        details=details,
     )

@@ -19,15 +19,18 @@ from tooldojo.llm.base import ChatModel
 from tooldojo.llm.codecs import DEFAULT_CODEC
 from tooldojo.model import GATES, Trajectory, Verdict
 from tooldojo.verify.agreement import agreement_gate
+from tooldojo.verify.content import turns_gate
 from tooldojo.verify.execution import CallerFactory, Consistency, execution_gate
 from tooldojo.verify.format import format_gate
 from tooldojo.verify.judge import judge_gate
 from tooldojo.verify.label import label_gate
+from tooldojo.verify.requests import request_gate
 from tooldojo.verify.schema import schema_gate
 from tooldojo.verify.turns import assistant_turns
 
-DEFAULT_GATES = ("format", "schema", "label")
-"""The gates that need nothing but the trajectory itself."""
+DEFAULT_GATES = ("format", "schema", "label", "execution", "request", "turns")
+"""The gates that need nothing but the trajectory itself (``execution`` without an executor
+reads the recorded results only)."""
 
 
 @dataclass
@@ -52,8 +55,6 @@ class VerifyOptions:
             raise ToolDojoError(
                 f"unknown gate(s) {', '.join(unknown)}; choose from {', '.join(GATES)}"
             )
-        if "execution" in self.gates and self.executor is None:
-            raise ToolDojoError("the execution gate needs an executor (e.g. --mcp URL)")
         if "agreement" in self.gates and self.agreement_model is None:
             raise ToolDojoError("the agreement gate needs an assistant model")
         if "judge" in self.gates and not self.judges:
@@ -72,8 +73,11 @@ async def verify_trajectory(trajectory: Trajectory, options: VerifyOptions) -> T
             verdict = schema_gate(turns, trajectory.tools)
         elif gate == "label":
             verdict = label_gate(turns, trajectory.tools, trajectory.labels, trajectory.messages)
+        elif gate == "request":
+            verdict = request_gate(turns, trajectory)
+        elif gate == "turns":
+            verdict = turns_gate(turns, trajectory)
         elif gate == "execution":
-            assert options.executor is not None
             verdict = await execution_gate(turns, trajectory, options.executor, options.consistency)
         elif gate == "agreement":
             assert options.agreement_model is not None

@@ -13,7 +13,9 @@ Formula (also in docs/verify.md)::
         G = max over one-to-one pairings of Σ s(c, e)  /  max(n, m)
         R = 0.1 + 0.9·G
     for a ``text`` / ``clarify`` / ``refuse`` label:
-        R = 1 if no call is made (non-empty text), 0 if any call is made
+        R = 0 if any call is made, or the text is empty, filler or carries code/call syntax
+        R = 0.5 for a clarify turn that asks no question, or a refusal that gives no reason
+        R = 1 otherwise (the checks of the turns gate that need no context)
 
 Properties (property-tested): R ∈ [0, 1]; R = 1 exactly when every call passes BFCL's check
 against a distinct expected call with equal counts (so any answer our label gate accepts
@@ -41,6 +43,7 @@ from tooldojo.verify._match import (
     shape_from_label,
     shape_from_parameters,
 )
+from tooldojo.verify.content import FILLER, QUESTION, REASON_WORDS, code_in
 from tooldojo.verify.format import TEXT_KINDS
 from tooldojo.verify.turns import completion_turn
 
@@ -153,6 +156,12 @@ def reward_breakdown(
             return RewardBreakdown(0.0, True, 0.0, False, f"{label.kind} expected, got a call")
         if not text.strip():
             return RewardBreakdown(0.0, False, 0.0, False, "empty answer")
+        if FILLER.search(text) or code_in(text):
+            return RewardBreakdown(0.0, True, 0.0, False, "filler or code instead of an answer")
+        if (label.kind == "clarify" and not QUESTION.search(text)) or (
+            label.kind == "refuse" and not REASON_WORDS.search(text)
+        ):
+            return RewardBreakdown(0.5, True, 0.5, False, f"{label.kind} without its substance")
         return RewardBreakdown(1.0, True, 1.0, True, "text answer as expected")
     if not calls:
         return RewardBreakdown(0.0, False, 0.0, False, "expected a tool call, got text")

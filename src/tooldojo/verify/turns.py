@@ -26,6 +26,9 @@ class Turn:
     label: Label | None = None
     parse_error: str | None = None
     """Set when the text tried to call a tool but the call did not parse."""
+    origin: str | None = None
+    """``Message.origin``: a ``forced`` turn was copied from its label, so it matches by
+    construction and says nothing about the model; gates count it apart."""
 
 
 def parse_text(text: str, codec: str = DEFAULT_CODEC) -> list[ToolCall]:
@@ -81,7 +84,12 @@ def assistant_turns(trajectory: Trajectory, codec: str = DEFAULT_CODEC) -> list[
             continue
         index = len(turns)
         label = trajectory.labels[index] if index < len(trajectory.labels) else None
-        turn = Turn(index=index, message_index=message_index, label=label)
+        turn = Turn(
+            index=index,
+            message_index=message_index,
+            label=label,
+            origin=getattr(message, "origin", None),
+        )
         try:
             turn.calls, turn.text = turn_from_message(message, codec)
         except ParseError as error:

@@ -19,6 +19,9 @@ class ToolOutcome:
 
     value: Any
     is_error: bool = False
+    injected: bool = False
+    """A failure injected on purpose (fault injection), not one of the tool's own: the server
+    marks its result so that verification can keep it apart from unplanned failures."""
 
 
 class ToolExecutionError(Exception):

@@ -1,11 +1,18 @@
 """The ``simulated`` executor: an LLM plays the API (the InfTool "MCP server" agent).
 
 Given the tool's spec, the call and the episode's log of earlier calls, the model answers
-with the JSON the real API would return. Consistency within an episode comes from two
-mechanisms: the log is in the prompt (so writes are remembered), and read results are cached
-per (episode, call) until the next write, so the same read returns the same data. A
-configurable share of calls fails realistically (not found, permission, rate limit) so that
-assistants trained on the trajectories learn to handle errors.
+with the JSON the real API would return, decoded under a JSON-schema grammar built from the
+tool's response schema (OpenAPI ``responses``, MCP ``outputSchema``; a generic result when
+there is none). The schema is first bounded (:mod:`.response_schema`): short ASCII strings,
+few array items, arguments echoed as constants, so the answer is valid JSON on the first try
+and its longest form fits a *token* budget; the work of a call is bounded by tokens, not by a
+wall-clock guess that fails under load.
+
+Consistency within an episode comes from the log being in the prompt (so writes are
+remembered), from read results being cached per (episode, call) until the next write, and
+from identifying arguments pinned in the grammar. A configurable share of calls fails
+realistically (not found, permission, rate limit); such injected failures are marked
+(``ToolOutcome.injected``) so verification can tell them from failures nobody planned.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.mcp.episodes import Episode
 from tooldojo.mcp.executors.base import ToolExecutionError, ToolOutcome
+from tooldojo.mcp.executors.response_schema import UnboundedSchema, plan_response
 from tooldojo.mcp.registry import compile_validator, describe_errors
 from tooldojo.model import Message, Tool
 
@@ -32,10 +40,9 @@ _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 SYSTEM_PROMPT = """You are the backend of a real API. You receive one call of one endpoint and \
 reply with ONLY the JSON response body that the real service would return: no prose, no \
 markdown. Invent specific, plausible values (ids, names, dates, amounts), never placeholders. \
-Stay consistent with the earlier calls of this session: data that was read stays the same, and \
-every change made by an earlier successful call is reflected. If the call cannot succeed \
-(e.g. it refers to something that does not exist), return a JSON object with an "error" \
-field explaining why."""
+Stay consistent with the call's arguments and with the earlier calls of this session: data \
+that was read stays the same, and every change made by an earlier successful call is \
+reflected. Keep every text value short."""
 
 # One worked exchange: small models copy the spec back instead of answering unless shown how.
 EXAMPLE_REQUEST = """Endpoint: get_user
@@ -54,6 +61,12 @@ FAILURES: dict[str, tuple[int, str]] = {
     "permission_denied": (403, "The caller is not allowed to perform this operation."),
     "rate_limited": (429, "Too many requests: rate limit exceeded, retry later."),
 }
+
+DEFAULT_BUDGET_TOKENS = 512
+"""Tokens one simulated answer may take; the response schema is narrowed until it fits."""
+TOKENS_PER_SECOND_FLOOR = 2.0
+"""The slowest decoding we still wait for (a loaded CPU decodes ~20x faster): the server's
+wall-clock limit for a call is derived from its token budget, not guessed."""
 
 
 def is_read_only(tool: Tool) -> bool:
@@ -94,9 +107,10 @@ class SimulatedExecutor:
         *,
         failure_rate: float = 0.0,
         seed: int = 0,
-        max_retries: int = 2,
+        max_retries: int = 1,
         history: int = 20,
         sampling: SamplingParams | None = None,
+        budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     ):
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
@@ -105,8 +119,27 @@ class SimulatedExecutor:
         self.seed = seed
         self.max_retries = max_retries
         self.history = history
-        self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=384)
+        self.sampling = sampling or SamplingParams(temperature=0.0)
+        self.budget_tokens = budget_tokens
+        self.min_tokens_per_s = TOKENS_PER_SECOND_FLOOR
+        self.prompt_allowance_s = 60.0
+        """Seconds allowed for reading the prompt (and waiting for a model slot) per attempt."""
         self._output_validators: dict[str, Any] = {}
+
+    @property
+    def min_timeout_s(self) -> float:
+        """The wall-clock limit the server should allow one call (read by ``ToolServer``):
+        every attempt's full token budget at :data:`TOKENS_PER_SECOND_FLOOR`, plus prompt."""
+        per_attempt = self.budget_tokens / self.min_tokens_per_s + self.prompt_allowance_s
+        return (self.max_retries + 1) * per_attempt
+
+    def timeout_cause(self, seconds: float) -> str:
+        """Why a call that the token budget bounds still ran out of wall-clock time."""
+        return (
+            f"the server model decoded under {self.min_tokens_per_s:g} tokens/s for a "
+            f"response bounded at {self.budget_tokens} tokens (model {self.model.name!r} "
+            "overloaded, or waiting behind other calls for a slot)"
+        )
 
     async def execute(self, tool: Tool, arguments: dict[str, Any], episode: Episode) -> ToolOutcome:
         state: _SimulationState = episode.state.setdefault(
@@ -124,7 +157,7 @@ class SimulatedExecutor:
                 state.cache[key] = failure
             return failure
         value = await self._simulate(tool, arguments, episode)
-        outcome = ToolOutcome(value, is_error=_looks_like_error(value))
+        outcome = ToolOutcome(value)
         if read or outcome.is_error:
             state.cache[key] = outcome
         else:
@@ -144,33 +177,45 @@ class SimulatedExecutor:
         error: dict[str, Any] = {"type": kind, "status": status, "message": message}
         if kind == "rate_limited":
             error["retry_after_s"] = rng.choice([1, 2, 5, 10])
-        return ToolOutcome({"error": error}, is_error=True)
+        return ToolOutcome({"error": error}, is_error=True, injected=True)
 
     async def _simulate(self, tool: Tool, arguments: dict[str, Any], episode: Episode) -> Any:
+        try:
+            plan = plan_response(tool.output_schema, arguments, self.budget_tokens)
+        except UnboundedSchema as error:
+            raise ToolExecutionError(
+                f"the simulated {tool.name!r} cannot answer: {error}"
+            ) from None
         messages = [
             Message(role="system", content=SYSTEM_PROMPT),
             Message(role="user", content=EXAMPLE_REQUEST),
             Message(role="assistant", content=EXAMPLE_REPLY),
             Message(role="user", content=self.render_request(tool, arguments, episode)),
         ]
-        schema = tool.output_schema
-        constraint = (
-            Constraint(kind="json_schema", schema=schema) if schema else Constraint(kind="json")
-        )
+        constraint = Constraint(kind="json_schema", schema=plan.schema)
+        sampling = self.sampling.model_copy(update={"max_tokens": plan.max_tokens})
         problem = ""
         for _ in range(self.max_retries + 1):
             completion = await self.model.complete(
-                messages, sampling=self.sampling, constraint=constraint
+                messages, sampling=sampling, constraint=constraint
             )
             text = completion.text.strip()
-            try:
-                value = json.loads(_strip_fences(text))
-            except ValueError as error:
-                problem = f"the reply is not JSON ({error})"
+            if completion.finish_reason == "length":
+                problem = (
+                    f"the reply hit its budget of {plan.max_tokens} tokens (the bounded schema "
+                    "should make that impossible: the backend ignored the grammar)"
+                )
             else:
-                problem = self._output_problem(tool, value) or ""
-                if not problem:
-                    return value
+                try:
+                    value = json.loads(_strip_fences(text))
+                except ValueError as error:
+                    problem = f"the reply is not JSON ({error}); backend said: {completion.error}"
+                else:
+                    problem = self._output_problem(tool, value) or _cut_text(
+                        value, plan.bounds.string_chars
+                    )
+                    if not problem:
+                        return value
             messages += [
                 Message(role="assistant", content=text),
                 Message(
@@ -187,8 +232,6 @@ class SimulatedExecutor:
     def _output_problem(self, tool: Tool, value: Any) -> str | None:
         if not tool.output_schema:
             return None if isinstance(value, dict | list) else "expected a JSON object or array"
-        if _looks_like_error(value):
-            return None  # an error body need not follow the success schema
         validator = self._output_validators.get(tool.name)
         if validator is None:
             validator = compile_validator(tool.output_schema, f"tool {tool.name!r} output schema")
@@ -207,7 +250,8 @@ class SimulatedExecutor:
         parts.append("Parameters:")
         parts += _parameter_lines(tool) or ["- (none)"]
         if tool.output_schema:
-            parts.append(f"Response schema: {json.dumps(tool.output_schema, ensure_ascii=False)}")
+            schema = json.dumps(tool.output_schema, ensure_ascii=False)
+            parts.append(f"Response schema: {schema[:1500]}")
         earlier = episode.log[-self.history :] if self.history else []
         if earlier:
             parts.append("Earlier calls in this session (oldest first):")
@@ -236,8 +280,16 @@ def _parameter_lines(tool: Tool) -> list[str]:
     return lines
 
 
-def _looks_like_error(value: Any) -> bool:
-    return isinstance(value, dict) and "error" in value and len(value) <= 3
+def _cut_text(value: Any, chars: int) -> str:
+    """Why ``value`` holds text the length bound cut off (a string at the bound is taken as
+    cut: the grammar closed it mid-sentence), or ``""``."""
+    if isinstance(value, dict):
+        return next((p for v in value.values() if (p := _cut_text(v, chars))), "")
+    if isinstance(value, list):
+        return next((p for v in value if (p := _cut_text(v, chars))), "")
+    if isinstance(value, str) and len(value) >= chars:
+        return f"the text {value[:24]!r}... was cut at {chars} characters; write shorter values"
+    return ""
 
 
 def _strip_fences(text: str) -> str:

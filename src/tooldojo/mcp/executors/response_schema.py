@@ -1,0 +1,400 @@
+"""A tool's response schema made finite, and the token budget its longest answer fits in.
+
+The simulated server decodes its answer under a JSON-schema grammar. An open schema (free
+strings, unbounded arrays, free-form objects) lets a small model write until ``max_tokens``
+cuts the JSON off, which is how failed results used to reach training data. So before
+decoding, the schema is rewritten into a *bounded* one that every value of the original
+schema may be narrowed to:
+
+- strings get ``maxLength`` and a printable-ASCII ``pattern`` (llama.cpp's grammar enforces
+  both), so one character is at most one token and no escape sequence can lengthen it;
+- arrays get ``maxItems``; objects keep their required properties and a few optional ones;
+  free-form objects become a small fixed shape; ``$ref`` cycles stop at a depth limit;
+- arguments the call names (``id``, ``city``...) are pinned with ``const`` where the schema
+  has a matching property, so the result echoes the call it answers.
+
+:func:`token_bound` counts the characters of the longest document the grammar admits (every
+character is ASCII and every token covers at least one byte), so a ``max_tokens`` of that
+size can never truncate the answer. When even the tightest bounds exceed the budget, the
+caller is told why instead of decoding something that cannot fit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+SAFE_CHARS = "A-Za-z0-9 .,:;'!@#$%&*+/=_()?-"
+"""Printable ASCII without quote or backslash: one character, one byte, no escapes. (Kept
+free of regex escapes because llama.cpp's pattern converter mistranslates them.)"""
+
+FORMAT_PATTERNS = {
+    "email": "^[a-z]{1,12}[.][a-z]{1,12}@[a-z]{2,12}[.]com$",
+    "uri": "^https://[a-z0-9.]{3,24}/[a-z0-9/_]{0,24}$",
+    "url": "^https://[a-z0-9.]{3,24}/[a-z0-9/_]{0,24}$",
+    "hostname": "^[a-z0-9]{1,16}[.][a-z]{2,8}[.]com$",
+    "ipv4": "^1[0-9]{1,2}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}$",
+}
+"""Bounded shapes for string formats the output validator checks but llama.cpp's grammar does
+not know (written without regex escapes, which its converter mistranslates)."""
+
+FORMAT_LENGTH = {"date": 12, "time": 26, "date-time": 40, "uuid": 38}
+"""Longest JSON text (quotes included) llama.cpp's grammar admits for these string formats."""
+NUMBER_LENGTH = 53  # llama.cpp: 16 integral + "." + 16 decimal + exponent of 16 digits, sign
+INTEGER_LENGTH = 17
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How far a schema is narrowed; tightened step by step until it fits the budget."""
+
+    string_chars: int = 48
+    items: int = 3
+    optional_properties: int = 6
+    depth: int = 4
+    echo: int = 6
+    """At most this many call arguments are echoed as fields of a generic result."""
+
+
+LADDER: tuple[Bounds, ...] = (
+    Bounds(),
+    Bounds(string_chars=32, items=2, optional_properties=4),
+    Bounds(string_chars=24, items=2, optional_properties=2, depth=3),
+    Bounds(string_chars=16, items=1, optional_properties=0, depth=2, echo=3),
+)
+
+
+class UnboundedSchema(ValueError):
+    """The schema admits no bounded value (e.g. a required field that recurses forever)."""
+
+
+def _safe_string(chars: int, min_length: int = 0) -> dict[str, Any]:
+    high = max(chars, min_length)
+    return {
+        "type": "string",
+        "minLength": min_length,
+        "maxLength": high,
+        "pattern": f"^[{SAFE_CHARS}]{{{min_length},{high}}}$",
+    }
+
+
+def generic_result_schema(arguments: dict[str, Any], bounds: Bounds) -> dict[str, Any]:
+    """For a tool that declares no response schema: the call's scalar arguments echoed, a
+    ``result`` (a number, a short text, a flag, or a few named values) and a short message."""
+    text = _safe_string(bounds.string_chars)
+    short = _safe_string(min(bounds.string_chars, 24))
+    properties: dict[str, Any] = {}
+    for name, value in list(_scalars(arguments).items())[: bounds.echo]:
+        properties[name] = {"const": value}
+    named_value = {
+        "type": "object",
+        "properties": {
+            "name": short,
+            "value": {"anyOf": [{"type": "number"}, short]},
+        },
+        "required": ["name", "value"],
+    }
+    properties["result"] = {
+        "anyOf": [
+            {"type": "number"},
+            text,
+            {"type": "boolean"},
+            {"type": "array", "items": named_value, "minItems": 1, "maxItems": bounds.items},
+        ]
+    }
+    properties["message"] = text
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def _scalars(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in arguments.items()
+        if isinstance(v, str | int | float | bool) and not (isinstance(v, str) and len(v) > 80)
+    }
+
+
+def bounded_schema(
+    schema: dict[str, Any] | None, arguments: dict[str, Any], bounds: Bounds
+) -> dict[str, Any]:
+    """A finite narrowing of ``schema`` (a generic result when ``None``) for one call."""
+    if not schema:
+        return generic_result_schema(arguments, bounds)
+    out = _Bounder(schema, bounds).visit(schema, 0)
+    if out is None:
+        raise UnboundedSchema("the response schema admits no bounded value")
+    if out.get("type") == "object" and isinstance(out.get("properties"), dict):
+        _pin_arguments(out, schema, arguments)
+    return out
+
+
+def _pin_arguments(out: dict[str, Any], original: dict[str, Any], arguments: dict[str, Any]):
+    """Top-level properties named like a scalar argument return that argument's value."""
+    properties = out["properties"]
+    for name, value in _scalars(arguments).items():
+        sub = properties.get(name)
+        if not isinstance(sub, dict) or "const" in sub:
+            continue
+        try:
+            valid = Draft202012Validator({**sub, "$defs": original.get("$defs", {})}).is_valid(
+                value
+            )
+        except Exception:  # an odd sub-schema: leave the property free
+            valid = False
+        if valid:
+            properties[name] = {"const": value}
+            required = out.setdefault("required", [])
+            if name not in required:
+                required.append(name)
+
+
+class _Bounder:
+    def __init__(self, root: dict[str, Any], bounds: Bounds):
+        self.root = root
+        self.bounds = bounds
+
+    def _resolve(self, ref: str) -> dict[str, Any] | None:
+        if not ref.startswith("#/"):
+            return None
+        node: Any = self.root
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node if isinstance(node, dict) else None
+
+    def visit(self, schema: Any, depth: int) -> dict[str, Any] | None:
+        """The bounded form of ``schema``; ``None`` when no bounded value exists."""
+        if schema is True or schema == {}:
+            return _safe_string(self.bounds.string_chars)
+        if not isinstance(schema, dict):
+            return None
+        if "$ref" in schema:
+            target = self._resolve(str(schema["$ref"]))
+            if target is None or depth > self.bounds.depth + 2:
+                return None
+            return self.visit(target, depth + 1)
+        if "const" in schema:
+            return {"const": schema["const"]}
+        if "enum" in schema:
+            return {"enum": list(schema["enum"])} if schema["enum"] else None
+        for key in ("anyOf", "oneOf"):
+            if isinstance(schema.get(key), list):
+                options = [self.visit(option, depth) for option in schema[key]]
+                kept = [option for option in options if option is not None]
+                return {"anyOf": kept} if kept else None
+        if isinstance(schema.get("allOf"), list):
+            merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
+            for part in schema["allOf"]:
+                part = (
+                    self._resolve(part["$ref"])
+                    if isinstance(part, dict) and "$ref" in part
+                    else part
+                )
+                if not isinstance(part, dict):
+                    continue
+                merged["properties"].update(part.get("properties", {}))
+                merged["required"] += list(part.get("required", []))
+            return self.visit(merged, depth)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            options = [self.visit({**schema, "type": t}, depth) for t in kind]
+            kept = [option for option in options if option is not None]
+            return {"anyOf": kept} if kept else None
+        if kind is None:
+            if "properties" in schema:
+                kind = "object"
+            elif "items" in schema:
+                kind = "array"
+            else:
+                return {"anyOf": [{"type": "number"}, _safe_string(self.bounds.string_chars)]}
+        if kind == "string":
+            return self._string(schema)
+        if kind in ("number", "integer", "boolean", "null"):
+            return {k: v for k, v in schema.items() if k in ("type", "minimum", "maximum")}
+        if kind == "array":
+            return self._array(schema, depth)
+        if kind == "object":
+            return self._object(schema, depth)
+        return None
+
+    def _string(self, schema: dict[str, Any]) -> dict[str, Any]:
+        fmt = schema.get("format")
+        if fmt in FORMAT_LENGTH:
+            return {"type": "string", "format": fmt}
+        if fmt in FORMAT_PATTERNS:
+            return {"type": "string", "pattern": FORMAT_PATTERNS[fmt]}
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            bounded = bounded_pattern(pattern, self.bounds.string_chars)
+            if bounded is not None:
+                return {"type": "string", "pattern": bounded}
+        low = int(schema.get("minLength", 0) or 0)
+        chars = self.bounds.string_chars
+        if isinstance(schema.get("maxLength"), int):
+            chars = min(chars, schema["maxLength"])
+        return _safe_string(chars, min(low, 64))
+
+    def _array(self, schema: dict[str, Any], depth: int) -> dict[str, Any] | None:
+        low = int(schema.get("minItems", 0) or 0)
+        high = self.bounds.items if depth < self.bounds.depth else 0
+        if isinstance(schema.get("maxItems"), int):
+            high = min(high, schema["maxItems"])
+        high = max(high, low)
+        items = schema.get("items", {})
+        if isinstance(items, list):  # old-style tuple
+            parts = [self.visit(item, depth + 1) for item in items]
+            return (
+                None if any(p is None for p in parts) else {"type": "array", "prefixItems": parts}
+            )
+        if high == 0:
+            return {"type": "array", "items": {"type": "null"}, "maxItems": 0}
+        bounded = self.visit(items, depth + 1)
+        if bounded is None:
+            return None if low else {"type": "array", "items": {"type": "null"}, "maxItems": 0}
+        return {"type": "array", "items": bounded, "minItems": low, "maxItems": high}
+
+    def _object(self, schema: dict[str, Any], depth: int) -> dict[str, Any] | None:
+        properties = schema.get("properties")
+        required = [r for r in schema.get("required", []) if isinstance(r, str)]
+        if not isinstance(properties, dict) or not properties:
+            extra = schema.get("additionalProperties")
+            if extra is False or depth >= self.bounds.depth:
+                return {"type": "object", "properties": {}}
+            value = self.visit(extra if isinstance(extra, dict) else {}, depth + 1)
+            if value is None:
+                return {"type": "object", "properties": {}}
+            names = ["id", "name", "value"][: max(1, self.bounds.items)]
+            return {"type": "object", "properties": dict.fromkeys(names, value), "required": names}
+        out: dict[str, Any] = {}
+        optional_budget = self.bounds.optional_properties if depth < self.bounds.depth else 0
+        for name, sub in properties.items():
+            is_required = name in required
+            if not is_required and optional_budget <= 0:
+                continue
+            bounded = self.visit(sub, depth + 1)
+            if bounded is None:
+                if is_required:
+                    return None
+                continue
+            if not is_required:
+                optional_budget -= 1
+            out[name] = bounded
+        # Optional fields the model keeps are asked for: a result with its data filled in
+        # reads like a real API's, and the bound below counts them anyway.
+        return {"type": "object", "properties": out, "required": list(out)}
+
+
+def pattern_width(pattern: str) -> int | None:
+    """The longest string ``pattern`` matches, or ``None`` when unbounded or unparsable."""
+    import re._parser as sre_parse  # the stdlib's own regex parser knows match widths
+
+    try:
+        _, high = sre_parse.parse(pattern).getwidth()
+    except Exception:
+        return None
+    return high if high < 10_000 else None
+
+
+def bounded_pattern(pattern: str, chars: int) -> str | None:
+    """``pattern`` if it bounds its matches, else with ``+``/``*`` turned into ``{1,n}``/
+    ``{0,n}`` (outside character classes); ``None`` when that does not bound it either."""
+    if not (pattern.startswith("^") and pattern.endswith("$")) or any(
+        token in pattern for token in ("(?", "|", "\\b", "\\p", "\\u")
+    ):
+        return None  # constructs llama.cpp's grammar converter drops: it would not bound it
+    if any(escape not in "dws.-+*?()[]{}^$/\\" for escape in re.findall(r"\\(.)", pattern)):
+        return None
+    if pattern_width(pattern) is not None:
+        return pattern
+    out, in_class, escaped = [], False, False
+    for char in pattern:
+        if escaped:
+            out.append(char)
+            escaped = False
+            continue
+        if char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char in "+*" and not in_class:
+            out.append(f"{{{1 if char == '+' else 0},{chars}}}")
+            continue
+        out.append(char)
+    rewritten = "".join(out)
+    return rewritten if pattern_width(rewritten) is not None else None
+
+
+def token_bound(schema: Any) -> int:
+    """Characters (hence at most tokens) of the longest JSON text llama.cpp's grammar for the
+    bounded ``schema`` admits, counting its optional single spaces."""
+    if not isinstance(schema, dict):
+        return NUMBER_LENGTH
+    if "const" in schema:
+        return len(json.dumps(schema["const"])) + 1
+    if "enum" in schema:
+        return max(len(json.dumps(v)) for v in schema["enum"]) + 1
+    if "anyOf" in schema:
+        return max(token_bound(option) for option in schema["anyOf"])
+    kind = schema.get("type")
+    if kind == "string":
+        if schema.get("format") in FORMAT_LENGTH:
+            return FORMAT_LENGTH[schema["format"]] + 1
+        if "maxLength" in schema:
+            return int(schema["maxLength"]) + 3
+        # A spec's own pattern: its characters may need escapes or several bytes each.
+        return 6 * (pattern_width(str(schema.get("pattern", ""))) or 64) + 3
+    if kind == "integer":
+        return INTEGER_LENGTH + 1
+    if kind == "number":
+        return NUMBER_LENGTH + 1
+    if kind == "boolean":
+        return 6
+    if kind == "null":
+        return 5
+    if kind == "array":
+        if "prefixItems" in schema:
+            return 4 + sum(token_bound(item) + 2 for item in schema["prefixItems"])
+        return 4 + int(schema.get("maxItems", 0)) * (token_bound(schema["items"]) + 2)
+    if kind == "object":
+        return 4 + sum(
+            len(json.dumps(name)) + 3 + token_bound(sub) + 2
+            for name, sub in schema.get("properties", {}).items()
+        )
+    return NUMBER_LENGTH
+
+
+@dataclass(frozen=True)
+class ResponsePlan:
+    """The grammar schema of one simulated answer and the tokens it is given."""
+
+    schema: dict[str, Any]
+    max_tokens: int
+    bounds: Bounds
+
+
+def plan_response(
+    schema: dict[str, Any] | None, arguments: dict[str, Any], budget: int, start: Bounds = LADDER[0]
+) -> ResponsePlan:
+    """The loosest rung of :data:`LADDER` whose longest answer fits ``budget`` tokens.
+
+    Raises :class:`UnboundedSchema` with the smallest bound found when none fits.
+    """
+    smallest = None
+    for bounds in (start, *LADDER[1:]):
+        bounds = replace(bounds, string_chars=min(bounds.string_chars, start.string_chars))
+        bounded = bounded_schema(schema, arguments, bounds)
+        need = token_bound(bounded) + 4  # end of text, and slack for a final space
+        if need <= budget:
+            return ResponsePlan(bounded, need, bounds)
+        smallest = need if smallest is None else min(smallest, need)
+    raise UnboundedSchema(
+        f"even the tightest bounded response needs {smallest} tokens, over the budget of {budget}"
+    )

@@ -1,0 +1,321 @@
+"""The turns gate: what the assistant *says* must be right, not merely present.
+
+The format and label gates see whether a turn called the right tool; a text turn used to pass
+whenever it was not empty. This gate reads the text turns:
+
+- ``filler``: boilerplate that stands in for an answer ("Done. Here is what I found: ...");
+- ``prose_code``: prose carrying code or tool-call syntax (fences, ``<tool_call>``, JSON
+  objects, ``name(arg=...)``, JavaScript/Python statements): a model trained on it learns to
+  write calls as text;
+- ``ungrounded_answer``: a final answer after tool results that repeats none of their values;
+- ``off_request``: a final answer that shares nothing with the request it answers;
+- ``ignores_error``: an answer after a failed result that does not say the call failed;
+- ``clarify_missing``: a clarifying turn that does not ask (no question) for the missing
+  parameter, by its name or the words of its description;
+- ``refuse_no_reason``: a refusal that does not say why;
+- ``empty_text``: a text turn with no text;
+- ``degenerate``: not prose: mostly digits and symbols (a value dump), fewer than three
+  words, or the same phrase looping.
+
+Each finding is one line in ``reason`` and its code in ``details["reasons"]``, so failures can
+be counted by cause.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from tooldojo.model import Message, Tool, Trajectory, Verdict
+from tooldojo.verify.grounding import normalize, scalar_leaves, value_in
+from tooldojo.verify.turns import Turn
+
+FILLER = re.compile(
+    r"(?i)(here is what i found|^\s*(done|ok|okay|sure)[.!]?\s*$|^\s*done[.!:]\s"
+    r"|i can do that\. could you tell me the|none of the tools i have can help"
+    r"|^\s*(result|response|output)\s*:)"
+)
+"""Phrases the old label-forcing wrote in place of an answer, and their bare relatives."""
+
+CODE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("code fence", re.compile(r"```")),
+    ("tool-call markup", re.compile(r"</?(tool_call|tool_response|function_call|tools?)>")),
+    ("JSON object", re.compile(r"\{\s*\"[^\"\n]{1,60}\"\s*:")),
+    ("call with keyword arguments", re.compile(r"\b[A-Za-z_][\w.]*\(\s*\w+\s*=")),
+    ("snake_case call", re.compile(r"\b[a-z]+_[a-z0-9_]+\([^)]*\)")),
+    (
+        "code statement",
+        re.compile(
+            r"(?m)(^\s*(def|class|import|from \S+ import|return|const|let|var|function)\b"
+            r"|\bconsole\.log\(|=>|\bprint\(|;\s*$|\bfunction\s+\w*\s*\("
+            r"|\{[^{}]*;\s*\}|\b(const|let|var)\s+\w+\s*=)"
+        ),
+    ),
+    ("method call", re.compile(r"\b[a-z]\w*\.[a-z]\w*\([^)]*\)")),
+)
+
+REASON_WORDS = re.compile(
+    r"(?i)\b(can ?not|can't|cannot|unable|not able|don't have|do not have|no tool|no access"
+    r"|not available|isn't available|outside|beyond|only (help|handle|do)|not (possible|"
+    r"supported|something i)|doesn't (support|cover)|does not (support|cover)|lack"
+    r"|none of (my|the) tools|not designed|not equipped|out of scope)\b"
+)
+ERROR_WORDS = re.compile(
+    r"(?i)\b(error|fail|failed|failure|not found|could ?n[o']t|unable|denied|permission"
+    r"|not allowed|rate limit|too many|try again|later|unavailable|problem|issue|sorry)\b"
+)
+QUESTION = re.compile(
+    r"\?|(?i:\b(please (tell|provide|share|give|let me know)|which|what is"
+    r"|could you (tell|provide|share|give)|can you (tell|provide|share|give)"
+    r"|let me know)\b)"
+)
+
+STOPWORDS = set(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "of",
+        "to",
+        "for",
+        "in",
+        "on",
+        "at",
+        "by",
+        "with",
+        "from",
+        "into",
+        "about",
+        "this",
+        "that",
+        "these",
+        "those",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "as",
+        "if",
+        "then",
+        "than",
+        "so",
+        "such",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "please",
+        "thanks",
+        "thank",
+        "you",
+        "your",
+        "my",
+        "me",
+        "i",
+        "we",
+        "our",
+        "us",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "all",
+        "any",
+        "some",
+        "each",
+        "every",
+        "there",
+        "here",
+        "also",
+        "just",
+        "want",
+        "need",
+        "like",
+        "get",
+        "give",
+        "tell",
+        "show",
+        "find",
+        "make",
+        "let",
+        "know",
+        "help",
+    ]
+)
+
+
+def content_words(text: str) -> set[str]:
+    """Words of 4+ letters that are not stopwords, cut to 5 letters (a crude stem)."""
+    return {word[:5] for word in re.findall(r"[a-z]{4,}", normalize(text)) if word not in STOPWORDS}
+
+
+def degenerate(text: str) -> str | None:
+    """Why ``text`` is not prose (a value dump, a fragment, a loop), or ``None``."""
+    visible = [c for c in text if not c.isspace()]
+    letters = sum(c.isalpha() for c in visible)
+    if visible and letters / len(visible) < 0.5:
+        return "mostly digits and symbols"
+    words = re.findall(r"[A-Za-z']+", text.lower())
+    if len(words) < 3:
+        return "fewer than three words"
+    grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
+    longer = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
+    if (grams and grams.most_common(1)[0][1] >= 3) or (longer and longer.most_common(1)[0][1] >= 2):
+        return "the same phrase repeats"
+    return None
+
+
+def code_in(text: str) -> str | None:
+    """The kind of code or call syntax in ``text``, or ``None``."""
+    for name, pattern in CODE_PATTERNS:
+        if pattern.search(text):
+            return name
+    return None
+
+
+def _result_value(message: Message) -> Any:
+    try:
+        return json.loads(message.content or "")
+    except ValueError:
+        return message.content or ""
+
+
+def _meaningful(leaf: Any) -> bool:
+    if isinstance(leaf, str):
+        return len(leaf.strip()) >= 3 and leaf.strip().lower() not in {"ok", "yes", "no", "none"}
+    return True
+
+
+def _since_last_user(messages: Sequence[Message], index: int) -> tuple[str, list[Message]]:
+    """The last user message before ``index`` and the tool messages after it."""
+    tools: list[Message] = []
+    for message in reversed(messages[:index]):
+        if message.role == "user":
+            return message.content or "", list(reversed(tools))
+        if message.role == "tool":
+            tools.append(message)
+    return "", list(reversed(tools))
+
+
+def _parameter_words(name: str, tools: Sequence[Tool]) -> tuple[set[str], set[str]]:
+    """(name words, description words) of parameter ``name`` in any offered tool."""
+    names = {w for w in normalize(name).split() if len(w) >= 3} | {normalize(name)}
+    described: set[str] = set()
+    for tool in tools:
+        schema = tool.properties.get(name)
+        if isinstance(schema, dict):
+            described |= content_words(str(schema.get("description", "")))
+    return names, described
+
+
+def _mentions_any(text: str, words: set[str]) -> bool:
+    plain = normalize(text)
+    return any(re.search(rf"\b{re.escape(w)}", plain) for w in words if w)
+
+
+def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, str]]:
+    """(code, message) for everything wrong with one text turn's content."""
+    if turn.calls or turn.parse_error is not None:
+        return []
+    where = f"turn {turn.index}"
+    text = turn.text.strip()
+    kind = turn.label.kind if turn.label is not None else "text"
+    if kind == "call":
+        return []  # the format gate already fails text where a call was due
+    if not text:
+        return [("empty_text", f"{where}: empty answer")]
+    found: list[tuple[str, str]] = []
+    if FILLER.search(text):
+        found.append(("filler", f"{where}: template filler instead of an answer"))
+    code = code_in(text)
+    if code is not None:
+        found.append(("prose_code", f"{where}: prose carries {code}"))
+    broken = degenerate(text)
+    if broken is not None and code is None:
+        found.append(("degenerate", f"{where}: not prose ({broken})"))
+    if kind == "clarify":
+        missing = turn.label.missing if turn.label is not None else []
+        words: set[str] = set()
+        for name in missing:
+            names, described = _parameter_words(name, trajectory.tools)
+            words |= names | described
+        if not QUESTION.search(text):
+            found.append(("clarify_missing", f"{where}: clarifying turn asks no question"))
+        elif missing and not _mentions_any(text, words):
+            found.append(("clarify_missing", f"{where}: does not ask for {', '.join(missing)}"))
+        return found
+    if kind == "refuse":
+        if not REASON_WORDS.search(text):
+            found.append(("refuse_no_reason", f"{where}: refusal does not say why"))
+        return found
+    request, results = _since_last_user(trajectory.messages, turn.message_index)
+    if not results:
+        return found
+    failed = [m for m in results if m.is_error]
+    if failed:
+        if not ERROR_WORDS.search(text):
+            found.append(("ignores_error", f"{where}: answer does not say the call failed"))
+        return found
+    arguments = [
+        leaf
+        for message in trajectory.messages[: turn.message_index]
+        for call in (message.tool_calls or [])
+        for leaf in scalar_leaves(call.arguments)
+    ]
+    leaves = [
+        leaf for m in results for leaf in scalar_leaves(_result_value(m)) if _meaningful(leaf)
+    ]
+    # What the result *adds*: values the user and the call did not already say (an answer
+    # that only repeats the id it was asked about is not grounded in the result).
+    new = [
+        leaf
+        for leaf in leaves
+        if not value_in(request, leaf) and not any(leaf == a for a in arguments)
+    ]
+    if not any(value_in(text, leaf) for leaf in (new or leaves)):
+        found.append(("ungrounded_answer", f"{where}: answer repeats no value of the result"))
+    overlaps = content_words(request) & content_words(text)
+    if not overlaps and not any(value_in(text, leaf) for leaf in arguments if _meaningful(leaf)):
+        found.append(("off_request", f"{where}: answer shares nothing with the request"))
+    return found
+
+
+def turns_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
+    """Pass when every text turn is a real answer of the kind its label asks for."""
+    found = [item for turn in turns for item in turn_content_errors(turn, trajectory)]
+    text_turns = sum(1 for turn in turns if not turn.calls)
+    return Verdict(
+        gate="turns",
+        passed=not found,
+        score=max(0.0, 1.0 - len(found) / max(text_turns, 1)),
+        reason="; ".join(m for _, m in found) if found else f"{text_turns} text turn(s) sound",
+        details={"reasons": [c for c, _ in found], "errors": [m for _, m in found]}
+        if found
+        else {},
+    )

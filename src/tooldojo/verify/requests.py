@@ -1,0 +1,190 @@
+"""The request gate: user turns a person would write, carrying what the labels need.
+
+Checked independently of the user simulator (which has its own, weaker check):
+
+- ``ungrounded_request``: an argument value the label expects is neither stated nor derivable
+  (see :mod:`tooldojo.verify.grounding`) from the user's messages before the call;
+- ``form_request``: the request lists parameter names as key/value pairs ("city: Paris",
+  ``units=metric``, or two or more "name value" pairs such as "numbers 2.5, 3, skip nan no");
+- ``user_code``: a user turn carrying code or tool-call syntax (a weak user model repeating
+  the assistant's);
+- ``clarify_unneeded``: the value a clarifying turn asks for was already given;
+- ``off_goal``: the user's words share nothing with the tools the label calls (their names
+  and descriptions): whatever was asked, it was not this;
+- ``no_ask``: the opening message asks for nothing (no question, no request verb): a
+  statement or an equation is not a request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from tooldojo.model import RESULT_REF_KEY, Label, Message, Tool, Trajectory, Verdict
+from tooldojo.verify.content import code_in, content_words
+from tooldojo.verify.grounding import normalize, value_in
+from tooldojo.verify.turns import Turn
+
+
+def _has_reference(value: Any) -> bool:
+    if isinstance(value, dict):
+        return RESULT_REF_KEY in value or any(_has_reference(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_reference(v) for v in value)
+    return False
+
+
+def _acceptable(possible: list[Any]) -> list[Any]:
+    """The values of a BFCL possible-answer list (nested maps reduced to their values)."""
+    out = []
+    for value in possible:
+        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+            out.append([v[0] for v in value.values() if v and v[0] != ""])
+        else:
+            out.append(value)
+    return out
+
+
+def ungrounded_values(label: Label, user_text: str) -> list[tuple[str, Any]]:
+    """(argument, value) pairs of ``label`` that ``user_text`` neither states nor implies."""
+    missing = []
+    for call in label.calls:
+        for name, possible in call.arguments.items():
+            if not isinstance(possible, list) or "" in possible or _has_reference(possible):
+                continue  # optional, or taken from an earlier result
+            verdicts = [value_in(user_text, value) for value in _acceptable(possible)]
+            if any(v is None or v for v in verdicts):
+                continue
+            missing.append((name, possible[0] if possible else None))
+    return missing
+
+
+def _stated(label: Label, name: str, text: str) -> bool:
+    """Whether ``text`` definitely states the value ``label`` expects for ``name``."""
+    for call in label.calls:
+        possible = call.arguments.get(name)
+        if (
+            isinstance(possible, list)
+            and possible
+            and not _has_reference(possible)
+            and any(value_in(text, value) is True for value in _acceptable(possible))
+        ):
+            return True
+    return False
+
+
+def _names(tools: Sequence[Tool]) -> set[str]:
+    return {name for tool in tools for name in tool.properties}
+
+
+def form_pairs(text: str, tools: Sequence[Tool], labels: Sequence[Label]) -> list[str]:
+    """Parameter names written as keys in ``text`` (empty when it reads like prose)."""
+    lowered = text.lower()
+    keyed, adjacent = [], []
+    values: dict[str, list[Any]] = {}
+    for label in labels:
+        for call in label.calls:
+            for name, possible in call.arguments.items():
+                values.setdefault(name, []).extend(p for p in possible if p != "")
+    for name in _names(tools):
+        spellings = {name.lower(), normalize(name)}
+        for spelling in spellings:
+            if len(spelling) < 2:
+                continue
+            keyed_here = re.search(rf"(?<![\w-]){re.escape(spelling)}\s*[:=]\s*\S", lowered)
+            if keyed_here or f"({spelling})" in lowered:  # "name: value", or "value (name)"
+                keyed.append(name)
+                break
+            for value in values.get(name, []):
+                if isinstance(value, bool | dict) or value is None:
+                    continue
+                shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+                pattern = rf"(?<![\w-]){re.escape(spelling)}\s+{re.escape(shown.lower()[:20])}"
+                if re.search(pattern, lowered):
+                    adjacent.append(name)
+                    break
+    if re.findall(r"\b\w+=\S+", text)[1:]:  # two or more key=value tokens
+        keyed.append("key=value")
+    return keyed + (adjacent if len(set(adjacent)) >= 2 else [])
+
+
+ASK = re.compile(
+    r"(?i)\?|\b(please|pls|could|can|would|will|need|want|wanna|like|help|let me know|tell"
+    r"|show|give|get|find|look|search|check|list|calculate|compute|work out|convert|book"
+    r"|add|create|make|put|update|change|set|delete|remove|cancel|send|schedule|move|rename"
+    r"|fetch|pull|run|resolve|translate|report|arrange|extend|renew|what|how|which|when"
+    r"|where|who|why|order|ship|buy|pay|reserve|start|stop|open|close|turn|play|sort|count"
+    r"|download|upload|share|invite|mark|archive|copy|sum|average|estimate|plan|post|save"
+    r"|print|read|write|compare|analy[sz]e|summari[sz]e|track|draft|sign|register|apply"
+    r"|transfer|withdraw|deposit|refund|return|assign|approve|reject|submit|upgrade)\b"
+)
+"""A request asks: a question mark or a verb of asking or doing."""
+
+
+def _user_text_before(messages: Sequence[Message], index: int) -> str:
+    return "\n".join(m.content or "" for m in messages[:index] if m.role == "user")
+
+
+def _first_user(messages: Sequence[Message]) -> int:
+    return next((i for i, m in enumerate(messages) if m.role == "user"), -1)
+
+
+def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
+    """Pass when every user turn reads like a person's and grounds the labels after it."""
+    found: list[tuple[str, str]] = []
+    for position, message in enumerate(trajectory.messages):
+        if message.role != "user":
+            continue
+        text = message.content or ""
+        code = code_in(text)
+        if code is not None:
+            found.append(("user_code", f"user message {position}: carries {code}"))
+        if position == _first_user(trajectory.messages) and not ASK.search(text):
+            found.append(("no_ask", f"user message {position}: asks for nothing"))
+        pairs = form_pairs(text, trajectory.tools, trajectory.labels)
+        if pairs:
+            found.append(
+                ("form_request", f"user message {position}: lists {', '.join(pairs)} as fields")
+            )
+    for turn in turns:
+        label = turn.label
+        if label is None:
+            continue
+        said = _user_text_before(trajectory.messages, turn.message_index)
+        if label.kind == "call":
+            topic: set[str] = set()
+            for call in label.calls:
+                tool = next((t for t in trajectory.tools if t.name == call.name), None)
+                topic |= content_words(f"{normalize(call.name)} {tool.description if tool else ''}")
+            if topic and not topic & content_words(said):
+                found.append(
+                    ("off_goal", f"turn {turn.index}: the user never asked about {call.name}")
+                )
+            for name, value in ungrounded_values(label, said):
+                found.append(
+                    (
+                        "ungrounded_request",
+                        f"turn {turn.index}: {name}={value!r} is not in the user's words",
+                    )
+                )
+        elif label.kind == "clarify":
+            later = next((t.label for t in turns[turn.index + 1 :] if t.label), None)
+            if later is not None and later.kind == "call":
+                told = [name for name in label.missing if _stated(later, name, said)]
+                if label.missing and len(told) == len(label.missing):
+                    found.append(
+                        (
+                            "clarify_unneeded",
+                            f"turn {turn.index}: {', '.join(told)} was already given",
+                        )
+                    )
+    return Verdict(
+        gate="request",
+        passed=not found,
+        score=1.0 if not found else 0.0,
+        reason="; ".join(m for _, m in found) if found else "requests grounded and natural",
+        details={"reasons": [c for c, _ in found], "errors": [m for _, m in found]}
+        if found
+        else {},
+    )

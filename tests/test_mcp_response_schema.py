@@ -1,0 +1,111 @@
+"""Bounded response schemas: every value fits the token budget, and narrows the original."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from tooldojo.llm.llamacpp import schema_grammar
+from tooldojo.mcp.executors.response_schema import (
+    Bounds,
+    UnboundedSchema,
+    bounded_schema,
+    generic_result_schema,
+    plan_response,
+    token_bound,
+)
+
+ORDER = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "items": {"type": "array", "items": {"$ref": "#/$defs/item"}},
+        "note": {"type": "string", "maxLength": 10},
+        "created": {"type": "string", "format": "date-time"},
+        "extra": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+    "required": ["id", "items"],
+    "$defs": {
+        "item": {
+            "type": "object",
+            "properties": {"sku": {"type": "string"}, "child": {"$ref": "#/$defs/item"}},
+            "required": ["sku"],
+        }
+    },
+}
+
+
+def _longest(schema):  # the longest value the bounded schema admits, built by hand
+    if "const" in schema:
+        return schema["const"]
+    if "anyOf" in schema:
+        return max((_longest(o) for o in schema["anyOf"]), key=lambda v: len(json.dumps(v)))
+    kind = schema.get("type")
+    if kind == "string":
+        return "x" * schema.get("maxLength", 30)
+    if kind == "array":
+        return [_longest(schema["items"])] * schema.get("maxItems", 0)
+    if kind == "object":
+        return {k: _longest(v) for k, v in schema["properties"].items()}
+    return -1.1234567890123456e-10 if kind == "number" else 1234567890123456
+
+
+def test_bounded_schema_is_finite_pins_arguments_and_its_values_fit_the_bound() -> None:
+    bounded = bounded_schema(ORDER, {"id": "A1", "other": 3}, Bounds())
+    assert bounded["properties"]["id"] == {"const": "A1"}
+    assert bounded["properties"]["items"]["maxItems"] == 3
+    assert bounded["properties"]["note"]["maxLength"] == 10  # the spec's own bound is kept
+    longest = _longest(bounded)
+    text = json.dumps(longest)
+    assert len(text) <= token_bound(bounded)
+    assert Draft202012Validator(ORDER).is_valid(longest)  # a narrowing of the original
+    assert schema_grammar(bounded)  # llama.cpp can build the grammar
+
+
+def test_generic_result_echoes_scalars_and_fits() -> None:
+    schema = generic_result_schema({"city": "Lisbon", "days": 3, "deep": {"x": 1}}, Bounds())
+    assert schema["properties"]["city"] == {"const": "Lisbon"}
+    assert "deep" not in schema["properties"]
+    assert len(json.dumps(_longest(schema))) <= token_bound(schema)
+
+
+def test_plan_tightens_until_it_fits_and_says_why_when_it_cannot() -> None:
+    loose = plan_response(ORDER, {}, 4000)
+    tight = plan_response(ORDER, {}, 260)
+    assert tight.max_tokens <= 260 < loose.max_tokens
+    with pytest.raises(UnboundedSchema, match="over the budget of 20"):
+        plan_response(ORDER, {}, 20)
+
+
+def test_a_required_field_that_recurses_forever_cannot_be_bounded() -> None:
+    forever = {
+        "$ref": "#/$defs/node",
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {"next": {"$ref": "#/$defs/node"}},
+                "required": ["next"],
+            }
+        },
+    }
+    with pytest.raises(UnboundedSchema):
+        bounded_schema(forever, {}, Bounds())
+
+
+def test_spec_patterns_and_formats_stay_valid_and_bounded() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "isbn": {"type": "string", "pattern": "^[0-9]{13}$"},
+            "code": {"type": "string", "pattern": "^[A-Z]+$"},
+            "mail": {"type": "string", "format": "email"},
+        },
+        "required": ["isbn", "code", "mail"],
+    }
+    bounded = bounded_schema(schema, {}, Bounds())
+    assert bounded["properties"]["isbn"]["pattern"] == "^[0-9]{13}$"
+    assert bounded["properties"]["code"]["pattern"] == "^[A-Z]{1,48}$"
+    grammar = schema_grammar(bounded)
+    assert "@" in grammar and token_bound(bounded) < 1000

@@ -1,0 +1,291 @@
+"""The gates with teeth: each has a trajectory built to fail it, and a sound one that passes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tooldojo.model import Label, LabelCall, Message, Tool, ToolCall, Trajectory
+from tooldojo.verify import VerifyOptions, verify_trajectory
+from tooldojo.verify.accounting import accounting, gate_failures
+from tooldojo.verify.grounding import value_in
+
+WEATHER = Tool(
+    name="get_forecast",
+    description="Weather forecast for a city.",
+    parameters={
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "description": "Name of the city"},
+            "days": {"type": "integer", "description": "How many days ahead to forecast"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["city", "days"],
+    },
+)
+LABEL = Label(
+    kind="call",
+    calls=[
+        LabelCall(
+            name="get_forecast", arguments={"city": ["Lisbon"], "days": [3], "unit": ["celsius"]}
+        )
+    ],
+)
+CALL = ToolCall(
+    id="c1", name="get_forecast", arguments={"city": "Lisbon", "days": 3, "unit": "celsius"}
+)
+RESULT = {"city": "Lisbon", "days": 3, "forecast": [{"day": "Monday", "high": 21}]}
+REQUEST = "What will the weather be like in Lisbon over the next three days? In °C please."
+ANSWER = "Lisbon looks mild: Monday reaches a high of 21 degrees, the rest of the forecast is dry."
+
+
+def episode(
+    request: str = REQUEST,
+    answer: str = ANSWER,
+    result: object = RESULT,
+    *,
+    is_error: bool | None = None,
+    injected: bool = False,
+    labels: list[Label] | None = None,
+    messages: list[Message] | None = None,
+) -> Trajectory:
+    tool = Message(
+        role="tool",
+        tool_call_id="c1",
+        name="get_forecast",
+        content=result if isinstance(result, str) else json.dumps(result),
+        is_error=is_error,
+        origin="executed",
+    )
+    if injected:
+        tool.injected = True
+    return Trajectory(
+        id="t",
+        category="single",
+        tools=[WEATHER],
+        messages=messages
+        or [
+            Message(role="system", content="You can call tools."),
+            Message(role="user", content=request, origin="model"),
+            Message(role="assistant", tool_calls=[CALL], origin="forced"),
+            tool,
+            Message(role="assistant", content=answer, origin="model"),
+        ],
+        labels=labels or [LABEL, Label(kind="text")],
+    )
+
+
+async def stopped_by(trajectory: Trajectory) -> tuple[str | None, list[str]]:
+    verified = await verify_trajectory(trajectory, VerifyOptions())
+    if verified.passed:
+        return None, []
+    last = verified.verdicts[-1]
+    return last.gate, list(last.details.get("reasons", []))
+
+
+@pytest.mark.anyio
+async def test_a_sound_episode_passes_every_default_gate() -> None:
+    assert await stopped_by(episode()) == (None, [])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("changes", "gate", "reason"),
+    [
+        ({"answer": "Done. Here is what I found: " + json.dumps(RESULT)}, "turns", "filler"),
+        (
+            {"answer": "Sure! ```get_forecast(city='Lisbon')``` gives 21 in Lisbon"},
+            "turns",
+            "prose_code",
+        ),
+        ({"answer": 'In Lisbon: {"name": "get_forecast"} high 21'}, "turns", "prose_code"),
+        ({"answer": "Lisbon, high 21:\nconst high = forecast[0].high;"}, "turns", "prose_code"),
+        (
+            {"answer": "It will be lovely weather for a picnic, enjoy the sunshine!"},
+            "turns",
+            "ungrounded_answer",
+        ),
+        ({"answer": "Sorry, the tool failed: rate limited."}, "turns", "ungrounded_answer"),
+        ({"answer": "2023-04-19T12:21:10.39-10-17.25.23 Monday 21"}, "turns", "degenerate"),
+        ({"answer": "Monday: 21."}, "turns", "degenerate"),
+        (
+            {
+                "answer": "Monday 21. Order cancelled, order cancelled, order cancelled, "
+                "order cancelled."
+            },
+            "turns",
+            "degenerate",
+        ),
+        # only echoes what the user said (Lisbon, 3 days): nothing the result added
+        (
+            {"answer": "Your forecast for Lisbon over 3 days is ready."},
+            "turns",
+            "ungrounded_answer",
+        ),
+        (
+            {"result": "'get_forecast' timed out after 60 s", "is_error": True},
+            "execution",
+            "timeout",
+        ),
+        (
+            {"result": "the simulated 'get_forecast' gave no valid result after 3 attempts: x"},
+            "execution",
+            "failed_result",
+        ),
+        ({"request": "Forecast for Lisbon (city), 3 (days), celsius?"}, "request", "form_request"),
+        ({"request": "Lisbon is lovely in spring, 3 days of celsius sun."}, "request", "no_ask"),
+        ({"request": "Can you book Lisbon for 3 nights, in celsius?"}, "request", "off_goal"),
+        (
+            {"result": {"city": "Lisbon", "message": "Error: the city is not supported"}},
+            "execution",
+            "failed_result",
+        ),
+        (
+            {"request": "Please get forecast (city Lisbon, days 3, unit celsius)."},
+            "request",
+            "form_request",
+        ),
+        (
+            {"request": "Forecast please: city: Lisbon, days: 3, unit: celsius"},
+            "request",
+            "form_request",
+        ),
+        (
+            {"request": "What will the weather be like in Lisbon? In °C please."},
+            "request",
+            "ungrounded_request",
+        ),
+        (
+            {"request": "Weather in Lisbon, 3 days, celsius. function get() { return 1; }"},
+            "request",
+            "user_code",
+        ),
+    ],
+)
+async def test_each_gate_fails_the_episode_built_to_fail_it(changes, gate, reason) -> None:
+    found_gate, reasons = await stopped_by(episode(**changes))
+    assert found_gate == gate and reason in reasons
+
+
+@pytest.mark.anyio
+async def test_an_injected_failure_is_a_labelled_case_whose_answer_must_say_so() -> None:
+    error = {"error": {"type": "rate_limited", "message": "Too many requests"}}
+    honest = episode(
+        result=error,
+        is_error=True,
+        injected=True,
+        answer="The forecast service is rate limited right now; please try again later.",
+    )
+    assert await stopped_by(honest) == (None, [])
+    glossed = episode(
+        result=error, is_error=True, injected=True, answer="Lisbon will be sunny and 21."
+    )
+    assert await stopped_by(glossed) == ("turns", ["ignores_error"])
+    unplanned = episode(
+        result=error, is_error=True, answer="The service is rate limited; try later."
+    )
+    assert await stopped_by(unplanned) == ("execution", ["failed_result"])
+
+
+def _no_call(kind: str, text: str, *, missing: list[str] | None = None, request: str = REQUEST):
+    return Trajectory(
+        id="n",
+        category="clarify" if kind == "clarify" else "irrelevance",
+        tools=[WEATHER],
+        messages=[
+            Message(role="user", content=request),
+            Message(role="assistant", content=text),
+        ],
+        labels=[Label(kind=kind, missing=missing or [])],
+    )
+
+
+@pytest.mark.anyio
+async def test_clarify_must_ask_for_the_missing_parameter() -> None:
+    ask = "Happy to check the weather in Lisbon! For how many days ahead should the forecast go?"
+    assert (
+        await stopped_by(_no_call("clarify", ask, missing=["days"], request="Weather in Lisbon?"))
+    )[0] is None
+    vague = "Happy to help! Could you tell me more?"
+    assert (
+        await stopped_by(_no_call("clarify", vague, missing=["days"], request="Weather in Lisbon?"))
+    ) == ("turns", ["clarify_missing"])
+    statement = "I will look at the forecast days for Lisbon."
+    assert (
+        await stopped_by(
+            _no_call("clarify", statement, missing=["days"], request="Weather in Lisbon?")
+        )
+    ) == ("turns", ["clarify_missing"])
+    called = _no_call("clarify", "", missing=["days"])
+    called.messages[-1] = Message(role="assistant", tool_calls=[CALL])
+    assert (await stopped_by(called))[0] == "label"
+
+
+@pytest.mark.anyio
+async def test_refusal_must_make_no_call_and_say_why() -> None:
+    why = "Sorry, I can't book flights: the only tool I have is a weather forecast."
+    assert (await stopped_by(_no_call("refuse", why, request="Book me a flight to Oslo.")))[
+        0
+    ] is None
+    bare = "Sorry about that."
+    assert (await stopped_by(_no_call("refuse", bare, request="Book me a flight to Oslo."))) == (
+        "turns",
+        ["refuse_no_reason"],
+    )
+    called = _no_call("refuse", "", request="Book me a flight to Oslo.")
+    called.messages[-1] = Message(role="assistant", tool_calls=[CALL])
+    assert (await stopped_by(called))[0] == "label"
+
+
+@pytest.mark.anyio
+async def test_a_step_that_could_not_run_fails_at_execution() -> None:
+    broken = episode()
+    broken.metadata["failed_steps"] = [{"step": 1, "reason": "result has no field 'order_id'"}]
+    assert await stopped_by(broken) == ("execution", ["failed_step"])
+
+
+def test_derivable_values() -> None:
+    assert value_in("on March 5, 2024", "2024-03-05")
+    assert value_in("5th of March 2024", "2024-03-05")
+    assert not value_in("in March 2024", "2024-03-05")
+    assert value_in("budget of 5k", 5000) and value_in("about 5,000", 5000)
+    assert value_in("a 15% tip", 0.15) and value_in("three nights", 3)
+    assert value_in("in °F", "fahrenheit") and value_in("sorted newest first", "desc")
+    assert value_in("status in progress", "in_progress")
+    assert (
+        not value_in("3 nights", 30)
+        and not value_in("in miles", "m")
+        and value_in("in metres", "m")
+    )
+    assert value_in("whatever", True) is None
+
+
+@pytest.mark.anyio
+async def test_accounting_and_failures_by_reason() -> None:
+    sound = await verify_trajectory(episode(), VerifyOptions())
+    filler = await verify_trajectory(
+        episode(answer="Done. Here is what I found: x"), VerifyOptions()
+    )
+    shares = accounting([sound, filler])
+    assert shares["assistant"]["forced"] == 2 and shares["assistant"]["model"] == 2
+    assert shares["assistant"]["shares"]["forced"] == 0.5
+    assert shares["tool"]["executed"] == 2 and shares["user"]["model"] == 2
+    assert gate_failures([sound, filler]) == {
+        "turns": {"filler": 1, "ungrounded_answer": 1, "off_request": 1}
+    }
+
+
+@pytest.mark.anyio
+async def test_forced_turns_are_counted_apart_and_their_neighbours_still_checked() -> None:
+    verified = await verify_trajectory(episode(answer="Done."), VerifyOptions())
+    label = next(v for v in verified.verdicts if v.gate == "label")
+    assert label.passed and label.details["forced_turns"] == 1 and "1 forced" in label.reason
+    assert not verified.passed and verified.verdicts[-1].gate == "turns"  # the model's answer
+
+
+def test_grounded_share_counts_requests_that_state_every_value() -> None:
+    from tooldojo.verify.accounting import grounded_share
+
+    vague = episode(request="What will the weather be like in Lisbon? In °C please.")
+    assert grounded_share([episode(), vague]) == {"checked": 2, "grounded": 1, "share": 0.5}
