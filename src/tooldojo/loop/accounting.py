@@ -2,9 +2,9 @@
 
 Every message a synthesis episode writes carries ``Message.origin`` (the shared contract):
 ``model`` (the role's model wrote it freely), ``forced`` (teacher-forced from the label),
-``template`` or ``executed`` (a real tool result). Verification's ``accounting`` helper counts
-them when it exists; :func:`count_origins` is the same count for trajectories written before
-``origin`` existed (it falls back on the older marks ``guided`` and ``user_sources``).
+``template`` or ``executed`` (a real tool result). :func:`count_origins` counts them, falling
+back on the older marks ``guided`` and ``user_sources`` for trajectories written before
+``origin`` existed.
 
 Rejection sampling for self-play (:func:`admit_by_forced_share`): a trajectory with nothing
 forced always enters the pool; trajectories with forced assistant turns enter, the least forced
@@ -59,14 +59,13 @@ def count_origins(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, int
 
 
 def accounting(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, int]]:
-    """Verification's ``accounting`` helper when this build has it, else :func:`count_origins`."""
-    trajectories = list(trajectories)
-    try:
-        from tooldojo.verify import accounting as shared  # type: ignore[attr-defined]
-    except ImportError:
-        return count_origins(trajectories)
-    helper = getattr(shared, "accounting", shared)
-    return helper(trajectories) if callable(helper) else count_origins(trajectories)
+    """``iter-NNN/accounting.json``: ``{role: {origin: n}}`` with the loop's role names.
+
+    Not :func:`tooldojo.verify.accounting.accounting`: that one names the tool role ``tool``,
+    adds shares, and has no fallback for trajectories written before ``Message.origin``; the
+    loop resumes runs that hold such trajectories.
+    """
+    return count_origins(trajectories)
 
 
 def assistant_turns_by_origin(trajectory: Trajectory) -> tuple[int, int]:

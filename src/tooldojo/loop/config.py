@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tooldojo.errors import ToolDojoError
+from tooldojo.verify.pipeline import DEFAULT_GATES
 
 
 class _Section(BaseModel):
@@ -41,7 +42,9 @@ class SynthSection(_Section):
 
 
 class VerifySection(_Section):
-    gates: list[str] = Field(default_factory=lambda: ["format", "schema", "label"])
+    gates: list[str] = Field(default_factory=lambda: list(DEFAULT_GATES))
+    """Every gate by default: the content gates (execution, request, turns) are what keep
+    failed results, filler and form-like requests out of training."""
 
 
 class TrainSection(_Section):
