@@ -82,3 +82,14 @@ def bench_trajectories(count: int, seed: int = 0) -> list[Trajectory]:
     plan = asyncio.run(plan_scenarios(tools, options))
     by_name = {tool.name: tool for tool in tools}
     return [_trajectory(scenario, by_name) for scenario in plan.scenarios]
+
+
+def bench_rows(count: int, tokenizer, settings) -> tuple[list[dict], dict]:
+    """``count`` SFT samples (assistant turns) rendered as ``run_sft`` renders them, and their
+    data summary (samples over ``settings.max_length`` are dropped there, and counted)."""
+    from tooldojo.train.data import PromptRenderer, turn_samples
+    from tooldojo.train.sft import sft_dataset
+
+    samples = turn_samples(bench_trajectories(count // 2 + 1, seed=settings.seed))[:count]
+    renderer = PromptRenderer(tokenizer, settings.codec, settings.native_tools)
+    return sft_dataset(samples, renderer, settings)
