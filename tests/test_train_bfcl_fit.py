@@ -156,3 +156,28 @@ def test_grpo_with_a_constant_reward_reports_no_step_with_variance(grpo_data, mo
     assert result.training["reward_batches"] == 2
     assert result.training["steps_with_reward_variance"] == 0.0
     assert result.data["no_call_share"] == 0.2  # the refusal turn is a GRPO row too
+
+
+def test_cli_sft_takes_the_new_options_and_reports_the_data(grpo_data):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tooldojo.cli import app
+
+    out = grpo_data / "cli-sft"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train", "sft", "--data", str(grpo_data / "verified.jsonl"),
+            "--model", str(grpo_data / "model"), "--out", str(out), "--max-steps", "2",
+            "--batch-size", "2", "--gguf", "none", "--python-share", "1", "--random-batches",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["data"]["python_call_share"] == 1.0
+    assert report["data"]["refusal_share"] == round(1 / 9, 4)  # 4 calls, 4 answers, 1 refusal
+    settings = json.loads((out / "checkpoint" / "tooldojo_train.json").read_text())["settings"]
+    assert settings["group_by_length"] is False and settings["python_share"] == 1.0
+    assert report["training"]["tokens_per_s"] > 0
