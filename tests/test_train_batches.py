@@ -186,3 +186,26 @@ def test_length_grouped_batches_cover_every_sample_in_neighbouring_groups():
     assert len(set(orders)) > 1  # batch order changes between epochs
     sampler.set_epoch(2)
     assert tuple(sampler) == orders[2]  # and is reproducible (resume)
+
+
+def test_lora_training_goes_through_the_selected_head(tiny, tmp_path, monkeypatch):
+    """PEFT wraps the model after TRL patches it; the head must still be the one called."""
+    from tooldojo.train import head
+    from tooldojo.train.sft import run_sft
+
+    calls = []
+    original = head._selected_log_probs
+
+    def counted(*args):
+        calls.append(args[0].shape[0])
+        return original(*args)
+
+    monkeypatch.setattr(head, "_selected_log_probs", counted)
+    base, _ = tiny
+    settings = SFTSettings(
+        max_steps=3, batch_size=2, lora_r=4, learning_rate=1e-2, export_gguf=None
+    )
+    result = run_sft(base / "verified.jsonl", str(base / "model"), tmp_path / "lora", settings)
+    assert result.steps == 3 and result.training["tokens_per_s"] > 0
+    assert len(calls) == 3 and all(rows > 0 for rows in calls)
+    assert (result.checkpoint / "model.safetensors").is_file()  # merged, plain checkpoint
