@@ -123,12 +123,20 @@ def measure(args) -> None:
             bare_step(inputs)
             bare["seconds"] += time.perf_counter() - started
             bare["tokens"] += real_tokens(inputs)
+            # Running figures, so a run cut short still says something.
+            ours_so_far = time.perf_counter() - begun[0] - bare["seconds"]
+            print(
+                f"step {len(batches)}: ours {bare['tokens'] / ours_so_far:.1f} tokens/s, "
+                f"bare {bare['tokens'] / bare['seconds']:.1f} tokens/s",
+                file=sys.stderr,
+                flush=True,
+            )
             return loss
 
         trainer.training_step = interleaved
-        started = time.perf_counter()
+        begun = [time.perf_counter()]
         trainer.train()
-        ours_seconds = time.perf_counter() - started - bare["seconds"]
+        ours_seconds = time.perf_counter() - begun[0] - bare["seconds"]
     ours_tokens = sum(real_tokens(b) for b in batches)
     ours_rate = ours_tokens / ours_seconds
     bare_rate = bare["tokens"] / bare["seconds"]
