@@ -113,7 +113,10 @@ def test_grpo_five_steps_with_reward_variance(workspace, cold_started):
     # The label gate can only pass if the label column reached the reward function.
     assert max(r["rewards/label_gate/mean"] for r in rows) > 0
     assert max(r["rewards/format_gate/mean"] for r in rows) > 0
-    assert {"kl", "rewards/schema_gate/std", "step_time_s"} <= set(rows[0])
+    assert {"rewards/schema_gate/std", "step_time_s", "groups_with_reward_variance"} <= set(rows[0])
+    assert "kl" not in rows[0]  # beta 0 by default: no reference model, no KL term
+    assert 0 < result.training["steps_with_reward_variance"] <= 1
+    assert result.training["reward_batches"] == 5
 
 
 def test_grpo_rejects_a_batch_that_does_not_hold_whole_groups(workspace):

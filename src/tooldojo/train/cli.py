@@ -25,11 +25,21 @@ LoraR = Annotated[int, typer.Option("--lora-r", help="LoRA rank; 0 = full fine-t
 MaxLen = Annotated[int, typer.Option("--max-length", help="Max prompt+completion tokens.")]
 Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads (default 1).")]
 Gguf = Annotated[str, typer.Option("--gguf", help="GGUF export type: f32, f16, q8_0 or none.")]
+PythonShare = Annotated[
+    float,
+    typer.Option(
+        "--python-share",
+        help="Share of trajectories rendered for Python-call syntax [f(a=1)] (0 to 1).",
+        min=0.0,
+        max=1.0,
+    ),
+]
 
 
-def _common(max_steps, epochs, lr, lora_r, max_length, threads, gguf) -> dict:
+def _common(max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share) -> dict:
     """The settings both trainers take from the command line."""
     return {
+        "python_share": python_share,
         "max_steps": max_steps,
         "epochs": epochs,
         "learning_rate": lr,
@@ -53,6 +63,10 @@ def _print_result(result) -> None:
         f"metrics:    {result.metrics_csv} ({result.steps} steps, {result.samples} samples, "
         f"{result.seconds:.0f} s)"
     )
+    if result.data:
+        console.print("data:       " + ", ".join(f"{k}={v}" for k, v in result.data.items()))
+    if result.training:
+        console.print("training:   " + ", ".join(f"{k}={v}" for k, v in result.training.items()))
     typer.echo(json.dumps(result.to_json()))
 
 
@@ -69,12 +83,28 @@ def sft_command(
     max_length: MaxLen = 1024,
     threads: Threads = None,
     gguf: Gguf = "f16",
+    python_share: PythonShare = 0.3,
+    group_by_length: Annotated[
+        bool,
+        typer.Option("--group-by-length/--random-batches", help="Batch samples of similar length."),
+    ] = True,
+    packing: Annotated[
+        bool,
+        typer.Option(
+            "--packing/--no-packing",
+            help="Pack samples into max-length rows (no cross-sample attention).",
+        ),
+    ] = False,
 ) -> None:
     """Supervised cold start (TRL SFTTrainer; loss on assistant turns only)."""
     from tooldojo.train.settings import SFTSettings
     from tooldojo.train.sft import run_sft
 
-    settings = SFTSettings(**_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf))
+    settings = SFTSettings(
+        **_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share),
+        group_by_length=group_by_length,
+        packing=packing,
+    )
     if batch_size:
         settings.batch_size = batch_size
     _print_result(run_sft(data, model, out, settings))
@@ -90,23 +120,28 @@ def grpo_command(
     lr: LR = None,
     batch_size: Batch = None,
     num_generations: Annotated[int, typer.Option("--num-generations", help="Group size.")] = 8,
-    beta: Annotated[float, typer.Option("--beta", help="KL coefficient.")] = 0.04,
+    beta: Annotated[
+        float, typer.Option("--beta", help="KL coefficient; 0 keeps no reference model.")
+    ] = 0.0,
     epsilon: Annotated[float, typer.Option("--epsilon", help="Lower clip range.")] = 0.2,
     epsilon_high: Annotated[float, typer.Option("--epsilon-high", help="Upper clip.")] = 0.28,
     max_completion_length: Annotated[int, typer.Option("--max-completion-length")] = 256,
-    temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Sampling temperature of the group.")
+    ] = 1.0,
     lora_r: LoraR = 0,
     max_length: MaxLen = 1024,
     threads: Threads = None,
     use_vllm: Annotated[bool, typer.Option("--use-vllm", help="GPU: generate with vLLM.")] = False,
     gguf: Gguf = "f16",
+    python_share: PythonShare = 0.3,
 ) -> None:
     """GRPO with the gated reward (TRL GRPOTrainer)."""
     from tooldojo.train.grpo import run_grpo
     from tooldojo.train.settings import GRPOSettings
 
     settings = GRPOSettings(
-        **_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf),
+        **_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share),
         num_generations=num_generations,
         beta=beta,
         epsilon=epsilon,

@@ -20,6 +20,13 @@ from tooldojo.jsonl import read_jsonl
 from tooldojo.llm._shared import render_chat
 from tooldojo.llm.codecs import DEFAULT_CODEC, get_codec
 from tooldojo.model import Label, Message, Tool, Trajectory
+from tooldojo.train.python_calls import (
+    NATIVE_SYNTAX,
+    PYTHON_SYNTAX,
+    render_python_chat,
+    wants_python,
+    writable_in_python,
+)
 
 
 @dataclass(frozen=True)
@@ -109,25 +116,47 @@ class PromptRenderer:
         self.codec = get_codec(codec)
         self.native = template_supports_tools(tokenizer) if native_tools is None else native_tools
 
-    def _chat(self, messages: list[Message], tools: list[Tool]) -> list[dict[str, Any]]:
+    def _chat(
+        self, messages: list[Message], tools: list[Tool], python_key: str | None
+    ) -> list[dict[str, Any]]:
+        if python_key is not None:
+            return render_python_chat(messages, tools, python_key)
         if self.native:
             return [m.to_openai() for m in messages]
         return render_chat(messages, tools, self.codec)
 
-    def _apply(self, chat: list[dict[str, Any]], tools: list[Tool], generation: bool) -> str:
+    def _apply(
+        self, chat: list[dict[str, Any]], tools: list[Tool], generation: bool, python: bool
+    ) -> str:
         kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": generation}
-        if self.native and tools:
+        if self.native and tools and not python:
             kwargs["tools"] = [t.to_openai() for t in tools]
         return self.tokenizer.apply_chat_template(chat, **kwargs)
 
-    def prompt(self, history: list[Message], tools: list[Tool]) -> str:
-        """The text the model is given before it answers."""
-        return self._apply(self._chat(history, tools), tools, generation=True)
+    def prompt(
+        self, history: list[Message], tools: list[Tool], *, python_key: str | None = None
+    ) -> str:
+        """The text the model is given before it answers.
 
-    def completion(self, history: list[Message], tools: list[Tool], target: Message) -> str:
+        ``python_key`` (the trajectory id) renders the Python-call variant instead: our own
+        system prompt asking for ``[f(a=1)]`` calls, the wording chosen from the key.
+        """
+        chat = self._chat(history, tools, python_key)
+        return self._apply(chat, tools, generation=True, python=python_key is not None)
+
+    def completion(
+        self,
+        history: list[Message],
+        tools: list[Tool],
+        target: Message,
+        *,
+        python_key: str | None = None,
+    ) -> str:
         """The assistant turn as the template writes it, ending with its end-of-turn token."""
-        prompt = self.prompt(history, tools)
-        full = self._apply(self._chat([*history, target], tools), tools, generation=False)
+        python = python_key is not None
+        prompt = self.prompt(history, tools, python_key=python_key)
+        chat = self._chat([*history, target], tools, python_key)
+        full = self._apply(chat, tools, generation=False, python=python)
         if not full.startswith(prompt):
             raise ToolDojoError(
                 "the chat template renders the history differently with and without the "
@@ -142,22 +171,55 @@ class PromptRenderer:
         return completion
 
 
-def sft_rows(samples: list[TurnSample], renderer: PromptRenderer) -> list[dict[str, str]]:
-    """Prompt-completion rows: TRL's SFTTrainer masks the prompt, so only the turn is learned."""
-    return [
-        {
-            "prompt": renderer.prompt(s.history, s.tools),
-            "completion": renderer.completion(s.history, s.tools, s.target),
-        }
-        for s in samples
-    ]
+def sample_syntax(sample: TurnSample, python_share: float, seed: int) -> str:
+    """``python`` for a sample drawn for Python-call syntax whose calls can be written so,
+    else ``native`` (the model's own format)."""
+    if not wants_python(sample.trajectory_id, python_share, seed):
+        return NATIVE_SYNTAX
+    if not writable_in_python([*sample.history, sample.target]):
+        return NATIVE_SYNTAX
+    return PYTHON_SYNTAX
 
 
-def grpo_rows(samples: list[TurnSample], renderer: PromptRenderer) -> list[dict[str, str]]:
+def sft_row(sample: TurnSample, renderer: PromptRenderer, syntax: str) -> dict[str, str]:
+    """One prompt-completion row in ``syntax``."""
+    key = sample.trajectory_id if syntax == PYTHON_SYNTAX else None
+    return {
+        "prompt": renderer.prompt(sample.history, sample.tools, python_key=key),
+        "completion": renderer.completion(
+            sample.history, sample.tools, sample.target, python_key=key
+        ),
+    }
+
+
+def sft_rows(
+    samples: list[TurnSample],
+    renderer: PromptRenderer,
+    *,
+    python_share: float = 0.0,
+    seed: int = 0,
+) -> list[dict[str, str]]:
+    """Prompt-completion rows: TRL's SFTTrainer masks the prompt, so only the turn is learned.
+
+    About ``python_share`` of the trajectories are rendered for Python-call syntax (see
+    :mod:`tooldojo.train.python_calls`); the rest in the model's native format.
+    """
+    return [sft_row(s, renderer, sample_syntax(s, python_share, seed)) for s in samples]
+
+
+def grpo_rows(
+    samples: list[TurnSample],
+    renderer: PromptRenderer,
+    *,
+    python_share: float = 0.0,
+    seed: int = 0,
+) -> list[dict[str, str]]:
     """String prompts plus the label and tools as JSON text columns the reward reads.
 
     GRPO ignores a per-row ``tools`` column when rendering prompts, so prompts are
-    pre-rendered with the tools inside; the columns only feed the reward.
+    pre-rendered with the tools inside; the columns only feed the reward. A row drawn for
+    Python-call syntax (``python_share``) asks for Python calls and is scored with the
+    ``pythonic`` codec.
     """
     rows = []
     for s in samples:
@@ -165,13 +227,16 @@ def grpo_rows(samples: list[TurnSample], renderer: PromptRenderer) -> list[dict[
         # reward would pay any text, so such turns are left to SFT.
         if s.label is None or s.label.kind == "text":
             continue
+        python = sample_syntax(s, python_share, seed) == PYTHON_SYNTAX
         rows.append(
             {
-                "prompt": renderer.prompt(s.history, s.tools),
+                "prompt": renderer.prompt(
+                    s.history, s.tools, python_key=s.trajectory_id if python else None
+                ),
                 "label": s.label.model_dump_json(),
                 "tools": json.dumps([t.to_openai() for t in s.tools]),
                 "category": s.category,
-                "codec": renderer.codec.name,
+                "codec": "pythonic" if python else renderer.codec.name,
             }
         )
     return rows

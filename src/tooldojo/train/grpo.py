@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tooldojo.errors import ToolDojoError
-from tooldojo.train.data import grpo_rows
-from tooldojo.train.rewards import grpo_reward_functions
+from tooldojo.train.data import PromptRenderer, TurnSample, grpo_rows
+from tooldojo.train.rewards import RewardVariance, grpo_reward_functions
 from tooldojo.train.runner import TrainResult, lora_config, run_training, trainer_arguments
 from tooldojo.train.settings import GRPOSettings
 
@@ -32,6 +33,20 @@ def grpo_config(
     )
 
 
+def grpo_dataset(
+    samples: list[TurnSample], renderer: PromptRenderer, settings: GRPOSettings
+) -> tuple[list[dict], dict]:
+    """GRPO rows (labelled call/refusal turns) and the share rendered for Python calls."""
+    rows = grpo_rows(samples, renderer, python_share=settings.python_share, seed=settings.seed)
+    python = sum(1 for row in rows if row["codec"] == "pythonic")
+    no_call = sum(1 for row in rows if json.loads(row["label"]).get("kind") != "call")
+    return rows, {
+        "samples": len(rows),
+        "python_call_share": round(python / len(rows), 4) if rows else 0.0,
+        "no_call_share": round(no_call / len(rows), 4) if rows else 0.0,
+    }
+
+
 def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSettings, out_dir: Path):
     """A ``GRPOTrainer`` whose reward reads the ``label``/``tools`` columns of ``rows``."""
     from datasets import Dataset
@@ -43,9 +58,12 @@ def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSetting
             f"{settings.num_generations} (--num-generations)"
         )
     functions, weights = grpo_reward_functions(settings.codec, settings.gate_metrics)
+    # The optimized reward (the only one with weight) decides the advantages: watch its groups.
+    variance = RewardVariance(functions[0], settings.num_generations)
+    functions[0] = variance
     parameters = sum(p.numel() for p in model.parameters())
     config = grpo_config(settings, out_dir, settings.resolved_learning_rate(parameters), weights)
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=model,
         reward_funcs=functions,
         args=config,
@@ -53,6 +71,8 @@ def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSetting
         processing_class=tokenizer,
         peft_config=lora_config(settings),
     )
+    trainer.tooldojo_summary = variance.summary
+    return trainer
 
 
 def run_grpo(
@@ -62,13 +82,14 @@ def run_grpo(
     settings: GRPOSettings | None = None,
 ) -> TrainResult:
     """Reinforce ``model`` on the labelled turns of ``data``; resumable, see runner."""
+    settings = settings or GRPOSettings()
     return run_training(
         "grpo",
         data,
         model,
         out_dir,
-        settings or GRPOSettings(),
-        make_rows=grpo_rows,
+        settings,
+        make_rows=lambda samples, renderer: grpo_dataset(samples, renderer, settings),
         build_trainer=build_grpo_trainer,
         padding_side="left",  # generation pads on the left
     )

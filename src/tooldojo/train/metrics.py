@@ -26,6 +26,26 @@ class MetricsCSVCallback(TrainerCallback):
         self.rows: list[dict[str, Any]] = []
         self._step_started = 0.0
         self._step_times: list[float] = []
+        self._train_started: float | None = None
+        self._train_seconds = 0.0
+        self._tokens: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._train_started = time.perf_counter()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._train_started is not None:
+            self._train_seconds = time.perf_counter() - self._train_started
+
+    def summary(self) -> dict[str, float]:
+        """Real (non-pad) tokens per second over this process's training, when the trainer
+        counts tokens (TRL's SFT logs ``num_tokens``)."""
+        if not self._tokens or not self._train_seconds:
+            return {}
+        return {
+            "train_tokens": int(self._tokens),
+            "tokens_per_s": round(self._tokens / self._train_seconds, 2),
+        }
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = time.perf_counter()
@@ -36,6 +56,8 @@ class MetricsCSVCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "train_runtime" in logs:
             return
+        if isinstance(logs.get("num_tokens"), (int, float)):
+            self._tokens = float(logs["num_tokens"])
         row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0, 4)}
         row.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
         if self._step_times:

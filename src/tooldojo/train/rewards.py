@@ -73,6 +73,56 @@ class GateMetric:
         return scores
 
 
+class RewardVariance:
+    """Wraps the optimized reward and records, per generation batch, which groups varied.
+
+    GRPO learns only from groups whose completions earned different rewards: a group of
+    equal rewards has zero advantage everywhere. TRL orders a batch group by group
+    (``num_generations`` consecutive completions per prompt), so groups are consecutive
+    slices. Each call logs ``groups_with_reward_variance`` (a ``metrics.csv`` column);
+    :meth:`summary` gives the share of steps with at least one varied group.
+    """
+
+    def __init__(self, reward: Any, num_generations: int):
+        self.reward = reward
+        self.num_generations = num_generations
+        self.__name__ = getattr(reward, "__name__", "reward")
+        self.batches: list[tuple[int, int]] = []
+        """(groups, groups with non-zero variance) per call, i.e. per generation batch."""
+
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **columns: Any):
+        log_metric = columns.get("log_metric")
+        scores = self.reward(
+            prompts=prompts, completions=completions, completion_ids=completion_ids, **columns
+        )
+        size = self.num_generations
+        groups = [scores[i : i + size] for i in range(0, len(scores), size)]
+        varied = sum(1 for g in groups if _varies(g))
+        self.batches.append((len(groups), varied))
+        if log_metric is not None and groups:
+            log_metric("groups_with_reward_variance", varied / len(groups))
+        return scores
+
+    def summary(self) -> dict[str, float | int]:
+        """Shares over the generation batches this process scored."""
+        steps = len(self.batches)
+        groups = sum(g for g, _ in self.batches)
+        return {
+            "reward_batches": steps,
+            "steps_with_reward_variance": (
+                round(sum(1 for _, v in self.batches if v) / steps, 4) if steps else 0.0
+            ),
+            "groups_with_reward_variance": (
+                round(sum(v for _, v in self.batches) / groups, 4) if groups else 0.0
+            ),
+        }
+
+
+def _varies(scores: list[Any]) -> bool:
+    values = [s for s in scores if s is not None]
+    return len(values) > 1 and max(values) - min(values) > 1e-9
+
+
 def grpo_reward_functions(codec: str = DEFAULT_CODEC, gate_metrics: bool = True):
     """(functions, weights): the gated reward, then zero-weight gate pass rates."""
     functions: list[Any] = [ToolCallReward(codec=codec, name="gated_reward")]

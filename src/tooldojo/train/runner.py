@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,10 @@ class TrainResult:
     samples: int
     skipped: bool = False
     """True when an identical finished run was found and nothing was trained."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """What the training rows held (shares of Python-call and no-call samples, tokens...)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Run-level measures: tokens/s, and for GRPO the share of steps with reward variance."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +63,8 @@ class TrainResult:
             "steps": self.steps,
             "seconds": round(self.seconds, 2),
             "samples": self.samples,
+            "data": self.data,
+            "training": self.training,
         }
 
 
@@ -96,6 +102,8 @@ def finished_result(out_dir: Path, fingerprint: str) -> TrainResult | None:
         seconds=saved["seconds"],
         samples=saved["samples"],
         skipped=True,
+        data=saved.get("data", {}),
+        training=saved.get("training", {}),
     )
 
 
@@ -167,12 +175,17 @@ def train_and_save(
     fingerprint: str,
     samples: int,
     metrics: MetricsCSVCallback,
+    data_summary: dict[str, Any] | None = None,
+    training_summary: Callable[[], dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train (resuming if a trainer checkpoint exists), merge, save, export, record."""
     started = time.perf_counter()
     trainer.add_callback(metrics)
     trainer.train(resume_from_checkpoint=last_trainer_checkpoint(out_dir))
     seconds = time.perf_counter() - started
+    training = {"train_seconds": round(seconds, 2), **metrics.summary()}
+    if training_summary is not None:
+        training.update(training_summary())
 
     model = trainer.model
     if hasattr(model, "merge_and_unload"):  # LoRA: ship one plain checkpoint
@@ -189,6 +202,7 @@ def train_and_save(
         "codec": settings.codec,
         "native_tools": settings.native_tools,
         "settings": settings.to_dict(),
+        "data": data_summary or {},
     }
     (staging / TRAIN_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
     shutil.rmtree(checkpoint, ignore_errors=True)
@@ -208,6 +222,8 @@ def train_and_save(
         steps=trainer.state.global_step,
         seconds=seconds,
         samples=samples,
+        data=data_summary or {},
+        training=training,
     )
     record = {**result.to_json(), "fingerprint": fingerprint, "kind": kind}
     tmp = out_dir / f".{RESULT_FILE}.tmp"
@@ -224,11 +240,16 @@ def run_training(
     out_dir: str | Path,
     settings: CommonSettings,
     *,
-    make_rows: Callable[[list[TurnSample], PromptRenderer], list[dict]],
+    make_rows: Callable[[list[TurnSample], PromptRenderer], tuple[list[dict], dict[str, Any]]],
     build_trainer: Callable[..., Any],
     padding_side: str | None = None,
 ) -> TrainResult:
-    """The shared course of an SFT or GRPO run: skip if finished, render rows, train, save."""
+    """The shared course of an SFT or GRPO run: skip if finished, render rows, train, save.
+
+    ``make_rows`` returns the rows and a summary of what they hold (``result.data``);
+    ``build_trainer`` may set ``trainer.tooldojo_summary``, a callable whose dict joins
+    ``result.training`` after training.
+    """
     data, out_dir = Path(data), Path(out_dir)
     if not data.is_file():  # before hashing it for the fingerprint
         raise ToolDojoError(f"{data}: no such data file")
@@ -242,7 +263,9 @@ def run_training(
     hf_model, tokenizer = load_for_training(ref)
     if padding_side:
         tokenizer.padding_side = padding_side
-    rows = make_rows(samples, PromptRenderer(tokenizer, settings.codec, settings.native_tools))
+    rows, data_summary = make_rows(
+        samples, PromptRenderer(tokenizer, settings.codec, settings.native_tools)
+    )
     if not rows:
         raise ToolDojoError(f"{data}: the passed trajectories hold no turn {kind} can train on")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -257,4 +280,6 @@ def run_training(
         fingerprint=fingerprint,
         samples=len(rows),
         metrics=MetricsCSVCallback(out_dir / "metrics.csv"),
+        data_summary=data_summary,
+        training_summary=getattr(trainer, "tooldojo_summary", None),
     )

@@ -1,7 +1,8 @@
 """Training settings, one dataclass per trainer (as TRL does), with documented defaults.
 
 GRPO defaults start from published settings: group size 8 (DeepSeekMath used 64, most
-open replications 8-16), KL coefficient 0.04 (DeepSeekMath), clip range 0.2 with a
+open replications 8-16), no KL term (DAPO and Dr. GRPO drop it; it would keep a second copy
+of the model in memory), clip range 0.2 with a
 higher upper bound 0.28 (DAPO's clip-higher). The learning rate defaults to 1e-6 for
 models over 1B parameters (the usual GRPO setting) and 5e-6 for smaller ones, which
 barely move at 1e-6.
@@ -44,6 +45,9 @@ class CommonSettings:
     gradient_checkpointing: bool = False
     export_gguf: str | None = "f16"
     """Write ``model.gguf`` (f32, f16 or q8_0) for the llamacpp backend; None to skip."""
+    python_share: float = 0.3
+    """Share of trajectories rendered for Python-call syntax (``[f(a=1)]``) with one of our
+    own system prompts asking for it; the rest use the model's native format."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +57,14 @@ class CommonSettings:
 class SFTSettings(CommonSettings):
     """Supervised cold start: learning rate 5e-5 for full fine-tuning, 2e-4 with LoRA."""
 
+    group_by_length: bool = True
+    """Batch samples of similar length together (little padding). Ignored with ``packing``."""
     packing: bool = False
+    """Pack samples into ``max_length`` rows (TRL best-fit, padding-free, no cross-sample
+    attention). On a CPU, grouped batches are faster: a packed row's attention is computed
+    over the whole row and then masked."""
+    loss_positions_only: bool = True
+    """Project onto the vocabulary only the positions the loss is taken on (see train/head.py)."""
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:
@@ -68,8 +79,9 @@ class GRPOSettings(CommonSettings):
     batch_size: int = 8
     num_generations: int = 8
     """Group size: completions sampled per prompt to estimate the advantage."""
-    beta: float = 0.04
-    """KL coefficient against the reference (starting) model; 0 drops the reference model."""
+    beta: float = 0.0
+    """KL coefficient against the reference (starting) model. 0 (the default) keeps no
+    reference model in memory; DeepSeekMath used 0.04."""
     epsilon: float = 0.2
     epsilon_high: float = 0.28
     max_completion_length: int = 256

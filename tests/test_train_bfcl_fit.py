@@ -1,0 +1,183 @@
+"""Training data shaped for what tool-calling benchmarks ask: Python-call syntax, measured
+no-call share, and GRPO groups whose rewards vary."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tooldojo import Label, Message, Trajectory, append_jsonl
+from tooldojo.llm.codecs import get_codec
+from tooldojo.train import GRPOSettings, run_grpo
+from tooldojo.train.data import PromptRenderer, sample_syntax, sft_rows, turn_samples
+from tooldojo.train.python_calls import PYTHON_CALL_PROMPTS
+from tooldojo.train.rewards import RewardVariance
+from tooldojo.train.settings import SFTSettings
+from tooldojo.train.sft import sft_dataset
+from train_support import WEATHER, build_tiny_model, build_tiny_tokenizer, weather_trajectory
+
+CITIES = [f"City{i}" for i in range(40)]
+
+
+def irrelevant(index: int) -> Trajectory:
+    return Trajectory(
+        id=f"irr{index}",
+        category="irrelevance",
+        tools=[WEATHER],
+        messages=[
+            Message(role="user", content="Write me a haiku about autumn."),
+            Message(role="assistant", content="I can only look up the weather, not write poems."),
+        ],
+        labels=[Label(kind="refuse")],
+        passed=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    trajectories = [weather_trajectory(i, c) for i, c in enumerate(CITIES[:4])]
+    texts = [m.content or "" for t in trajectories for m in t.messages]
+    return PromptRenderer(build_tiny_tokenizer(texts * 4))
+
+
+def test_a_share_of_samples_asks_for_and_answers_in_python_calls(renderer):
+    trajectories = [weather_trajectory(i, c) for i, c in enumerate(CITIES)]
+    samples = turn_samples(trajectories)
+    rows = sft_rows(samples, renderer, python_share=0.5, seed=3)
+    python = [r for r in rows if "Python" in r["prompt"]]
+    assert 0.3 <= len(python) / len(rows) <= 0.7
+    pythonic = get_codec("pythonic")
+    for row in python:
+        if row["completion"].startswith("["):
+            (call,) = pythonic.parse(row["completion"].removesuffix("<|im_end|>"))
+            assert call.name == "get_current_weather" and call.arguments["unit"] == "celsius"
+            assert "<tool_call>" not in row["prompt"]
+    native = [r for r in rows if r not in python]
+    assert native and all("<tool_call>" in r["prompt"] for r in native)
+    # Both turns of a trajectory use one syntax (the answer turn repeats the call in history).
+    answer_turns = [r for r in python if not r["completion"].startswith("[")]
+    assert answer_turns and all("[get_current_weather(" in r["prompt"] for r in answer_turns)
+    # Nothing drawn at share 0.
+    assert not any("Python" in r["prompt"] for r in sft_rows(samples, renderer))
+
+
+def test_python_prompts_are_our_own_words():
+    """No run of six words from BFCL's prompting text (held by the pythonic codec for
+    evaluation) appears in a training prompt."""
+
+    def shingles(text: str) -> set[tuple[str, ...]]:
+        words = re.findall(r"[a-z]+", text.lower())
+        return {tuple(words[i : i + 6]) for i in range(len(words) - 5)}
+
+    evaluation = shingles(get_codec("pythonic").render([]))
+    assert evaluation  # the comparison has something to compare against
+    for prompt in PYTHON_CALL_PROMPTS:
+        assert not shingles(prompt) & evaluation, shingles(prompt) & evaluation
+        assert not shingles(prompt) & shingles(get_codec("hermes").render([]))
+
+
+def test_unwritable_calls_stay_native(renderer):
+    bad = weather_trajectory(0, "Oslo")
+    for message in bad.messages:
+        for call in message.tool_calls or []:
+            call.name = "get-weather"  # a valid tool name, not a Python identifier
+    samples = turn_samples([bad])
+    assert {sample_syntax(s, 1.0, 0) for s in samples} == {"native"}
+
+
+def test_data_summary_measures_python_and_no_call_shares(renderer):
+    trajectories = [weather_trajectory(i, c) for i, c in enumerate(CITIES[:8])]
+    trajectories += [irrelevant(i) for i in range(4)]
+    samples = turn_samples(trajectories)  # 8 calls, 8 final answers, 4 refusals
+    settings = SFTSettings(python_share=0.0, max_length=4096)
+    _, summary = sft_dataset(samples, renderer, settings)
+    assert summary["samples"] == 20
+    assert summary["no_call_share"] == 0.6
+    assert summary["refusal_share"] == 0.2 and summary["final_answer_share"] == 0.4
+    assert summary["python_call_share"] == 0.0
+    _, summary = sft_dataset(samples, renderer, SFTSettings(python_share=1.0, max_length=4096))
+    assert summary["python_call_share"] == 1.0
+
+
+def constant_reward(prompts=None, completions=None, completion_ids=None, **columns):
+    return [0.5] * len(completions)
+
+
+def test_reward_variance_counts_only_groups_whose_rewards_differ():
+    constant = RewardVariance(constant_reward, num_generations=4)
+    for _ in range(3):
+        constant(completions=["a"] * 8)
+    assert constant.summary()["steps_with_reward_variance"] == 0.0
+
+    logged = {}
+    scores = iter([[1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0], [0.0] * 8])
+
+    def varying(**_):
+        return next(scores)
+
+    tracked = RewardVariance(varying, num_generations=4)
+    tracked(completions=["a"] * 8, log_metric=logged.__setitem__)
+    assert logged == {"groups_with_reward_variance": 0.5}
+    tracked(completions=["a"] * 8)
+    assert tracked.summary() == {
+        "reward_batches": 2,
+        "steps_with_reward_variance": 0.5,
+        "groups_with_reward_variance": 0.25,
+    }
+
+
+@pytest.fixture(scope="module")
+def grpo_data(tmp_path_factory) -> Path:
+    from train_support import corpus_for, write_verified
+
+    base = tmp_path_factory.mktemp("grpo")
+    rows = write_verified(base / "verified.jsonl", CITIES[:4])
+    append_jsonl(base / "verified.jsonl", [irrelevant(0)])
+    build_tiny_model(base / "model", corpus_for(rows))
+    return base
+
+
+def test_grpo_with_a_constant_reward_reports_no_step_with_variance(grpo_data, monkeypatch):
+    from tooldojo.train import grpo
+
+    def constant_functions(codec, gate_metrics):
+        return [constant_reward], [1.0]
+
+    monkeypatch.setattr(grpo, "grpo_reward_functions", constant_functions)
+    settings = GRPOSettings(
+        max_steps=2, batch_size=4, num_generations=4, max_completion_length=8, export_gguf=None
+    )
+    result = run_grpo(
+        grpo_data / "verified.jsonl", str(grpo_data / "model"), grpo_data / "const", settings
+    )
+    assert settings.beta == 0.0  # no reference model by default
+    assert result.training["reward_batches"] == 2
+    assert result.training["steps_with_reward_variance"] == 0.0
+    assert result.data["no_call_share"] == 0.2  # the refusal turn is a GRPO row too
+
+
+def test_cli_sft_takes_the_new_options_and_reports_the_data(grpo_data):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tooldojo.cli import app
+
+    out = grpo_data / "cli-sft"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train", "sft", "--data", str(grpo_data / "verified.jsonl"),
+            "--model", str(grpo_data / "model"), "--out", str(out), "--max-steps", "2",
+            "--batch-size", "2", "--gguf", "none", "--python-share", "1", "--random-batches",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["data"]["python_call_share"] == 1.0
+    assert report["data"]["refusal_share"] == round(1 / 9, 4)  # 4 calls, 4 answers, 1 refusal
+    settings = json.loads((out / "checkpoint" / "tooldojo_train.json").read_text())["settings"]
+    assert settings["group_by_length"] is False and settings["python_share"] == 1.0
+    assert report["training"]["tokens_per_s"] > 0
