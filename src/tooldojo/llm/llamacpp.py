@@ -225,13 +225,12 @@ class LlamaCppChatModel:
         self,
         model_path: str | Path | None = None,
         *,
-        pool_size: int = 1,
-        n_threads: int = 2,
+        pool_size: int = 2,
+        n_threads: int = 1,
         n_ctx: int = 8192,
         codec: str = DEFAULT_CODEC,
         name: str | None = None,
-        max_batch: int = 8,
-        kv_cells: int = 16384,
+        max_batch: int = 4,
         n_batch: int = 512,
         weights: str = "file",
     ):
@@ -253,8 +252,7 @@ class LlamaCppChatModel:
                 self._model,
                 n_threads=n_threads,
                 n_ctx=n_ctx,
-                kv_cells=max(kv_cells, n_ctx + n_batch),
-                n_slots=max(2 * max_batch, 4),
+                n_slots=max_batch + 2,  # two idle slots keep other prompts' prefixes warm
                 max_active=max_batch,
                 n_batch=n_batch,
             )

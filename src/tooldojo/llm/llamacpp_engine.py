@@ -136,9 +136,11 @@ class SlotTable:
             return None
         source, length = self.best_prefix(tokens)
         reuse = min(length, max(len(tokens) - 1, 0))
-        if not self.slots[source].busy:
-            target = source
+        if reuse > 0 and not self.slots[source].busy:
+            target = source  # continue the cached sequence in place: nothing to copy
         else:
+            # Overwrite the least recently used idle slot (empty ones first), keeping warm
+            # prefixes of other tool sets for the prompts that will want them.
             idle = [index for index, slot in enumerate(self.slots) if not slot.busy]
             target = min(idle, key=lambda index: self.slots[index].last_used)
         slot = self.slots[target]
@@ -254,9 +256,8 @@ class BatchEngine:
         *,
         n_threads: int = 2,
         n_ctx: int = 8192,
-        kv_cells: int = 16384,
-        n_slots: int = 16,
-        max_active: int = 8,
+        n_slots: int = 6,
+        max_active: int = 4,
         n_batch: int = 512,
     ):
         self.model = model
@@ -264,18 +265,20 @@ class BatchEngine:
         self.max_active = min(max_active, n_slots)
         self.n_batch = n_batch
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = max(kv_cells, n_ctx)
+        # One KV stream per sequence (not unified): each sequence's cells sit exactly where an
+        # unbatched context would put them, so batched greedy decoding reproduces the unbatched
+        # answers bit for bit (with a unified cache the attention rows are longer and rounding
+        # flipped near-tied tokens of this small model on 4 prompts of 6).
+        params.n_ctx = n_slots * n_ctx
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_slots
-        params.kv_unified = True  # prefix copies share cells instead of duplicating them
-        # Flash attention on CPU skips masked cells, so a token attends only to its own
-        # sequence's cells, not to every cell of the unified cache.
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.kv_unified = False
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.n_threads = params.n_threads_batch = n_threads
         self.context = LlamaContext(model=model, params=params, verbose=False)
         self._ctx, self._memory, self._vocab = self.context.ctx, self.context.memory, model.vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self.table = SlotTable(n_slots, capacity=params.n_ctx - n_batch)
+        self.table = SlotTable(n_slots, capacity=n_slots * n_ctx)
         self.stats = EngineStats()
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._candidates = (llama_cpp.llama_token_data * self.n_vocab)()
@@ -378,12 +381,13 @@ class BatchEngine:
             request.grammar = grammar
         request.chain = self._sampler_chain(params)
         target = self.table.slots[claim.target].seq_id
-        if claim.source == claim.target:
-            llama_cpp.llama_memory_seq_rm(self._memory, target, claim.reuse, -1)
-        else:
-            llama_cpp.llama_memory_seq_rm(self._memory, target, -1, -1)
+        if claim.source != claim.target:
+            # Across streams llama.cpp copies a whole sequence (one memory copy of its cells,
+            # far cheaper than recomputing them); the tail past the shared prefix is cut below.
             source = self.table.slots[claim.source].seq_id
-            llama_cpp.llama_memory_seq_cp(self._memory, source, target, 0, claim.reuse)
+            llama_cpp.llama_memory_seq_rm(self._memory, target, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self._memory, target, claim.reuse, -1)
         self.table.apply(claim, request.tokens)
         request.slot, request.position, request.reused = claim.target, claim.reuse, claim.reuse
         self.stats.requests += 1
@@ -494,14 +498,41 @@ class BatchEngine:
         size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
         return buffer.raw[: max(size, 0)]
 
+    def _logits(self, output_index: int) -> np.ndarray:
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, output_index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def _choose(self, request: _Request, logits: np.ndarray, grammar: Any = None) -> int:
+        """Run the request's chain (and ``grammar`` first, if given) over the whole vocabulary.
+
+        Hand-built candidates rather than ``llama_sampler_sample``: in this llama.cpp build that
+        call returned another sequence's token when several sequences had logits in one batch.
+        """
+        if grammar is None and request.params.temperature <= 0:
+            return int(logits.argmax())  # greedy: the first maximum, as llama.cpp's sampler
+        view = self._candidate_view
+        view["id"] = self._ids
+        view["logit"] = logits
+        view["p"] = 0.0
+        array = llama_cpp.llama_token_data_array(
+            data=ctypes.cast(self._candidates, llama_cpp.llama_token_data_p),
+            size=self.n_vocab,
+            selected=-1,
+            sorted=False,
+        )
+        if grammar is not None:
+            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(array))
+        llama_cpp.llama_sampler_apply(request.chain, ctypes.byref(array))
+        return int(array.data[array.selected].id)
+
     def _sample(self, request: _Request, output_index: int) -> int:
-        token = llama_cpp.llama_sampler_sample(request.chain, self._ctx, output_index)
+        logits = self._logits(output_index)
+        token = self._choose(request, logits)
         grammar = request.grammar
         if grammar is None:
             return token
-        logits_pointer = llama_cpp.llama_get_logits_ith(self._ctx, output_index)
         single = self._single
-        single[0].id, single[0].logit, single[0].p = token, logits_pointer[token], 0.0
+        single[0].id, single[0].logit, single[0].p = token, float(logits[token]), 0.0
         array = llama_cpp.llama_token_data_array(
             data=ctypes.cast(single, llama_cpp.llama_token_data_p),
             size=1,
@@ -512,20 +543,7 @@ class BatchEngine:
         if single[0].logit == float("-inf"):
             # The free choice breaks the grammar: mask the whole vocabulary, then choose again.
             self.stats.grammar_full_passes += 1
-            logits = np.ctypeslib.as_array(logits_pointer, shape=(self.n_vocab,))
-            view = self._candidate_view
-            view["id"] = self._ids
-            view["logit"] = logits
-            view["p"] = 0.0
-            array = llama_cpp.llama_token_data_array(
-                data=ctypes.cast(self._candidates, llama_cpp.llama_token_data_p),
-                size=self.n_vocab,
-                selected=-1,
-                sorted=False,
-            )
-            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(array))
-            llama_cpp.llama_sampler_apply(request.chain, ctypes.byref(array))
-            token = array.data[array.selected].id
+            token = self._choose(request, logits, grammar)
         llama_cpp.llama_sampler_accept(grammar, token)
         return token
 
