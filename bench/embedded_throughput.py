@@ -167,7 +167,11 @@ def count_lines(path: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--layouts", default="2x1,1x2", help="engines x threads, comma-separated")
+    parser.add_argument(
+        "--layouts",
+        default="2x1,1x2,2x1:f16",
+        help="ENGINESxTHREADS[:f16], comma-separated (f16: weights converted to 16-bit floats)",
+    )
     parser.add_argument("--skip-cli", action="store_true")
     parser.add_argument("--synth-n", type=int, default=12)
     parser.add_argument("--bfcl-limit", type=int, default=40)
@@ -190,8 +194,11 @@ def main() -> None:
     print(f"limit used below: {limit:.0f} tok/s")
 
     for layout in options.layouts.split(","):
-        engines, threads = (int(part) for part in layout.split("x"))
-        model = LlamaCppChatModel(pool_size=engines, n_threads=threads, max_batch=8 // engines)
+        shape, _, weights = layout.partition(":")
+        engines, threads = (int(part) for part in shape.split("x"))
+        model = LlamaCppChatModel(
+            pool_size=engines, n_threads=threads, max_batch=8 // engines, weights=weights or "file"
+        )
         if layout == options.layouts.split(",")[0]:
             old, new = tool_tokens(model.tokenize)
             print(
@@ -200,7 +207,7 @@ def main() -> None:
             )
         figures = anyio.run(engine_figures, model)
         model.close()
-        print(f"engines x threads = {engines} x {threads} (load {os.getloadavg()[0]:.2f}):")
+        print(f"engines x threads = {layout} (load {os.getloadavg()[0]:.2f}):")
         for key in ("prompt_tok_s", "gen_single_tok_s", "gen_aggregate_tok_s"):
             print(f"  {key:20s} {figures[key]:7.1f} tok/s = {figures[key] / limit:.2f} x limit")
         print(

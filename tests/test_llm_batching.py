@@ -108,3 +108,19 @@ def test_hit_rate_counts_reused_over_prompt_tokens():
     assert stats.hit_rate == 0.75
     assert EngineStats().hit_rate == 0.0
     assert stats.merged(EngineStats(prompt_tokens=200)).hit_rate == 0.375
+
+
+def test_prefix_store_names_states_by_their_tokens_and_keeps_the_newest(tmp_path):
+    import os
+
+    from tooldojo.llm.llamacpp_engine import PrefixStore
+
+    store = PrefixStore(tmp_path, max_files=2)
+    assert store.path_for([1, 2, 3]) == store.path_for([1, 2, 3])
+    assert store.path_for([1, 2, 3]) != store.path_for([1, 2, 4])
+    for age, tokens in enumerate(([1], [2], [3])):
+        path = store.path_for(tokens)
+        path.write_bytes(b"x")
+        os.utime(path, (age, age))
+    store.prune()
+    assert sorted(tmp_path.glob("*.kv")) == sorted([store.path_for([2]), store.path_for([3])])

@@ -119,3 +119,21 @@ async def test_a_second_turn_reuses_the_first_and_constrained_calls_still_parse(
     assert second.ok
     reused = model.stats.reused_tokens - before.reused_tokens
     assert reused >= first.usage.prompt_tokens - 1  # the whole first prompt came from the cache
+
+
+@pytest.mark.anyio
+async def test_a_fresh_process_reads_the_tools_state_from_the_prefix_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOOLDOJO_CACHE", str(tmp_path))
+    tools = load_tools([str(WEATHER_FILE)])
+    question = [Message(role="user", content="What's the weather in Oslo right now?")]
+    first_model = LlamaCppChatModel(pool_size=1, max_batch=1, n_ctx=4096, prefix_store=True)
+    first = await first_model.complete(question, tools, constraint=Constraint(allow_text=False))
+    first_model.close()
+    assert len(list(tmp_path.glob("kv/*/*.kv"))) == 1  # the system prompt's state, once
+    second_model = LlamaCppChatModel(pool_size=1, max_batch=1, n_ctx=4096, prefix_store=True)
+    second = await second_model.complete(question, tools, constraint=Constraint(allow_text=False))
+    assert second_model.stats.stored_prefix_tokens > 500  # the tools block came from disk
+    assert [(c.name, c.arguments) for c in second.tool_calls] == [
+        (c.name, c.arguments) for c in first.tool_calls
+    ]
+    assert first.ok and second.ok

@@ -67,6 +67,9 @@ class BackendConfig(BaseModel):
     """llamacpp: sequences one engine decodes together in each forward pass (each engine keeps
     ``max_batch + 2`` KV streams of ``n_ctx`` cells: 23 KB per cell for SmolLM2-135M)."""
     weights: Literal["file", "f16"] = "file"
+    prefix_store: bool = False
+    """llamacpp: keep the KV state of long system prompts on disk for the next process
+    (``tooldojo call`` turns it on: a fresh process per question)."""
     """llamacpp: ``f16`` converts the GGUF's weights to 16-bit floats once (cached)."""
     n_ctx: int = Field(default=8192, ge=256)
     """llamacpp / transformers: context window (8192 is what SmolLM2 was trained with)."""
@@ -126,6 +129,7 @@ def load_model(spec: str | BackendConfig) -> ChatModel:
             codec=config.codec,
             max_batch=config.max_batch,
             weights=config.weights,
+            prefix_store=config.prefix_store,
         )
     if config.kind == "openai":
         from tooldojo.llm.openai_compat import OpenAIChatModel

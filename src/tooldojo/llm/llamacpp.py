@@ -22,6 +22,7 @@ built from the tools' JSON Schemas:
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import time
@@ -53,6 +54,7 @@ from tooldojo.llm.llamacpp_engine import (
     BatchEngine,
     EngineStats,
     GenerationParams,
+    PrefixStore,
     generate,
     load_llama_model,
 )
@@ -233,6 +235,7 @@ class LlamaCppChatModel:
         max_batch: int = 4,
         n_batch: int = 512,
         weights: str = "file",
+        prefix_store: bool = False,
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")
@@ -247,6 +250,12 @@ class LlamaCppChatModel:
             raise ToolDojoError(f"{self.model_path}: llama.cpp cannot load it ({error})") from None
         self._formatter = self._chat_formatter(self._model)
         self._eog_text = self._formatter.eos_token
+        store = None
+        if prefix_store:
+            stat = path.stat()  # a retrained file at the same path gets other states
+            identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+            key = f"{self.model_path.stem}-{hashlib.sha256(identity).hexdigest()[:12]}"
+            store = PrefixStore(_cache_folder() / "kv" / key)
         self._engines = [
             BatchEngine(
                 self._model,
@@ -255,6 +264,7 @@ class LlamaCppChatModel:
                 n_slots=max_batch + 2,  # two idle slots keep other prompts' prefixes warm
                 max_active=max_batch,
                 n_batch=n_batch,
+                prefix_store=store,
             )
             for _ in range(pool_size)
         ]
@@ -418,13 +428,17 @@ than 4-bit blocks when many tokens share a forward pass (measured in
 ``bench/embedded_throughput.py``)."""
 
 
+def _cache_folder() -> Path:
+    return Path(os.environ.get("TOOLDOJO_CACHE", Path.home() / ".cache" / "tooldojo"))
+
+
 def weights_file(path: Path, weights: str) -> Path:
     """The GGUF to load for ``weights``; an ``f16`` copy is written once, atomically."""
     if weights == "file":
         return path
     if weights != "f16":
         raise ToolDojoError(f"llamacpp: weights must be one of {', '.join(WEIGHTS)}")
-    cache = Path(os.environ.get("TOOLDOJO_CACHE", Path.home() / ".cache" / "tooldojo")) / "gguf"
+    cache = _cache_folder() / "gguf"
     stat = path.stat()
     target = cache / f"{path.stem}.{stat.st_size}.{int(stat.st_mtime)}.f16.gguf"
     if target.is_file():

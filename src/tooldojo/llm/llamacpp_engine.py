@@ -28,11 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import llama_cpp
@@ -204,6 +207,8 @@ class _Request:
     grammar: Any = None
     reused: int = 0
     order: int = 0
+    save_prefix: Path | None = None  # where to store the system prompt's state once it is read
+    prefix_end: int = 0
 
 
 @dataclass
@@ -223,6 +228,9 @@ class EngineStats:
     """Requests whose grammar llama.cpp could not parse (answered with an error)."""
     evictions: int = 0
     requests: int = 0
+    stored_prefix_tokens: int = 0
+    """Prompt tokens whose state was read from the on-disk :class:`PrefixStore` (part of
+    ``reused_tokens``)."""
 
     @property
     def hit_rate(self) -> float:
@@ -232,6 +240,30 @@ class EngineStats:
         return EngineStats(
             **{name: getattr(self, name) + getattr(other, name) for name in self.__annotations__}
         )
+
+
+class PrefixStore:
+    """KV state of long system prompts (tools blocks) on disk, for one-shot processes.
+
+    ``tooldojo call`` starts a fresh process per question, so nothing in RAM survives between
+    calls; the state of a system prompt of at least ``min_tokens`` tokens is written once
+    (``llama_state_seq_save_file``, atomically) and read back by the next process with the same
+    tools instead of recomputing it. At most ``max_files`` states are kept (oldest dropped).
+    """
+
+    def __init__(self, folder: Path, *, min_tokens: int = 256, max_files: int = 16):
+        self.folder = folder
+        self.min_tokens = min_tokens
+        self.max_files = max_files
+
+    def path_for(self, tokens: Sequence[int]) -> Path:
+        digest = hashlib.sha256(np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest()[:32]
+        return self.folder / f"{digest}.kv"
+
+    def prune(self) -> None:
+        files = sorted(self.folder.glob("*.kv"), key=lambda path: path.stat().st_mtime)
+        for path in files[: max(0, len(files) - self.max_files)]:
+            path.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- engine
@@ -259,8 +291,11 @@ class BatchEngine:
         n_slots: int = 6,
         max_active: int = 4,
         n_batch: int = 512,
+        prefix_store: PrefixStore | None = None,
     ):
         self.model = model
+        self.prefix_store = prefix_store
+        self._system_end = model.token_eos()
         self.n_ctx = n_ctx
         self.max_active = min(max_active, n_slots)
         self.n_batch = n_batch
@@ -389,12 +424,63 @@ class BatchEngine:
             llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
         llama_cpp.llama_memory_seq_rm(self._memory, target, claim.reuse, -1)
         self.table.apply(claim, request.tokens)
-        request.slot, request.position, request.reused = claim.target, claim.reuse, claim.reuse
+        reuse = self._from_store(request, claim.target, claim.reuse)
+        request.slot, request.position, request.reused = claim.target, reuse, reuse
         self.stats.requests += 1
         self.stats.prompt_tokens += len(request.tokens)
         self.stats.reused_tokens += claim.reuse
         self._active.append(request)
         return True
+
+    def _from_store(self, request: _Request, slot_index: int, reuse: int) -> int:
+        """Read the system prompt's state from disk when RAM holds less of it; the new reuse."""
+        store = self.prefix_store
+        if store is None:
+            return reuse
+        tokens = request.tokens
+        try:
+            end = tokens.index(self._system_end) + 1
+        except ValueError:
+            return reuse
+        if end < store.min_tokens or end >= len(tokens) or reuse >= end:
+            return reuse
+        path = store.path_for(tokens[:end])
+        seq_id = self.table.slots[slot_index].seq_id
+        if not path.is_file():
+            request.save_prefix, request.prefix_end = path, end
+            return reuse
+        buffer = (llama_cpp.llama_token * self.n_ctx)()
+        count = ctypes.c_size_t(0)
+        llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+        read = llama_cpp.llama_state_seq_load_file(
+            self._ctx, str(path).encode(), seq_id, buffer, self.n_ctx, ctypes.byref(count)
+        )
+        loaded = list(buffer[: count.value]) if read else []
+        new_reuse = min(common_prefix_length(loaded, tokens), len(tokens) - 1)
+        if new_reuse < reuse:  # unreadable or stale file: fall back to nothing cached
+            new_reuse = 0
+        llama_cpp.llama_memory_seq_rm(self._memory, seq_id, new_reuse, -1)
+        self.table.slots[slot_index].tokens = list(tokens[:new_reuse])
+        self.stats.stored_prefix_tokens += new_reuse
+        return new_reuse
+
+    def _save_prefix(self, request: _Request) -> None:
+        """Write the sequence's state (its system prompt is now computed) for later processes."""
+        path, request.save_prefix = request.save_prefix, None
+        if path is None or self.prefix_store is None:
+            return
+        tokens = self.table.slots[request.slot].tokens
+        array = (llama_cpp.llama_token * len(tokens))(*tokens)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        seq_id = self.table.slots[request.slot].seq_id
+        if llama_cpp.llama_state_seq_save_file(
+            self._ctx, str(partial).encode(), seq_id, array, len(tokens)
+        ):
+            partial.replace(path)
+            self.prefix_store.prune()
+        else:
+            partial.unlink(missing_ok=True)
 
     @staticmethod
     def _sampler_chain(params: GenerationParams) -> Any:
@@ -465,6 +551,8 @@ class BatchEngine:
             request.position += len(tokens)
             self.table.slots[request.slot].tokens.extend(tokens)
             request.next_token = None
+            if request.save_prefix is not None and request.position >= request.prefix_end:
+                self._save_prefix(request)
         for request, output_index in outputs:
             self._sample_and_check(request, output_index)
 
