@@ -216,11 +216,20 @@ def main() -> None:
 
     if options.skip_cli:
         return
-    elapsed, done = run_cli(
-        ["call", "What is the weather in Oslo right now?", "--specs", WEATHER], options.cli_timeout
-    )
-    ok = done is not None and done.returncode == 0
-    print(f"tooldojo call, 12 tools: {elapsed:.1f} s (target <= 3 s, {'ok' if ok else 'FAILED'})")
+    with tempfile.TemporaryDirectory() as cache:
+        # Cold: nothing stored; warm: the next process reads the tools block's state from disk.
+        os.environ["TOOLDOJO_CACHE"] = cache
+        for state in ("cold", "warm"):
+            elapsed, done = run_cli(
+                ["call", "What is the weather in Oslo right now?", "--specs", WEATHER],
+                options.cli_timeout,
+            )
+            ok = done is not None and done.returncode == 0
+            print(
+                f"tooldojo call, 12 tools, {state} prefix store: {elapsed:.1f} s "
+                f"(target <= 3 s{'' if ok else ', FAILED'})"
+            )
+        del os.environ["TOOLDOJO_CACHE"]
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "synth"
         elapsed, done = run_cli(
