@@ -61,7 +61,11 @@ def test_batched_greedy_matches_the_unbatched_path_and_reuses_the_prefix():
     ]
     eos = model._eog_text
     reference = Llama(
-        model_path=str(model.model_path), n_ctx=4096, n_threads=1, n_threads_batch=1, verbose=False
+        model_path=str(model.weights_path),
+        n_ctx=4096,
+        n_threads=1,
+        n_threads_batch=1,
+        verbose=False,
     )
     expected = []
     for prompt, constraint in cases:
