@@ -254,14 +254,16 @@ class LlamaCppChatModel:
         if prefix_store:
             stat = path.stat()  # a retrained file at the same path gets other states
             identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
-            key = f"{self.model_path.stem}-{hashlib.sha256(identity).hexdigest()[:12]}"
+            # llama.cpp reads a state back only into a context with as many KV streams.
+            digest = hashlib.sha256(identity).hexdigest()[:12]
+            key = f"{self.model_path.stem}-{digest}-{_streams(max_batch)}"
             store = PrefixStore(_cache_folder() / "kv" / key)
         self._engines = [
             BatchEngine(
                 self._model,
                 n_threads=n_threads,
                 n_ctx=n_ctx,
-                n_slots=max_batch + 2,  # two idle slots keep other prompts' prefixes warm
+                n_slots=_streams(max_batch),
                 max_active=max_batch,
                 n_batch=n_batch,
                 prefix_store=store,
@@ -416,6 +418,12 @@ class LlamaCppChatModel:
         return failed("", why, base)
 
 
+def _streams(max_batch: int) -> int:
+    """KV streams of an engine: two idle ones keep other prompts' prefixes warm; a
+    one-at-a-time model (``tooldojo call``) keeps one stream, reused in place."""
+    return max_batch + 2 if max_batch > 1 else 1
+
+
 def _close_engines(engines: list[BatchEngine]) -> None:
     for engine in engines:
         engine.close()
@@ -438,27 +446,39 @@ _FLOAT_FILE_TYPES = {0, 1, 32}  # llama_ftype: all f32, mostly f16, mostly bf16
 
 
 def _file_type(path: Path) -> int | None:
-    """``general.file_type`` of a GGUF, read from its header without loading the weights."""
-    try:
-        from gguf import GGUFReader
+    """``general.file_type`` of a GGUF, read with a vocabulary-only load (no weights: ~0.1 s)."""
+    from llama_cpp._logger import set_verbose
 
-        field = GGUFReader(str(path)).fields.get("general.file_type")
-        return int(field.parts[field.data[0]][0]) if field is not None else None
-    except Exception:  # no gguf package or an unusual header: treat as quantized
+    set_verbose(False)
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
         return None
+    try:
+        buffer = ctypes.create_string_buffer(32)
+        size = llama_cpp.llama_model_meta_val_str(model, b"general.file_type", buffer, 32)
+        return int(buffer.value) if size > 0 else None
+    except ValueError:
+        return None
+    finally:
+        llama_cpp.llama_model_free(model)
 
 
 def weights_file(path: Path, weights: str) -> Path:
     """The GGUF to load for ``weights``; an ``f16`` copy is written once, atomically."""
     if weights not in WEIGHTS:
         raise ToolDojoError(f"llamacpp: weights must be one of {', '.join(WEIGHTS)}")
-    if weights == "file" or _file_type(path) in _FLOAT_FILE_TYPES:
+    if weights == "file":
         return path
     cache = _cache_folder() / "gguf"
     stat = path.stat()
     target = cache / f"{path.stem}.{stat.st_size}.{int(stat.st_mtime)}.f16.gguf"
     if target.is_file():
         return target
+    if _file_type(path) in _FLOAT_FILE_TYPES:
+        return path
     cache.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.partial")
     from llama_cpp._logger import set_verbose

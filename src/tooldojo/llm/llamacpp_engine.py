@@ -428,7 +428,7 @@ class BatchEngine:
         request.slot, request.position, request.reused = claim.target, reuse, reuse
         self.stats.requests += 1
         self.stats.prompt_tokens += len(request.tokens)
-        self.stats.reused_tokens += claim.reuse
+        self.stats.reused_tokens += reuse
         self._active.append(request)
         return True
 
