@@ -66,12 +66,12 @@ class BackendConfig(BaseModel):
     max_batch: int = Field(default=4, ge=1)
     """llamacpp: sequences one engine decodes together in each forward pass (each engine keeps
     ``max_batch + 2`` KV streams of ``n_ctx`` cells: 23 KB per cell for SmolLM2-135M)."""
-    weights: Literal["file", "f16"] = "f16"
+    weights: Literal["file", "f16"] = "file"
     prefix_store: bool = False
     """llamacpp: keep the KV state of long system prompts on disk for the next process
     (``tooldojo call`` turns it on: a fresh process per question)."""
     """llamacpp: ``f16`` converts a quantized GGUF's weights to 16-bit floats once (cached):
-    2.5x faster prompts here; ``file`` loads the file as it is."""
+    2.5x faster prompts here, slightly different answers; ``file`` loads the file as it is."""
     n_ctx: int = Field(default=8192, ge=256)
     """llamacpp / transformers: context window (8192 is what SmolLM2 was trained with)."""
     max_in_flight: int = Field(default=64, ge=1)

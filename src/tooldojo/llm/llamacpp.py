@@ -234,7 +234,7 @@ class LlamaCppChatModel:
         name: str | None = None,
         max_batch: int = 4,
         n_batch: int = 512,
-        weights: str = "f16",
+        weights: str = "file",
         prefix_store: bool = False,
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
@@ -430,11 +430,13 @@ def _close_engines(engines: list[BatchEngine]) -> None:
 
 
 WEIGHTS = ("file", "f16")
-"""``file``: the GGUF as it is; ``f16`` (default): a quantized file's weights converted once to
+"""``file`` (default): the GGUF as it is; ``f16``: a quantized file's weights converted once to
 16-bit floats (cached under ``$TOOLDOJO_CACHE`` or ``~/.cache/tooldojo``). On this CPU
 (AVX-512) llama.cpp reads prompts about 2.5 times faster from f16 weights than from SmolLM2's
-4-bit blocks and batched generation gains too (``bench/embedded_throughput.py``: 428 vs 173
-prompt tok/s, 94 vs 85 aggregate generated tok/s, same run); a single stream is a little slower.
+4-bit blocks and batched generation gains a little (``bench/embedded_throughput.py``: 428 vs
+173 prompt tok/s, 94 vs 85 aggregate generated tok/s, same run); a single stream is slower.
+Not the default: its answers differ slightly from the file's (another arithmetic), and the
+project's measured baselines were taken on the file.
 """
 
 
