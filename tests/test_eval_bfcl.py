@@ -267,4 +267,4 @@ def test_model_named_in_a_config_takes_its_backend_settings(tmp_path: Path) -> N
     assert (local.mode, local.tool_format) == ("prompting", "bfcl-python")
     assert local.model.pool_size == 2 and local.model._n_ctx == 4096  # type: ignore[attr-defined]
     assert resolve_model("local-ctx", None, config=config).model._n_ctx == 2048  # type: ignore[attr-defined]
-    assert resolve_model("llamacpp", None, config=config).model.pool_size == 1  # type: ignore[attr-defined]
+    assert resolve_model("llamacpp", None, config=config).model.pool_size == 2  # type: ignore[attr-defined]

@@ -142,7 +142,7 @@ def test_render_chat_puts_tools_in_system_and_replays_history():
     chat = render_chat(messages, [WEATHER], codec)
     assert [turn["role"] for turn in chat] == ["system", "user", "assistant", "user"]
     assert chat[0]["content"].startswith("Be brief.\n\n# Tools")
-    assert '"name":"get_weather"' in chat[0]["content"]
+    assert "get_weather(" in chat[0]["content"]
     assert codec.parse(chat[2]["content"])[1].arguments == {"city": "Rome"}
     assert chat[3]["content"] == (
         "<tool_response>\nsunny\n</tool_response>\n<tool_response>\nrain\n</tool_response>"
@@ -240,17 +240,16 @@ def test_hermes_grammar_wraps_the_call_schema():
 
 def test_llama_cpp_rejects_a_bad_grammar_without_crashing():
     pytest.importorskip("llama_cpp")
-    from tooldojo.llm.llamacpp import LlamaCppChatModel, _grammar_accepted
+    from tooldojo.llm.llamacpp import LlamaCppChatModel
 
-    model = LlamaCppChatModel()
-    llm = model._instances[0]
-    assert _grammar_accepted(llm, 'root ::= "a"')
-    assert not _grammar_accepted(llm, "root ::= undefined_rule_name")
+    model = LlamaCppChatModel(max_batch=1)
+    assert model.grammar_accepted('root ::= "a"')
+    assert not model.grammar_accepted("root ::= undefined_rule_name")
 
 
 def test_patterns_are_rewritten_for_the_grammar_converter():
     pytest.importorskip("llama_cpp")
-    from tooldojo.llm.llamacpp import LlamaCppChatModel, _grammar_accepted, _plain_pattern
+    from tooldojo.llm.llamacpp import LlamaCppChatModel, _plain_pattern
 
     assert _plain_pattern(r"^\d{4}-\d{2}$") == "^[0-9]{4}-[0-9]{2}$"
     assert _plain_pattern(r"^[\d.]+$") == "^[0-9.]+$"
@@ -258,7 +257,7 @@ def test_patterns_are_rewritten_for_the_grammar_converter():
     assert _plain_pattern(r"^(a|b)$") is None and _plain_pattern("no-anchors") is None
     from tooldojo.llm.llamacpp import schema_grammar
 
-    llm = LlamaCppChatModel()._instances[0]
+    model = LlamaCppChatModel(max_batch=1)
     for pattern in [r"^\d{4}-\d{2}$", r"^\w+\.com$", r"^cus_[0-9]+$"]:
         grammar = schema_grammar({"type": "string", "pattern": pattern})
-        assert _grammar_accepted(llm, grammar), pattern
+        assert model.grammar_accepted(grammar), pattern

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 import keyword
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tooldojo.errors import ToolDojoError
-from tooldojo.llm.codecs import CODEC_NAMES, DEFAULT_CODEC, ParseError, get_codec
+from tooldojo.llm.codecs import (
+    CODEC_NAMES,
+    DEFAULT_CODEC,
+    ParseError,
+    compact_signature,
+    get_codec,
+    trim_description,
+)
 from tooldojo.model import Tool, ToolCall
+from tooldojo.specs import load_tools
+
+SPECS = Path(__file__).resolve().parent.parent / "examples" / "specs"
 
 json_scalars = st.one_of(
     st.none(),
@@ -108,8 +119,59 @@ def test_render_lists_every_tool_with_its_schema(codec_name: str):
     ]
     text = get_codec(codec_name).render(tools)
     for tool in tools:
-        line = json.dumps(tool.to_openai(), ensure_ascii=False, separators=(",", ":"))
+        if codec_name == "hermes":  # compact signatures (prompt length is the training budget)
+            line = compact_signature(tool)
+        else:
+            line = json.dumps(tool.to_openai(), ensure_ascii=False, separators=(",", ":"))
         assert line in text
+
+
+def test_compact_signature_keeps_everything_that_specifies_a_call():
+    tool = Tool(
+        name="list_books",
+        description="Search books in the catalog. Returns 422 when the filters conflict.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "q": {"type": "string", "description": "Free text, e.g. Dune. Case-insensitive."},
+                "genre": {"enum": ["fiction", "poetry"], "default": "fiction"},
+                "page_size": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                "price": {"type": "number", "exclusiveMinimum": 0},
+                "day": {"type": "string", "format": "date"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "where": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}, "zip": {"type": ["string", "null"]}},
+                    "required": ["city"],
+                },
+            },
+            "required": ["q"],
+        },
+    )
+    text = compact_signature(tool)
+    assert text.splitlines()[0] == (
+        'list_books(q: string, genre?: "fiction"|"poetry" = "fiction", '
+        "page_size?: integer[1..100] = 20, price?: number[>0], day?: string(date), "
+        "tags?: string[], where?: {city: string, zip?: string|null}) - Search books in the catalog."
+    )
+    assert "  q: Free text, e.g. Dune." in text.splitlines()  # first sentence, not cut at "e.g."
+    assert "422" not in text  # the second sentence of the description is trimmed away
+
+
+def test_compact_rendering_is_shorter_than_json_schemas():
+    tools = load_tools(sorted(str(path) for path in SPECS.iterdir() if path.is_file()))
+    compact = get_codec("hermes").render(tools)
+    schemas = "\n".join(json.dumps(tool.to_openai(), separators=(",", ":")) for tool in tools)
+    assert len(compact) < 0.6 * len(schemas)
+    for tool in tools:
+        assert f"{tool.name}(" in compact
+
+
+def test_trim_description_cuts_long_text_at_a_word():
+    assert trim_description("One. Two.") == "One."
+    long = "word " * 40
+    trimmed = trim_description(long, limit=30)
+    assert len(trimmed) <= 30 and trimmed.endswith("…") and "wor…" not in trimmed
 
 
 @pytest.mark.parametrize(

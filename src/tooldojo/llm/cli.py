@@ -61,6 +61,9 @@ def call_command(
     backend_config = parse_spec(model) if model else settings.backend(role_config.backend)
     if threads is not None:
         backend_config = backend_config.model_copy(update={"n_threads": threads})
+    if backend_config.kind == "llamacpp":  # one question: one small engine, tools state on disk
+        update = {"pool_size": 1, "max_batch": 1, "prefix_store": True}
+        backend_config = backend_config.model_copy(update=update)
     backend = load_model(backend_config)
     sampling = role_config.sampling.model_copy(update={"max_tokens": max_tokens})
     constraint = None if constrain == "none" else Constraint(allow_text=constrain == "any")

@@ -1,0 +1,126 @@
+"""Scheduling logic of the batched llama.cpp engine: prefix matching, slot choice, admission.
+
+Pure bookkeeping (no model), so these run in milliseconds; the real-model checks are in
+``test_llm_llamacpp_batched.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tooldojo.llm.llamacpp_engine import EngineStats, SlotTable, common_prefix_length
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ([], [1, 2], 0),
+        ([1, 2, 3], [1, 2, 3], 3),
+        ([1, 2, 3], [1, 2, 3, 4], 3),
+        ([1, 2, 3, 4], [1, 2, 9, 4], 2),
+        ([5], [6], 0),
+        (list(range(1000)), [*range(777), -1, *range(778, 1000)], 777),
+    ],
+)
+def test_common_prefix_length(a, b, expected):
+    assert common_prefix_length(a, b) == expected
+    assert common_prefix_length(b, a) == expected
+
+
+def test_common_prefix_length_matches_a_plain_loop_on_every_split():
+    base = list(range(64))
+    for cut in range(64):
+        other = [*base[:cut], -1, *base[cut + 1 :]]
+        assert common_prefix_length(base, other) == cut
+
+
+def _run(table: SlotTable, tokens: list[int], need: int = 10):
+    claim = table.claim(tokens, need)
+    assert claim is not None
+    table.apply(claim, tokens)
+    table.slots[claim.target].tokens = list(tokens)  # the engine decodes the rest
+    return claim
+
+
+def test_a_new_prompt_starts_from_the_longest_cached_prefix():
+    table = SlotTable(n_slots=4, capacity=1000)
+    system = list(range(100))
+    first = _run(table, [*system, 1000, 1001])
+    table.release(first.target)
+    other = _run(table, [7, 8, 9])
+    table.release(other.target)
+    second = table.claim([*system, 2000], need=10)
+    assert second is not None
+    # The idle slot holding the shared system prompt is reused in place: no copy needed.
+    assert second.target == second.source == first.target and second.reuse == 100
+
+
+def test_a_prefix_held_by_a_busy_slot_is_copied_to_an_idle_one():
+    table = SlotTable(n_slots=3, capacity=1000)
+    system = list(range(50))
+    busy = _run(table, [*system, 1])  # stays busy
+    claim = table.claim([*system, 2], need=10)
+    assert claim is not None
+    assert claim.source == busy.target and claim.target != busy.target and claim.reuse == 50
+
+
+def test_the_last_prompt_token_is_always_decoded_again():
+    table = SlotTable(n_slots=2, capacity=1000)
+    first = _run(table, [1, 2, 3])
+    table.release(first.target)
+    again = table.claim([1, 2, 3], need=10)
+    assert again is not None and again.reuse == 2  # its logits give the first new token
+
+
+def test_no_reuse_when_nothing_is_shared_and_lru_idle_slot_is_overwritten():
+    table = SlotTable(n_slots=2, capacity=1000)
+    a = _run(table, [1, 2])
+    table.release(a.target)
+    b = _run(table, [3, 4])
+    table.release(b.target)
+    claim = table.claim([9, 9, 9], need=10)
+    assert claim is not None and claim.reuse == 0
+    assert claim.target == a.target  # least recently used
+
+
+def test_admission_waits_for_a_free_slot_and_for_cells():
+    table = SlotTable(n_slots=2, capacity=100)
+    assert table.claim([1], need=60) is not None
+    assert table.claim([2], need=60) is None  # 120 cells of worst case > 100
+    assert table.claim([2], need=40) is not None
+    assert table.claim([3], need=1) is None  # both slots busy
+    table.release(0)
+    assert table.claim([3], need=1) is not None
+
+
+def test_eviction_picks_the_least_recently_used_idle_slot_with_tokens():
+    table = SlotTable(n_slots=3, capacity=1000)
+    a = _run(table, [1])
+    b = _run(table, [2])
+    assert table.evictable() is None  # busy slots are never evicted
+    table.release(b.target)
+    table.release(a.target)
+    assert table.evictable() == b.target
+
+
+def test_hit_rate_counts_reused_over_prompt_tokens():
+    stats = EngineStats(prompt_tokens=200, reused_tokens=150)
+    assert stats.hit_rate == 0.75
+    assert EngineStats().hit_rate == 0.0
+    assert stats.merged(EngineStats(prompt_tokens=200)).hit_rate == 0.375
+
+
+def test_prefix_store_names_states_by_their_tokens_and_keeps_the_newest(tmp_path):
+    import os
+
+    from tooldojo.llm.llamacpp_engine import PrefixStore
+
+    store = PrefixStore(tmp_path, max_files=2)
+    assert store.path_for([1, 2, 3]) == store.path_for([1, 2, 3])
+    assert store.path_for([1, 2, 3]) != store.path_for([1, 2, 4])
+    for age, tokens in enumerate(([1], [2], [3])):
+        path = store.path_for(tokens)
+        path.write_bytes(b"x")
+        os.utime(path, (age, age))
+    store.prune()
+    assert sorted(tmp_path.glob("*.kv")) == sorted([store.path_for([2]), store.path_for([3])])
