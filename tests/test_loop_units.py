@@ -31,7 +31,7 @@ from tooldojo.loop.weights import next_weights
 from tooldojo.model import Label, LabelCall, Message, Scenario, Tool, ToolCall, Trajectory
 from tooldojo.synth.labels import ArgumentDrafter
 from tooldojo.verify.label import shapes_of
-from tooldojo.verify.pipeline import VerifyOptions
+from tooldojo.verify.pipeline import DEFAULT_GATES, VerifyOptions
 
 
 def tool(name: str, description: str, props: dict, required: list[str]) -> Tool:
@@ -265,7 +265,7 @@ def test_label_wrong_correction_passes_every_gate_before_it_is_taken():
     judged = anyio.run(lambda: judge_case(judges, record, trajectory))
     assert judged.decision == "label_wrong" and judged.unanimous
     assert judged.corrected is not None and judged.corrected.passed
-    assert [v.gate for v in judged.corrected.verdicts] == ["format", "schema", "label"]
+    assert [v.gate for v in judged.corrected.verdicts] == list(DEFAULT_GATES)
     new = judged.corrected.labels[-1]
     assert new.kind == "call" and new.calls[0].name == "get_time"
     assert new.corrected_from == Label(kind="refuse")

@@ -26,8 +26,13 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cold_started(workspace) -> Path:
-    """The tiny model after enough SFT to emit calls sometimes (GRPO needs reward variance)."""
-    settings = SFTSettings(max_steps=150, learning_rate=1e-2, batch_size=4, export_gguf=None)
+    """The tiny model after enough SFT to emit calls sometimes (GRPO needs reward variance).
+
+    Hermes calls only (``python_share=0``), and 300 steps: with the compact tool lines a tiny
+    random model needs that long before it copies the city from the request at all."""
+    settings = SFTSettings(
+        max_steps=300, learning_rate=1e-2, batch_size=4, export_gguf=None, python_share=0.0
+    )
     return run_sft(
         workspace / "verified.jsonl", str(workspace / "model"), workspace / "cold", settings
     ).checkpoint
@@ -43,7 +48,7 @@ def test_rendering_splits_turns_and_masks_prompts(workspace):
     assert not renderer.native  # ChatML without tools: tools go into the system prompt
     rows = sft_rows(samples, renderer)
     first = rows[0]
-    assert '"name":"get_current_weather"' in first["prompt"].replace(" ", "")
+    assert "get_current_weather(" in first["prompt"]  # the compact signature line
     assert first["prompt"].endswith("<|im_start|>assistant\n")
     assert first["completion"].startswith("<tool_call>")
     assert first["completion"].endswith("<|im_end|>")
@@ -105,6 +110,7 @@ def test_grpo_five_steps_with_reward_variance(workspace, cold_started):
         learning_rate=1e-4,
         max_completion_length=48,
         export_gguf=None,
+        python_share=0.0,
     )
     result = run_grpo(workspace / "verified.jsonl", str(cold_started), workspace / "grpo", settings)
     rows = read_metrics(result.metrics_csv)
