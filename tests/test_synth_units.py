@@ -136,7 +136,12 @@ async def test_user_simulator_checks_model_text_and_falls_back_to_templates():
     )
     assert text.source == "template"
     assert text.problems[0] == "names the tool set_price"
-    assert text.problems[1].startswith("missing bk_ab12")
+    assert any(p.startswith("missing bk_ab12") for p in text.problems)
+    assert "asks for nothing (no question, no request)" in text.problems  # a bare statement
+
+    statement = ScriptedChatModel(["bk_ab12 is 9.5 EUR.", "Please set bk_ab12 to 9.5 EUR."])
+    text = await UserSimulator(statement, attempts=2).request(_scenario(), 0, random.Random(0))
+    assert text.source == "model" and text.attempts == 2  # the statement was retried
     assert all(mentions(text.text, v) for v in ("bk_ab12", 9.5, "EUR"))
     assert "set_price" not in text.text
 

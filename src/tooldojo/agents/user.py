@@ -24,6 +24,7 @@ from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
 from tooldojo.llm.base import ChatModel, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
+from tooldojo.verify.requests import ASK
 
 
 class TemplateCapReached(Exception):
@@ -103,6 +104,9 @@ class RequestCheck:
     tool_names: list[str]
     keys: list[str] = field(default_factory=list)
     """Parameter names that must not appear as ``name: value`` fields."""
+    must_ask: bool = False
+    """An opening message must ask for something (a question or a verb of asking or doing),
+    as the request gate demands: a bare statement is retried, not kept to fail there."""
 
     def problems(self, text: str) -> list[str]:
         out = []
@@ -124,6 +128,8 @@ class RequestCheck:
             out.append("lists " + ", ".join(fields) + " as fields")
         if re.search(r"```|</?tool_|\{\s*\"", text):
             out.append("carries code or markup")
+        if self.must_ask and not ASK.search(text):
+            out.append("asks for nothing (no question, no request)")
         return out
 
 
@@ -182,6 +188,7 @@ class UserSimulator:
             tool_names=[ask["tool"] for ask in asks if ask.get("tool") and len(ask["tool"]) > 3],
         )
         check.keys = [k for ask in asks for k in ask.get("values", {})]
+        check.must_ask = turn_index == 0
         style = style_of(scenario.style)
         task = request_task(scenario, turn_index, asks, withheld)
         shown = [

@@ -240,6 +240,8 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                     if completion.model.startswith("label("):
                         message.guided = "label"  # teacher-forced from the goal (guidance)
                         message.origin = "forced"
+                    elif completion.model.startswith("grounded("):
+                        message.constrained = "grounded"  # a result value required by grammar
                     if not completion.ok:
                         message.content = completion.text  # raw bad output: data for the gates
                     state.messages.append(message)
