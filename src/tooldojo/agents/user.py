@@ -22,7 +22,7 @@ from typing import Any
 
 from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
-from tooldojo.llm.base import ChatModel, SamplingParams, Usage
+from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
 from tooldojo.verify.requests import ASK
 
@@ -44,6 +44,9 @@ class UserText:
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
     problems: list[str] = field(default_factory=list)
+    constrained: bool = False
+    """Written by the model under a grammar that required the planned values (see
+    :func:`values_constraint`); still the model's words, marked so it can be counted."""
 
 
 def words(name: str) -> str:
@@ -137,6 +140,45 @@ _ECHO = re.compile(
     r"(?i)\bcase \d+:|do not name any|include these details|write only the message|^goal:"
     r"|\bdetails:"
 )
+
+
+USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/()@#+_-"
+"""Characters of a typed message without quotes, braces or markup (no code can be written)."""
+
+
+def values_constraint(values: list[Any], *, most: int = 6) -> Constraint | None:
+    """A message in plain characters that must carry ``values`` in the given order, each
+    written exactly; the model writes every word around them. ``None`` when a value holds
+    characters outside :data:`USER_PROSE` or there are more than ``most`` of them.
+
+    Why: a small model paraphrases or drops odd values (ids such as ``bk_7f3a9c``), and such
+    a request is rejected; asked under this grammar it keeps its own sentence and the value.
+    Non-alphanumeric characters are one-character classes, since llama.cpp's pattern
+    converter mistranslates regex escapes.
+    """
+    texts = list(dict.fromkeys(render_value(v).strip() for v in values))
+    if not texts or len(texts) > most:
+        return None
+    if any(not t or not re.fullmatch(f"[{USER_PROSE}]+", t) for t in texts):
+        return None
+    prose = f"[{USER_PROSE}]"
+    literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
+    pattern = f"^{prose}{{2,80}}" + f"{prose}{{1,60}}".join(literals) + f"{prose}{{1,80}}$"
+    return Constraint(
+        kind="json_schema",
+        schema={
+            "type": "object",
+            "properties": {"message": {"type": "string", "pattern": pattern}},
+            "required": ["message"],
+        },
+    )
+
+
+def _unwrap_message(text: str) -> str:
+    try:
+        return str(json.loads(text)["message"])
+    except (ValueError, KeyError, TypeError):
+        return text
 
 
 class UserSimulator:
@@ -278,15 +320,27 @@ class UserSimulator:
                     Message(role="assistant", content=answer),
                 ]
             messages.append(Message(role="user", content=prompt))
+            grammar = values_constraint(check.required)
             for attempt in range(1, self.attempts + 1):
-                sampling = self.sampling.model_copy(update={"seed": rng.randrange(2**31)})
-                completion = await self.model.complete(messages, sampling=sampling)
+                update: dict[str, Any] = {"seed": rng.randrange(2**31)}
+                # The first try is free; later ones, when the free text missed something,
+                # must carry the planned values (the model still writes the sentence).
+                constraint = grammar if attempt > 1 else None
+                if constraint is not None:
+                    update["max_tokens"] = max(self.sampling.max_tokens or 0, 256)
+                sampling = self.sampling.model_copy(update=update)
+                completion = await self.model.complete(
+                    messages, sampling=sampling, constraint=constraint
+                )
                 usage.prompt_tokens += completion.usage.prompt_tokens
                 usage.completion_tokens += completion.usage.completion_tokens
-                text = _clean(completion.text)
+                raw = _unwrap_message(completion.text) if constraint else completion.text
+                text = _clean(raw)
                 found = check.problems(text) if completion.ok else [completion.error or "error"]
                 if not found:
-                    return UserText(text, "model", attempt, usage, problems)
+                    return UserText(
+                        text, "model", attempt, usage, problems, constrained=bool(constraint)
+                    )
                 problems.extend(found)
         if not self._may_template(scenario):
             raise TemplateCapReached(

@@ -299,11 +299,14 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
 
 
 def _user_message(text: UserText) -> Message:
-    return Message(
+    message = Message(
         role="user",
         content=text.text,
         origin="model" if text.source == "model" else "template",
     )
+    if text.constrained:
+        message.constrained = "values"  # the planned values were required by a grammar
+    return message
 
 
 async def _user(
