@@ -142,6 +142,8 @@ def result_values(messages: list[Message]) -> list[str]:
             continue
         for leaf in scalar_leaves(value):
             text = render_value(leaf).strip()
+            if isinstance(leaf, float) and value_in(f"{leaf:g}", leaf):
+                text = f"{leaf:g}"  # 2.3333333333333335 is quoted as 2.33333, as people do
             if (
                 len(text) < 2
                 or len(text) > 40
