@@ -146,7 +146,7 @@ USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/()@#+_-"
 """Characters of a typed message without quotes, braces or markup (no code can be written)."""
 
 
-def values_constraint(values: list[Any], *, most: int = 6) -> Constraint | None:
+def values_constraint(values: list[Any], *, most: int = 10) -> Constraint | None:
     """A message in plain characters that must carry ``values`` in the given order, each
     written exactly; the model writes every word around them. ``None`` when a value holds
     characters outside :data:`USER_PROSE` or there are more than ``most`` of them.
@@ -163,7 +163,7 @@ def values_constraint(values: list[Any], *, most: int = 6) -> Constraint | None:
         return None
     prose = f"[{USER_PROSE}]"
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
-    pattern = f"^{prose}{{2,80}}" + f"{prose}{{1,60}}".join(literals) + f"{prose}{{1,80}}$"
+    pattern = f"^{prose}{{2,60}}" + f"{prose}{{1,40}}".join(literals) + f"{prose}{{1,60}}$"
     return Constraint(
         kind="json_schema",
         schema={
@@ -172,6 +172,12 @@ def values_constraint(values: list[Any], *, most: int = 6) -> Constraint | None:
             "required": ["message"],
         },
     )
+
+
+def _longest_message(values: list[Any]) -> int:
+    """Characters (so at most tokens) of the longest text :func:`values_constraint` admits."""
+    texts = list(dict.fromkeys(render_value(v).strip() for v in values))
+    return 60 + sum(map(len, texts)) + 40 * max(len(texts) - 1, 0) + 60
 
 
 def _unwrap_message(text: str) -> str:
@@ -326,8 +332,10 @@ class UserSimulator:
                 # The first try is free; later ones, when the free text missed something,
                 # must carry the planned values (the model still writes the sentence).
                 constraint = grammar if attempt > 1 else None
-                if constraint is not None:
-                    update["max_tokens"] = max(self.sampling.max_tokens or 0, 256)
+                if constraint is not None:  # room for the longest message (no cut JSON)
+                    update["max_tokens"] = max(
+                        self.sampling.max_tokens or 0, _longest_message(check.required) + 16
+                    )
                 sampling = self.sampling.model_copy(update=update)
                 completion = await self.model.complete(
                     messages, sampling=sampling, constraint=constraint
