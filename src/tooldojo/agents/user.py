@@ -126,7 +126,12 @@ class RequestCheck:
             out.append("names the tool " + ", ".join(named))
         if _ECHO.search(text):
             out.append("repeats the instructions instead of writing the message")
-        fields = [k for k in self.keys if re.search(rf"(?i)\b{re.escape(words(k))}\s*[:=]", text)]
+        fields = [
+            k
+            for k in self.keys
+            if re.search(rf"(?i)\b{re.escape(words(k))}\s*[:=]", text)
+            or f"({words(k)})" in text.lower()  # "DE (region)": the prompt's form, copied
+        ]
         if fields:
             out.append("lists " + ", ".join(fields) + " as fields")
         if re.search(r"```|</?tool_|\{\s*\"", text):
@@ -146,7 +151,9 @@ USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/()@#+_-"
 """Characters of a typed message without quotes, braces or markup (no code can be written)."""
 
 
-def values_constraint(values: list[Any], *, most: int = 10) -> Constraint | None:
+def values_constraint(
+    values: list[Any], *, most: int = 10, question: bool = False
+) -> Constraint | None:
     """A message in plain characters that must carry ``values`` in the given order, each
     written exactly; the model writes every word around them. ``None`` when a value holds
     characters outside :data:`USER_PROSE` or there are more than ``most`` of them.
@@ -163,7 +170,8 @@ def values_constraint(values: list[Any], *, most: int = 10) -> Constraint | None
         return None
     prose = f"[{USER_PROSE}]"
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
-    pattern = f"^{prose}{{2,60}}" + f"{prose}{{1,40}}".join(literals) + f"{prose}{{1,60}}$"
+    end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
+    pattern = f"^{prose}{{2,60}}" + f"{prose}{{1,40}}".join(literals) + f"{prose}{{1,60}}{end}$"
     return Constraint(
         kind="json_schema",
         schema={
@@ -326,7 +334,7 @@ class UserSimulator:
                     Message(role="assistant", content=answer),
                 ]
             messages.append(Message(role="user", content=prompt))
-            grammar = values_constraint(check.required)
+            grammar = values_constraint(check.required, question=check.must_ask)
             for attempt in range(1, self.attempts + 1):
                 update: dict[str, Any] = {"seed": rng.randrange(2**31)}
                 # The first try is free; later ones, when the free text missed something,

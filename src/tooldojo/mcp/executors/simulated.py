@@ -56,20 +56,6 @@ EXAMPLE_REPLY = (
     '"plan": "pro", "created_at": "2023-04-18T09:12:00Z"}'
 )
 
-# The same for a tool without a response schema: the generic result (arguments echoed, a few
-# named values) that the grammar of :func:`.response_schema.generic_result_schema` admits.
-GENERIC_EXAMPLE_REQUEST = """Endpoint: get_tide
-Description: Tide times for a harbour on a day.
-Parameters:
-- harbour (string, required): Harbour name.
-- day (string): Date, YYYY-MM-DD.
-Call: get_tide({"harbour": "Bergen", "day": "2024-06-02"})
-Reply with the JSON response body only."""
-GENERIC_EXAMPLE_REPLY = (
-    '{"harbour": "Bergen", "day": "2024-06-02", "result": [{"name": "high tide", "value": '
-    '"04:12"}, {"name": "low tide", "value": "10:31"}, {"name": "range m", "value": 1.4}]}'
-)
-
 FAILURES: dict[str, tuple[int, str]] = {
     "not_found": (404, "The requested resource was not found."),
     "permission_denied": (403, "The caller is not allowed to perform this operation."),
@@ -200,13 +186,16 @@ class SimulatedExecutor:
             raise ToolExecutionError(
                 f"the simulated {tool.name!r} cannot answer: {error}"
             ) from None
-        generic = not tool.output_schema
-        messages = [
-            Message(role="system", content=SYSTEM_PROMPT),
-            Message(role="user", content=GENERIC_EXAMPLE_REQUEST if generic else EXAMPLE_REQUEST),
-            Message(role="assistant", content=GENERIC_EXAMPLE_REPLY if generic else EXAMPLE_REPLY),
-            Message(role="user", content=self.render_request(tool, arguments, episode)),
-        ]
+        messages = [Message(role="system", content=SYSTEM_PROMPT)]
+        if tool.output_schema:
+            messages += [
+                Message(role="user", content=EXAMPLE_REQUEST),
+                Message(role="assistant", content=EXAMPLE_REPLY),
+            ]
+        # A tool without a response schema gets no example: the generic result's grammar
+        # fixes its shape, and the small model copied an example's names and values into
+        # unrelated tools' results (a weather alert answered with "high tide").
+        messages.append(Message(role="user", content=self.render_request(tool, arguments, episode)))
         constraint = Constraint(kind="json_schema", schema=plan.schema)
         sampling = self.sampling.model_copy(update={"max_tokens": plan.max_tokens})
         problem = ""
