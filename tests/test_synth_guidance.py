@@ -143,3 +143,14 @@ async def test_a_final_answer_retried_under_the_grounding_grammar_is_marked():
     assert completion.text == "In Oslo it is 4.5 degrees today."
     assert completion.model.startswith("grounded(")
     assert agent.stats.as_dict() == {"grounded_text": 1, "own_text": 1}
+
+
+def test_grounded_value_is_not_glued_to_a_word():
+    import re
+
+    from tooldojo.agents.guidance import grounded_prose_constraint
+
+    pattern = grounded_prose_constraint("4.5").json_schema["properties"]["answer"]["pattern"]
+    assert re.fullmatch(pattern, "It is 4.5 degrees.") and re.fullmatch(pattern, "It is 4.5.")
+    assert not re.fullmatch(pattern, "It is about4.5 degrees.")
+    assert not re.fullmatch(pattern, "It is 4.55 degrees.")

@@ -163,7 +163,8 @@ def grounded_prose_constraint(value: str) -> Constraint:
     goes. Characters other than letters, digits and spaces are written as one-character
     classes, since llama.cpp's pattern converter mistranslates regex escapes."""
     literal = "".join(c if c.isalnum() or c == " " else f"[{c}]" for c in value)
-    pattern = f"^[{PROSE_CHARS}]{{3,120}}{literal}[{PROSE_CHARS}]{{1,100}}$"
+    # The value stands as its own word (a space before, a space or punctuation after).
+    pattern = f"^[{PROSE_CHARS}]{{2,120}} {literal}([ .,;:!?)%][{PROSE_CHARS}]{{0,100}})?$"
     return Constraint(
         kind="json_schema",
         schema={

@@ -171,7 +171,14 @@ def values_constraint(
     prose = f"[{USER_PROSE}]"
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
     end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
-    pattern = f"^{prose}{{2,60}}" + f"{prose}{{1,40}}".join(literals) + f"{prose}{{1,60}}{end}$"
+    # Each value stands as its own word: a space before it, a space or punctuation after it
+    # (else the model glues it to its words: "alsocal_8d2e41").
+    after = "[ .,;:!?)]"
+    pattern = (
+        f"^{prose}{{1,60}} "
+        + f"{after}{prose}{{0,40}} ".join(literals)
+        + f"({after}{prose}{{0,60}})?{end}$"
+    )
     return Constraint(
         kind="json_schema",
         schema={
@@ -185,7 +192,7 @@ def values_constraint(
 def _longest_message(values: list[Any]) -> int:
     """Characters (so at most tokens) of the longest text :func:`values_constraint` admits."""
     texts = list(dict.fromkeys(render_value(v).strip() for v in values))
-    return 60 + sum(map(len, texts)) + 40 * max(len(texts) - 1, 0) + 60
+    return 64 + sum(map(len, texts)) + 42 * len(texts) + 64
 
 
 def _unwrap_message(text: str) -> str:
