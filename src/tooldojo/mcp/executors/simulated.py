@@ -291,9 +291,22 @@ def _cut_text(value: Any, chars: int) -> str:
         return next((p for v in value.values() if (p := _cut_text(v, chars))), "")
     if isinstance(value, list):
         return next((p for v in value if (p := _cut_text(v, chars))), "")
-    if isinstance(value, str) and len(value) >= chars:
+    if isinstance(value, str) and len(value) >= chars and not _timestamp(value):
         return f"the text {value[:24]!r}... was cut at {chars} characters; write shorter values"
     return ""
+
+
+def _timestamp(text: str) -> bool:
+    """Whether ``text`` is a whole ISO date, time or date-time: its length is fixed by its
+    format (bounded by the grammar's format rule, not by the string bound), so reaching the
+    string bound does not mean it was cut (``2025-12-31T14:00:00Z`` is 20 characters)."""
+    return bool(_TIMESTAMP.fullmatch(text))
+
+
+_TIMESTAMP = re.compile(
+    r"\d{4}-[01]\d-[0-3]\d([T ][0-2]\d:[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-][0-2]\d:?[0-5]\d)?)?"
+    r"|[0-2]\d:[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+)
 
 
 def _strip_fences(text: str) -> str:
