@@ -14,6 +14,7 @@ import json
 from tooldojo.agents.guidance import (
     Guidance,
     GuidanceStats,
+    clarify_constraint,
     forced_completion,
     grounded_prose_constraint,
     matches_label,
@@ -135,6 +136,8 @@ class AssistantAgent:
             constraint = None if attempt == 0 else PROSE_CONSTRAINT
             if attempt and values:
                 constraint = grounded_prose_constraint(values[(attempt - 1) % len(values)])
+            elif attempt and label.kind == "clarify":
+                constraint = clarify_constraint(label) or PROSE_CONSTRAINT
             completion = await self.model.complete(
                 hinted, tools, sampling=sampling, constraint=constraint
             )
@@ -144,11 +147,13 @@ class AssistantAgent:
                 completion = _unwrap_prose(completion)
             if not text_problems(completion, label, messages, tools):
                 if constraint is not None and constraint is not PROSE_CONSTRAINT:
-                    # The model wrote it, under a grammar that required a result value: marked
-                    # so accounting can tell these answers apart (``grounded(...)``).
-                    self.stats.counts["grounded_text"] += 1
+                    # The model wrote it under a grammar that required a result value (a
+                    # final answer) or the missing parameter and a question mark (a
+                    # clarifying turn): marked so accounting can tell these answers apart.
+                    tag = "grounded" if label.kind == "text" else "asks"
+                    self.stats.counts[f"{tag}_text"] += 1
                     completion = completion.model_copy(
-                        update={"model": f"grounded({completion.model})"}
+                        update={"model": f"{tag}({completion.model})"}
                     )
                 self.stats.counts["own_text"] += 1
                 return completion

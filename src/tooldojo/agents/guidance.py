@@ -175,6 +175,25 @@ def grounded_prose_constraint(value: str) -> Constraint:
     )
 
 
+def clarify_constraint(label: Label) -> Constraint | None:
+    """A clarifying question in plain prose that names the missing parameter (in words) and
+    ends with a question mark; the model writes the rest. ``None`` without a missing name."""
+    from tooldojo.agents.user import words
+
+    names = [words(name) for name in label.missing if words(name)]
+    if not names or not re.fullmatch(f"[{PROSE_CHARS}]+", names[0]):
+        return None
+    pattern = f"^[{PROSE_CHARS}]{{2,100}} {names[0]}[ ,][{PROSE_CHARS}]{{0,80}}[?]$"
+    return Constraint(
+        kind="json_schema",
+        schema={
+            "type": "object",
+            "properties": {"answer": {"type": "string", "pattern": pattern}},
+            "required": ["answer"],
+        },
+    )
+
+
 def text_problems(
     completion: Completion, label: Label, messages: list[Message], tools: list[Tool]
 ) -> list[str]:

@@ -147,8 +147,9 @@ _ECHO = re.compile(
 )
 
 
-USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/()@#+_-"
-"""Characters of a typed message without quotes, braces or markup (no code can be written)."""
+USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/@#+_-"
+"""Characters of a typed message without quotes, braces, parentheses or markup: no code, and
+not the prompt's "value (name)" form, which the small model copied into its messages."""
 
 
 def values_constraint(
@@ -173,7 +174,7 @@ def values_constraint(
     end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
     # Each value stands as its own word: a space before it, a space or punctuation after it
     # (else the model glues it to its words: "alsocal_8d2e41").
-    after = "[ .,;:!?)]"
+    after = "[ .,;:!?]"
     pattern = (
         f"^{prose}{{1,60}} "
         + f"{after}{prose}{{0,40}} ".join(literals)

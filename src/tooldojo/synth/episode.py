@@ -240,8 +240,9 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                     if completion.model.startswith("label("):
                         message.guided = "label"  # teacher-forced from the goal (guidance)
                         message.origin = "forced"
-                    elif completion.model.startswith("grounded("):
-                        message.constrained = "grounded"  # a result value required by grammar
+                    elif completion.model.startswith(("grounded(", "asks(")):
+                        # a result value (or the missing parameter) was required by a grammar
+                        message.constrained = completion.model.split("(")[0]
                     if not completion.ok:
                         message.content = completion.text  # raw bad output: data for the gates
                     state.messages.append(message)
