@@ -68,6 +68,13 @@ def test_generic_result_echoes_scalars_and_fits() -> None:
     schema = generic_result_schema({"city": "Lisbon", "days": 3, "deep": {"x": 1}}, Bounds())
     assert schema["properties"]["city"] == {"const": "Lisbon"}
     assert "deep" not in schema["properties"]
+    # No free-text field a small model would fill to its bound: only short word values.
+    assert set(schema["properties"]) == {"city", "days", "result"}
+    strings = json.dumps(schema).count('"type": "string"')
+    assert strings == 2 and '"maxLength": 24' in json.dumps(schema)
+    assert not Draft202012Validator(schema).is_valid(
+        {"city": "Lisbon", "days": 3, "result": "Sunny and warm with a light breeze all day"}
+    )
     assert len(json.dumps(_longest(schema))) <= token_bound(schema)
 
 

@@ -161,3 +161,11 @@ async def test_the_wall_clock_limit_follows_the_token_budget_and_a_timeout_names
     result = await server.call("get_order", {"order_id": "A1"}, episode="e")
     text = result.content[0].text
     assert result.is_error and "timed out after" in text and "tokens/s" in text
+
+
+def test_a_whole_timestamp_at_the_string_bound_is_not_taken_as_cut():
+    from tooldojo.mcp.executors.simulated import _cut_text
+
+    assert _cut_text({"start": "2025-12-31T14:00:00Z"}, 16) == ""  # format-bounded, whole
+    assert _cut_text({"title": "The Left Hand of"}, 16).startswith("the text")  # prose: cut
+    assert _cut_text(["123456789012345678901234"], 24)  # a runaway number string: cut

@@ -96,3 +96,61 @@ def test_prose_that_imitates_the_tool_protocol_is_not_an_answer():
     echo = Completion(text='<tool_response>\n{"temp": 21}\n</tool_response>')
     assert not matches_label(echo, label, [], [])
     assert matches_label(Completion(text="It is 21 degrees."), label, [], [])
+
+
+def _answered(result: str, request: str = "What is the weather in Oslo?"):
+    from tooldojo.model import Message, ToolCall
+
+    call = ToolCall(id="c1", name="get_weather", arguments={"city": "Oslo"})
+    return [
+        Message(role="user", content=request),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id="c1", content=result),
+    ]
+
+
+def test_result_values_are_what_the_result_adds():
+    from tooldojo.agents.guidance import result_values
+
+    messages = _answered('{"city": "Oslo", "result": [{"name": "temp c", "value": 4.5}]}')
+    # "Oslo" was asked for and is an argument; the name and the reading are new.
+    assert result_values(messages) == ["temp c", "4.5"]
+    messages[-1].is_error = True  # a failed result grounds nothing
+    assert result_values(messages) == []
+
+
+def test_grounded_constraint_demands_the_value_and_prose():
+    import re
+
+    from tooldojo.agents.guidance import grounded_prose_constraint
+
+    pattern = grounded_prose_constraint("4.5 C").json_schema["properties"]["answer"]["pattern"]
+    assert re.fullmatch(pattern, "In Oslo it is 4.5 C right now.")
+    assert not re.fullmatch(pattern, "In Oslo it is 4x5 C right now.")  # "." is literal
+    assert not re.fullmatch(pattern, "In Oslo it is mild right now.")  # no value: no match
+    assert not re.fullmatch(pattern, 'It is {"t": 4.5 C} now.')  # no braces or quotes
+
+
+@pytest.mark.anyio
+async def test_a_final_answer_retried_under_the_grounding_grammar_is_marked():
+    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.model import Label
+
+    answers = ["Sure, I can help.", '{"answer": "In Oslo it is 4.5 degrees today."}']
+    agent = AssistantAgent(ScriptedChatModel(answers), guidance="kind")
+    messages = _answered('{"city": "Oslo", "result": [{"name": "temp c", "value": 4.5}]}')
+    completion = await agent.step(messages, [], seed=0, label=Label(kind="text"))
+    assert completion.text == "In Oslo it is 4.5 degrees today."
+    assert completion.model.startswith("grounded(")
+    assert agent.stats.as_dict() == {"grounded_text": 1, "own_text": 1}
+
+
+def test_grounded_value_is_not_glued_to_a_word():
+    import re
+
+    from tooldojo.agents.guidance import grounded_prose_constraint
+
+    pattern = grounded_prose_constraint("4.5").json_schema["properties"]["answer"]["pattern"]
+    assert re.fullmatch(pattern, "It is 4.5 degrees.") and re.fullmatch(pattern, "It is 4.5.")
+    assert not re.fullmatch(pattern, "It is about4.5 degrees.")
+    assert not re.fullmatch(pattern, "It is 4.55 degrees.")

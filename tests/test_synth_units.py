@@ -136,7 +136,12 @@ async def test_user_simulator_checks_model_text_and_falls_back_to_templates():
     )
     assert text.source == "template"
     assert text.problems[0] == "names the tool set_price"
-    assert text.problems[1].startswith("missing bk_ab12")
+    assert any(p.startswith("missing bk_ab12") for p in text.problems)
+    assert "asks for nothing (no question, no request)" in text.problems  # a bare statement
+
+    statement = ScriptedChatModel(["bk_ab12 is 9.5 EUR.", "Please set bk_ab12 to 9.5 EUR."])
+    text = await UserSimulator(statement, attempts=2).request(_scenario(), 0, random.Random(0))
+    assert text.source == "model" and text.attempts == 2  # the statement was retried
     assert all(mentions(text.text, v) for v in ("bk_ab12", 9.5, "EUR"))
     assert "set_price" not in text.text
 
@@ -360,3 +365,19 @@ async def test_injected_failures_are_marked_and_unplanned_ones_fail_the_trajecto
         verified = await verify_trajectory(trajectory, VerifyOptions())
         stopped = None if verified.passed else verified.verdicts[-1].gate
         assert stopped == gate, verified.verdicts[-1].reason
+
+
+def test_request_check_rejects_the_prompts_value_name_form_and_the_grammar_asks():
+    import re
+
+    from tooldojo.agents.user import RequestCheck, values_constraint
+
+    check = RequestCheck(required=["DE"], forbidden=[], tool_names=[], keys=["region"])
+    assert check.problems("DE (region)") == ["lists region as fields"]
+    assert check.problems("It is for Germany, DE.") == []
+    schema = values_constraint(["DE", 3], question=True).json_schema
+    pattern = schema["properties"]["message"]["pattern"]
+    assert re.fullmatch(pattern, "Any alerts for DE in the next 3 days?")
+    assert not re.fullmatch(pattern, "Any alerts for DE in the next 3 days.")
+    assert not re.fullmatch(pattern, "Any alerts for the next 3 days in DE?")  # order kept
+    assert values_constraint(['say "hi"']) is None  # quotes: no grammar, free tries only

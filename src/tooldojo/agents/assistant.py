@@ -14,8 +14,11 @@ import json
 from tooldojo.agents.guidance import (
     Guidance,
     GuidanceStats,
+    clarify_constraint,
     forced_completion,
+    grounded_prose_constraint,
     matches_label,
+    result_values,
     step_hint,
     text_problems,
 )
@@ -120,6 +123,9 @@ class AssistantAgent:
             *(m for m in messages if m.role != "system"),
         ]
         completion = None
+        # A final answer after results must quote one of the values they add: the retries of
+        # such an answer are decoded under a grammar that requires one (each try another).
+        values = result_values(messages) if label.kind == "text" else []
         for attempt in range(self.text_attempts):
             temperature = self.sampling.temperature if attempt == 0 else 0.7
             sampling = self.sampling.model_copy(
@@ -128,6 +134,10 @@ class AssistantAgent:
             # First free text; then prose under a grammar (no markup, braces or quotes), which
             # keeps a weak model from echoing the tool protocol instead of answering.
             constraint = None if attempt == 0 else PROSE_CONSTRAINT
+            if attempt and values:
+                constraint = grounded_prose_constraint(values[(attempt - 1) % len(values)])
+            elif attempt and label.kind == "clarify":
+                constraint = clarify_constraint(label) or PROSE_CONSTRAINT
             completion = await self.model.complete(
                 hinted, tools, sampling=sampling, constraint=constraint
             )
@@ -136,6 +146,15 @@ class AssistantAgent:
             if constraint is not None:
                 completion = _unwrap_prose(completion)
             if not text_problems(completion, label, messages, tools):
+                if constraint is not None and constraint is not PROSE_CONSTRAINT:
+                    # The model wrote it under a grammar that required a result value (a
+                    # final answer) or the missing parameter and a question mark (a
+                    # clarifying turn): marked so accounting can tell these answers apart.
+                    tag = "grounded" if label.kind == "text" else "asks"
+                    self.stats.counts[f"{tag}_text"] += 1
+                    completion = completion.model_copy(
+                        update={"model": f"{tag}({completion.model})"}
+                    )
                 self.stats.counts["own_text"] += 1
                 return completion
         self.stats.counts["failed_text"] += 1

@@ -24,11 +24,12 @@ model wrote it, so verification drops the trajectory.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from typing import Any, Literal
 
-from tooldojo.llm.base import Completion
+from tooldojo.llm.base import Completion, Constraint
 from tooldojo.model import Label, Message, Tool, ToolCall, Trajectory
 from tooldojo.verify.content import turn_content_errors
 from tooldojo.verify.label import (
@@ -106,6 +107,90 @@ def step_hint(label: Label, tools: list[Tool]) -> str:
         "no JSON. If a tool call failed, say so. Example: the user asked for the weather in "
         'Oslo and the tool returned {"temp_c": 4, "sky": "snow"}; you answer "In Oslo it is '
         '4 degrees with snow right now."'
+    )
+
+
+PROSE_CHARS = "A-Za-z0-9 .,:;'!?%$/()_-"
+"""Plain prose characters: no braces, quotes or markup (the tool protocol cannot be echoed)."""
+
+
+def result_values(messages: list[Message]) -> list[str]:
+    """Values the tool results since the last user message add (not said by the user, not
+    call arguments), as text: what a grounded final answer should quote. Mirrors what the
+    turns gate counts as grounding; results that failed are left out."""
+    from tooldojo.agents.user import render_value
+    from tooldojo.verify.grounding import scalar_leaves, value_in
+
+    request, results = "", []
+    for message in reversed(messages):
+        if message.role == "user":
+            request = message.content or ""
+            break
+        if message.role == "tool" and not message.is_error:
+            results.append(message)
+    arguments = [
+        leaf
+        for m in messages
+        for call in (m.tool_calls or [])
+        for leaf in scalar_leaves(call.arguments)
+    ]
+    out: list[str] = []
+    for message in reversed(results):
+        try:
+            value = json.loads(message.content or "")
+        except ValueError:
+            continue
+        for leaf in scalar_leaves(value):
+            text = render_value(leaf).strip()
+            if isinstance(leaf, float) and value_in(f"{leaf:g}", leaf):
+                text = f"{leaf:g}"  # 2.3333333333333335 is quoted as 2.33333, as people do
+            if (
+                len(text) < 2
+                or len(text) > 40
+                or value_in(request, leaf)
+                or any(leaf == a for a in arguments)
+                or not re.fullmatch(f"[{PROSE_CHARS}]+", text)
+                or text in out
+            ):
+                continue
+            out.append(text)
+    return out
+
+
+def grounded_prose_constraint(value: str) -> Constraint:
+    """A prose answer (as :data:`PROSE_CONSTRAINT` of the assistant) that must contain
+    ``value`` somewhere: the model still writes every other word and chooses where the value
+    goes. Characters other than letters, digits and spaces are written as one-character
+    classes, since llama.cpp's pattern converter mistranslates regex escapes."""
+    literal = "".join(c if c.isalnum() or c == " " else f"[{c}]" for c in value)
+    # The value stands as its own word (a space before, a space or punctuation after).
+    pattern = f"^[{PROSE_CHARS}]{{2,120}} {literal}([ .,;:!?)%][{PROSE_CHARS}]{{0,100}})?$"
+    return Constraint(
+        kind="json_schema",
+        schema={
+            "type": "object",
+            "properties": {"answer": {"type": "string", "pattern": pattern}},
+            "required": ["answer"],
+        },
+    )
+
+
+def clarify_constraint(label: Label) -> Constraint | None:
+    """A clarifying question in plain prose that names the missing parameter (in words) and
+    ends with a question mark; the model writes the rest. ``None`` without a missing name."""
+    from tooldojo.agents.user import words
+
+    names = [words(name) for name in label.missing if words(name)]
+    if not names or not re.fullmatch(f"[{PROSE_CHARS}]+", names[0]):
+        return None
+    pattern = f"^[{PROSE_CHARS}]{{2,100}} {names[0]}[ ,][{PROSE_CHARS}]{{0,80}}[?]$"
+    return Constraint(
+        kind="json_schema",
+        schema={
+            "type": "object",
+            "properties": {"answer": {"type": "string", "pattern": pattern}},
+            "required": ["answer"],
+        },
     )
 
 

@@ -22,8 +22,9 @@ from typing import Any
 
 from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
-from tooldojo.llm.base import ChatModel, SamplingParams, Usage
+from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
+from tooldojo.verify.requests import ASK
 
 
 class TemplateCapReached(Exception):
@@ -43,6 +44,9 @@ class UserText:
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
     problems: list[str] = field(default_factory=list)
+    constrained: bool = False
+    """Written by the model under a grammar that required the planned values (see
+    :func:`values_constraint`); still the model's words, marked so it can be counted."""
 
 
 def words(name: str) -> str:
@@ -103,6 +107,9 @@ class RequestCheck:
     tool_names: list[str]
     keys: list[str] = field(default_factory=list)
     """Parameter names that must not appear as ``name: value`` fields."""
+    must_ask: bool = False
+    """An opening message must ask for something (a question or a verb of asking or doing),
+    as the request gate demands: a bare statement is retried, not kept to fail there."""
 
     def problems(self, text: str) -> list[str]:
         out = []
@@ -119,11 +126,18 @@ class RequestCheck:
             out.append("names the tool " + ", ".join(named))
         if _ECHO.search(text):
             out.append("repeats the instructions instead of writing the message")
-        fields = [k for k in self.keys if re.search(rf"(?i)\b{re.escape(words(k))}\s*[:=]", text)]
+        fields = [
+            k
+            for k in self.keys
+            if re.search(rf"(?i)\b{re.escape(words(k))}\s*[:=]", text)
+            or f"({words(k)})" in text.lower()  # "DE (region)": the prompt's form, copied
+        ]
         if fields:
             out.append("lists " + ", ".join(fields) + " as fields")
         if re.search(r"```|</?tool_|\{\s*\"", text):
             out.append("carries code or markup")
+        if self.must_ask and not ASK.search(text):
+            out.append("asks for nothing (no question, no request)")
         return out
 
 
@@ -131,6 +145,62 @@ _ECHO = re.compile(
     r"(?i)\bcase \d+:|do not name any|include these details|write only the message|^goal:"
     r"|\bdetails:"
 )
+
+
+USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/@#+_-"
+"""Characters of a typed message without quotes, braces, parentheses or markup: no code, and
+not the prompt's "value (name)" form, which the small model copied into its messages."""
+
+
+def values_constraint(
+    values: list[Any], *, most: int = 10, question: bool = False
+) -> Constraint | None:
+    """A message in plain characters that must carry ``values`` in the given order, each
+    written exactly; the model writes every word around them. ``None`` when a value holds
+    characters outside :data:`USER_PROSE` or there are more than ``most`` of them.
+
+    Why: a small model paraphrases or drops odd values (ids such as ``bk_7f3a9c``), and such
+    a request is rejected; asked under this grammar it keeps its own sentence and the value.
+    Non-alphanumeric characters are one-character classes, since llama.cpp's pattern
+    converter mistranslates regex escapes.
+    """
+    texts = list(dict.fromkeys(render_value(v).strip() for v in values))
+    if not texts or len(texts) > most:
+        return None
+    if any(not t or not re.fullmatch(f"[{USER_PROSE}]+", t) for t in texts):
+        return None
+    prose = f"[{USER_PROSE}]"
+    literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
+    end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
+    # Each value stands as its own word: a space before it, a space or punctuation after it
+    # (else the model glues it to its words: "alsocal_8d2e41").
+    after = "[ .,;:!?]"
+    pattern = (
+        f"^{prose}{{1,60}} "
+        + f"{after}{prose}{{0,40}} ".join(literals)
+        + f"({after}{prose}{{0,60}})?{end}$"
+    )
+    return Constraint(
+        kind="json_schema",
+        schema={
+            "type": "object",
+            "properties": {"message": {"type": "string", "pattern": pattern}},
+            "required": ["message"],
+        },
+    )
+
+
+def _longest_message(values: list[Any]) -> int:
+    """Characters (so at most tokens) of the longest text :func:`values_constraint` admits."""
+    texts = list(dict.fromkeys(render_value(v).strip() for v in values))
+    return 64 + sum(map(len, texts)) + 42 * len(texts) + 64
+
+
+def _unwrap_message(text: str) -> str:
+    try:
+        return str(json.loads(text)["message"])
+    except (ValueError, KeyError, TypeError):
+        return text
 
 
 class UserSimulator:
@@ -182,6 +252,7 @@ class UserSimulator:
             tool_names=[ask["tool"] for ask in asks if ask.get("tool") and len(ask["tool"]) > 3],
         )
         check.keys = [k for ask in asks for k in ask.get("values", {})]
+        check.must_ask = turn_index == 0
         style = style_of(scenario.style)
         task = request_task(scenario, turn_index, asks, withheld)
         shown = [
@@ -271,15 +342,29 @@ class UserSimulator:
                     Message(role="assistant", content=answer),
                 ]
             messages.append(Message(role="user", content=prompt))
+            grammar = values_constraint(check.required, question=check.must_ask)
             for attempt in range(1, self.attempts + 1):
-                sampling = self.sampling.model_copy(update={"seed": rng.randrange(2**31)})
-                completion = await self.model.complete(messages, sampling=sampling)
+                update: dict[str, Any] = {"seed": rng.randrange(2**31)}
+                # The first try is free; later ones, when the free text missed something,
+                # must carry the planned values (the model still writes the sentence).
+                constraint = grammar if attempt > 1 else None
+                if constraint is not None:  # room for the longest message (no cut JSON)
+                    update["max_tokens"] = max(
+                        self.sampling.max_tokens or 0, _longest_message(check.required) + 16
+                    )
+                sampling = self.sampling.model_copy(update=update)
+                completion = await self.model.complete(
+                    messages, sampling=sampling, constraint=constraint
+                )
                 usage.prompt_tokens += completion.usage.prompt_tokens
                 usage.completion_tokens += completion.usage.completion_tokens
-                text = _clean(completion.text)
+                raw = _unwrap_message(completion.text) if constraint else completion.text
+                text = _clean(raw)
                 found = check.problems(text) if completion.ok else [completion.error or "error"]
                 if not found:
-                    return UserText(text, "model", attempt, usage, problems)
+                    return UserText(
+                        text, "model", attempt, usage, problems, constrained=bool(constraint)
+                    )
                 problems.extend(found)
         if not self._may_template(scenario):
             raise TemplateCapReached(

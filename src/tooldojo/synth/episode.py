@@ -240,6 +240,9 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                     if completion.model.startswith("label("):
                         message.guided = "label"  # teacher-forced from the goal (guidance)
                         message.origin = "forced"
+                    elif completion.model.startswith(("grounded(", "asks(")):
+                        # a result value (or the missing parameter) was required by a grammar
+                        message.constrained = completion.model.split("(")[0]
                     if not completion.ok:
                         message.content = completion.text  # raw bad output: data for the gates
                     state.messages.append(message)
@@ -297,11 +300,14 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
 
 
 def _user_message(text: UserText) -> Message:
-    return Message(
+    message = Message(
         role="user",
         content=text.text,
         origin="model" if text.source == "model" else "template",
     )
+    if text.constrained:
+        message.constrained = "values"  # the planned values were required by a grammar
+    return message
 
 
 async def _user(

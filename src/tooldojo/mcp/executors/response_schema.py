@@ -83,31 +83,46 @@ def _safe_string(chars: int, min_length: int = 0) -> dict[str, Any]:
 
 
 def generic_result_schema(arguments: dict[str, Any], bounds: Bounds) -> dict[str, Any]:
-    """For a tool that declares no response schema: the call's scalar arguments echoed, a
-    ``result`` (a number, a short text, a flag, or a few named values) and a short message."""
-    text = _safe_string(bounds.string_chars)
-    short = _safe_string(min(bounds.string_chars, 24))
+    """For a tool that declares no response schema: the call's scalar arguments echoed and a
+    ``result``: a number, a flag, or a few named values (short word names, a number or a
+    short word value each).
+
+    No free-text field: a small model fills any sentence-sized string up to its length
+    bound, and a string cut there is a failed result. Short named values are what a person's
+    answer quotes, so the assistant's final answer can be grounded in them.
+    """
+    short = min(bounds.string_chars, 24)
+    label = _word_string(short)
     properties: dict[str, Any] = {}
     for name, value in list(_scalars(arguments).items())[: bounds.echo]:
         properties[name] = {"const": value}
     named_value = {
         "type": "object",
         "properties": {
-            "name": short,
-            "value": {"anyOf": [{"type": "number"}, short]},
+            "name": _word_string(min(short, 20)),
+            "value": {"anyOf": [{"type": "number"}, label]},
         },
         "required": ["name", "value"],
     }
     properties["result"] = {
         "anyOf": [
-            {"type": "number"},
-            text,
-            {"type": "boolean"},
             {"type": "array", "items": named_value, "minItems": 1, "maxItems": bounds.items},
+            {"type": "number"},
+            {"type": "boolean"},
         ]
     }
-    properties["message"] = text
     return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def _word_string(chars: int) -> dict[str, Any]:
+    """A short value of words: starts with a letter or digit; no sentence punctuation, so
+    it stays a name or a value rather than growing into prose."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": chars,
+        "pattern": f"^[A-Za-z0-9][A-Za-z0-9 .:%/-]{{0,{chars - 1}}}$",
+    }
 
 
 def _scalars(arguments: dict[str, Any]) -> dict[str, Any]:

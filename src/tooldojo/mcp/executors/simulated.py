@@ -186,12 +186,16 @@ class SimulatedExecutor:
             raise ToolExecutionError(
                 f"the simulated {tool.name!r} cannot answer: {error}"
             ) from None
-        messages = [
-            Message(role="system", content=SYSTEM_PROMPT),
-            Message(role="user", content=EXAMPLE_REQUEST),
-            Message(role="assistant", content=EXAMPLE_REPLY),
-            Message(role="user", content=self.render_request(tool, arguments, episode)),
-        ]
+        messages = [Message(role="system", content=SYSTEM_PROMPT)]
+        if tool.output_schema:
+            messages += [
+                Message(role="user", content=EXAMPLE_REQUEST),
+                Message(role="assistant", content=EXAMPLE_REPLY),
+            ]
+        # A tool without a response schema gets no example: the generic result's grammar
+        # fixes its shape, and the small model copied an example's names and values into
+        # unrelated tools' results (a weather alert answered with "high tide").
+        messages.append(Message(role="user", content=self.render_request(tool, arguments, episode)))
         constraint = Constraint(kind="json_schema", schema=plan.schema)
         sampling = self.sampling.model_copy(update={"max_tokens": plan.max_tokens})
         problem = ""
@@ -287,9 +291,22 @@ def _cut_text(value: Any, chars: int) -> str:
         return next((p for v in value.values() if (p := _cut_text(v, chars))), "")
     if isinstance(value, list):
         return next((p for v in value if (p := _cut_text(v, chars))), "")
-    if isinstance(value, str) and len(value) >= chars:
+    if isinstance(value, str) and len(value) >= chars and not _timestamp(value):
         return f"the text {value[:24]!r}... was cut at {chars} characters; write shorter values"
     return ""
+
+
+def _timestamp(text: str) -> bool:
+    """Whether ``text`` is a whole ISO date, time or date-time: its length is fixed by its
+    format (bounded by the grammar's format rule, not by the string bound), so reaching the
+    string bound does not mean it was cut (``2025-12-31T14:00:00Z`` is 20 characters)."""
+    return bool(_TIMESTAMP.fullmatch(text))
+
+
+_TIMESTAMP = re.compile(
+    r"\d{4}-[01]\d-[0-3]\d([T ][0-2]\d:[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-][0-2]\d:?[0-5]\d)?)?"
+    r"|[0-2]\d:[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+)
 
 
 def _strip_fences(text: str) -> str:
