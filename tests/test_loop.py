@@ -14,6 +14,7 @@ import pytest
 
 from test_synth_orchestration import OFFICE, copying_user, office_tools, oracle
 from tooldojo.jsonl import read_jsonl
+from tooldojo.llm.base import Completion
 from tooldojo.llm.scripted import ScriptedChatModel
 from tooldojo.loop.config import (
     EvalSection,
@@ -363,3 +364,41 @@ def test_swapping_the_model_redoes_probe_judge_and_eval(tmp_path, tiny_model):
     assert len({r.id for r in records}) == len(records) == len(probe_before.splitlines())
     trained = json.loads((run / "iter-000/train/checkpoint/tooldojo_train.json").read_text())
     assert trained["base_model"].endswith("other")  # trained from the new model
+
+
+def test_a_loop_whose_data_all_fails_verification_stops_and_still_reports(tmp_path, tiny_model):
+    """Nothing that failed a gate is trained on: the loop ends after the pool stage, says why,
+    and writes a report that shows the failures."""
+
+    def junk(messages, tools):
+        return Completion(text="%% 12 34 ## ?? 56")
+
+    config = tiny_config(tiny_model)
+    config.eval.baseline = False
+    config.synth.n = 4
+    config.synth.categories = ["single"]
+    lines: list[str] = []
+    models = {
+        "user": ScriptedChatModel(copying_user, name="scripted-user"),
+        "assistant": ScriptedChatModel(junk, name="junk"),
+    }
+    rundir = run_loop(
+        LoopRequest(
+            specs=[],
+            run=tmp_path / "run",
+            iterations=2,
+            config=config,
+            models=models,
+            progress=lines.append,
+        )
+    )
+    verified = list(read_jsonl(rundir.root / "iter-000" / "verified.jsonl", Trajectory))
+    assert verified and not any(t.passed for t in verified)
+    stops = [line for line in lines if line.startswith("the loop stops: ")]
+    assert len(stops) == 1 and f"0 of {len(verified)} trajectories passed" in stops[0]
+    manifest = RunManifest.model_validate_json((rundir.root / "manifest.json").read_text())
+    assert manifest.stages["iter-000/pool"].status == "failed"
+    assert "iter-000/train" not in manifest.stages and not (rundir.root / "iter-001").exists()
+    assert not (rundir.root / "iter-000" / "train_data.jsonl").exists()
+    report = (rundir.root / "report.html").read_text()
+    assert "iter-000" in report

@@ -81,6 +81,14 @@ class StopLoop(Exception):
     """Raised when ``stop_after`` is reached (simulates a kill between stages)."""
 
 
+class NothingToTrain(ToolDojoError):
+    """No trajectory of an iteration passed verification: there is nothing honest to train on.
+
+    The loop ends there (the pool stage is recorded as failed, so a resume retries it) and still
+    writes its report, which shows why each trajectory failed; training on what the gates
+    rejected is never the fallback."""
+
+
 @dataclass
 class _Context:
     request: LoopRequest
@@ -206,7 +214,11 @@ def run_loop(request: LoopRequest) -> RunDir:
             clears=[rundir.root / "base" / "eval"],
         )
     for iteration in range(request.iterations):
-        _iteration(context, iteration)
+        try:
+            _iteration(context, iteration)
+        except NothingToTrain as why:
+            context.say(f"the loop stops: {why}")
+            break
     _write_json(rundir.root / "selfplay.json", selfplay_record(rundir.root))
     from tooldojo.report import write_report
 
@@ -538,14 +550,14 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
         train = [t for t in train if t.id not in refused]
     for hit in bfcl_hits:
         context.say(f"{it.name}: BFCL guard: {hit}")
-    if not train:
-        raise ToolDojoError(
-            f"{it}: no verified training data (every trajectory failed verification or "
-            f"was over the forced-share cap {cap:.2f}); see verified.jsonl, pool.json and "
-            "`tooldojo verify --explain`"
-        )
     # The shared contract: {role: {origin: n}} over everything this iteration synthesized.
     _write_json(it / "accounting.json", accounting(verified))
+    if not train:
+        raise NothingToTrain(
+            f"{it.name}: no verified training data ({len(passed)} of {len(verified)} "
+            f"trajectories passed every gate; the forced-share cap is {cap:.2f}); the report "
+            "lists the gate failures by reason, and `tooldojo verify --explain` shows each"
+        )
     role_counts = {
         role: sum(t.metadata.get("role") == role for t in roles) for role in TRAINED_ROLES
     }
