@@ -16,7 +16,7 @@ from tooldojo.mcp.executors.base import ToolOutcome
 from tooldojo.mcp.executors.python import PythonExecutor
 from tooldojo.mcp.introspect import parse_docstring, tool_from_callable
 from tooldojo.mcp.registry import ToolRegistry
-from tooldojo.mcp.server import ToolServer, result_value
+from tooldojo.mcp.server import SIMULATED_META_KEY, ToolServer, result_value
 from tooldojo.model import Tool
 
 
@@ -298,6 +298,7 @@ async def test_names_only_validation_leaves_types_to_the_executor() -> None:
     server = ToolServer(registry)
     loose = await server.call("add", {"a": 1.5, "b": 1})
     missing = await server.call("add", {"b": 1})
+    assert not (loose.meta or {}).get(SIMULATED_META_KEY)  # really executed, not model-written
     assert result_value(loose) == {"sum": 2.5}
     assert missing.is_error and "'a' is a required property" in _text(missing)
 

@@ -13,7 +13,7 @@ from tooldojo.mcp.episodes import Episode
 from tooldojo.mcp.executors.base import ToolExecutionError
 from tooldojo.mcp.executors.simulated import SimulatedExecutor, is_read_only
 from tooldojo.mcp.registry import ToolRegistry
-from tooldojo.mcp.server import ToolServer, result_value
+from tooldojo.mcp.server import SIMULATED_META_KEY, ToolServer, result_value
 from tooldojo.model import Tool
 
 GET_ORDER = Tool(
@@ -51,6 +51,7 @@ async def test_reads_are_cached_until_a_write_and_the_prompt_carries_the_log() -
     assert result_value(first) == result_value(again) == {"id": "A1", "status": "open"}
     assert result_value(after) == {"id": "A1", "status": "cancelled"}
     assert len(model.calls) == 3  # the repeated read came from the cache
+    assert all((r.meta or {}).get(SIMULATED_META_KEY) for r in (first, again, after))
     last_prompt = model.calls[-1][0][-1].content
     assert 'cancel_order({"order_id": "A1"}) -> {"cancelled": true}' in last_prompt
     assert "Response schema:" in last_prompt

@@ -311,7 +311,7 @@ async def test_injected_failures_are_marked_and_unplanned_ones_fail_the_trajecto
     import mcp.types as types
 
     from tooldojo.agents.assistant import AssistantAgent
-    from tooldojo.mcp.server import INJECTED_META_KEY
+    from tooldojo.mcp.server import INJECTED_META_KEY, SIMULATED_META_KEY
     from tooldojo.model import Label, LabelCall, ScenarioTurn
     from tooldojo.synth.episode import EpisodeEnv, run_episode
     from tooldojo.verify import VerifyOptions, verify_trajectory
@@ -323,7 +323,8 @@ async def test_injected_failures_are_marked_and_unplanned_ones_fail_the_trajecto
                 return types.CallToolResult(
                     content=[types.TextContent(type="text", text=body)],
                     is_error=True,
-                    _meta={INJECTED_META_KEY: True} if injected else None,
+                    # injected failures come from the simulated executor: model-written results
+                    _meta={INJECTED_META_KEY: True, SIMULATED_META_KEY: True} if injected else None,
                 )
 
         @asynccontextmanager
@@ -359,7 +360,8 @@ async def test_injected_failures_are_marked_and_unplanned_ones_fail_the_trajecto
         )
         trajectory = await run_episode(scenario, env)
         tool_message = next(m for m in trajectory.messages if m.role == "tool")
-        assert tool_message.origin == "executed" and tool_message.is_error
+        assert tool_message.origin == ("model" if injected else "executed")
+        assert tool_message.is_error
         assert getattr(tool_message, "injected", False) is injected
         assert trajectory.metadata["injected_failures"] == int(injected)
         verified = await verify_trajectory(trajectory, VerifyOptions())

@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_CALL_TIMEOUT_S = 30.0
 INJECTED_META_KEY = "tooldojo/injected_failure"
 """``_meta`` key of a result whose failure was injected on purpose (fault injection)."""
+SIMULATED_META_KEY = "tooldojo/simulated"
+"""``_meta`` key of a result a model wrote (an executor with ``simulated = True``), so a
+trajectory can tell it from a real tool result in its accounting."""
 
 
 class ToolServer:
@@ -98,6 +101,14 @@ class ToolServer:
         if problem is not None:
             return error_result(f"invalid arguments for {name!r} {problem}")
 
+        result = await self._result(binding, name, arguments, episode, init)
+        if getattr(binding.executor, "simulated", False):
+            result.meta = {**(result.meta or {}), SIMULATED_META_KEY: True}
+        return result
+
+    async def _result(
+        self, binding: Any, name: str, arguments: dict[str, Any], episode: Any, init: Any
+    ) -> Any:
         state = self.episodes.get_or_create(episode, init)
         async with state.lock:
             outcome = await self._execute(binding, arguments, state)

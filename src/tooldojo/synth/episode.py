@@ -7,7 +7,8 @@ from the plan (text where a call was due, extra calls) the labels stay what the 
 so verification flags the episode rather than the synthesis hiding it.
 
 Every message records who wrote it (``Message.origin``: ``model``, ``forced``, ``template``,
-``executed``), summed into ``metadata["origins"]``. A step whose label refers to a field the
+``executed``; a simulated tool result is ``model``, the server role's), summed into
+``metadata["origins"]``. A step whose label refers to a field the
 earlier result does not have is a *failed step* (``metadata["failed_steps"]``, with the
 reason): the episode ends there and the execution gate rejects it. When the user model cannot
 write a message and templates already fill their capped share, the episode is dropped.
@@ -32,7 +33,7 @@ from tooldojo.agents.personas import draw_persona
 from tooldojo.agents.user import TemplateCapReached, UserSimulator, UserText
 from tooldojo.llm.base import Usage
 from tooldojo.mcp.episodes import EPISODE_META_KEY
-from tooldojo.mcp.server import INJECTED_META_KEY
+from tooldojo.mcp.server import INJECTED_META_KEY, SIMULATED_META_KEY
 from tooldojo.model import RESULT_REF_KEY, Label, Message, Scenario, Tool, Trajectory
 from tooldojo.synth.labels import find_pointer
 from tooldojo.verify.accounting import message_origins
@@ -340,13 +341,14 @@ async def _call(
     began = time.perf_counter()
     if call.name not in scenario.tools:
         text, is_error = f"unknown tool {call.name!r}: it is not offered in this conversation", True
-        injected = False
+        injected = simulated = False
     else:
         result = await caller.call_tool(
             call.name, call.arguments, meta={EPISODE_META_KEY: episode_id}
         )
         text, is_error = _result_text(result), bool(result.is_error)
         injected = bool((result.meta or {}).get(INJECTED_META_KEY))
+        simulated = bool((result.meta or {}).get(SIMULATED_META_KEY))
     timer.add("tools", began)
     message = Message(
         role="tool",
@@ -354,7 +356,7 @@ async def _call(
         tool_call_id=call.id,
         name=call.name,
         is_error=is_error or None,
-        origin="executed",
+        origin="model" if simulated else "executed",  # the server role's model wrote it
     )
     if injected:
         message.injected = True  # a failure planned by fault injection: a labelled case

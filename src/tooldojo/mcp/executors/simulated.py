@@ -99,6 +99,9 @@ class SimulatedExecutor:
     breaks the tool's output schema. ``history``: how many earlier calls the prompt shows.
     """
 
+    simulated = True
+    """Its results are written by a model, not by the tool (see ``SIMULATED_META_KEY``)."""
+
     name = "simulated"
 
     def __init__(
