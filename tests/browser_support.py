@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -149,7 +152,11 @@ async def chromium_page() -> AsyncIterator[Page]:
     executable = chromium_path()
     if executable is None:
         raise FileNotFoundError("chromium is not installed (make install installs it)")
-    with tempfile.TemporaryDirectory(prefix="tooldojo-chromium-") as profile:
+    # Chromium's helpers (renderer, crashpad) may still write to the profile for a moment after
+    # they are killed; a temporary folder left behind is no failure of the page under test.
+    with tempfile.TemporaryDirectory(
+        prefix="tooldojo-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         process = subprocess.Popen(
             [
                 executable,
@@ -160,6 +167,7 @@ async def chromium_page() -> AsyncIterator[Page]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes share its group: killed together
         )
         try:
             port = await _devtools_port(Path(profile), process)
@@ -170,12 +178,27 @@ async def chromium_page() -> AsyncIterator[Page]:
                 async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                     yield Page(ws)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """End chromium and every helper it started, then wait (bounded) until the group is gone,
+    so nothing still writes to the profile folder while it is removed."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)  # any member left (zombies included)?
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 async def _screenshot(html: Path, out: Path, selector: str) -> None:
