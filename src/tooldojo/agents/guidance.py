@@ -157,14 +157,8 @@ def result_values(messages: list[Message]) -> list[str]:
     return out
 
 
-def grounded_prose_constraint(value: str) -> Constraint:
-    """A prose answer (as :data:`PROSE_CONSTRAINT` of the assistant) that must contain
-    ``value`` somewhere: the model still writes every other word and chooses where the value
-    goes. Characters other than letters, digits and spaces are written as one-character
-    classes, since llama.cpp's pattern converter mistranslates regex escapes."""
-    literal = "".join(c if c.isalnum() or c == " " else f"[{c}]" for c in value)
-    # The value stands as its own word (a space before, a space or punctuation after).
-    pattern = f"^[{PROSE_CHARS}]{{2,120}} {literal}([ .,;:!?)%][{PROSE_CHARS}]{{0,100}})?$"
+def _answer_matching(pattern: str) -> Constraint:
+    """An ``{"answer": ...}`` object whose text matches ``pattern`` (decoded under a grammar)."""
     return Constraint(
         kind="json_schema",
         schema={
@@ -173,6 +167,17 @@ def grounded_prose_constraint(value: str) -> Constraint:
             "required": ["answer"],
         },
     )
+
+
+def grounded_prose_constraint(value: str) -> Constraint:
+    """A prose answer (as :data:`PROSE_CONSTRAINT` of the assistant) that must contain
+    ``value`` somewhere: the model still writes every other word and chooses where the value
+    goes. Characters other than letters, digits and spaces are written as one-character
+    classes, since llama.cpp's pattern converter mistranslates regex escapes."""
+    literal = "".join(c if c.isalnum() or c == " " else f"[{c}]" for c in value)
+    # The value stands as its own word (a space before, a space or punctuation after).
+    pattern = f"^[{PROSE_CHARS}]{{2,120}} {literal}([ .,;:!?)%][{PROSE_CHARS}]{{0,100}})?$"
+    return _answer_matching(pattern)
 
 
 def clarify_constraint(label: Label) -> Constraint | None:
@@ -184,14 +189,7 @@ def clarify_constraint(label: Label) -> Constraint | None:
     if not names or not re.fullmatch(f"[{PROSE_CHARS}]+", names[0]):
         return None
     pattern = f"^[{PROSE_CHARS}]{{2,100}} {names[0]}[ ,][{PROSE_CHARS}]{{0,80}}[?]$"
-    return Constraint(
-        kind="json_schema",
-        schema={
-            "type": "object",
-            "properties": {"answer": {"type": "string", "pattern": pattern}},
-            "required": ["answer"],
-        },
-    )
+    return _answer_matching(pattern)
 
 
 def text_problems(
