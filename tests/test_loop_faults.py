@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from test_loop import judge_says_model_wrong, tiny_config, tiny_model  # noqa: F401 (fixture)
+from test_loop import STAGES, judge_says_model_wrong, tiny_config, tiny_model  # noqa: F401 (fixture)
 from test_synth_orchestration import copying_user, oracle
 from tooldojo.jsonl import read_jsonl
 from tooldojo.llm.faults import FaultConfig, FaultyChatModel
@@ -33,17 +33,7 @@ def test_loop_completes_with_injected_faults(tmp_path, tiny_model):  # noqa: F81
     run = tmp_path / "run"
     run_loop(LoopRequest(specs=[], run=run, iterations=1, config=config, models=models))
     manifest = RunManifest.model_validate_json((run / "manifest.json").read_text())
-    for stage in (
-        "synth",
-        "verify",
-        "pool",
-        "train",
-        "probe",
-        "judge",
-        "expand",
-        "weights",
-        "eval",
-    ):
+    for stage in STAGES:
         assert manifest.stages[f"iter-000/{stage}"].status == "done", stage
     injected = {role: sum(model.injected.values()) for role, model in models.items()}
     assert injected["user"] + injected["assistant"] >= 3, injected
