@@ -144,6 +144,19 @@ def test_body_fields_named_like_credentials_stay():
     assert list(stripped.properties) == ["token", "key"]
 
 
+def test_vendor_headers_are_stripped_and_plain_headers_stay():
+    names = ["X-Bunq-Client-Authentication", "X-Bunq-Region", "x-apideck-consumer-id", "Depth"]
+    tool = _tool(
+        {name: {"type": "string"} for name in [*names, "X-Region"]},
+        locations={**dict.fromkeys(names, "header"), "X-Region": "body"},
+    )
+    stripped, credentials, plumbing = strip_parameters(tool, set())
+    assert credentials == ["X-Bunq-Client-Authentication"]
+    assert plumbing == ["X-Bunq-Region", "x-apideck-consumer-id"]
+    # A header without the vendor prefix, and a body field that merely looks like one, stay.
+    assert list(stripped.properties) == ["Depth", "X-Region"]
+
+
 def test_vendor_key_headers_and_constants_are_stripped():
     tool = _tool(
         {

@@ -46,8 +46,15 @@ _PLUMBING_NAME = re.compile(
     r"x-request-id|x-correlation-id|user-agent|accept-language|accept-encoding|"
     r"if-match|if-none-match|cache-control|content-md5|jsonp|suppress_response_codes)$"
 )
-# Vendor headers carry keys under any prefix (X-API2CRM-USER-KEY, X-Shopify-Access-Token).
-_CREDENTIAL_HEADER = re.compile(r"(?i).*(key|token|secret|signature|password|credentials?)$")
+# Vendor headers carry keys under any prefix (X-API2CRM-USER-KEY, X-Shopify-Access-Token,
+# X-Bunq-Client-Authentication).
+_CREDENTIAL_HEADER = re.compile(
+    r"(?i).*(key|token|secret|signature|password|credentials?|authentication|authorization)$"
+)
+# Any other ``X-`` header is the vendor's transport setting (X-Bunq-Region,
+# X-Bunq-Client-Request-Id, x-apideck-consumer-id, X-API2CRM-DATA-ENABLE): a client sets it, no
+# user's request states it, and a planned value for it makes the request read like a form.
+_VENDOR_HEADER = re.compile(r"(?i)^x-")
 _HEALTH_SEGMENTS = {
     "health", "healthz", "healthcheck", "health-check", "ping", "heartbeat", "alive",
     "liveness", "readiness", "ready", "status.json",
@@ -98,6 +105,8 @@ def is_credential(name: str, location: str, declared: set[str]) -> bool:
 
 
 def is_plumbing(name: str, location: str) -> bool:
+    if location in ("header", "cookie") and _VENDOR_HEADER.match(name):
+        return True
     return location in ("query", "header", "cookie") and bool(_PLUMBING_NAME.match(name))
 
 
