@@ -513,9 +513,10 @@ def _pool(context: _Context, it: Path, prev: Path | None, k: int) -> dict[str, i
     last iteration's hard samples and re-gated corrections; the held-out split accumulates.
     Writes ``accounting.json`` (``{role: {origin: n}}`` over the synthesized trajectories) and
     ``pool.json`` (the sampling, and who wrote the turns that passed and that were admitted)."""
-    from tooldojo.loop.accounting import accounting, admit_by_forced_share, call_turn_origins
+    from tooldojo.loop.accounting import admit_by_forced_share, call_turn_origins
     from tooldojo.loop.judge import JudgedRecord
     from tooldojo.loop.roles import ROLE_CALLS, TRAINED_ROLES, role_samples
+    from tooldojo.verify.accounting import count_origins as accounting
 
     fraction = context.cfg.synth.heldout_fraction
     verified = list(read_jsonl(it / "verified.jsonl", Trajectory))
@@ -775,14 +776,14 @@ def _shares(counts: dict[str, int]) -> dict[str, float]:
 def _role_pass_rates(verified: list[Trajectory]) -> dict[str, dict[str, float | int]]:
     """Per role: of the trajectories in which that role wrote at least one turn itself
     (origin ``model``), how many passed every gate — how often its own output survives."""
-    from tooldojo.loop.accounting import ROLE_OF, message_origin
+    from tooldojo.verify.accounting import ROLES, trajectory_origins
 
     out: dict[str, dict[str, float | int]] = {}
-    for role in ("user", "assistant", "server"):
+    for role in ROLES:
         mine = [
             t
             for t in verified
-            if any(ROLE_OF.get(m.role) == role and message_origin(m) == "model" for m in t.messages)
+            if any(m.role == role and o == "model" for m, o in trajectory_origins(t))
         ]
         passed = sum(bool(t.passed) for t in mine)
         out[role] = {
@@ -830,10 +831,12 @@ def _expansion_outcomes(prev: Path, it: Path) -> dict[str, dict[str, Any]]:
 def _stats(context: _Context, it: Path, prev: Path | None) -> dict[str, int]:
     """``loop_stats.json``: the iteration's figures per role, for the report."""
     from tooldojo.loop.judge import JudgedRecord, judge_counts
+    from tooldojo.verify.accounting import normalize_roles
 
     verified = list(read_jsonl(it / "verified.jsonl", Trajectory))
-    synthesized = json.loads((it / "accounting.json").read_text())
+    synthesized = normalize_roles(json.loads((it / "accounting.json").read_text()))
     pool = json.loads((it / "pool.json").read_text())
+    train_new = normalize_roles(pool["accounting"]["train_new"])
     probe = json.loads((it / "probe_summary.json").read_text())
     expanded: dict[str, int] = {}
     for scenario in read_jsonl(it / "expanded.jsonl", Scenario):
@@ -848,7 +851,7 @@ def _stats(context: _Context, it: Path, prev: Path | None) -> dict[str, int]:
             role: {
                 "synthesized": counts,
                 "shares": _shares(counts),
-                "train_new_shares": _shares(pool["accounting"]["train_new"].get(role, {})),
+                "train_new_shares": _shares(train_new.get(role, {})),
             }
             for role, counts in synthesized.items()
         },
@@ -872,6 +875,8 @@ def _stats(context: _Context, it: Path, prev: Path | None) -> dict[str, int]:
 def selfplay_record(root: Path) -> dict[str, Any]:
     """Per iteration and role: own, forced and templated shares, gate pass rates, and the
     held-out call-turn and no-call accuracy (the base model's too) — ``selfplay.json``."""
+    from tooldojo.verify.accounting import normalize_roles
+
     record: dict[str, Any] = {"iterations": []}
     base = root / "base" / "probe_summary.json"
     if base.is_file():
@@ -897,11 +902,11 @@ def selfplay_record(root: Path) -> dict[str, Any]:
                         "forced": row["shares"].get("forced", 0.0),
                         "template": row["shares"].get("template", 0.0),
                         "executed": row["shares"].get("executed", 0.0),
-                        "gate_pass_rate": stats["gate_pass_rate_by_role"]
+                        "gate_pass_rate": normalize_roles(stats["gate_pass_rate_by_role"])
                         .get(role, {})
                         .get("pass_rate"),
                     }
-                    for role, row in stats["roles"].items()
+                    for role, row in normalize_roles(stats["roles"]).items()
                 },
                 "assistant_call_turns_own": stats["assistant_call_turns"]["synthesized"][
                     "shares"
