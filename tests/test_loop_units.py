@@ -14,7 +14,7 @@ from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import append_jsonl, read_jsonl
 from tooldojo.llm.base import Completion
 from tooldojo.llm.scripted import ScriptedChatModel
-from tooldojo.loop.accounting import admit_by_forced_share, count_origins
+from tooldojo.loop.accounting import admit_by_forced_share
 from tooldojo.loop.classify import ERROR_CLASSES, classify_error
 from tooldojo.loop.config import JudgeSection, LoopConfig, SelfplaySection
 from tooldojo.loop.expand import expansion_spec, run_expand
@@ -30,6 +30,7 @@ from tooldojo.loop.rundir import RunDir, stage_inputs
 from tooldojo.loop.weights import next_weights
 from tooldojo.model import Label, LabelCall, Message, Scenario, Tool, ToolCall, Trajectory
 from tooldojo.synth.labels import ArgumentDrafter
+from tooldojo.verify.accounting import accounting, count_origins
 from tooldojo.verify.label import shapes_of
 from tooldojo.verify.pipeline import DEFAULT_GATES, VerifyOptions
 
@@ -543,7 +544,76 @@ def test_origins_are_counted_per_role_with_fallbacks_for_older_data():
     )
     table = count_origins([trajectory])
     assert table["assistant"] == {"model": 1, "forced": 1, "template": 0, "executed": 0}
-    assert table["user"]["template"] == 1 and table["server"]["executed"] == 1
+    assert table["user"]["template"] == 1 and table["tool"]["executed"] == 1
+    assert set(table) == {"user", "assistant", "tool"}  # one name for the tool role, everywhere
+
+
+def old_episode(**metadata) -> Trajectory:
+    """A trajectory as synthesis wrote it before ``Message.origin``: no origin on any message."""
+    return Trajectory.model_validate(
+        {
+            "id": "old",
+            "messages": [
+                {"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": "Sunny.", "guided": "label"},
+                {"role": "user", "content": "and tomorrow?"},
+                {"role": "assistant", "content": "Rain."},
+            ],
+            "metadata": metadata,
+        }
+    )
+
+
+def test_an_old_format_message_is_counted_by_its_older_marks():
+    """A run directory written before ``origin`` still counts; a message of data that no
+    synthesis episode wrote (no ``user_sources``) and that has no origin is ``unknown``, never
+    credited to a model."""
+    old = old_episode(user_sources=["template:weather", "model"])
+    table = accounting([old])  # what `tooldojo verify` and synthesis report
+    assert table["assistant"]["forced"] == 1 and table["assistant"]["model"] == 1
+    assert table["user"]["template"] == 1 and table["user"]["model"] == 1
+    assert table["templated_trajectories"] == 1
+    assert count_origins([old]) == {
+        role: {k: v for k, v in table[role].items() if k != "shares"}
+        for role in table
+        if role in ("user", "assistant", "tool")
+    }
+    kept, report = admit_by_forced_share([old], cap=0.0)
+    assert kept == [] and report["forced_rejected"] == 1  # its guided turn is forced
+    foreign = count_origins([old_episode()])
+    assert foreign["assistant"] == {
+        "model": 0,
+        "forced": 0,
+        "template": 0,
+        "executed": 0,
+        "unknown": 2,
+    }
+
+
+def test_an_old_run_directory_reads_with_the_tool_role(tmp_path):
+    """Runs written when the loop called the tool role ``server`` read under today's name."""
+    from tooldojo.loop.controller import selfplay_record
+    from tooldojo.report import collect_run
+
+    it = tmp_path / "iter-000"
+    it.mkdir()
+    counts = {"model": 0, "forced": 0, "template": 0, "executed": 3}
+    (it / "accounting.json").write_text(json.dumps({"server": counts}))
+    stats = {
+        "iteration": 0,
+        "selfplay_roles": [],
+        "forced_cap": 1.0,
+        "roles": {"server": {"shares": {"executed": 1.0}}},
+        "assistant_call_turns": {"synthesized": {"shares": {}}},
+        "gate_pass_rate": 1.0,
+        "gate_pass_rate_by_role": {"server": {"pass_rate": 0.5}},
+        "probe": {},
+    }
+    (it / "loop_stats.json").write_text(json.dumps(stats))
+    assert collect_run(tmp_path).stages[0].accounting == {"tool": counts}
+    roles = selfplay_record(tmp_path)["iterations"][0]["roles"]
+    assert list(roles) == ["tool"] and roles["tool"]["executed"] == 1.0
+    assert roles["tool"]["gate_pass_rate"] == 0.5
 
 
 # --- resume by inputs ----------------------------------------------------------------------

@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field
 
 from tooldojo.jsonl import append_jsonl, read_jsonl
 from tooldojo.llm.base import ChatModel, Completion, Constraint, SamplingParams
-from tooldojo.loop.accounting import message_origin
 from tooldojo.model import Label, Message, Tool, Trajectory
+from tooldojo.verify.accounting import message_origin
 
 ROLE_CALLS = "role_calls.jsonl"
 TRAINED_ROLES = ("user", "server")

@@ -27,6 +27,9 @@ from tooldojo.report.examples import (
 )
 from tooldojo.report.stats import Rate
 
+LEGACY_ROLES = {"server": "tool"}
+"""Accounting role names of older run directories (``tooldojo.verify.accounting``)."""
+
 SAMPLE_SIZE = 3
 """Verified trajectories shown per iteration (a seeded sample, so a re-made report matches)."""
 
@@ -141,7 +144,9 @@ def collect_stage(folder: Path, seed: int, sample_size: int) -> StageData:
     stage.samples = sample_passed(verified, sample_size, seed=f"{seed}:{folder.name}")
     stage.probe_errors = probe_error_groups(probe_rows, verified)
     stage.curves = _curve(folder / "train" / "metrics.csv")
-    stage.accounting = load_json(folder / "accounting.json") or {}
+    accounting = load_json(folder / "accounting.json") or {}
+    # older loop runs named the tool role "server"; the report shows today's name, "tool"
+    stage.accounting = {LEGACY_ROLES.get(r, r): counts for r, counts in accounting.items()}
     stage.volume = {
         "planned": count_lines(folder / "scenarios.jsonl"),
         "trajectories": count_lines(folder / "trajectories.jsonl"),

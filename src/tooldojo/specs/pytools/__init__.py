@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 from tooldojo.errors import SpecError
 from tooldojo.model import Tool
 from tooldojo.specs._schema import sanitize_name
+from tooldojo.specs.pytools import _cache
 from tooldojo.specs.pytools._bfcl_overlap import bfcl_function_names, content_guard, overlap
 from tooldojo.specs.pytools._call import CallFailed, Sandbox, call_plan
 from tooldojo.specs.pytools._describe import (
@@ -217,7 +218,17 @@ def pylib_tools(spec: str) -> list[Tool]:
 
 @functools.lru_cache(maxsize=8)
 def _cached_library(modules: tuple[str, ...]) -> tuple[tuple[Tool, ...], LibraryReport]:
-    tools, report = build_library(modules)
+    """Built once per process; across processes read back from the disk cache
+    (:mod:`tooldojo.specs.pytools._cache`) while nothing it depends on changed."""
+    options: dict[str, Any] = {"probe": True, "exclude_bfcl": True, "timeout_s": PROBE_TIMEOUT_S}
+    key = _cache.library_key(modules, options)
+    path = _cache.cache_path(modules, options)
+    stored = _cache.load(path, key, lambda fields: LibraryReport(**_cache.report_kwargs(fields)))
+    if stored is not None:
+        return tuple(stored[0]), stored[1]
+    tools, report = build_library(modules, **options)
+    if not report.dropped.get("probe_timeout"):  # a timeout may be the load: probe it again
+        _cache.store(path, key, tools, _cache.report_fields(report))
     return tuple(tools), report
 
 

@@ -1,0 +1,158 @@
+"""One iteration's stages in order, each with the inputs that decide whether a resume redoes it.
+
+Every stage reads the files the stages before it wrote, so a stage whose inputs changed (another
+starting model, another config section, new data upstream) is redone, and everything
+downstream of it after it. Files are named relative to the iteration folder.
+"""
+
+from __future__ import annotations
+
+from tooldojo.loop._context import LoopContext
+from tooldojo.loop._resume import StagePlan, spec_hashes
+from tooldojo.loop._stage_eval import eval_stage
+from tooldojo.loop._stage_judge import expand_stage, judge_stage, weights_stage
+from tooldojo.loop._stage_pool import pool_stage, verify_stage
+from tooldojo.loop._stage_probe import base_probe_stage, probe_stage
+from tooldojo.loop._stage_stats import stats_stage
+from tooldojo.loop._stage_synth import synth_stage
+from tooldojo.loop._stage_train import train_stage
+
+
+def iteration_plan(context: LoopContext, k: int) -> list[StagePlan]:
+    """The stages of iteration ``k``: synth, verify, pool, train, (base-probe on the first
+    iteration), probe, judge, expand, weights, eval, stats."""
+    cfg = context.cfg
+    it = context.rundir.iteration_dir(k)
+    prev = context.rundir.root / f"iter-{k - 1:03d}" if k else None
+    start_model = cfg.model if prev is None else str(prev / "train" / "checkpoint")
+    checkpoint = str(it / "train" / "checkpoint")
+    selfplay = prev is not None and bool(cfg.selfplay.roles)
+    before = f"../{prev.name}/" if prev is not None else None  # the previous iteration's folder
+    plan = [
+        StagePlan(
+            "synth",
+            lambda: synth_stage(context, it, prev, k),
+            files=[before + "weights.json", before + "expanded.jsonl"] if before else [],
+            models={"selfplay": start_model} if selfplay else {},
+            values={
+                "synth": cfg.synth.model_dump(),
+                "seed": cfg.seed,
+                "specs": spec_hashes(context.request.specs),
+                "roles": context.roles_identity(),
+                "selfplay": cfg.selfplay.roles if selfplay else [],
+            },
+            outputs=["trajectories.jsonl"],
+            clears=["scenarios.jsonl", "dropped.jsonl", "manifest.json", "role_calls.jsonl"],
+        ),
+        StagePlan(
+            "verify",
+            lambda: verify_stage(context, it),
+            files=["trajectories.jsonl"],
+            values={"verify": cfg.verify.model_dump()},
+            outputs=["verified.jsonl"],
+        ),
+        StagePlan(
+            "pool",
+            lambda: pool_stage(context, it, prev, k),
+            files=["verified.jsonl", "role_calls.jsonl"]
+            + (
+                [before + n for n in ("train_data.jsonl", "judged.jsonl", "heldout.jsonl")]
+                if before
+                else []
+            ),
+            values={
+                "heldout": cfg.synth.heldout_fraction,
+                "forced_cap": cfg.selfplay.forced_cap(k),
+                "seed": cfg.seed,
+            },
+            outputs=["train_data.jsonl", "heldout.jsonl", "accounting.json", "pool.json"],
+        ),
+        StagePlan(
+            "train",
+            lambda: train_stage(context, it, prev, k),
+            files=["train_data.jsonl"],
+            models={"start": start_model},
+            values={
+                "train": cfg.train.model_dump(),
+                "kind": cfg.train.first if k == 0 else cfg.train.then,
+            },
+            outputs=["train/result.json"],
+            clears=["train"],
+        ),
+    ]
+    if k == 0:  # the starting model on the first held-out split: the "before" figures
+        plan.append(
+            StagePlan(
+                "base-probe",
+                lambda: base_probe_stage(context, it),
+                files=["heldout.jsonl"],
+                models={"start": cfg.model},
+                values={"probe": cfg.probe.model_dump(), "seed": cfg.seed},
+                outputs=["../base/probe.jsonl", "../base/probe_summary.json"],
+            )
+        )
+    plan += [
+        StagePlan(
+            "probe",
+            lambda: probe_stage(context, it),
+            files=["train_data.jsonl", "heldout.jsonl", "train/result.json"],
+            models={"checkpoint": checkpoint},
+            values={"probe": cfg.probe.model_dump(), "seed": cfg.seed},
+            outputs=["probe.jsonl", "probe_summary.json"],
+        ),
+        StagePlan(
+            "judge",
+            lambda: judge_stage(context, it),
+            files=["probe.jsonl", "train_data.jsonl"],
+            values={
+                "judge": cfg.judge.model_dump(),
+                "verify": cfg.verify.model_dump(),
+                "roles": context.roles_identity(),
+            },
+            outputs=["judged.jsonl"],
+        ),
+        StagePlan(
+            "expand",
+            lambda: expand_stage(context, it, k),
+            files=["judged.jsonl", "train_data.jsonl"],
+            values={
+                "expand": cfg.expand.model_dump(),
+                "values": cfg.synth.values,
+                "seed": cfg.seed,
+                "roles": context.roles_identity(),
+            },
+            outputs=["expanded.jsonl"],
+        ),
+        StagePlan(
+            "weights",
+            lambda: weights_stage(context, it),
+            files=["probe.jsonl"],
+            values={"weights": cfg.weights.model_dump()},
+            outputs=["weights.json"],
+        ),
+        StagePlan(
+            "eval",
+            lambda: eval_stage(context, checkpoint, it / "eval"),
+            files=["train/result.json"],
+            models={"checkpoint": checkpoint},
+            values={"eval": cfg.eval.model_dump(), "seed": cfg.seed},
+            outputs=["eval/bfcl.json"],
+            clears=["eval"],
+        ),
+        StagePlan(
+            "stats",
+            lambda: stats_stage(context, it, prev),
+            files=[
+                "verified.jsonl",
+                "accounting.json",
+                "pool.json",
+                "probe_summary.json",
+                "probe.jsonl",
+                "judged.jsonl",
+                "expanded.jsonl",
+                *([before + "expanded.jsonl"] if before else []),
+            ],
+            outputs=["loop_stats.json"],
+        ),
+    ]
+    return plan
