@@ -12,7 +12,7 @@ from tooldojo.loop._context import LoopContext, write_json
 
 def eval_stage(context: LoopContext, model: str, out_dir: Path) -> dict[str, int]:
     """BFCL (configured categories, each configured mode) into ``out_dir/bfcl.json``."""
-    from tooldojo.eval.bfcl_runner import BFCLSettings, run_bfcl
+    from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, run_bfcl
     from tooldojo.eval.models import resolve_model
 
     cfg = context.cfg.eval
@@ -25,12 +25,13 @@ def eval_stage(context: LoopContext, model: str, out_dir: Path) -> dict[str, int
     )
     scores: dict[str, Any] = {}
     counts: dict[str, int] = {}
+    entries = load_entries(settings)
     for mode in cfg.modes:
         evaluated = resolve_model(eval_spec(model), mode)
-        with context.bar(f"BFCL {mode} {out_dir.parent.name}", None) as advance:
+        with context.bar(f"BFCL {mode} {out_dir.parent.name}", len(entries)) as advance:
             run = anyio.run(
                 lambda e=evaluated, m=mode, a=advance: run_bfcl(
-                    e, out_dir / f"bfcl_{m}.jsonl", settings, on_result=a
+                    e, out_dir / f"bfcl_{m}.jsonl", settings, entries=entries, on_result=a
                 )
             )
         scores[mode] = run.summary
