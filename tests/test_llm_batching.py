@@ -124,3 +124,44 @@ def test_prefix_store_names_states_by_their_tokens_and_keeps_the_newest(tmp_path
         os.utime(path, (age, age))
     store.prune()
     assert sorted(tmp_path.glob("*.kv")) == sorted([store.path_for([2]), store.path_for([3])])
+
+
+def test_busy_runs_counts_runs_of_consecutive_busy_slots():
+    table = SlotTable(n_slots=6, capacity=1000)
+    assert table.busy_runs() == 0
+    for index in (0, 1, 3):
+        table.slots[index].busy = True
+    assert table.busy_runs() == 2
+    assert table.busy_runs(also=2) == 1  # filling the gap joins the runs
+    assert table.busy_runs(also=5) == 3
+
+
+def test_a_new_prompt_goes_next_to_the_busy_slots_so_one_pass_serves_them():
+    table = SlotTable(n_slots=6, capacity=1000)
+    for index, tokens in enumerate(([1], [2], [3], [4], [5], [6])):
+        claim = _run(table, tokens)
+        assert claim.target == index
+    for index in (5, 4, 3, 0):  # slot 5 is released first: the least recently used
+        table.release(index)
+    # Slots 1 and 2 still busy; every idle slot holds an old prompt.
+    claim = table.claim([99], need=10)
+    assert claim is not None and claim.reuse == 0
+    assert claim.target in (0, 3)  # not the least recently used slot 5, which would split
+    assert table.busy_runs() == 1
+
+
+def test_without_prefix_reuse_every_prompt_is_computed_from_scratch():
+    table = SlotTable(n_slots=2, capacity=1000, reuse_prefixes=False)
+    first = _run(table, [1, 2, 3, 4])
+    table.release(first.target)
+    again = table.claim([1, 2, 3, 4, 5], need=10)
+    assert again is not None and again.reuse == 0
+
+
+@pytest.mark.parametrize(
+    "ids, runs", [([], 0), ([3], 1), ([0, 1, 2, 3], 1), ([0, 1, 3], 2), ([0, 2, 4, 6], 4)]
+)
+def test_id_runs(ids, runs):
+    from tooldojo.llm.llamacpp_engine import _id_runs
+
+    assert _id_runs(ids) == runs

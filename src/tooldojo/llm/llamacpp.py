@@ -236,6 +236,7 @@ class LlamaCppChatModel:
         n_batch: int = 512,
         weights: str = "f16",
         prefix_store: bool = False,
+        reuse_prefixes: bool = True,
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")
@@ -267,6 +268,7 @@ class LlamaCppChatModel:
                 max_active=max_batch,
                 n_batch=n_batch,
                 prefix_store=store,
+                reuse_prefixes=reuse_prefixes,
             )
             for _ in range(pool_size)
         ]

@@ -97,11 +97,13 @@ class SlotTable:
     fits, so evicting idle slots always makes room for the busy ones.
     """
 
-    def __init__(self, n_slots: int, capacity: int):
+    def __init__(self, n_slots: int, capacity: int, *, reuse_prefixes: bool = True):
         if n_slots < 1:
             raise ValueError("n_slots must be at least 1")
         self.slots = [Slot(seq_id=index) for index in range(n_slots)]
         self.capacity = capacity
+        self.reuse_prefixes = reuse_prefixes
+        """``False``: every prompt is computed from scratch (the uncached reference path)."""
         self._clock = 0.0
 
     def _tick(self) -> float:
@@ -152,7 +154,7 @@ class SlotTable:
         if not self.can_admit(need):
             return None
         source, length = self.best_prefix(tokens)
-        reuse = min(length, max(len(tokens) - 1, 0))
+        reuse = min(length, max(len(tokens) - 1, 0)) if self.reuse_prefixes else 0
         if reuse > 0 and not self.slots[source].busy:
             target = source  # continue the cached sequence in place: nothing to copy
         else:
@@ -317,6 +319,7 @@ class BatchEngine:
         max_active: int = 4,
         n_batch: int = 512,
         prefix_store: PrefixStore | None = None,
+        reuse_prefixes: bool = True,
     ):
         self.model = model
         self.prefix_store = prefix_store
@@ -338,7 +341,7 @@ class BatchEngine:
         self.context = LlamaContext(model=model, params=params, verbose=False)
         self._ctx, self._memory, self._vocab = self.context.ctx, self.context.memory, model.vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self.table = SlotTable(n_slots, capacity=n_slots * n_ctx)
+        self.table = SlotTable(n_slots, capacity=n_slots * n_ctx, reuse_prefixes=reuse_prefixes)
         self.stats = EngineStats()
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._candidates = (llama_cpp.llama_token_data * self.n_vocab)()
