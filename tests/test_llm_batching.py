@@ -165,3 +165,23 @@ def test_id_runs(ids, runs):
     from tooldojo.llm.llamacpp_engine import _id_runs
 
     assert _id_runs(ids) == runs
+
+
+def test_requests_go_to_a_free_engine_unless_another_holds_a_long_prefix():
+    from types import SimpleNamespace
+
+    from tooldojo.llm.llamacpp import LOAD_TOKENS, LlamaCppChatModel
+
+    def engine(cached: list[int], load: int):
+        table = SlotTable(n_slots=4, capacity=1000)
+        table.slots[0].tokens = cached
+        return SimpleNamespace(table=table, load=load, max_active=2)
+
+    tools_block = list(range(3 * LOAD_TOKENS))
+    warm, cold = engine(tools_block, load=2), engine([], load=0)
+    model = LlamaCppChatModel.__new__(LlamaCppChatModel)
+    model._engines = [warm, cold]
+    assert model._engine_for([*tools_block, 99]) is cold  # the warm engine's batch is full
+    warm.load = 1
+    assert model._engine_for([*tools_block, 99]) is warm  # a place free, a long prefix
+    assert model._engine_for([*range(30), 99]) is cold  # a short prefix: spread the load

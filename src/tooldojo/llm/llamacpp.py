@@ -350,12 +350,23 @@ class LlamaCppChatModel:
         return schema_grammar(schema), True
 
     def _engine_for(self, tokens: list[int]) -> BatchEngine:
-        """The engine whose cache shares the longest prefix with ``tokens`` (ties: least load)."""
+        """An engine with a free place in its batch; among those, the most cached prefix
+        tokens less ``LOAD_TOKENS`` per request it already holds.
+
+        Why not simply the longest prefix: prompts sharing only the chat template's first few
+        dozen tokens would then all queue on the engine that served first while the other core
+        idles (what held aggregate generation at a quarter of the limit). A long shared prefix
+        (a tools block) still wins; it is computed once on a second engine when the first is
+        full, and reused there too.
+        """
         if len(self._engines) == 1:
             return self._engines[0]
         return max(
             self._engines,
-            key=lambda engine: (engine.table.best_prefix(tokens)[1], -engine.load),
+            key=lambda engine: (
+                engine.load < engine.max_active,
+                engine.table.best_prefix(tokens)[1] - LOAD_TOKENS * engine.load,
+            ),
         )
 
     async def complete(
@@ -418,6 +429,12 @@ class LlamaCppChatModel:
             latency_s=time.perf_counter() - started,
         )
         return failed("", why, base)
+
+
+LOAD_TOKENS = 128
+"""Routing: a request already on an engine weighs as much as this many cached prefix tokens
+(about a second of prompt reading on one core), so short common prefixes spread over engines
+and long tools blocks keep their engine."""
 
 
 def _streams(max_batch: int) -> int:
