@@ -57,11 +57,32 @@ def test_a_new_prompt_starts_from_the_longest_cached_prefix():
 
 def test_a_prefix_held_by_a_busy_slot_is_copied_to_an_idle_one():
     table = SlotTable(n_slots=3, capacity=1000)
-    system = list(range(50))
+    system = list(range(100))
     busy = _run(table, [*system, 1])  # stays busy
     claim = table.claim([*system, 2], need=10)
     assert claim is not None
-    assert claim.source == busy.target and claim.target != busy.target and claim.reuse == 50
+    assert claim.source == busy.target and claim.target != busy.target and claim.reuse == 100
+
+
+def test_a_short_prefix_is_recomputed_rather_than_copied():
+    table = SlotTable(n_slots=3, capacity=1000)
+    _run(table, [*range(10), 1])  # stays busy
+    claim = table.claim([*range(10), 2], need=10)
+    assert claim is not None and claim.reuse == 0 and claim.source == claim.target
+
+
+def test_a_cached_prefix_away_from_the_busy_slots_is_copied_next_to_them():
+    table = SlotTable(n_slots=4, capacity=1000)
+    system = list(range(100))
+    for tokens in ([1], [2], [3], [*system, 4]):
+        _run(table, tokens)
+    for index in (2, 3):
+        table.release(index)
+    # Slots 0 and 1 busy, slot 3 holds the prefix: in place would cost a second pass a step.
+    claim = table.claim([*system, 5], need=10)
+    assert claim is not None and claim.reuse == 100
+    assert (claim.source, claim.target) == (3, 2)
+    assert table.busy_runs() == 1
 
 
 def test_the_last_prompt_token_is_always_decoded_again():

@@ -89,6 +89,11 @@ class Claim:
     reuse: int
 
 
+MIN_COPY_TOKENS = 64
+"""A cached prefix shorter than this is recomputed rather than copied to another slot:
+llama.cpp copies a sequence across KV streams as the whole stream (n_ctx cells)."""
+
+
 class SlotTable:
     """Which KV sequence holds which tokens; decides where a new prompt starts.
 
@@ -155,13 +160,25 @@ class SlotTable:
             return None
         source, length = self.best_prefix(tokens)
         reuse = min(length, max(len(tokens) - 1, 0)) if self.reuse_prefixes else 0
-        if reuse > 0 and not self.slots[source].busy:
+        idle = [index for index, slot in enumerate(self.slots) if not slot.busy]
+        runs = self.busy_runs()
+        joining = [index for index in idle if self.busy_runs(also=index) <= max(runs, 1)]
+        in_place = not self.slots[source].busy and (source in joining or not joining)
+        if reuse < MIN_COPY_TOKENS and not in_place:
+            reuse = 0  # a copy moves a whole KV stream: dearer than a few tokens
+        if reuse > 0 and in_place:
             target = source  # continue the cached sequence in place: nothing to copy
+        elif reuse > 0 and not self.slots[source].busy:
+            # In place the sequence would add a forward pass to every step of its life (see
+            # ``busy_runs``); one copy of its cells next to the busy slots costs less.
+            target = min(
+                [index for index in joining if index != source],
+                key=lambda index: (bool(self.slots[index].tokens), self.slots[index].last_used),
+            )
         else:
             # An empty slot first, else the least recently used idle one (keeping warm
             # prefixes of other tool sets for the prompts that will want them); between
             # those, one next to the busy slots (see ``busy_runs``).
-            idle = [index for index, slot in enumerate(self.slots) if not slot.busy]
             target = min(
                 idle,
                 key=lambda index: (
