@@ -85,9 +85,17 @@ def main() -> int:
         (raw, valid), (raw_ref, valid_ref) = got[entry.id], want[entry.id]
         identical = raw == raw_ref
         same += identical
+        where = ""
+        if not identical:
+            text, text_ref = str(raw), str(raw_ref)
+            shared = next(
+                (i for i, (a, b) in enumerate(zip(text, text_ref, strict=False)) if a != b),
+                min(len(text), len(text_ref)),
+            )
+            where = f" from character {shared} of {len(text)} / {len(text_ref)}"
         print(
             f"  {entry.id:28s} batched {'ok ' if valid else 'bad'}  reference "
-            f"{'ok ' if valid_ref else 'bad'}  {'same' if identical else 'DIFFERENT'}"
+            f"{'ok ' if valid_ref else 'bad'}  {'same' if identical else 'DIFFERENT'}{where}"
         )
     for category in CATEGORIES:
         ids = [entry.id for entry in entries if entry.category == category]
