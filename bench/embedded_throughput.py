@@ -5,8 +5,9 @@ the tokens/s a CPU can sustain is its fp32 GFLOP/s in this model's matmul shapes
 benchmark measures that first (torch, 1 and 2 threads, the faster counts), then in the same run:
 
 * prompt tokens/s (distinct prompts, nothing cached), generated tokens/s for one stream and in
-  aggregate (8 streams), and the prefix-cache hit rate over 8 turns sharing the 12-tool prompt,
-  each as a ratio to the limit, for every engine layout in ``--layouts``;
+  aggregate (``--streams`` greedy streams at once), and the prefix-cache hit rate over 8 turns
+  sharing the 12-tool prompt, each as a ratio to the limit, for every engine layout in
+  ``--layouts`` (4-bit file weights vs f16), with llama.cpp's forward passes per step;
 * tokens per tool of the hermes tool rendering, JSON Schema lines vs compact signatures;
 * ``tooldojo call`` latency on the 12-tool example (target: 3 s);
 * trajectories per minute of ``tooldojo synth`` on examples/specs;
@@ -74,20 +75,23 @@ def tool_tokens(tokenizer) -> tuple[float, float]:
     )
 
 
-async def engine_figures(model) -> dict[str, float]:
+async def engine_figures(model, streams: int) -> dict[str, float]:
     import anyio
 
     from tooldojo.llm.base import SamplingParams
     from tooldojo.model import Message
     from tooldojo.specs import load_tools
 
+    cpu: dict[str, float] = {}
+
     async def gather(requests) -> float:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         async with anyio.create_task_group() as group:
             for messages, tools, sampling in requests:
                 group.start_soon(
                     lambda m=messages, t=tools, s=sampling: model.complete(m, t, sampling=s)
                 )
+        cpu["last"] = time.process_time() - cpu_started
         return time.perf_counter() - started
 
     out: dict[str, float] = {}
@@ -106,21 +110,31 @@ async def engine_figures(model) -> dict[str, float]:
         before.prompt_tokens - before.reused_tokens
     )
     out["prompt_tok_s"] = computed / elapsed
-    # Generation: one stream, then 8 at once (short distinct prompts, 96 tokens each).
+    out["prompt_tok_cpu_s"] = computed / cpu["last"]
+    # Generation: one stream, then ``streams`` at once (short distinct prompts, 96 tokens each).
     story = [Message(role="user", content="Write a long story about a lighthouse keeper.")]
     sampling = SamplingParams(max_tokens=96)
     before = model.stats.generated_tokens
     elapsed = await gather([(story, None, sampling)])
     out["gen_single_tok_s"] = (model.stats.generated_tokens - before) / elapsed
     topics = ["a dragon", "the sea", "a robot", "a city", "winter", "a garden", "a train", "music"]
-    before = model.stats.generated_tokens
+    rounds = range(streams // len(topics) + 1)
+    topics = [f"{topic}, part {part + 1}" for part in rounds for topic in topics][:streams]
+    before = model.stats
     elapsed = await gather(
         [
             ([Message(role="user", content=f"Write a long story about {t}.")], None, sampling)
             for t in topics
         ]
     )
-    out["gen_aggregate_tok_s"] = (model.stats.generated_tokens - before) / elapsed
+    after = model.stats
+    out["gen_aggregate_tok_s"] = (after.generated_tokens - before.generated_tokens) / elapsed
+    out["gen_aggregate_tok_cpu_s"] = (after.generated_tokens - before.generated_tokens) / cpu[
+        "last"
+    ]
+    out["runs_per_step"] = (after.id_runs - before.id_runs) / max(
+        1, after.decode_calls - before.decode_calls
+    )
     # Cache: 8 turns over the same 12 tools (the first computes the tools block).
     tools = load_tools([WEATHER])
     before = model.stats
@@ -169,9 +183,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--layouts",
-        default="2x1,1x2,2x1:f16",
-        help="ENGINESxTHREADS[:f16], comma-separated (f16: weights converted to 16-bit floats)",
+        default="2x1:file,2x1:f16",
+        help="ENGINESxTHREADS[:WEIGHTS], comma-separated (file: the 4-bit GGUF as it is; f16, "
+        "the default: converted to 16-bit floats; q8_0)",
     )
+    parser.add_argument("--streams", type=int, default=16, help="concurrent generation streams")
+    parser.add_argument("--max-batch", type=int, default=8, help="sequences per engine")
+    parser.add_argument("--concurrency", type=int, default=16, help="synth / eval in flight")
     parser.add_argument("--skip-cli", action="store_true")
     parser.add_argument("--synth-n", type=int, default=12)
     parser.add_argument("--bfcl-limit", type=int, default=40)
@@ -192,12 +210,16 @@ def main() -> None:
             f"{gflops / GFLOP_PER_TOKEN:5.0f} tok/s"
         )
     print(f"limit used below: {limit:.0f} tok/s")
+    per_core = limits[1] / GFLOP_PER_TOKEN
 
     for layout in options.layouts.split(","):
         shape, _, weights = layout.partition(":")
         engines, threads = (int(part) for part in shape.split("x"))
         model = LlamaCppChatModel(
-            pool_size=engines, n_threads=threads, max_batch=8 // engines, weights=weights or "file"
+            pool_size=engines,
+            n_threads=threads,
+            max_batch=options.max_batch,
+            weights=weights or "f16",
         )
         if layout == options.layouts.split(",")[0]:
             old, new = tool_tokens(model.tokenize)
@@ -205,13 +227,22 @@ def main() -> None:
                 f"tokens per tool on examples/specs: JSON Schema {old:.0f} -> "
                 f"compact {new:.0f} ({new / old:.2f}x)"
             )
-        figures = anyio.run(engine_figures, model)
+        figures = anyio.run(engine_figures, model, options.streams)
         model.close()
         print(f"engines x threads = {layout} (load {os.getloadavg()[0]:.2f}):")
         for key in ("prompt_tok_s", "gen_single_tok_s", "gen_aggregate_tok_s"):
             print(f"  {key:20s} {figures[key]:7.1f} tok/s = {figures[key] / limit:.2f} x limit")
         print(
             f"  cache hit rate       {figures['hit_rate']:.2f} (8 turns sharing the 12-tool prompt)"
+        )
+        for key in ("prompt_tok_cpu_s", "gen_aggregate_tok_cpu_s"):
+            print(
+                f"  {key:20s} {figures[key]:7.1f} tok per CPU-second = "
+                f"{figures[key] / per_core:.2f} x the 1-thread limit (load-independent)"
+            )
+        print(
+            f"  aggregate: {options.streams} streams, max_batch {options.max_batch} per engine, "
+            f"{figures['runs_per_step']:.2f} llama.cpp passes per step"
         )
 
     if options.skip_cli:
@@ -233,7 +264,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "synth"
         elapsed, done = run_cli(
-            ["synth", "--specs", *SPECS, "--n", str(options.synth_n), "--out", str(out)],
+            [
+                "synth",
+                "--specs",
+                *SPECS,
+                "--n",
+                str(options.synth_n),
+                "--concurrency",
+                str(options.concurrency),
+                "--out",
+                str(out),
+            ],
             options.cli_timeout,
         )
         made = count_lines(out / "trajectories.jsonl")
@@ -250,6 +291,8 @@ def main() -> None:
                 "simple_python",
                 "--limit",
                 str(options.bfcl_limit),
+                "--concurrency",
+                str(options.concurrency),
                 "--out",
                 str(report),
             ],

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from server_support import free_port
 from tooldojo.cli import app
 from tooldojo.llm.embedded import embedded_gguf_path
+from tooldojo.llm.llamacpp import weights_file
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +37,8 @@ def llamacpp_server() -> Iterator[str]:
         "-m",
         "llama_cpp.server",
         "--model",
-        str(embedded_gguf_path()),
+        # The in-process backend's default weights (f16, converted once): same arithmetic.
+        str(weights_file(embedded_gguf_path(), "f16")),
         "--model_alias",
         "smollm2",
         "--n_ctx",

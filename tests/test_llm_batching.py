@@ -57,11 +57,32 @@ def test_a_new_prompt_starts_from_the_longest_cached_prefix():
 
 def test_a_prefix_held_by_a_busy_slot_is_copied_to_an_idle_one():
     table = SlotTable(n_slots=3, capacity=1000)
-    system = list(range(50))
+    system = list(range(100))
     busy = _run(table, [*system, 1])  # stays busy
     claim = table.claim([*system, 2], need=10)
     assert claim is not None
-    assert claim.source == busy.target and claim.target != busy.target and claim.reuse == 50
+    assert claim.source == busy.target and claim.target != busy.target and claim.reuse == 100
+
+
+def test_a_short_prefix_is_recomputed_rather_than_copied():
+    table = SlotTable(n_slots=3, capacity=1000)
+    _run(table, [*range(10), 1])  # stays busy
+    claim = table.claim([*range(10), 2], need=10)
+    assert claim is not None and claim.reuse == 0 and claim.source == claim.target
+
+
+def test_a_cached_prefix_away_from_the_busy_slots_is_copied_next_to_them():
+    table = SlotTable(n_slots=4, capacity=1000)
+    system = list(range(100))
+    for tokens in ([1], [2], [3], [*system, 4]):
+        _run(table, tokens)
+    for index in (2, 3):
+        table.release(index)
+    # Slots 0 and 1 busy, slot 3 holds the prefix: in place would cost a second pass a step.
+    claim = table.claim([*system, 5], need=10)
+    assert claim is not None and claim.reuse == 100
+    assert (claim.source, claim.target) == (3, 2)
+    assert table.busy_runs() == 1
 
 
 def test_the_last_prompt_token_is_always_decoded_again():
@@ -124,3 +145,64 @@ def test_prefix_store_names_states_by_their_tokens_and_keeps_the_newest(tmp_path
         os.utime(path, (age, age))
     store.prune()
     assert sorted(tmp_path.glob("*.kv")) == sorted([store.path_for([2]), store.path_for([3])])
+
+
+def test_busy_runs_counts_runs_of_consecutive_busy_slots():
+    table = SlotTable(n_slots=6, capacity=1000)
+    assert table.busy_runs() == 0
+    for index in (0, 1, 3):
+        table.slots[index].busy = True
+    assert table.busy_runs() == 2
+    assert table.busy_runs(also=2) == 1  # filling the gap joins the runs
+    assert table.busy_runs(also=5) == 3
+
+
+def test_a_new_prompt_goes_next_to_the_busy_slots_so_one_pass_serves_them():
+    table = SlotTable(n_slots=6, capacity=1000)
+    for index, tokens in enumerate(([1], [2], [3], [4], [5], [6])):
+        claim = _run(table, tokens)
+        assert claim.target == index
+    for index in (5, 4, 3, 0):  # slot 5 is released first: the least recently used
+        table.release(index)
+    # Slots 1 and 2 still busy; every idle slot holds an old prompt.
+    claim = table.claim([99], need=10)
+    assert claim is not None and claim.reuse == 0
+    assert claim.target in (0, 3)  # not the least recently used slot 5, which would split
+    assert table.busy_runs() == 1
+
+
+def test_without_prefix_reuse_every_prompt_is_computed_from_scratch():
+    table = SlotTable(n_slots=2, capacity=1000, reuse_prefixes=False)
+    first = _run(table, [1, 2, 3, 4])
+    table.release(first.target)
+    again = table.claim([1, 2, 3, 4, 5], need=10)
+    assert again is not None and again.reuse == 0
+
+
+@pytest.mark.parametrize(
+    "ids, runs", [([], 0), ([3], 1), ([0, 1, 2, 3], 1), ([0, 1, 3], 2), ([0, 2, 4, 6], 4)]
+)
+def test_id_runs(ids, runs):
+    from tooldojo.llm.llamacpp_engine import _id_runs
+
+    assert _id_runs(ids) == runs
+
+
+def test_requests_go_to_a_free_engine_unless_another_holds_a_long_prefix():
+    from types import SimpleNamespace
+
+    from tooldojo.llm.llamacpp import LOAD_TOKENS, LlamaCppChatModel
+
+    def engine(cached: list[int], load: int):
+        table = SlotTable(n_slots=4, capacity=1000)
+        table.slots[0].tokens = cached
+        return SimpleNamespace(table=table, load=load, max_active=2)
+
+    tools_block = list(range(3 * LOAD_TOKENS))
+    warm, cold = engine(tools_block, load=2), engine([], load=0)
+    model = LlamaCppChatModel.__new__(LlamaCppChatModel)
+    model._engines = [warm, cold]
+    assert model._engine_for([*tools_block, 99]) is cold  # the warm engine's batch is full
+    warm.load = 1
+    assert model._engine_for([*tools_block, 99]) is warm  # a place free, a long prefix
+    assert model._engine_for([*range(30), 99]) is cold  # a short prefix: spread the load

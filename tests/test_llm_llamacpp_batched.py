@@ -95,10 +95,11 @@ def test_batched_greedy_matches_the_unbatched_path_and_reuses_the_prefix():
     got = anyio.run(batched)
     same = sum(a == b for a, b in zip(got, expected, strict=True))
     mismatches = [(a, b) for a, b in zip(got, expected, strict=True) if a != b]
-    # Measured: 20/20 and 18/20 in two runs (the issue asks >= 95%). A sequence decoded beside
-    # others can take a near-tied token differently from the unbatched path (the batch shape
-    # changes llama.cpp's arithmetic); a bug in routing or positions breaks most answers.
-    assert same >= 0.9 * len(cases), mismatches
+    # The issue asks >= 95% (19 of these 20). A sequence decoded beside others can take a
+    # near-tied token differently from the unbatched path (the batch shape changes the rounding
+    # of llama.cpp's matrix products); a bug in routing, positions or batch order breaks most.
+    print(f"batched = unbatched on {same}/{len(cases)}")
+    assert same >= 0.95 * len(cases), mismatches
     stats = model.stats
     assert stats.decode_calls < stats.decoded_tokens  # several tokens per forward pass
     # The three later tool prompts share the first one's system prompt and tools block.

@@ -79,7 +79,9 @@ def bfcl_command(
         Path | None,
         typer.Option(help="Per-entry results JSONL (default: OUT's name with .entries.jsonl)."),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Entries in flight at once.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option(help="Entries in flight (the embedded model batches 2 x 8).")
+    ] = 16,
     max_tokens: Annotated[int, typer.Option(help="Token budget of one model answer.")] = 512,
     n_ctx: Annotated[int, typer.Option(help="Context window of local models.")] = 8192,
     config: ConfigOption = None,

@@ -232,10 +232,11 @@ class LlamaCppChatModel:
         n_ctx: int = 8192,
         codec: str = DEFAULT_CODEC,
         name: str | None = None,
-        max_batch: int = 4,
+        max_batch: int = 8,
         n_batch: int = 512,
-        weights: str = "file",
+        weights: str = "f16",
         prefix_store: bool = False,
+        reuse_prefixes: bool = True,
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")
@@ -267,6 +268,7 @@ class LlamaCppChatModel:
                 max_active=max_batch,
                 n_batch=n_batch,
                 prefix_store=store,
+                reuse_prefixes=reuse_prefixes,
             )
             for _ in range(pool_size)
         ]
@@ -348,12 +350,23 @@ class LlamaCppChatModel:
         return schema_grammar(schema), True
 
     def _engine_for(self, tokens: list[int]) -> BatchEngine:
-        """The engine whose cache shares the longest prefix with ``tokens`` (ties: least load)."""
+        """An engine with a free place in its batch; among those, the most cached prefix
+        tokens less ``LOAD_TOKENS`` per request it already holds.
+
+        Why not simply the longest prefix: prompts sharing only the chat template's first few
+        dozen tokens would then all queue on the engine that served first while the other core
+        idles (what held aggregate generation at a quarter of the limit). A long shared prefix
+        (a tools block) still wins; it is computed once on a second engine when the first is
+        full, and reused there too.
+        """
         if len(self._engines) == 1:
             return self._engines[0]
         return max(
             self._engines,
-            key=lambda engine: (engine.table.best_prefix(tokens)[1], -engine.load),
+            key=lambda engine: (
+                engine.load < engine.max_active,
+                engine.table.best_prefix(tokens)[1] - LOAD_TOKENS * engine.load,
+            ),
         )
 
     async def complete(
@@ -418,6 +431,12 @@ class LlamaCppChatModel:
         return failed("", why, base)
 
 
+LOAD_TOKENS = 128
+"""Routing: a request already on an engine weighs as much as this many cached prefix tokens
+(about a second of prompt reading on one core), so short common prefixes spread over engines
+and long tools blocks keep their engine."""
+
+
 def _streams(max_batch: int) -> int:
     """KV streams of an engine: two idle ones keep other prompts' prefixes warm; a
     one-at-a-time model (``tooldojo call``) keeps one stream, reused in place."""
@@ -429,14 +448,16 @@ def _close_engines(engines: list[BatchEngine]) -> None:
         engine.close()
 
 
-WEIGHTS = ("file", "f16")
-"""``file`` (default): the GGUF as it is; ``f16``: a quantized file's weights converted once to
-16-bit floats (cached under ``$TOOLDOJO_CACHE`` or ``~/.cache/tooldojo``). On this CPU
-(AVX-512) llama.cpp reads prompts about 2.5 times faster from f16 weights than from SmolLM2's
-4-bit blocks and batched generation gains a little (``bench/embedded_throughput.py``: 428 vs
-173 prompt tok/s, 94 vs 85 aggregate generated tok/s, same run); a single stream is slower.
-Not the default: its answers differ slightly from the file's (another arithmetic), and the
-project's measured baselines were taken on the file.
+WEIGHTS = ("file", "f16", "q8_0")
+"""``f16`` (default): a quantized file's weights converted once to 16-bit floats (cached under
+``$TOOLDOJO_CACHE`` or ``~/.cache/tooldojo``, about 3 s); ``q8_0``: converted to 8-bit blocks;
+``file``: the GGUF as it is. Why f16: llama.cpp multiplies a batch of tokens by f16 (and q8_0)
+weights with its tiled matrix kernels (llamafile sgemm), but has no such kernel for SmolLM2's
+Q4_1 blocks, which it multiplies one token at a time. So with Q4_1 a batch of 16 sequences costs
+almost 16 lone tokens, and with f16 about 6 (``bench/embedded_throughput.py``; the CPU here has
+AVX-512, per /proc/cpuinfo and ``llama_print_system_info``). A single stream is faster from the
+file (less memory to read per token), which ``weights: file`` keeps. Answers differ slightly
+between the two (other rounding), so compare models on the same setting.
 """
 
 
@@ -444,6 +465,7 @@ def _cache_folder() -> Path:
     return Path(os.environ.get("TOOLDOJO_CACHE", Path.home() / ".cache" / "tooldojo"))
 
 
+_FILE_TYPES = {"f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
 _FLOAT_FILE_TYPES = {0, 1, 32}  # llama_ftype: all f32, mostly f16, mostly bf16
 
 
@@ -476,10 +498,10 @@ def weights_file(path: Path, weights: str) -> Path:
         return path
     cache = _cache_folder() / "gguf"
     stat = path.stat()
-    target = cache / f"{path.stem}.{stat.st_size}.{int(stat.st_mtime)}.f16.gguf"
+    target = cache / f"{path.stem}.{stat.st_size}.{int(stat.st_mtime)}.{weights}.gguf"
     if target.is_file():
         return target
-    if _file_type(path) in _FLOAT_FILE_TYPES:
+    if weights == "f16" and _file_type(path) in _FLOAT_FILE_TYPES:
         return path
     cache.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.partial")
@@ -487,13 +509,13 @@ def weights_file(path: Path, weights: str) -> Path:
 
     set_verbose(False)  # the conversion logs every tensor otherwise
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
+    params.ftype = _FILE_TYPES[weights]
     params.allow_requantize = True
     code = llama_cpp.llama_model_quantize(
         str(path).encode(), str(partial).encode(), ctypes.byref(params)
     )
     if code != 0:
         partial.unlink(missing_ok=True)
-        raise ToolDojoError(f"{path}: llama.cpp could not convert it to f16 (code {code})")
+        raise ToolDojoError(f"{path}: llama.cpp could not convert it to {weights} (code {code})")
     partial.replace(target)
     return target

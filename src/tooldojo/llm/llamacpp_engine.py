@@ -89,6 +89,11 @@ class Claim:
     reuse: int
 
 
+MIN_COPY_TOKENS = 64
+"""A cached prefix shorter than this is recomputed rather than copied to another slot:
+llama.cpp copies a sequence across KV streams as the whole stream (n_ctx cells)."""
+
+
 class SlotTable:
     """Which KV sequence holds which tokens; decides where a new prompt starts.
 
@@ -97,11 +102,13 @@ class SlotTable:
     fits, so evicting idle slots always makes room for the busy ones.
     """
 
-    def __init__(self, n_slots: int, capacity: int):
+    def __init__(self, n_slots: int, capacity: int, *, reuse_prefixes: bool = True):
         if n_slots < 1:
             raise ValueError("n_slots must be at least 1")
         self.slots = [Slot(seq_id=index) for index in range(n_slots)]
         self.capacity = capacity
+        self.reuse_prefixes = reuse_prefixes
+        """``False``: every prompt is computed from scratch (the uncached reference path)."""
         self._clock = 0.0
 
     def _tick(self) -> float:
@@ -123,6 +130,20 @@ class SlotTable:
                 best, best_length = index, length
         return best, max(best_length, 0)
 
+    def busy_runs(self, also: int | None = None) -> int:
+        """Runs of consecutive busy sequence ids (counting slot ``also`` as busy).
+
+        Why it matters: with one KV stream per sequence llama.cpp splits a batch into one
+        forward pass per run of consecutive sequence ids, and each pass reads all the weights,
+        so busy slots 0-3 cost one pass per step and busy slots 0, 2, 4, 6 cost four.
+        """
+        runs, previous = 0, False
+        for index, slot in enumerate(self.slots):
+            busy = slot.busy or index == also
+            runs += busy and not previous
+            previous = busy
+        return runs
+
     def reserved(self) -> int:
         return sum(slot.reserved for slot in self.slots if slot.busy)
 
@@ -138,14 +159,34 @@ class SlotTable:
         if not self.can_admit(need):
             return None
         source, length = self.best_prefix(tokens)
-        reuse = min(length, max(len(tokens) - 1, 0))
-        if reuse > 0 and not self.slots[source].busy:
+        reuse = min(length, max(len(tokens) - 1, 0)) if self.reuse_prefixes else 0
+        idle = [index for index, slot in enumerate(self.slots) if not slot.busy]
+        runs = self.busy_runs()
+        joining = [index for index in idle if self.busy_runs(also=index) <= max(runs, 1)]
+        in_place = not self.slots[source].busy and (source in joining or not joining)
+        if reuse < MIN_COPY_TOKENS and not in_place:
+            reuse = 0  # a copy moves a whole KV stream: dearer than a few tokens
+        if reuse > 0 and in_place:
             target = source  # continue the cached sequence in place: nothing to copy
+        elif reuse > 0 and not self.slots[source].busy:
+            # In place the sequence would add a forward pass to every step of its life (see
+            # ``busy_runs``); one copy of its cells next to the busy slots costs less.
+            target = min(
+                [index for index in joining if index != source],
+                key=lambda index: (bool(self.slots[index].tokens), self.slots[index].last_used),
+            )
         else:
-            # Overwrite the least recently used idle slot (empty ones first), keeping warm
-            # prefixes of other tool sets for the prompts that will want them.
-            idle = [index for index, slot in enumerate(self.slots) if not slot.busy]
-            target = min(idle, key=lambda index: self.slots[index].last_used)
+            # An empty slot first, else the least recently used idle one (keeping warm
+            # prefixes of other tool sets for the prompts that will want them); between
+            # those, one next to the busy slots (see ``busy_runs``).
+            target = min(
+                idle,
+                key=lambda index: (
+                    bool(self.slots[index].tokens),
+                    self.busy_runs(also=index),
+                    self.slots[index].last_used,
+                ),
+            )
         slot = self.slots[target]
         slot.busy, slot.reserved, slot.last_used = True, need, self._tick()
         if reuse == 0:
@@ -227,6 +268,9 @@ class EngineStats:
     grammar_rejected: int = 0
     """Requests whose grammar llama.cpp could not parse (answered with an error)."""
     evictions: int = 0
+    id_runs: int = 0
+    """Runs of consecutive sequence ids over all steps: llama.cpp makes at least one pass
+    over the weights per run, so ``id_runs / decode_calls`` near 1 means the batching works."""
     requests: int = 0
     stored_prefix_tokens: int = 0
     """Prompt tokens whose state was read from the on-disk :class:`PrefixStore` (part of
@@ -292,6 +336,7 @@ class BatchEngine:
         max_active: int = 4,
         n_batch: int = 512,
         prefix_store: PrefixStore | None = None,
+        reuse_prefixes: bool = True,
     ):
         self.model = model
         self.prefix_store = prefix_store
@@ -313,7 +358,7 @@ class BatchEngine:
         self.context = LlamaContext(model=model, params=params, verbose=False)
         self._ctx, self._memory, self._vocab = self.context.ctx, self.context.memory, model.vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self.table = SlotTable(n_slots, capacity=n_slots * n_ctx)
+        self.table = SlotTable(n_slots, capacity=n_slots * n_ctx, reuse_prefixes=reuse_prefixes)
         self.stats = EngineStats()
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._candidates = (llama_cpp.llama_token_data * self.n_vocab)()
@@ -517,6 +562,13 @@ class BatchEngine:
                 last = request.position + len(chunk) == len(request.tokens)
                 items.append((request, chunk, last))
                 budget -= len(chunk)
+        # In increasing sequence ids: llama.cpp (one KV stream per sequence) starts a new
+        # forward pass whenever the next token's sequence id is not the previous one's + 1, so
+        # an unsorted batch of 8 sequences could cost 8 passes instead of one.
+        items.sort(key=lambda item: self.table.slots[item[0].slot].seq_id)
+        self.stats.id_runs += _id_runs(
+            [self.table.slots[request.slot].seq_id for request, _, _ in items]
+        )
         batch = self._batch
         index = 0
         outputs: list[tuple[_Request, int]] = []
@@ -657,6 +709,11 @@ class BatchEngine:
                 error=error,
             )
         )
+
+
+def _id_runs(ids: Sequence[int]) -> int:
+    """Runs of consecutive ids in a sorted list: ``[0, 1, 2, 5, 6]`` has 2."""
+    return sum(1 for index, value in enumerate(ids) if index == 0 or value != ids[index - 1] + 1)
 
 
 async def generate(

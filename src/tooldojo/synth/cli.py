@@ -43,7 +43,9 @@ def synth_command(
             help="Category mix, e.g. 'single,parallel:2' (weights optional; default: all).",
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Episodes in flight.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option(help="Episodes in flight (the embedded model batches 2 x 8).")
+    ] = 16,
     config: Annotated[
         Path, typer.Option("--config", help="Roles → models (tooldojo.yaml).")
     ] = Path("tooldojo.yaml"),
