@@ -31,7 +31,8 @@ class SynthSection(_Section):
     """Categories to plan (empty: all eight)."""
     min_per_tool: int = 1
     max_steps: int = 4
-    concurrency: int = 2
+    concurrency: int = 16
+    """Episodes in flight: the embedded backend batches them (2 engines x 8 sequences)."""
     executor: str = "simulated"
     values: Literal["model", "schema"] = "model"
     """How target argument values are drawn: by the model under constraint, or from the schema."""
@@ -63,7 +64,8 @@ class ProbeSection(_Section):
     """Turns probed per split (training pool and held-out): the whole split when it has no
     more, else a sample of this size stratified by category and tool."""
     max_tokens: int = 256
-    concurrency: int = 1
+    concurrency: int = 16
+    """Turns in flight (batched on the embedded backend, as in synthesis)."""
 
 
 class JudgeSection(_Section):
@@ -141,7 +143,8 @@ class EvalSection(_Section):
     """``prompting``: BFCL's system prompt and Python-call output; ``fc``: the model's native
     tool format (the one a tooldojo checkpoint was trained with)."""
     max_tokens: int = 256
-    concurrency: int = 1
+    concurrency: int = 16
+    """BFCL entries in flight (batched on the embedded backend)."""
     baseline: bool = True
     """Also evaluate the starting model once, as iteration "base"."""
 
