@@ -383,3 +383,22 @@ def test_request_check_rejects_the_prompts_value_name_form_and_the_grammar_asks(
     assert not re.fullmatch(pattern, "Any alerts for DE in the next 3 days.")
     assert not re.fullmatch(pattern, "Any alerts for the next 3 days in DE?")  # order kept
     assert values_constraint(['say "hi"']) is None  # quotes: no grammar, free tries only
+
+
+def test_request_check_refuses_echoes_and_number_dumps_and_the_grammar_leaves_numbers_to_values():
+    import re
+
+    from tooldojo.agents.user import RequestCheck, values_constraint
+
+    check = RequestCheck(required=[172.91], forbidden=[], tool_names=[], opens=True)
+    assert check.problems("Could you get the skewness of 172.91?") == []
+    dump = "Skewness? 172.91, 45.88, 408.72, 10.23, 10.23, 10.23, 11.12, 11.12?"
+    assert check.problems(dump) == ["not a message: mostly numbers and symbols"]
+    echo = "Please provide the x (you say it later) in the response."
+    assert "repeats the instructions instead of writing the message" in check.problems(echo)
+    answer = RequestCheck(required=[2.5], forbidden=[], tool_names=[])  # answers a question
+    assert answer.problems("2.5, 3, 4, 5, 6, 7") == []
+    schema = values_constraint([172.91], question=True).json_schema
+    pattern = schema["properties"]["message"]["pattern"]
+    assert re.fullmatch(pattern, "Could you get the skewness of 172.91 for me?")
+    assert not re.fullmatch(pattern, "199.23, 45.88 172.91, 10.23?")  # numbers only as values

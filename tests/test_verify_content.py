@@ -289,3 +289,70 @@ def test_grounded_share_counts_requests_that_state_every_value() -> None:
 
     vague = episode(request="What will the weather be like in Lisbon? In °C please.")
     assert grounded_share([episode(), vague]) == {"checked": 2, "grounded": 1, "share": 0.5}
+
+
+MEAN = Tool(
+    name="mean",
+    description="Arithmetic mean of a list of numbers.",
+    parameters={
+        "type": "object",
+        "properties": {"data": {"type": "array", "items": {"type": "number"}}},
+        "required": ["data"],
+    },
+)
+
+
+def _mean_episode(request: str, answer: str, data: list[float], result: float) -> Trajectory:
+    label = Label(kind="call", calls=[LabelCall(name="mean", arguments={"data": [data]})])
+    return Trajectory(
+        id="m",
+        category="single",
+        tools=[MEAN],
+        messages=[
+            Message(role="system", content="You can call tools."),
+            Message(role="user", content=request, origin="model"),
+            Message(
+                role="assistant",
+                tool_calls=[ToolCall(id="c1", name="mean", arguments={"data": data})],
+                origin="forced",
+            ),
+            Message(role="tool", tool_call_id="c1", name="mean", content=json.dumps(result)),
+            Message(role="assistant", content=answer, origin="model"),
+        ],
+        labels=[label, Label(kind="text")],
+    )
+
+
+@pytest.mark.anyio
+async def test_an_answer_may_quote_a_computed_number_rounded_but_not_wrongly() -> None:
+    ask = "What is the mean of 1, 2 and 4?"
+    passes = _mean_episode(ask, "The mean of your numbers is 2.33.", [1, 2, 4], 7 / 3)
+    assert await stopped_by(passes) == (None, [])
+    wrong = _mean_episode(ask, "The mean of your numbers is 2.34.", [1, 2, 4], 7 / 3)
+    assert await stopped_by(wrong) == ("turns", ["ungrounded_answer"])
+    coarse = _mean_episode(ask, "The mean of your numbers is 2.3.", [1, 2, 4], 7 / 3)
+    assert await stopped_by(coarse) == ("turns", ["ungrounded_answer"])
+    # Requests are read exactly: 2.33 does not state the planned 2.3333.
+    vague = _mean_episode("Mean of 2.33 and 5.5?", "The mean is 3.92.", [7 / 3, 5.5], 47 / 12)
+    assert await stopped_by(vague) == ("request", ["ungrounded_request"])
+    assert value_in("about 2.33", 7 / 3, rounded=True) and not value_in("about 2.33", 7 / 3)
+
+
+@pytest.mark.anyio
+async def test_a_number_dump_is_no_request_but_a_request_of_many_numbers_is() -> None:
+    data = [4.5, 6.25, 7.0, 9.5, 10.0, 12.75]
+    many = _mean_episode(
+        "Could you take the mean of 4.5, 6.25, 7, 9.5, 10 and 12.75 for me?",
+        "Their mean is 8.33, right in the middle.",
+        data,
+        8.333333333333334,
+    )
+    assert await stopped_by(many) == (None, [])
+    dump = _mean_episode(
+        "Mean?, 4.5, 6.25, 7, 9.5, 10, 12.75, 12.75, 12.75, 10.23, 10.23, 11.1, 11.1, 11.1, "
+        "13, 14, 15, 16?",
+        "Their mean is 8.33, right in the middle.",
+        data,
+        8.333333333333334,
+    )
+    assert await stopped_by(dump) == ("request", ["number_dump"])

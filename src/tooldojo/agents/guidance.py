@@ -144,8 +144,9 @@ def result_values(messages: list[Message]) -> list[str]:
             text = render_value(leaf).strip()
             if isinstance(leaf, float) and value_in(f"{leaf:g}", leaf):
                 text = f"{leaf:g}"  # 2.3333333333333335 is quoted as 2.33333, as people do
+            number = isinstance(leaf, int | float)  # "1" is a fine answer, "a" is not
             if (
-                len(text) < 2
+                (len(text) < 2 and not number)
                 or len(text) > 40
                 or value_in(request, leaf)
                 or any(leaf == a for a in arguments)

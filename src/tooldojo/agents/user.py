@@ -24,7 +24,7 @@ from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
-from tooldojo.verify.requests import ASK
+from tooldojo.verify.requests import ASK, number_dump
 
 
 class TemplateCapReached(Exception):
@@ -110,6 +110,9 @@ class RequestCheck:
     must_ask: bool = False
     """An opening message must ask for something (a question or a verb of asking or doing),
     as the request gate demands: a bare statement is retried, not kept to fail there."""
+    opens: bool = False
+    """The message opens a turn, so it may not be a dump of numbers (the request gate's
+    ``number_dump``); an answer to a clarifying question may be just the value."""
 
     def problems(self, text: str) -> list[str]:
         out = []
@@ -136,6 +139,13 @@ class RequestCheck:
             out.append("lists " + ", ".join(fields) + " as fields")
         if re.search(r"```|</?tool_|\{\s*\"", text):
             out.append("carries code or markup")
+        expected = sum(
+            1
+            for v in self.required
+            if isinstance(v, int | float | str) and re.search(r"\d", str(v))
+        )
+        if self.opens and number_dump(text, expected):
+            out.append("not a message: mostly numbers and symbols")
         if self.must_ask and not ASK.search(text):
             out.append("asks for nothing (no question, no request)")
         return out
@@ -143,13 +153,19 @@ class RequestCheck:
 
 _ECHO = re.compile(
     r"(?i)\bcase \d+:|do not name any|include these details|write only the message|^goal:"
-    r"|\bdetails:"
+    r"|\bdetails:|you say it later|leave out:|say it later|will be asked for it"
 )
 
 
 USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/@#+_-"
 """Characters of a typed message without quotes, braces, parentheses or markup: no code, and
 not the prompt's "value (name)" form, which the small model copied into its messages."""
+
+USER_WORDS = "A-Za-z .,:;'!?%$&/@#+_-"
+""":data:`USER_PROSE` without digits: the model's own words around the planned values. Under
+the values grammar the 135M model filled every free span with more numbers ("199.23, 45.88,
+408.72, 10.23, 10.23, ...") until the message was a number dump; the planned values are the
+only numbers a request needs, and they are written as literals."""
 
 
 def values_constraint(
@@ -169,7 +185,7 @@ def values_constraint(
         return None
     if any(not t or not re.fullmatch(f"[{USER_PROSE}]+", t) for t in texts):
         return None
-    prose = f"[{USER_PROSE}]"
+    prose = f"[{USER_WORDS}]"
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
     end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
     # Each value stands as its own word: a space before it, a space or punctuation after it
@@ -253,6 +269,7 @@ class UserSimulator:
         )
         check.keys = [k for ask in asks for k in ask.get("values", {})]
         check.must_ask = turn_index == 0
+        check.opens = True
         style = style_of(scenario.style)
         task = request_task(scenario, turn_index, asks, withheld)
         shown = [
@@ -269,7 +286,11 @@ class UserSimulator:
             details = f"Details: {details_text(shown[0]) if shown else '(none)'}"
         goal = f"Goal: {task}\n{details}"
         if withheld:
-            goal += f"\nLeave out: the {', '.join(words(w) for w in withheld)} (you say it later)"
+            # Said as a plan, not as words to copy: the model echoed "(you say it later)".
+            goal += (
+                f"\nDo not mention the {', '.join(words(w) for w in withheld)}: "
+                "you will be asked for it."
+            )
         if turn_index:
             goal += "\n(This continues the same conversation.)"
         shots: list[tuple[str, str]] = [

@@ -298,7 +298,8 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         for leaf in leaves
         if not value_in(request, leaf) and not any(leaf == a for a in arguments)
     ]
-    if not any(value_in(text, leaf) for leaf in (new or leaves)):
+    # A computed number may be quoted rounded ("2.33" for 2.3333333333333335).
+    if not any(value_in(text, leaf, rounded=True) for leaf in (new or leaves)):
         found.append(("ungrounded_answer", f"{where}: answer repeats no value of the result"))
     overlaps = content_words(request) & content_words(text)
     if not overlaps and not any(value_in(text, leaf) for leaf in arguments if _meaningful(leaf)):

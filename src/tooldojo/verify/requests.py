@@ -12,7 +12,11 @@ Checked independently of the user simulator (which has its own, weaker check):
 - ``off_goal``: the user's words share nothing with the tools the label calls (their names
   and descriptions): whatever was asked, it was not this;
 - ``no_ask``: the opening message asks for nothing (no question, no request verb): a
-  statement or an equation is not a request.
+  statement or an equation is not a request;
+- ``number_dump``: a message opening a turn that holds far more numbers than the labels
+  need (more than twice their count plus three): a dump that happens to contain the planned
+  values ("199.23, 45.88, 408.72, 10.23, 10.23, ..."), not something a person types. A request
+  that needs many numbers may be mostly numbers; answers to a clarifying question are exempt.
 """
 
 from __future__ import annotations
@@ -122,6 +126,39 @@ ASK = re.compile(
 """A request asks: a question mark or a verb of asking or doing."""
 
 
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*")
+
+
+def number_dump(text: str, expected: int) -> bool:
+    """Whether ``text`` holds far more numbers than the ``expected`` ones it must state."""
+    return len(NUMBER.findall(text)) > 2 * expected + 3
+
+
+def numbers_needed(labels: Sequence[Label]) -> int:
+    """How many numbers the labels' first acceptable values hold (what a request states)."""
+    count = 0
+    for label in labels:
+        for call in label.calls:
+            for possible in call.arguments.values():
+                if isinstance(possible, list) and possible and possible[0] != "":
+                    count += sum(1 for leaf in _leaves(possible[0]) if _numeric(leaf))
+    return count
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def _numeric(leaf: Any) -> bool:
+    if isinstance(leaf, bool):
+        return False
+    return isinstance(leaf, int | float) or bool(isinstance(leaf, str) and re.search(r"\d", leaf))
+
+
 def _user_text_before(messages: Sequence[Message], index: int) -> str:
     return "\n".join(m.content or "" for m in messages[:index] if m.role == "user")
 
@@ -133,6 +170,12 @@ def _first_user(messages: Sequence[Message]) -> int:
 def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
     """Pass when every user turn reads like a person's and grounds the labels after it."""
     found: list[tuple[str, str]] = []
+    needed = numbers_needed(trajectory.labels)
+    answers = {  # user messages that answer a clarifying question
+        turn.message_index + 1
+        for turn in turns
+        if turn.label is not None and turn.label.kind == "clarify"
+    }
     for position, message in enumerate(trajectory.messages):
         if message.role != "user":
             continue
@@ -140,6 +183,8 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         code = code_in(text)
         if code is not None:
             found.append(("user_code", f"user message {position}: carries {code}"))
+        if position not in answers and number_dump(text, needed):
+            found.append(("number_dump", f"user message {position}: a dump of numbers"))
         if position == _first_user(trajectory.messages) and not ASK.search(text):
             found.append(("no_ask", f"user message {position}: asks for nothing"))
         pairs = form_pairs(text, trajectory.tools, trajectory.labels)
