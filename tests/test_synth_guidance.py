@@ -154,3 +154,39 @@ def test_grounded_value_is_not_glued_to_a_word():
     assert re.fullmatch(pattern, "It is 4.5 degrees.") and re.fullmatch(pattern, "It is 4.5.")
     assert not re.fullmatch(pattern, "It is about4.5 degrees.")
     assert not re.fullmatch(pattern, "It is 4.55 degrees.")
+
+
+def test_constrained_prose_leaves_numbers_to_the_quoted_value():
+    import re
+
+    from tooldojo.agents.guidance import grounded_prose_constraint
+
+    pattern = grounded_prose_constraint("4.5").json_schema["properties"]["answer"]["pattern"]
+    assert re.fullmatch(pattern, "In Oslo it is 4.5 degrees today.")
+    # the number dumps the small model wrote in the free spans no longer fit the grammar
+    assert not re.fullmatch(pattern, "2025-06-18T14:00:00Z; 12.3.2.2; 4.5 and 2025-06-18.")
+
+
+def test_refusal_constraint_says_it_cannot_in_the_models_words():
+    import re
+
+    from tooldojo.agents.guidance import refuse_constraint
+
+    pattern = refuse_constraint().json_schema["properties"]["answer"]["pattern"]
+    assert re.fullmatch(pattern, "Sorry, I can't book flights: my tools only do math.")
+    assert not re.fullmatch(pattern, "Bk_7f3a9c")  # the echo the small model wrote
+    assert not re.fullmatch(pattern, "I cannot.")  # says nothing of what or why
+
+
+@pytest.mark.anyio
+async def test_a_refusal_retried_under_its_grammar_is_marked():
+    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.model import Label, Message
+
+    answers = ["Bk_7f3a9c", '{"answer": "Sorry, I cannot order pizza with these tools."}']
+    agent = AssistantAgent(ScriptedChatModel(answers), guidance="kind")
+    messages = [Message(role="user", content="Order me a pizza, please.")]
+    completion = await agent.step(messages, [], seed=0, label=Label(kind="refuse"))
+    assert completion.text == "Sorry, I cannot order pizza with these tools."
+    assert completion.model.startswith("refuses(")
+    assert agent.stats.as_dict() == {"refuses_text": 1, "own_text": 1}

@@ -113,6 +113,12 @@ def step_hint(label: Label, tools: list[Tool]) -> str:
 PROSE_CHARS = "A-Za-z0-9 .,:;'!?%$/()_-"
 """Plain prose characters: no braces, quotes or markup (the tool protocol cannot be echoed)."""
 
+PROSE_WORDS = "A-Za-z .,:;'!?%$/()_-"
+""":data:`PROSE_CHARS` without digits: the model's own words in a constrained answer. With
+digits allowed, the 135M model filled the free spans with number and date dumps ("2025-06-18T
+14:00:00Z; 12.3.2.2; 2025-06-18T14:00:00Z; ..."), which the turns gate rightly rejects as not
+prose; the value a grounded answer must quote is written as a literal, so it needs none."""
+
 
 def result_values(messages: list[Message]) -> list[str]:
     """Values the tool results since the last user message add (not said by the user, not
@@ -177,7 +183,7 @@ def grounded_prose_constraint(value: str) -> Constraint:
     classes, since llama.cpp's pattern converter mistranslates regex escapes."""
     literal = "".join(c if c.isalnum() or c == " " else f"[{c}]" for c in value)
     # The value stands as its own word (a space before, a space or punctuation after).
-    pattern = f"^[{PROSE_CHARS}]{{2,120}} {literal}([ .,;:!?)%][{PROSE_CHARS}]{{0,100}})?$"
+    pattern = f"^[{PROSE_WORDS}]{{2,120}} {literal}([ .,;:!?)%][{PROSE_WORDS}]{{0,100}})?$"
     return _answer_matching(pattern)
 
 
@@ -189,7 +195,21 @@ def clarify_constraint(label: Label) -> Constraint | None:
     names = [words(name) for name in label.missing if words(name)]
     if not names or not re.fullmatch(f"[{PROSE_CHARS}]+", names[0]):
         return None
-    pattern = f"^[{PROSE_CHARS}]{{2,100}} {names[0]}[ ,][{PROSE_CHARS}]{{0,80}}[?]$"
+    pattern = f"^[{PROSE_WORDS}]{{2,100}} {names[0]}[ ,][{PROSE_WORDS}]{{0,80}}[?]$"
+    return _answer_matching(pattern)
+
+
+REFUSALS = ("I cannot", "I can't", "I am unable to", "I do not have", "I don't have")
+"""How a constrained refusal may say that it cannot help (words the turns gate reads as a
+reason); the model chooses which, and writes the rest (what it cannot do and why)."""
+
+
+def refuse_constraint() -> Constraint:
+    """A refusal in plain prose that says it cannot help: an optional short opening of the
+    model's choice ("Sorry,"), one of :data:`REFUSALS`, then at least a few words of its own.
+    Why: the 135M model, told to refuse, often echoed the request or an id ("Bk_7f3a9c")."""
+    said = "|".join(r.replace("'", "[']") for r in REFUSALS)
+    pattern = f"^([{PROSE_WORDS}]{{1,30}} )?({said}) [{PROSE_WORDS}]{{12,200}}$"
     return _answer_matching(pattern)
 
 
