@@ -190,3 +190,20 @@ async def test_a_refusal_retried_under_its_grammar_is_marked():
     assert completion.text == "Sorry, I cannot order pizza with these tools."
     assert completion.model.startswith("refuses(")
     assert agent.stats.as_dict() == {"refuses_text": 1, "own_text": 1}
+
+
+def test_result_values_fall_back_to_what_the_gate_accepts():
+    from tooldojo.agents.guidance import result_values
+    from tooldojo.model import Message, ToolCall
+
+    def answered(argument: float, result: str) -> list[Message]:
+        call = ToolCall(id="c1", name="reciprocal", arguments={"x": argument})
+        return [
+            Message(role="user", content=f"What is the reciprocal of {argument}?"),
+            Message(role="assistant", tool_calls=[call]),
+            Message(role="tool", tool_call_id="c1", content=result),
+        ]
+
+    assert result_values(answered(4, "0.25")) == ["0.25"]
+    assert result_values(answered(1, "1")) == ["1"]  # adds nothing new: any value grounds
+    assert result_values(answered(0, "nan")) == ["nan"]  # not JSON: the text is the value

@@ -68,7 +68,7 @@ class AssistantAgent:
         sampling: SamplingParams | None = None,
         constrain: bool = True,
         guidance: Guidance = "none",
-        text_attempts: int = 3,
+        text_attempts: int = 4,
     ):
         self.model = model
         self.system_prompt = system_prompt

@@ -123,8 +123,11 @@ prose; the value a grounded answer must quote is written as a literal, so it nee
 def result_values(messages: list[Message]) -> list[str]:
     """Values the tool results since the last user message add (not said by the user, not
     call arguments), as text: what a grounded final answer should quote. Mirrors what the
-    turns gate counts as grounding; results that failed are left out."""
+    turns gate counts as grounding: when the results add nothing new (the reciprocal of 1 is
+    1), any of their values grounds the answer, and a result that is not JSON ("nan") is one
+    value. Results that failed are left out."""
     from tooldojo.agents.user import render_value
+    from tooldojo.verify.content import _meaningful
     from tooldojo.verify.grounding import scalar_leaves, value_in
 
     request, results = "", []
@@ -140,28 +143,29 @@ def result_values(messages: list[Message]) -> list[str]:
         for call in (m.tool_calls or [])
         for leaf in scalar_leaves(call.arguments)
     ]
-    out: list[str] = []
+    new: list[str] = []
+    known: list[str] = []
     for message in reversed(results):
         try:
             value = json.loads(message.content or "")
         except ValueError:
-            continue
+            value = (message.content or "").strip()
         for leaf in scalar_leaves(value):
             text = render_value(leaf).strip()
             if isinstance(leaf, float) and value_in(f"{leaf:g}", leaf):
                 text = f"{leaf:g}"  # 2.3333333333333335 is quoted as 2.33333, as people do
-            number = isinstance(leaf, int | float)  # "1" is a fine answer, "a" is not
             if (
-                (len(text) < 2 and not number)
+                not _meaningful(leaf)
+                or not text
                 or len(text) > 40
-                or value_in(request, leaf)
-                or any(leaf == a for a in arguments)
                 or not re.fullmatch(f"[{PROSE_CHARS}]+", text)
-                or text in out
             ):
                 continue
-            out.append(text)
-    return out
+            said = value_in(request, leaf) or any(leaf == a for a in arguments)
+            target = known if said else new
+            if text not in target:
+                target.append(text)
+    return new or known
 
 
 def _answer_matching(pattern: str) -> Constraint:
