@@ -161,8 +161,9 @@ USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/@#+_-"
 """Characters of a typed message without quotes, braces, parentheses or markup: no code, and
 not the prompt's "value (name)" form, which the small model copied into its messages."""
 
-USER_WORDS = "A-Za-z .,:;'!?%$&/@#+_-"
-""":data:`USER_PROSE` without digits: the model's own words around the planned values. Under
+USER_WORDS = "A-Za-z .,:;'!?%$-"
+""":data:`USER_PROSE` without digits, ``#@&+/_``: the model's own words around the planned
+values (an id or an email is a value, written as a literal). Under
 the values grammar the 135M model filled every free span with more numbers ("199.23, 45.88,
 408.72, 10.23, 10.23, ...") until the message was a number dump; the planned values are the
 only numbers a request needs, and they are written as literals."""
@@ -370,6 +371,9 @@ class UserSimulator:
                 # must carry the planned values (the model still writes the sentence).
                 constraint = grammar if attempt > 1 else None
                 if constraint is not None:  # room for the longest message (no cut JSON)
+                    # Cooler under the grammar: at 0.8 the 135M model filled the free spans
+                    # with tags and other languages ("#Premium #Lambda", "Cette S'il Va").
+                    update["temperature"] = min(self.sampling.temperature, 0.3)
                     update["max_tokens"] = max(
                         self.sampling.max_tokens or 0, _longest_message(check.required) + 16
                     )
