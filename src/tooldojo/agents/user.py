@@ -24,7 +24,9 @@ from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
-from tooldojo.verify.requests import ASK, number_dump
+from tooldojo.verify.content import content_words
+from tooldojo.verify.grounding import normalize
+from tooldojo.verify.requests import ASK, number_dump, numbers_in
 
 
 class TemplateCapReached(Exception):
@@ -110,6 +112,10 @@ class RequestCheck:
     must_ask: bool = False
     """An opening message must ask for something (a question or a verb of asking or doing),
     as the request gate demands: a bare statement is retried, not kept to fail there."""
+    topics: list[set[str]] = field(default_factory=list)
+    """Per asked tool, the content words of its name and description: the message must share
+    one with each, as the request gate's ``off_goal`` demands (the echo "Please provide the
+    x" asked for nothing the tool does)."""
     opens: bool = False
     """The message opens a turn, so it may not be a dump of numbers (the request gate's
     ``number_dump``); an answer to a clarifying question may be just the value."""
@@ -139,13 +145,12 @@ class RequestCheck:
             out.append("lists " + ", ".join(fields) + " as fields")
         if re.search(r"```|</?tool_|\{\s*\"", text):
             out.append("carries code or markup")
-        expected = sum(
-            1
-            for v in self.required
-            if isinstance(v, int | float | str) and re.search(r"\d", str(v))
-        )
+        expected = numbers_in(self.required)
         if self.opens and number_dump(text, expected):
             out.append("not a message: mostly numbers and symbols")
+        said = content_words(text)
+        if any(topic and not topic & said for topic in self.topics):
+            out.append("does not say what it wants done")
         if self.must_ask and not ASK.search(text):
             out.append("asks for nothing (no question, no request)")
         return out
@@ -271,6 +276,11 @@ class UserSimulator:
         check.keys = [k for ask in asks for k in ask.get("values", {})]
         check.must_ask = turn_index == 0
         check.opens = True
+        check.topics = [
+            content_words(f"{normalize(ask['tool'])} {ask.get('description') or ''}")
+            for ask in asks
+            if ask.get("tool")
+        ]
         style = style_of(scenario.style)
         task = request_task(scenario, turn_index, asks, withheld)
         shown = [

@@ -134,29 +134,26 @@ def number_dump(text: str, expected: int) -> bool:
     return len(NUMBER.findall(text)) > 2 * expected + 3
 
 
+def numbers_in(value: Any) -> int:
+    """How many numbers a value holds as a person writes it ("2024-03-05" holds three)."""
+    if isinstance(value, dict):
+        return sum(numbers_in(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(numbers_in(v) for v in value)
+    if isinstance(value, bool) or value is None:
+        return 0
+    return len(NUMBER.findall(str(value)))
+
+
 def numbers_needed(labels: Sequence[Label]) -> int:
     """How many numbers the labels' first acceptable values hold (what a request states)."""
-    count = 0
-    for label in labels:
-        for call in label.calls:
-            for possible in call.arguments.values():
-                if isinstance(possible, list) and possible and possible[0] != "":
-                    count += sum(1 for leaf in _leaves(possible[0]) if _numeric(leaf))
-    return count
-
-
-def _leaves(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v)]
-    if isinstance(value, list):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [value]
-
-
-def _numeric(leaf: Any) -> bool:
-    if isinstance(leaf, bool):
-        return False
-    return isinstance(leaf, int | float) or bool(isinstance(leaf, str) and re.search(r"\d", leaf))
+    return sum(
+        numbers_in(possible[0])
+        for label in labels
+        for call in label.calls
+        for possible in call.arguments.values()
+        if isinstance(possible, list) and possible and possible[0] != ""
+    )
 
 
 def _user_text_before(messages: Sequence[Message], index: int) -> str:
