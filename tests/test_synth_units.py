@@ -398,6 +398,8 @@ def test_request_check_refuses_echoes_and_number_dumps_and_the_grammar_leaves_nu
     assert check.problems(dump) == ["not a message: mostly numbers and symbols"]
     echo = "Please provide the x (you say it later) in the response."
     assert "repeats the instructions instead of writing the message" in check.problems(echo)
+    answered = 'Sure. The assistant asked me: "What is x?" 2.5'
+    assert "repeats the instructions instead of writing the message" in check.problems(answered)
     topical = RequestCheck(required=[], forbidden=[], tool_names=[], topics=[{"recip"}])
     assert topical.problems("Please provide the x in the response.") == [
         "does not say what it wants done"

@@ -159,6 +159,7 @@ class RequestCheck:
 _ECHO = re.compile(
     r"(?i)\bcase \d+:|do not name any|include these details|write only the message|^goal:"
     r"|\bdetails:|you say it later|leave out:|say it later|will be asked for it"
+    r"|the assistant asked (you|me)|answer it in your own words|giving exactly these"
 )
 
 
