@@ -161,6 +161,16 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
             "request",
             "user_code",
         ),
+        (
+            {"answer": "Sorry, the forecast failed with an error; Monday reaches 21 in Lisbon."},
+            "turns",
+            "claims_failure",
+        ),
+        (
+            {"request": "Weather in Lisbon for 3 days in °C, x, x, x, x, please?"},
+            "request",
+            "loop_request",
+        ),
     ],
 )
 async def test_each_gate_fails_the_episode_built_to_fail_it(changes, gate, reason) -> None:
@@ -356,3 +366,11 @@ async def test_a_number_dump_is_no_request_but_a_request_of_many_numbers_is() ->
         8.333333333333334,
     )
     assert await stopped_by(dump) == ("request", ["number_dump"])
+
+
+def test_a_parallel_request_repeats_its_phrase_without_looping() -> None:
+    from tooldojo.verify.requests import loops
+
+    assert not loops("What is the log of 2, the log of 5 and the log of 9?")
+    assert loops("the case of the case of the case of the case of 9?")
+    assert loops("Derivative of the Kelvin function 1.49, x, x, x, x?")

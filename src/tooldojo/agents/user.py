@@ -26,7 +26,7 @@ from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
 from tooldojo.verify.content import content_words
 from tooldojo.verify.grounding import normalize
-from tooldojo.verify.requests import ASK, number_dump, numbers_in
+from tooldojo.verify.requests import ASK, loops, number_dump, numbers_in
 
 
 class TemplateCapReached(Exception):
@@ -146,6 +146,8 @@ class RequestCheck:
         if re.search(r"```|</?tool_|\{\s*\"", text):
             out.append("carries code or markup")
         expected = numbers_in(self.required)
+        if loops(text):
+            out.append("loops (a word or phrase over and over)")
         if self.opens and number_dump(text, expected):
             out.append("not a message: mostly numbers and symbols")
         said = content_words(text)

@@ -10,6 +10,8 @@ whenever it was not empty. This gate reads the text turns:
 - ``ungrounded_answer``: a final answer after tool results that repeats none of their values;
 - ``off_request``: a final answer that shares nothing with the request it answers;
 - ``ignores_error``: an answer after a failed result that does not say the call failed;
+- ``claims_failure``: an answer after results that all succeeded which says a call failed
+  ("the function is not implemented", "an error occurred"): it contradicts the data;
 - ``clarify_missing``: a clarifying turn that does not ask (no question) for the missing
   parameter, by its name or the words of its description;
 - ``refuse_no_reason``: a refusal that does not say why;
@@ -67,6 +69,13 @@ ERROR_WORDS = re.compile(
     r"(?i)\b(error|fail|failed|failure|not found|could ?n[o']t|unable|denied|permission"
     r"|not allowed|rate limit|too many|try again|later|unavailable|problem|issue|sorry)\b"
 )
+FAILURE_CLAIM = re.compile(
+    r"(?i)\b(error|errors|fail|fails|failed|failure|not implemented|went wrong|exception"
+    r"|could ?n[o']t (be )?(run|complete|compute|find|process)|unable to (run|complete|compute"
+    r"|find|process)|did ?n[o']t work|does ?n[o']t work|is not available|unavailable)\b"
+)
+"""What an answer says when it claims a call failed (stricter than ``ERROR_WORDS``, which
+also holds polite words such as "sorry" that a sound answer may use)."""
 QUESTION = re.compile(
     r"\?|(?i:\b(please (tell|provide|share|give|let me know)|which|what is"
     r"|could you (tell|provide|share|give)|can you (tell|provide|share|give)"
@@ -282,6 +291,11 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         if not ERROR_WORDS.search(text):
             found.append(("ignores_error", f"{where}: answer does not say the call failed"))
         return found
+    claim = FAILURE_CLAIM.search(text)
+    if claim:
+        found.append(
+            ("claims_failure", f"{where}: says {claim.group(0)!r} though every call succeeded")
+        )
     arguments = [
         leaf
         for message in trajectory.messages[: turn.message_index]

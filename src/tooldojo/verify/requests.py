@@ -13,6 +13,9 @@ Checked independently of the user simulator (which has its own, weaker check):
   and descriptions): whatever was asked, it was not this;
 - ``no_ask``: the opening message asks for nothing (no question, no request verb): a
   statement or an equation is not a request;
+- ``loop_request``: a user message that loops: one word three times in a row ("x, x, x")
+  or one three-word phrase four times ("a total of a total of ..."); a parallel request
+  repeats its phrase at most three times ("the log of 2, the log of 5 and the log of 9");
 - ``number_dump``: a message opening a turn that holds far more numbers than the labels
   need (more than twice their count plus three): a dump that happens to contain the planned
   values ("199.23, 45.88, 408.72, 10.23, 10.23, ..."), not something a person types. A request
@@ -22,6 +25,7 @@ Checked independently of the user simulator (which has its own, weaker check):
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,6 +130,15 @@ ASK = re.compile(
 """A request asks: a question mark or a verb of asking or doing."""
 
 
+def loops(text: str) -> bool:
+    """Whether ``text`` loops (see ``loop_request``)."""
+    words = re.findall(r"[a-z']+", text.lower())
+    if any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)):
+        return True
+    grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
+    return bool(grams) and grams.most_common(1)[0][1] >= 4
+
+
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*")
 
 
@@ -180,6 +193,8 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         code = code_in(text)
         if code is not None:
             found.append(("user_code", f"user message {position}: carries {code}"))
+        if loops(text):
+            found.append(("loop_request", f"user message {position}: loops"))
         if position not in answers and number_dump(text, needed):
             found.append(("number_dump", f"user message {position}: a dump of numbers"))
         if position == _first_user(trajectory.messages) and not ASK.search(text):
