@@ -178,11 +178,21 @@ only numbers a request needs, and they are written as literals."""
 
 
 def values_constraint(
-    values: list[Any], *, most: int = 10, question: bool = False
+    values: list[Any],
+    *,
+    most: int = 10,
+    question: bool = False,
+    topic: list[str] | None = None,
 ) -> Constraint | None:
     """A message in plain characters that must carry ``values`` in the given order, each
     written exactly; the model writes every word around them. ``None`` when a value holds
-    characters outside :data:`USER_PROSE` or there are more than ``most`` of them.
+    characters outside :data:`USER_PROSE` or there are more than ``most`` of them, or when
+    there is neither a value nor a topic to require.
+
+    ``topic``: word stems of the asked tool (``content_words``: "recip", "skewn"); the message
+    must use one of them (as a word's start, the model ends the word) before the values, so
+    it says what it wants done (the request gate's ``off_goal``). Under the grammar without
+    it, the 135M model wrote the values inside unrelated words.
 
     Why: a small model paraphrases or drops odd values (ids such as ``bk_7f3a9c``), and such
     a request is rejected; asked under this grammar it keeps its own sentence and the value.
@@ -190,9 +200,12 @@ def values_constraint(
     converter mistranslates regex escapes.
     """
     texts = list(dict.fromkeys(render_value(v).strip() for v in values))
-    if not texts or len(texts) > most:
+    if len(texts) > most:
         return None
     if any(not t or not re.fullmatch(f"[{USER_PROSE}]+", t) for t in texts):
+        return None
+    stems = [w for w in dict.fromkeys(topic or []) if re.fullmatch("[a-z]+", w)][:8]
+    if not texts and not stems:
         return None
     prose = f"[{USER_WORDS}]"
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
@@ -200,11 +213,19 @@ def values_constraint(
     # Each value stands as its own word: a space before it, a space or punctuation after it
     # (else the model glues it to its words: "alsocal_8d2e41").
     after = "[ .,;:!?]"
-    pattern = (
-        f"^{prose}{{1,60}} "
-        + f"{after}{prose}{{0,40}} ".join(literals)
-        + f"({after}{prose}{{0,60}})?{end}$"
-    )
+    if stems:
+        said = "|".join(f"[{w[0].upper()}{w[0]}]{w[1:]}" for w in stems)
+        opening = f"({prose}{{0,40}} )?({said})[a-z]*{prose}{{0,60}}"
+    else:
+        opening = f"{prose}{{1,60}}"
+    if not texts:
+        pattern = f"^{opening}{end}$"
+    else:
+        pattern = (
+            f"^{opening} "
+            + f"{after}{prose}{{0,40}} ".join(literals)
+            + f"({after}{prose}{{0,60}})?{end}$"
+        )
     return Constraint(
         kind="json_schema",
         schema={
@@ -218,7 +239,7 @@ def values_constraint(
 def _longest_message(values: list[Any]) -> int:
     """Characters (so at most tokens) of the longest text :func:`values_constraint` admits."""
     texts = list(dict.fromkeys(render_value(v).strip() for v in values))
-    return 64 + sum(map(len, texts)) + 42 * len(texts) + 64
+    return 128 + sum(map(len, texts)) + 42 * len(texts) + 64  # the opening: topic + 100
 
 
 def _unwrap_message(text: str) -> str:
@@ -377,7 +398,8 @@ class UserSimulator:
                     Message(role="assistant", content=answer),
                 ]
             messages.append(Message(role="user", content=prompt))
-            grammar = values_constraint(check.required, question=check.must_ask)
+            topic = sorted(check.topics[0]) if check.topics else None
+            grammar = values_constraint(check.required, question=check.must_ask, topic=topic)
             for attempt in range(1, self.attempts + 1):
                 update: dict[str, Any] = {"seed": rng.randrange(2**31)}
                 # The first try is free; later ones, when the free text missed something,
