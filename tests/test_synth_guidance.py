@@ -207,3 +207,30 @@ def test_result_values_fall_back_to_what_the_gate_accepts():
     assert result_values(answered(4, "0.25")) == ["0.25"]
     assert result_values(answered(1, "1")) == ["1"]  # adds nothing new: any value grounds
     assert result_values(answered(0, "nan")) == ["nan"]  # not JSON: the text is the value
+
+
+def test_every_synthesis_grammar_survives_the_llamacpp_pattern_filter():
+    """The llama.cpp backend drops a pattern it cannot translate (alternation, look-arounds)
+    and decodes that string freely: a grammar that silently vanished constrained nothing."""
+    from tooldojo.agents.assistant import PROSE_CONSTRAINT
+    from tooldojo.agents.guidance import (
+        clarify_constraint,
+        grounded_prose_constraint,
+        refuse_constraint,
+    )
+    from tooldojo.agents.user import values_constraint
+    from tooldojo.llm.llamacpp import _plain_pattern
+    from tooldojo.model import Label
+
+    constraints = [
+        PROSE_CONSTRAINT,
+        grounded_prose_constraint("0.272166"),
+        clarify_constraint(Label(kind="clarify", missing=["start_date"])),
+        refuse_constraint(),
+        values_constraint(["cal_8d2e41", 3], question=True, topic="event"),
+        values_constraint([], topic="recip"),
+    ]
+    for constraint in constraints:
+        schema = constraint.json_schema
+        pattern = next(iter(schema["properties"].values()))["pattern"]
+        assert _plain_pattern(pattern) is not None, pattern

@@ -416,12 +416,15 @@ def test_request_check_refuses_echoes_and_number_dumps_and_the_grammar_leaves_nu
 def test_values_grammar_asks_for_the_tools_topic_in_the_models_words():
     import re
 
-    from tooldojo.agents.user import values_constraint
+    from tooldojo.agents.user import topic_word, values_constraint
 
-    schema = values_constraint([172.91], question=True, topic=["skewn", "sampl"]).json_schema
+    ask = {"tool": "scipy_stats_skew", "description": "Compute the sample skewness of a data."}
+    assert topic_word(ask) == "skewn"
+    schema = values_constraint([172.91], question=True, topic="skewn").json_schema
     pattern = schema["properties"]["message"]["pattern"]
+    assert "|" not in pattern  # the llama.cpp backend drops patterns with alternation
     assert re.fullmatch(pattern, "Could you get the skewness of 172.91 for me?")
     assert not re.fullmatch(pattern, "Could you get the value of 172.91 for me?")  # no topic
-    only = values_constraint([], topic=["recip"]).json_schema["properties"]["message"]
+    only = values_constraint([], topic="recip").json_schema["properties"]["message"]
     assert re.fullmatch(only["pattern"], "I need a reciprocal, please.")
     assert values_constraint([]) is None

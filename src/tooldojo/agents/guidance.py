@@ -113,8 +113,9 @@ def step_hint(label: Label, tools: list[Tool]) -> str:
 PROSE_CHARS = "A-Za-z0-9 .,:;'!?%$/()_-"
 """Plain prose characters: no braces, quotes or markup (the tool protocol cannot be echoed)."""
 
-PROSE_WORDS = "A-Za-z .,:;'!?%$/()_-"
-""":data:`PROSE_CHARS` without digits: the model's own words in a constrained answer. With
+PROSE_WORDS = "A-Za-z .,:;'!?%$-"
+""":data:`PROSE_CHARS` without digits, ``/()_``: the model's own words in a constrained answer
+(no room for ``numpy.cov()`` or ``snake_case(x)``, which the turns gate rejects as code). With
 digits allowed, the 135M model filled the free spans with number and date dumps ("2025-06-18T
 14:00:00Z; 12.3.2.2; 2025-06-18T14:00:00Z; ..."), which the turns gate rightly rejects as not
 prose; the value a grounded answer must quote is written as a literal, so it needs none."""
@@ -203,17 +204,14 @@ def clarify_constraint(label: Label) -> Constraint | None:
     return _answer_matching(pattern)
 
 
-REFUSALS = ("I cannot", "I can't", "I am unable to", "I do not have", "I don't have")
-"""How a constrained refusal may say that it cannot help (words the turns gate reads as a
-reason); the model chooses which, and writes the rest (what it cannot do and why)."""
-
-
 def refuse_constraint() -> Constraint:
     """A refusal in plain prose that says it cannot help: an optional short opening of the
-    model's choice ("Sorry,"), one of :data:`REFUSALS`, then at least a few words of its own.
-    Why: the 135M model, told to refuse, often echoed the request or an id ("Bk_7f3a9c")."""
-    said = "|".join(r.replace("'", "[']") for r in REFUSALS)
-    pattern = f"^([{PROSE_WORDS}]{{1,30}} )?({said}) [{PROSE_WORDS}]{{12,200}}$"
+    model's choice ("Sorry,"), "I cannot" or "I can't", then at least a few words of its own
+    (what it cannot do and why). Why: the 135M model, told to refuse, often echoed the
+    request or an id ("Bk_7f3a9c"). No alternation (``a|b``): the llama.cpp backend drops
+    patterns with it (``llm.llamacpp._plain_pattern``), so "cannot"/"can't" is spelled with
+    character classes; a stray "cannt" fails the turns gate and is retried."""
+    pattern = f"^([{PROSE_WORDS}]{{1,30}} )?I can[n'][o]?t [{PROSE_WORDS}]{{12,200}}$"
     return _answer_matching(pattern)
 
 

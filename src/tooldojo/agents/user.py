@@ -24,7 +24,7 @@ from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
-from tooldojo.verify.content import content_words
+from tooldojo.verify.content import STOPWORDS, content_words
 from tooldojo.verify.grounding import normalize
 from tooldojo.verify.requests import ASK, loops, number_dump, numbers_in
 
@@ -116,6 +116,9 @@ class RequestCheck:
     """Per asked tool, the content words of its name and description: the message must share
     one with each, as the request gate's ``off_goal`` demands (the echo "Please provide the
     x" asked for nothing the tool does)."""
+    topic_word: str | None = None
+    """The start of the first asked tool's most telling word (see :func:`topic_word`), which
+    the values grammar requires."""
     opens: bool = False
     """The message opens a turn, so it may not be a dump of numbers (the request gate's
     ``number_dump``); an answer to a clarifying question may be just the value."""
@@ -177,22 +180,34 @@ the values grammar the 135M model filled every free span with more numbers ("199
 only numbers a request needs, and they are written as literals."""
 
 
+def topic_word(ask: dict[str, Any]) -> str | None:
+    """The first five letters of the longest content word of the asked tool's description
+    (else of its name): the most telling one ("reciprocal" of "Return the reciprocal of the
+    argument") and a stem the request gate's ``off_goal`` reads as the topic."""
+    for text in (str(ask.get("description") or ""), normalize(str(ask.get("tool") or ""))):
+        found = [w for w in re.findall(r"[a-z]{4,}", normalize(text)) if w not in STOPWORDS]
+        if found:
+            return max(found, key=len)[:5]
+    return None
+
+
 def values_constraint(
     values: list[Any],
     *,
     most: int = 10,
     question: bool = False,
-    topic: list[str] | None = None,
+    topic: str | None = None,
 ) -> Constraint | None:
     """A message in plain characters that must carry ``values`` in the given order, each
     written exactly; the model writes every word around them. ``None`` when a value holds
     characters outside :data:`USER_PROSE` or there are more than ``most`` of them, or when
     there is neither a value nor a topic to require.
 
-    ``topic``: word stems of the asked tool (``content_words``: "recip", "skewn"); the message
-    must use one of them (as a word's start, the model ends the word) before the values, so
-    it says what it wants done (the request gate's ``off_goal``). Under the grammar without
-    it, the 135M model wrote the values inside unrelated words.
+    ``topic``: the start of a telling word of the asked tool ("recip" of "reciprocal"); the
+    message must use it (the model ends the word) before the values, so it says what it
+    wants done (the request gate's ``off_goal``). Under the grammar without it, the 135M
+    model wrote the values inside unrelated words. One word only: the llama.cpp backend
+    drops patterns with alternation.
 
     Why: a small model paraphrases or drops odd values (ids such as ``bk_7f3a9c``), and such
     a request is rejected; asked under this grammar it keeps its own sentence and the value.
@@ -204,8 +219,8 @@ def values_constraint(
         return None
     if any(not t or not re.fullmatch(f"[{USER_PROSE}]+", t) for t in texts):
         return None
-    stems = [w for w in dict.fromkeys(topic or []) if re.fullmatch("[a-z]+", w)][:8]
-    if not texts and not stems:
+    stem = topic if topic and re.fullmatch("[a-z]{3,}", topic) else None
+    if not texts and not stem:
         return None
     prose = f"[{USER_WORDS}]"
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
@@ -213,9 +228,9 @@ def values_constraint(
     # Each value stands as its own word: a space before it, a space or punctuation after it
     # (else the model glues it to its words: "alsocal_8d2e41").
     after = "[ .,;:!?]"
-    if stems:
-        said = "|".join(f"[{w[0].upper()}{w[0]}]{w[1:]}" for w in stems)
-        opening = f"({prose}{{0,40}} )?({said})[a-z]*{prose}{{0,60}}"
+    if stem:
+        said = f"[{stem[0].upper()}{stem[0]}]{stem[1:]}"
+        opening = f"({prose}{{0,40}} )?{said}[a-z]*{prose}{{0,60}}"
     else:
         opening = f"{prose}{{1,60}}"
     if not texts:
@@ -300,6 +315,8 @@ class UserSimulator:
         check.keys = [k for ask in asks for k in ask.get("values", {})]
         check.must_ask = turn_index == 0
         check.opens = True
+        first = next((ask for ask in asks if ask.get("tool")), None)
+        check.topic_word = topic_word(first) if first else None
         check.topics = [
             content_words(f"{normalize(ask['tool'])} {ask.get('description') or ''}")
             for ask in asks
@@ -398,8 +415,9 @@ class UserSimulator:
                     Message(role="assistant", content=answer),
                 ]
             messages.append(Message(role="user", content=prompt))
-            topic = sorted(check.topics[0]) if check.topics else None
-            grammar = values_constraint(check.required, question=check.must_ask, topic=topic)
+            grammar = values_constraint(
+                check.required, question=check.must_ask, topic=check.topic_word
+            )
             for attempt in range(1, self.attempts + 1):
                 update: dict[str, Any] = {"seed": rng.randrange(2**31)}
                 # The first try is free; later ones, when the free text missed something,
