@@ -234,3 +234,16 @@ def test_every_synthesis_grammar_survives_the_llamacpp_pattern_filter():
         schema = constraint.json_schema
         pattern = next(iter(schema["properties"].values()))["pattern"]
         assert _plain_pattern(pattern) is not None, pattern
+
+
+def test_a_yes_no_result_is_quoted_as_its_flag():
+    from tooldojo.agents.guidance import result_values
+    from tooldojo.model import Message, ToolCall
+
+    call = ToolCall(id="c1", name="isinf", arguments={"z": 12.1})
+    messages = [
+        Message(role="user", content="Is 12.1 infinite?"),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id="c1", content="false"),
+    ]
+    assert result_values(messages) == ["false"]

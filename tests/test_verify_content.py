@@ -374,3 +374,12 @@ def test_a_parallel_request_repeats_its_phrase_without_looping() -> None:
     assert not loops("What is the log of 2, the log of 5 and the log of 9?")
     assert loops("the case of the case of the case of the case of 9?")
     assert loops("Derivative of the Kelvin function 1.49, x, x, x, x?")
+
+
+@pytest.mark.anyio
+async def test_an_answer_to_a_yes_no_result_must_say_which() -> None:
+    ask = "Is the mean of 1.5 and 2.5 above zero?"
+    yes = _mean_episode(ask, "Yes, the mean of those is above zero.", [1.5, 2.5], True)
+    assert await stopped_by(yes) == (None, [])
+    wrong = _mean_episode(ask, "No, the mean of those is not above zero.", [1.5, 2.5], True)
+    assert await stopped_by(wrong) == ("turns", ["ungrounded_answer"])

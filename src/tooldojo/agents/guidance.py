@@ -128,7 +128,7 @@ def result_values(messages: list[Message]) -> list[str]:
     1), any of their values grounds the answer, and a result that is not JSON ("nan") is one
     value. Results that failed are left out."""
     from tooldojo.agents.user import render_value
-    from tooldojo.verify.content import _meaningful
+    from tooldojo.verify.content import _flags, _meaningful
     from tooldojo.verify.grounding import scalar_leaves, value_in
 
     request, results = "", []
@@ -166,7 +166,17 @@ def result_values(messages: list[Message]) -> list[str]:
             target = known if said else new
             if text not in target:
                 target.append(text)
+    if not new and not known:  # only yes/no results: the flag, as the turns gate reads it
+        flags = {flag for message in results for flag in _flags(_loaded(message.content or ""))}
+        return ["true"] if flags == {True} else ["false"] if flags == {False} else []
     return new or known
+
+
+def _loaded(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _answer_matching(pattern: str) -> Constraint:

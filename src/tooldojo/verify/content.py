@@ -221,6 +221,22 @@ def _meaningful(leaf: Any) -> bool:
     return True
 
 
+def _flags(value: Any) -> list[bool]:
+    """The booleans inside a JSON value."""
+    if isinstance(value, dict):
+        return [flag for item in value.values() for flag in _flags(item)]
+    if isinstance(value, list):
+        return [flag for item in value for flag in _flags(item)]
+    return [value] if isinstance(value, bool) else []
+
+
+FLAG_WORDS = {True: re.compile(r"(?i)\b(yes|true)\b"), False: re.compile(r"(?i)\b(no|not|false)\b")}
+
+
+def _says(text: str, flag: bool) -> bool:
+    return FLAG_WORDS[flag].search(text) is not None
+
+
 def _since_last_user(messages: Sequence[Message], index: int) -> tuple[str, list[Message]]:
     """The last user message before ``index`` and the tool messages after it."""
     tools: list[Message] = []
@@ -312,8 +328,14 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         for leaf in leaves
         if not value_in(request, leaf) and not any(leaf == a for a in arguments)
     ]
+    flags = {flag for m in results for flag in _flags(_result_value(m))}
+    if not leaves and flags:
+        # Only yes/no in the results (``true``, ``[false, false]``): the answer must say it,
+        # and not the opposite; without this no answer to a flag could ever be grounded.
+        if not all(_says(text, flag) and not _says(text, not flag) for flag in flags):
+            found.append(("ungrounded_answer", f"{where}: answer does not say {sorted(flags)}"))
     # A computed number may be quoted rounded ("2.33" for 2.3333333333333335).
-    if not any(value_in(text, leaf, rounded=True) for leaf in (new or leaves)):
+    elif not any(value_in(text, leaf, rounded=True) for leaf in (new or leaves)):
         found.append(("ungrounded_answer", f"{where}: answer repeats no value of the result"))
     overlaps = content_words(request) & content_words(text)
     if not overlaps and not any(value_in(text, leaf) for leaf in arguments if _meaningful(leaf)):
