@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from tooldojo.agents.guidance import (
-    PROSE_WORDS,
+    WORD,
     Guidance,
     GuidanceStats,
     clarify_constraint,
@@ -40,12 +40,12 @@ PROSE_CONSTRAINT = Constraint(
     kind="json_schema",
     schema={
         "type": "object",
-        "properties": {"answer": {"type": "string", "pattern": f"^[{PROSE_WORDS}]{{1,240}}$"}},
+        "properties": {"answer": {"type": "string", "pattern": f"^({WORD} ){{0,40}}{WORD}[?]?$"}},
         "required": ["answer"],
     },
 )
 """A text answer decoded as ``{"answer": "..."}`` in plain prose characters (no digits: the
-small model filled them with number dumps; see ``guidance.PROSE_WORDS``)."""
+small model filled them with number dumps; see ``guidance.WORD``)."""
 
 
 def _unwrap_prose(completion: Completion) -> Completion:

@@ -113,12 +113,18 @@ def step_hint(label: Label, tools: list[Tool]) -> str:
 PROSE_CHARS = "A-Za-z0-9 .,:;'!?%$/()_-"
 """Plain prose characters: no braces, quotes or markup (the tool protocol cannot be echoed)."""
 
-PROSE_WORDS = "A-Za-z .,:;'!?%$-"
-""":data:`PROSE_CHARS` without digits, ``/()_``: the model's own words in a constrained answer
-(no room for ``numpy.cov()`` or ``snake_case(x)``, which the turns gate rejects as code). With
-digits allowed, the 135M model filled the free spans with number and date dumps ("2025-06-18T
-14:00:00Z; 12.3.2.2; 2025-06-18T14:00:00Z; ..."), which the turns gate rightly rejects as not
-prose; the value a grounded answer must quote is written as a literal, so it needs none."""
+WORD = "[A-Za-z][A-Za-z'%$-]{0,14}[.,:;!]?"
+"""One word of the model's own in a constrained answer: it starts with a letter, may end in
+punctuation, and holds no digits and no ``/()_{}"<>``. Spans of such words, each followed by a
+space (:func:`word_span`), are the free parts of every synthesis grammar. Why: with free
+character classes the 135M model filled them with number and date dumps ("2025-06-18T14:00:00Z;
+12.3.2.2; ...") and punctuation runs ("- - - -", ".m.m.m"), and wrote ``numpy.cov()``; the
+value a grounded answer must quote is written as a literal, so it needs no digits."""
+
+
+def word_span(low: int, high: int) -> str:
+    """A pattern for ``low`` to ``high`` :data:`WORD` s, each followed by one space."""
+    return f"({WORD} ){{{low},{high}}}"
 
 
 def result_values(messages: list[Message]) -> list[str]:
@@ -192,13 +198,13 @@ def _answer_matching(pattern: str) -> Constraint:
 
 
 def grounded_prose_constraint(value: str) -> Constraint:
-    """A prose answer (as :data:`PROSE_CONSTRAINT` of the assistant) that must contain
-    ``value`` somewhere: the model still writes every other word and chooses where the value
-    goes. Characters other than letters, digits and spaces are written as one-character
-    classes, since llama.cpp's pattern converter mistranslates regex escapes."""
+    """A prose answer (words as :data:`WORD`) that must contain ``value`` after at least one
+    word: the model still writes every other word and chooses where the value goes.
+    Characters other than letters, digits and spaces are written as one-character classes,
+    since llama.cpp's pattern converter mistranslates regex escapes."""
     literal = "".join(c if c.isalnum() or c == " " else f"[{c}]" for c in value)
     # The value stands as its own word (a space before, a space or punctuation after).
-    pattern = f"^[{PROSE_WORDS}]{{2,120}} {literal}([ .,;:!?)%][{PROSE_WORDS}]{{0,100}})?$"
+    pattern = f"^{word_span(1, 20)}{literal}[.,;:!?)%]?( {WORD}){{0,20}}[?]?$"
     return _answer_matching(pattern)
 
 
@@ -210,7 +216,7 @@ def clarify_constraint(label: Label) -> Constraint | None:
     names = [words(name) for name in label.missing if words(name)]
     if not names or not re.fullmatch(f"[{PROSE_CHARS}]+", names[0]):
         return None
-    pattern = f"^[{PROSE_WORDS}]{{2,100}} {names[0]}[ ,][{PROSE_WORDS}]{{0,80}}[?]$"
+    pattern = f"^{word_span(1, 16)}{names[0]}[,]?( {WORD}){{0,12}}[?]$"
     return _answer_matching(pattern)
 
 
@@ -221,7 +227,7 @@ def refuse_constraint() -> Constraint:
     request or an id ("Bk_7f3a9c"). No alternation (``a|b``): the llama.cpp backend drops
     patterns with it (``llm.llamacpp._plain_pattern``), so "cannot"/"can't" is spelled with
     character classes; a stray "cannt" fails the turns gate and is retried."""
-    pattern = f"^([{PROSE_WORDS}]{{1,30}} )?I can[n'][o]?t [{PROSE_WORDS}]{{12,200}}$"
+    pattern = f"^{word_span(0, 4)}I can[n'][o]?t( {WORD}){{3,40}}$"
     return _answer_matching(pattern)
 
 

@@ -172,12 +172,12 @@ USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/@#+_-"
 """Characters of a typed message without quotes, braces, parentheses or markup: no code, and
 not the prompt's "value (name)" form, which the small model copied into its messages."""
 
-USER_WORDS = "A-Za-z .,:;'!?%$-"
-""":data:`USER_PROSE` without digits, ``#@&+/_``: the model's own words around the planned
-values (an id or an email is a value, written as a literal). Under
-the values grammar the 135M model filled every free span with more numbers ("199.23, 45.88,
-408.72, 10.23, 10.23, ...") until the message was a number dump; the planned values are the
-only numbers a request needs, and they are written as literals."""
+USER_WORD = "[A-Za-z][A-Za-z'%$&-]{0,14}[.,:;!]?"
+"""One word of the model's own around the planned values: it starts with a letter, may end
+in punctuation, and holds no digits and no ``#@+/_``. Under the values grammar with free
+character classes the 135M model filled every free span with more numbers ("199.23, 45.88,
+408.72, 10.23, 10.23, ...") or punctuation runs ("- - - -", ".m.m.m"); the planned values are
+the only numbers and ids a request needs, and they are written as literals."""
 
 
 def topic_word(ask: dict[str, Any]) -> str | None:
@@ -222,25 +222,21 @@ def values_constraint(
     stem = topic if topic and re.fullmatch("[a-z]{3,}", topic) else None
     if not texts and not stem:
         return None
-    prose = f"[{USER_WORDS}]"
+    w = USER_WORD
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
     end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
-    # Each value stands as its own word: a space before it, a space or punctuation after it
-    # (else the model glues it to its words: "alsocal_8d2e41").
-    after = "[ .,;:!?]"
     if stem:
         said = f"[{stem[0].upper()}{stem[0]}]{stem[1:]}"
-        opening = f"({prose}{{0,40}} )?{said}[a-z]*{prose}{{0,60}}"
+        opening = f"({w} ){{0,8}}{said}[a-z]*[.,:;!]?( {w}){{0,10}}"
     else:
-        opening = f"{prose}{{1,60}}"
+        opening = f"{w}( {w}){{0,10}}"
+    # Each value stands as its own word: a space before it, a space or punctuation after it
+    # (else the model glues it to its words: "alsocal_8d2e41").
+    between = f"[.,;:!?]?( {w}){{0,6}} "
     if not texts:
         pattern = f"^{opening}{end}$"
     else:
-        pattern = (
-            f"^{opening} "
-            + f"{after}{prose}{{0,40}} ".join(literals)
-            + f"({after}{prose}{{0,60}})?{end}$"
-        )
+        pattern = f"^{opening} " + between.join(literals) + f"[.,;:!?]?( {w}){{0,10}}{end}$"
     return Constraint(
         kind="json_schema",
         schema={
@@ -272,7 +268,7 @@ class UserSimulator:
         model: ChatModel | None,
         *,
         sampling: SamplingParams | None = None,
-        attempts: int = 3,
+        attempts: int = 4,
         template_cap: float = DEFAULT_TEMPLATE_CAP,
     ):
         if not 0.0 <= template_cap <= 1.0:
@@ -425,8 +421,9 @@ class UserSimulator:
                 constraint = grammar if attempt > 1 else None
                 if constraint is not None:  # room for the longest message (no cut JSON)
                     # Cooler under the grammar: at 0.8 the 135M model filled the free spans
-                    # with tags and other languages ("#Premium #Lambda", "Cette S'il Va").
-                    update["temperature"] = min(self.sampling.temperature, 0.3)
+                    # with tags and other languages ("#Premium #Lambda", "Cette S'il Va");
+                    # at 0.3 it looped ("xtd. xtd. xtd.").
+                    update["temperature"] = min(self.sampling.temperature, 0.6)
                     update["max_tokens"] = max(
                         self.sampling.max_tokens or 0, _longest_message(check.required) + 16
                     )
