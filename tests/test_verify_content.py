@@ -383,3 +383,20 @@ async def test_an_answer_to_a_yes_no_result_must_say_which() -> None:
     assert await stopped_by(yes) == (None, [])
     wrong = _mean_episode(ask, "No, the mean of those is not above zero.", [1.5, 2.5], True)
     assert await stopped_by(wrong) == ("turns", ["ungrounded_answer"])
+
+
+@pytest.mark.anyio
+async def test_word_salad_and_other_languages_fail_but_terse_english_passes() -> None:
+    from tooldojo.verify.content import not_english
+
+    assert not_english("Premiert, ik ausfalter, ik kann zusammenfassen, ik kann exponen als 1.1")
+    assert not not_english("Skewness of 172.91?")  # short: not judged
+    assert not not_english("Could you get the skewness of 172.91 for me, please?")
+    german = "Wie wird das Wetter für Lisbon sein, die nächsten 3 Tage, bitte mit °C?"
+    found_gate, reasons = await stopped_by(episode(request=german))
+    assert found_gate == "request" and "not_english" in reasons
+    salad = "Lisbon forecast Monday high twenty one degrees sunny dry mild breeze."
+    found_gate, reasons = await stopped_by(episode(answer=salad))
+    assert found_gate == "turns" and "degenerate" in reasons
+    looped = "Lisbon weather: scale, loc, scale, scale, loc, scale, scale for 3 days in °C?"
+    assert await stopped_by(episode(request=looped)) == ("request", ["loop_request"])

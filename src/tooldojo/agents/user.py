@@ -24,7 +24,7 @@ from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
-from tooldojo.verify.content import STOPWORDS, content_words
+from tooldojo.verify.content import STOPWORDS, content_words, not_english
 from tooldojo.verify.grounding import normalize
 from tooldojo.verify.requests import ASK, loops, number_dump, numbers_in
 
@@ -151,6 +151,8 @@ class RequestCheck:
         expected = numbers_in(self.required)
         if loops(text):
             out.append("loops (a word or phrase over and over)")
+        if not_english(text):
+            out.append("not English")
         if self.opens and number_dump(text, expected):
             out.append("not a message: mostly numbers and symbols")
         said = content_words(text)

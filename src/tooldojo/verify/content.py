@@ -17,7 +17,7 @@ whenever it was not empty. This gate reads the text turns:
 - ``refuse_no_reason``: a refusal that does not say why;
 - ``empty_text``: a text turn with no text;
 - ``degenerate``: not prose: mostly digits and symbols (a value dump), fewer than three
-  words, or the same phrase looping.
+  words, the same phrase looping, or not English (:func:`not_english`).
 
 Each finding is one line in ``reason`` and its code in ``details["reasons"]``, so failures can
 be counted by cause.
@@ -184,6 +184,30 @@ def content_words(text: str) -> set[str]:
     return {word[:5] for word in re.findall(r"[a-z]{4,}", normalize(text)) if word not in STOPWORDS}
 
 
+FUNCTION_WORDS = frozenset(
+    (  # noqa: SIM905 (a word list reads better as text)
+        "the a an of to in for on at by with from and or but is are was were be been it its"
+        " this that these those i you he she we they me my your our their what which who how"
+        " when where can could would should will please not no yes if as so do does did have"
+        " has had there here all any some about into than then also just need want like get"
+        " give tell show find make let know help i'm it's don't can't i'd i'll"
+    ).split()
+)
+"""English function words: every English sentence is full of them (about half its words),
+other languages and word salad have few."""
+
+
+def not_english(text: str) -> bool:
+    """Whether ``text`` (six words or more) is not English: under 15% of its words are
+    :data:`FUNCTION_WORDS`. Why: under grammars the 135M model drifted into German, French
+    or word salad ("Premiert, ik ausfalter, ik kann zusammenfassen"), which no other check
+    reads; a terse English request ("Skewness of 172.91?") has at least one in a few words."""
+    found = re.findall(r"[a-z][a-z']*", text.lower())
+    if len(found) < 6:
+        return False
+    return sum(w in FUNCTION_WORDS for w in found) / len(found) < 0.15
+
+
 def degenerate(text: str) -> str | None:
     """Why ``text`` is not prose (a value dump, a fragment, a loop), or ``None``."""
     visible = [c for c in text if not c.isspace()]
@@ -197,6 +221,8 @@ def degenerate(text: str) -> str | None:
     longer = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
     if (grams and grams.most_common(1)[0][1] >= 3) or (longer and longer.most_common(1)[0][1] >= 2):
         return "the same phrase repeats"
+    if not_english(text):
+        return "not English"
     return None
 
 

@@ -13,9 +13,12 @@ Checked independently of the user simulator (which has its own, weaker check):
   and descriptions): whatever was asked, it was not this;
 - ``no_ask``: the opening message asks for nothing (no question, no request verb): a
   statement or an equation is not a request;
-- ``loop_request``: a user message that loops: one word three times in a row ("x, x, x")
-  or one three-word phrase four times ("a total of a total of ..."); a parallel request
-  repeats its phrase at most three times ("the log of 2, the log of 5 and the log of 9");
+- ``loop_request``: a user message that loops: one word three times in a row ("x, x, x"),
+  one three-word phrase four times ("a total of a total of ...") or one content word five
+  times; a parallel request repeats its phrase at most three times ("the log of 2, the log
+  of 5 and the log of 9");
+- ``not_english``: a user message that is not English (``content.not_english``: under 15%
+  function words in six words or more: German, French or word salad);
 - ``number_dump``: a message opening a turn that holds far more numbers than the labels
   need (more than twice their count plus three): a dump that happens to contain the planned
   values ("199.23, 45.88, 408.72, 10.23, 10.23, ..."), not something a person types. A request
@@ -30,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tooldojo.model import RESULT_REF_KEY, Label, Message, Tool, Trajectory, Verdict
-from tooldojo.verify.content import code_in, content_words
+from tooldojo.verify.content import FUNCTION_WORDS, code_in, content_words, not_english
 from tooldojo.verify.grounding import normalize, value_in
 from tooldojo.verify.turns import Turn
 
@@ -135,6 +138,9 @@ def loops(text: str) -> bool:
     words = re.findall(r"[a-z']+", text.lower())
     if any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)):
         return True
+    counts = Counter(w for w in words if w not in FUNCTION_WORDS and len(w) > 1)
+    if counts and counts.most_common(1)[0][1] >= 5:  # "Scale; Loc; Scale; Scale; Loc; ..."
+        return True
     grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
     return bool(grams) and grams.most_common(1)[0][1] >= 4
 
@@ -195,6 +201,8 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
             found.append(("user_code", f"user message {position}: carries {code}"))
         if loops(text):
             found.append(("loop_request", f"user message {position}: loops"))
+        if not_english(text):
+            found.append(("not_english", f"user message {position}: not English"))
         if position not in answers and number_dump(text, needed):
             found.append(("number_dump", f"user message {position}: a dump of numbers"))
         if position == _first_user(trajectory.messages) and not ASK.search(text):
