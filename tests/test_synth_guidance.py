@@ -154,3 +154,96 @@ def test_grounded_value_is_not_glued_to_a_word():
     assert re.fullmatch(pattern, "It is 4.5 degrees.") and re.fullmatch(pattern, "It is 4.5.")
     assert not re.fullmatch(pattern, "It is about4.5 degrees.")
     assert not re.fullmatch(pattern, "It is 4.55 degrees.")
+
+
+def test_constrained_prose_leaves_numbers_to_the_quoted_value():
+    import re
+
+    from tooldojo.agents.guidance import grounded_prose_constraint
+
+    pattern = grounded_prose_constraint("4.5").json_schema["properties"]["answer"]["pattern"]
+    assert re.fullmatch(pattern, "In Oslo it is 4.5 degrees today.")
+    # the number dumps the small model wrote in the free spans no longer fit the grammar
+    assert not re.fullmatch(pattern, "2025-06-18T14:00:00Z; 12.3.2.2; 4.5 and 2025-06-18.")
+
+
+def test_refusal_constraint_says_it_cannot_in_the_models_words():
+    import re
+
+    from tooldojo.agents.guidance import refuse_constraint
+
+    pattern = refuse_constraint().json_schema["properties"]["answer"]["pattern"]
+    assert re.fullmatch(pattern, "Sorry, I can't book flights: my tools only do math.")
+    assert not re.fullmatch(pattern, "Bk_7f3a9c")  # the echo the small model wrote
+    assert not re.fullmatch(pattern, "I cannot.")  # says nothing of what or why
+
+
+@pytest.mark.anyio
+async def test_a_refusal_retried_under_its_grammar_is_marked():
+    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.model import Label, Message
+
+    answers = ["Bk_7f3a9c", '{"answer": "Sorry, I cannot order pizza with these tools."}']
+    agent = AssistantAgent(ScriptedChatModel(answers), guidance="kind")
+    messages = [Message(role="user", content="Order me a pizza, please.")]
+    completion = await agent.step(messages, [], seed=0, label=Label(kind="refuse"))
+    assert completion.text == "Sorry, I cannot order pizza with these tools."
+    assert completion.model.startswith("refuses(")
+    assert agent.stats.as_dict() == {"refuses_text": 1, "own_text": 1}
+
+
+def test_result_values_fall_back_to_what_the_gate_accepts():
+    from tooldojo.agents.guidance import result_values
+    from tooldojo.model import Message, ToolCall
+
+    def answered(argument: float, result: str) -> list[Message]:
+        call = ToolCall(id="c1", name="reciprocal", arguments={"x": argument})
+        return [
+            Message(role="user", content=f"What is the reciprocal of {argument}?"),
+            Message(role="assistant", tool_calls=[call]),
+            Message(role="tool", tool_call_id="c1", content=result),
+        ]
+
+    assert result_values(answered(4, "0.25")) == ["0.25"]
+    assert result_values(answered(1, "1")) == ["1"]  # adds nothing new: any value grounds
+    assert result_values(answered(0, "nan")) == ["nan"]  # not JSON: the text is the value
+
+
+def test_every_synthesis_grammar_survives_the_llamacpp_pattern_filter():
+    """The llama.cpp backend drops a pattern it cannot translate (alternation, look-arounds)
+    and decodes that string freely: a grammar that silently vanished constrained nothing."""
+    from tooldojo.agents.assistant import PROSE_CONSTRAINT
+    from tooldojo.agents.guidance import (
+        clarify_constraint,
+        grounded_prose_constraint,
+        refuse_constraint,
+    )
+    from tooldojo.agents.user import values_constraint
+    from tooldojo.llm.llamacpp import _plain_pattern
+    from tooldojo.model import Label
+
+    constraints = [
+        PROSE_CONSTRAINT,
+        grounded_prose_constraint("0.272166"),
+        clarify_constraint(Label(kind="clarify", missing=["start_date"])),
+        refuse_constraint(),
+        values_constraint(["cal_8d2e41", 3], question=True, topic="event"),
+        values_constraint([], topic="recip"),
+    ]
+    for constraint in constraints:
+        schema = constraint.json_schema
+        pattern = next(iter(schema["properties"].values()))["pattern"]
+        assert _plain_pattern(pattern) is not None, pattern
+
+
+def test_a_yes_no_result_is_quoted_as_its_flag():
+    from tooldojo.agents.guidance import result_values
+    from tooldojo.model import Message, ToolCall
+
+    call = ToolCall(id="c1", name="isinf", arguments={"z": 12.1})
+    messages = [
+        Message(role="user", content="Is 12.1 infinite?"),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id="c1", content="false"),
+    ]
+    assert result_values(messages) == ["false"]

@@ -126,9 +126,9 @@ def _scenario(**turn) -> Scenario:
 
 @pytest.mark.anyio
 async def test_user_simulator_checks_model_text_and_falls_back_to_templates():
-    good = ScriptedChatModel(["Please set bk_ab12 to 9.5 EUR, thanks!"])
+    good = ScriptedChatModel(["Please set the price of bk_ab12 to 9.5 EUR, thanks!"])
     text = await UserSimulator(good).request(_scenario(), 0, random.Random(0))
-    assert text.source == "model" and text.text.startswith("Please set bk_ab12")
+    assert text.source == "model" and text.text.startswith("Please set the price of bk_ab12")
 
     bad = ScriptedChatModel(["call set_price: bk_ab12 9.5 EUR", "I want to change a price."])
     text = await UserSimulator(bad, attempts=2, template_cap=1.0).request(
@@ -139,7 +139,9 @@ async def test_user_simulator_checks_model_text_and_falls_back_to_templates():
     assert any(p.startswith("missing bk_ab12") for p in text.problems)
     assert "asks for nothing (no question, no request)" in text.problems  # a bare statement
 
-    statement = ScriptedChatModel(["bk_ab12 is 9.5 EUR.", "Please set bk_ab12 to 9.5 EUR."])
+    statement = ScriptedChatModel(
+        ["bk_ab12 is 9.5 EUR.", "Please set the price of bk_ab12 to 9.5 EUR."]
+    )
     text = await UserSimulator(statement, attempts=2).request(_scenario(), 0, random.Random(0))
     assert text.source == "model" and text.attempts == 2  # the statement was retried
     assert all(mentions(text.text, v) for v in ("bk_ab12", 9.5, "EUR"))
@@ -164,7 +166,7 @@ async def test_user_simulator_checks_model_text_and_falls_back_to_templates():
 @pytest.mark.anyio
 async def test_templates_are_capped_and_above_the_cap_the_episode_is_dropped():
     def answer(messages, tools):
-        return "Please set bk_ab12 to 9.5 EUR, thanks!" if ok[0] else "no idea"
+        return "Please set the price of bk_ab12 to 9.5 EUR, thanks!" if ok[0] else "no idea"
 
     ok = [True]
     user = UserSimulator(ScriptedChatModel(answer), attempts=1, template_cap=0.2)
@@ -383,3 +385,46 @@ def test_request_check_rejects_the_prompts_value_name_form_and_the_grammar_asks(
     assert not re.fullmatch(pattern, "Any alerts for DE in the next 3 days.")
     assert not re.fullmatch(pattern, "Any alerts for the next 3 days in DE?")  # order kept
     assert values_constraint(['say "hi"']) is None  # quotes: no grammar, free tries only
+
+
+def test_request_check_refuses_echoes_and_number_dumps_and_the_grammar_leaves_numbers_to_values():
+    import re
+
+    from tooldojo.agents.user import RequestCheck, values_constraint
+
+    check = RequestCheck(required=[172.91], forbidden=[], tool_names=[], opens=True)
+    assert check.problems("Could you get the skewness of 172.91?") == []
+    dump = "Skewness? 172.91, 45.88, 408.72, 10.23, 10.23, 10.23, 11.12, 11.12?"
+    assert check.problems(dump) == ["not a message: mostly numbers and symbols"]
+    echo = "Please provide the x (you say it later) in the response."
+    assert "repeats the instructions instead of writing the message" in check.problems(echo)
+    answered = 'Sure. The assistant asked me: "What is x?" 2.5'
+    assert "repeats the instructions instead of writing the message" in check.problems(answered)
+    topical = RequestCheck(required=[], forbidden=[], tool_names=[], topics=[{"recip"}])
+    assert topical.problems("Please provide the x in the response.") == [
+        "does not say what it wants done"
+    ]
+    assert topical.problems("What is the reciprocal, please?") == []
+    answer = RequestCheck(required=[2.5], forbidden=[], tool_names=[])  # answers a question
+    assert answer.problems("2.5, 3, 4, 5, 6, 7") == []
+    schema = values_constraint([172.91], question=True).json_schema
+    pattern = schema["properties"]["message"]["pattern"]
+    assert re.fullmatch(pattern, "Could you get the skewness of 172.91 for me?")
+    assert not re.fullmatch(pattern, "199.23, 45.88 172.91, 10.23?")  # numbers only as values
+
+
+def test_values_grammar_asks_for_the_tools_topic_in_the_models_words():
+    import re
+
+    from tooldojo.agents.user import topic_word, values_constraint
+
+    ask = {"tool": "scipy_stats_skew", "description": "Compute the sample skewness of a data."}
+    assert topic_word(ask) == "skewn"
+    schema = values_constraint([172.91], question=True, topic="skewn").json_schema
+    pattern = schema["properties"]["message"]["pattern"]
+    assert "|" not in pattern  # the llama.cpp backend drops patterns with alternation
+    assert re.fullmatch(pattern, "Could you get the skewness of 172.91 for me?")
+    assert not re.fullmatch(pattern, "Could you get the value of 172.91 for me?")  # no topic
+    only = values_constraint([], topic="recip").json_schema["properties"]["message"]
+    assert re.fullmatch(only["pattern"], "I need a reciprocal, please.")
+    assert values_constraint([]) is None

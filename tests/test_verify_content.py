@@ -161,6 +161,16 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
             "request",
             "user_code",
         ),
+        (
+            {"answer": "Sorry, the forecast failed with an error; Monday reaches 21 in Lisbon."},
+            "turns",
+            "claims_failure",
+        ),
+        (
+            {"request": "Weather in Lisbon for 3 days in °C, x, x, x, x, please?"},
+            "request",
+            "loop_request",
+        ),
     ],
 )
 async def test_each_gate_fails_the_episode_built_to_fail_it(changes, gate, reason) -> None:
@@ -289,3 +299,104 @@ def test_grounded_share_counts_requests_that_state_every_value() -> None:
 
     vague = episode(request="What will the weather be like in Lisbon? In °C please.")
     assert grounded_share([episode(), vague]) == {"checked": 2, "grounded": 1, "share": 0.5}
+
+
+MEAN = Tool(
+    name="mean",
+    description="Arithmetic mean of a list of numbers.",
+    parameters={
+        "type": "object",
+        "properties": {"data": {"type": "array", "items": {"type": "number"}}},
+        "required": ["data"],
+    },
+)
+
+
+def _mean_episode(request: str, answer: str, data: list[float], result: float) -> Trajectory:
+    label = Label(kind="call", calls=[LabelCall(name="mean", arguments={"data": [data]})])
+    return Trajectory(
+        id="m",
+        category="single",
+        tools=[MEAN],
+        messages=[
+            Message(role="system", content="You can call tools."),
+            Message(role="user", content=request, origin="model"),
+            Message(
+                role="assistant",
+                tool_calls=[ToolCall(id="c1", name="mean", arguments={"data": data})],
+                origin="forced",
+            ),
+            Message(role="tool", tool_call_id="c1", name="mean", content=json.dumps(result)),
+            Message(role="assistant", content=answer, origin="model"),
+        ],
+        labels=[label, Label(kind="text")],
+    )
+
+
+@pytest.mark.anyio
+async def test_an_answer_may_quote_a_computed_number_rounded_but_not_wrongly() -> None:
+    ask = "What is the mean of 1, 2 and 4?"
+    passes = _mean_episode(ask, "The mean of your numbers is 2.33.", [1, 2, 4], 7 / 3)
+    assert await stopped_by(passes) == (None, [])
+    wrong = _mean_episode(ask, "The mean of your numbers is 2.34.", [1, 2, 4], 7 / 3)
+    assert await stopped_by(wrong) == ("turns", ["ungrounded_answer"])
+    coarse = _mean_episode(ask, "The mean of your numbers is 2.3.", [1, 2, 4], 7 / 3)
+    assert await stopped_by(coarse) == ("turns", ["ungrounded_answer"])
+    # Requests are read exactly: 2.33 does not state the planned 2.3333.
+    vague = _mean_episode("Mean of 2.33 and 5.5?", "The mean is 3.92.", [7 / 3, 5.5], 47 / 12)
+    assert await stopped_by(vague) == ("request", ["ungrounded_request"])
+    assert value_in("about 2.33", 7 / 3, rounded=True) and not value_in("about 2.33", 7 / 3)
+
+
+@pytest.mark.anyio
+async def test_a_number_dump_is_no_request_but_a_request_of_many_numbers_is() -> None:
+    data = [4.5, 6.25, 7.0, 9.5, 10.0, 12.75]
+    many = _mean_episode(
+        "Could you take the mean of 4.5, 6.25, 7, 9.5, 10 and 12.75 for me?",
+        "Their mean is 8.33, right in the middle.",
+        data,
+        8.333333333333334,
+    )
+    assert await stopped_by(many) == (None, [])
+    dump = _mean_episode(
+        "Mean?, 4.5, 6.25, 7, 9.5, 10, 12.75, 12.75, 12.75, 10.23, 10.23, 11.1, 11.1, 11.1, "
+        "13, 14, 15, 16?",
+        "Their mean is 8.33, right in the middle.",
+        data,
+        8.333333333333334,
+    )
+    assert await stopped_by(dump) == ("request", ["number_dump"])
+
+
+def test_a_parallel_request_repeats_its_phrase_without_looping() -> None:
+    from tooldojo.verify.requests import loops
+
+    assert not loops("What is the log of 2, the log of 5 and the log of 9?")
+    assert loops("the case of the case of the case of the case of 9?")
+    assert loops("Derivative of the Kelvin function 1.49, x, x, x, x?")
+
+
+@pytest.mark.anyio
+async def test_an_answer_to_a_yes_no_result_must_say_which() -> None:
+    ask = "Is the mean of 1.5 and 2.5 above zero?"
+    yes = _mean_episode(ask, "Yes, the mean of those is above zero.", [1.5, 2.5], True)
+    assert await stopped_by(yes) == (None, [])
+    wrong = _mean_episode(ask, "No, the mean of those is not above zero.", [1.5, 2.5], True)
+    assert await stopped_by(wrong) == ("turns", ["ungrounded_answer"])
+
+
+@pytest.mark.anyio
+async def test_word_salad_and_other_languages_fail_but_terse_english_passes() -> None:
+    from tooldojo.verify.content import not_english
+
+    assert not_english("Premiert, ik ausfalter, ik kann zusammenfassen, ik kann exponen als 1.1")
+    assert not not_english("Skewness of 172.91?")  # short: not judged
+    assert not not_english("Could you get the skewness of 172.91 for me, please?")
+    german = "Wie wird das Wetter für Lisbon sein, die nächsten 3 Tage, bitte mit °C?"
+    found_gate, reasons = await stopped_by(episode(request=german))
+    assert found_gate == "request" and "not_english" in reasons
+    salad = "Lisbon forecast Monday high twenty one degrees sunny dry mild breeze."
+    found_gate, reasons = await stopped_by(episode(answer=salad))
+    assert found_gate == "turns" and "degenerate" in reasons
+    looped = "Lisbon weather: scale, loc, scale, scale, loc, scale, scale for 3 days in °C?"
+    assert await stopped_by(episode(request=looped)) == ("request", ["loop_request"])

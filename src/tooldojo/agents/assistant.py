@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 
 from tooldojo.agents.guidance import (
+    WORD,
     Guidance,
     GuidanceStats,
     clarify_constraint,
     forced_completion,
     grounded_prose_constraint,
     matches_label,
+    refuse_constraint,
     result_values,
     step_hint,
     text_problems,
@@ -38,13 +40,12 @@ PROSE_CONSTRAINT = Constraint(
     kind="json_schema",
     schema={
         "type": "object",
-        "properties": {
-            "answer": {"type": "string", "pattern": "^[A-Za-z0-9 .,:;'!?%$/()_-]{1,240}$"}
-        },
+        "properties": {"answer": {"type": "string", "pattern": f"^({WORD} ){{0,40}}{WORD}[?]?$"}},
         "required": ["answer"],
     },
 )
-"""A text answer decoded as ``{"answer": "..."}`` in plain prose characters."""
+"""A text answer decoded as ``{"answer": "..."}`` in plain prose characters (no digits: the
+small model filled them with number dumps; see ``guidance.WORD``)."""
 
 
 def _unwrap_prose(completion: Completion) -> Completion:
@@ -67,7 +68,7 @@ class AssistantAgent:
         sampling: SamplingParams | None = None,
         constrain: bool = True,
         guidance: Guidance = "none",
-        text_attempts: int = 3,
+        text_attempts: int = 4,
     ):
         self.model = model
         self.system_prompt = system_prompt
@@ -138,6 +139,8 @@ class AssistantAgent:
                 constraint = grounded_prose_constraint(values[(attempt - 1) % len(values)])
             elif attempt and label.kind == "clarify":
                 constraint = clarify_constraint(label) or PROSE_CONSTRAINT
+            elif attempt and label.kind == "refuse":
+                constraint = refuse_constraint()
             completion = await self.model.complete(
                 hinted, tools, sampling=sampling, constraint=constraint
             )
@@ -148,9 +151,10 @@ class AssistantAgent:
             if not text_problems(completion, label, messages, tools):
                 if constraint is not None and constraint is not PROSE_CONSTRAINT:
                     # The model wrote it under a grammar that required a result value (a
-                    # final answer) or the missing parameter and a question mark (a
-                    # clarifying turn): marked so accounting can tell these answers apart.
-                    tag = "grounded" if label.kind == "text" else "asks"
+                    # final answer), the missing parameter and a question mark (a clarifying
+                    # turn) or words saying it cannot help (a refusal): marked so accounting
+                    # can tell these answers apart.
+                    tag = {"text": "grounded", "refuse": "refuses"}.get(label.kind, "asks")
                     self.stats.counts[f"{tag}_text"] += 1
                     completion = completion.model_copy(
                         update={"model": f"{tag}({completion.model})"}

@@ -113,12 +113,28 @@ def step_hint(label: Label, tools: list[Tool]) -> str:
 PROSE_CHARS = "A-Za-z0-9 .,:;'!?%$/()_-"
 """Plain prose characters: no braces, quotes or markup (the tool protocol cannot be echoed)."""
 
+WORD = "[A-Za-z][A-Za-z'%$-]{0,14}[.,:;!]?"
+"""One word of the model's own in a constrained answer: it starts with a letter, may end in
+punctuation, and holds no digits and no ``/()_{}"<>``. Spans of such words, each followed by a
+space (:func:`word_span`), are the free parts of every synthesis grammar. Why: with free
+character classes the 135M model filled them with number and date dumps ("2025-06-18T14:00:00Z;
+12.3.2.2; ...") and punctuation runs ("- - - -", ".m.m.m"), and wrote ``numpy.cov()``; the
+value a grounded answer must quote is written as a literal, so it needs no digits."""
+
+
+def word_span(low: int, high: int) -> str:
+    """A pattern for ``low`` to ``high`` :data:`WORD` s, each followed by one space."""
+    return f"({WORD} ){{{low},{high}}}"
+
 
 def result_values(messages: list[Message]) -> list[str]:
     """Values the tool results since the last user message add (not said by the user, not
     call arguments), as text: what a grounded final answer should quote. Mirrors what the
-    turns gate counts as grounding; results that failed are left out."""
+    turns gate counts as grounding: when the results add nothing new (the reciprocal of 1 is
+    1), any of their values grounds the answer, and a result that is not JSON ("nan") is one
+    value. Results that failed are left out."""
     from tooldojo.agents.user import render_value
+    from tooldojo.verify.content import _flags, _meaningful
     from tooldojo.verify.grounding import scalar_leaves, value_in
 
     request, results = "", []
@@ -134,27 +150,39 @@ def result_values(messages: list[Message]) -> list[str]:
         for call in (m.tool_calls or [])
         for leaf in scalar_leaves(call.arguments)
     ]
-    out: list[str] = []
+    new: list[str] = []
+    known: list[str] = []
     for message in reversed(results):
         try:
             value = json.loads(message.content or "")
         except ValueError:
-            continue
+            value = (message.content or "").strip()
         for leaf in scalar_leaves(value):
             text = render_value(leaf).strip()
             if isinstance(leaf, float) and value_in(f"{leaf:g}", leaf):
                 text = f"{leaf:g}"  # 2.3333333333333335 is quoted as 2.33333, as people do
             if (
-                len(text) < 2
+                not _meaningful(leaf)
+                or not text
                 or len(text) > 40
-                or value_in(request, leaf)
-                or any(leaf == a for a in arguments)
                 or not re.fullmatch(f"[{PROSE_CHARS}]+", text)
-                or text in out
             ):
                 continue
-            out.append(text)
-    return out
+            said = value_in(request, leaf) or any(leaf == a for a in arguments)
+            target = known if said else new
+            if text not in target:
+                target.append(text)
+    if not new and not known:  # only yes/no results: the flag, as the turns gate reads it
+        flags = {flag for message in results for flag in _flags(_loaded(message.content or ""))}
+        return ["true"] if flags == {True} else ["false"] if flags == {False} else []
+    return new or known
+
+
+def _loaded(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _answer_matching(pattern: str) -> Constraint:
@@ -170,13 +198,13 @@ def _answer_matching(pattern: str) -> Constraint:
 
 
 def grounded_prose_constraint(value: str) -> Constraint:
-    """A prose answer (as :data:`PROSE_CONSTRAINT` of the assistant) that must contain
-    ``value`` somewhere: the model still writes every other word and chooses where the value
-    goes. Characters other than letters, digits and spaces are written as one-character
-    classes, since llama.cpp's pattern converter mistranslates regex escapes."""
+    """A prose answer (words as :data:`WORD`) that must contain ``value`` after at least one
+    word: the model still writes every other word and chooses where the value goes.
+    Characters other than letters, digits and spaces are written as one-character classes,
+    since llama.cpp's pattern converter mistranslates regex escapes."""
     literal = "".join(c if c.isalnum() or c == " " else f"[{c}]" for c in value)
     # The value stands as its own word (a space before, a space or punctuation after).
-    pattern = f"^[{PROSE_CHARS}]{{2,120}} {literal}([ .,;:!?)%][{PROSE_CHARS}]{{0,100}})?$"
+    pattern = f"^{word_span(1, 20)}{literal}[.,;:!?)%]?( {WORD}){{0,20}}[?]?$"
     return _answer_matching(pattern)
 
 
@@ -188,7 +216,18 @@ def clarify_constraint(label: Label) -> Constraint | None:
     names = [words(name) for name in label.missing if words(name)]
     if not names or not re.fullmatch(f"[{PROSE_CHARS}]+", names[0]):
         return None
-    pattern = f"^[{PROSE_CHARS}]{{2,100}} {names[0]}[ ,][{PROSE_CHARS}]{{0,80}}[?]$"
+    pattern = f"^{word_span(1, 16)}{names[0]}[,]?( {WORD}){{0,12}}[?]$"
+    return _answer_matching(pattern)
+
+
+def refuse_constraint() -> Constraint:
+    """A refusal in plain prose that says it cannot help: an optional short opening of the
+    model's choice ("Sorry,"), "I cannot" or "I can't", then at least a few words of its own
+    (what it cannot do and why). Why: the 135M model, told to refuse, often echoed the
+    request or an id ("Bk_7f3a9c"). No alternation (``a|b``): the llama.cpp backend drops
+    patterns with it (``llm.llamacpp._plain_pattern``), so "cannot"/"can't" is spelled with
+    character classes; a stray "cannt" fails the turns gate and is retried."""
+    pattern = f"^{word_span(0, 4)}I can[n'][o]?t( {WORD}){{3,40}}$"
     return _answer_matching(pattern)
 
 

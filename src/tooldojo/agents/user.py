@@ -24,7 +24,9 @@ from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
-from tooldojo.verify.requests import ASK
+from tooldojo.verify.content import STOPWORDS, content_words, not_english
+from tooldojo.verify.grounding import normalize
+from tooldojo.verify.requests import ASK, loops, number_dump, numbers_in
 
 
 class TemplateCapReached(Exception):
@@ -110,6 +112,16 @@ class RequestCheck:
     must_ask: bool = False
     """An opening message must ask for something (a question or a verb of asking or doing),
     as the request gate demands: a bare statement is retried, not kept to fail there."""
+    topics: list[set[str]] = field(default_factory=list)
+    """Per asked tool, the content words of its name and description: the message must share
+    one with each, as the request gate's ``off_goal`` demands (the echo "Please provide the
+    x" asked for nothing the tool does)."""
+    topic_word: str | None = None
+    """The start of the first asked tool's most telling word (see :func:`topic_word`), which
+    the values grammar requires."""
+    opens: bool = False
+    """The message opens a turn, so it may not be a dump of numbers (the request gate's
+    ``number_dump``); an answer to a clarifying question may be just the value."""
 
     def problems(self, text: str) -> list[str]:
         out = []
@@ -136,6 +148,16 @@ class RequestCheck:
             out.append("lists " + ", ".join(fields) + " as fields")
         if re.search(r"```|</?tool_|\{\s*\"", text):
             out.append("carries code or markup")
+        expected = numbers_in(self.required)
+        if loops(text):
+            out.append("loops (a word or phrase over and over)")
+        if not_english(text):
+            out.append("not English")
+        if self.opens and number_dump(text, expected):
+            out.append("not a message: mostly numbers and symbols")
+        said = content_words(text)
+        if any(topic and not topic & said for topic in self.topics):
+            out.append("does not say what it wants done")
         if self.must_ask and not ASK.search(text):
             out.append("asks for nothing (no question, no request)")
         return out
@@ -143,7 +165,8 @@ class RequestCheck:
 
 _ECHO = re.compile(
     r"(?i)\bcase \d+:|do not name any|include these details|write only the message|^goal:"
-    r"|\bdetails:"
+    r"|\bdetails:|you say it later|leave out:|say it later|will be asked for it"
+    r"|the assistant asked (you|me)|answer it in your own words|giving exactly these"
 )
 
 
@@ -151,13 +174,42 @@ USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/@#+_-"
 """Characters of a typed message without quotes, braces, parentheses or markup: no code, and
 not the prompt's "value (name)" form, which the small model copied into its messages."""
 
+USER_WORD = "[A-Za-z][A-Za-z'%$&-]{0,14}[.,:;!]?"
+"""One word of the model's own around the planned values: it starts with a letter, may end
+in punctuation, and holds no digits and no ``#@+/_``. Under the values grammar with free
+character classes the 135M model filled every free span with more numbers ("199.23, 45.88,
+408.72, 10.23, 10.23, ...") or punctuation runs ("- - - -", ".m.m.m"); the planned values are
+the only numbers and ids a request needs, and they are written as literals."""
+
+
+def topic_word(ask: dict[str, Any]) -> str | None:
+    """The first five letters of the longest content word of the asked tool's description
+    (else of its name): the most telling one ("reciprocal" of "Return the reciprocal of the
+    argument") and a stem the request gate's ``off_goal`` reads as the topic."""
+    for text in (str(ask.get("description") or ""), normalize(str(ask.get("tool") or ""))):
+        found = [w for w in re.findall(r"[a-z]{4,}", normalize(text)) if w not in STOPWORDS]
+        if found:
+            return max(found, key=len)[:5]
+    return None
+
 
 def values_constraint(
-    values: list[Any], *, most: int = 10, question: bool = False
+    values: list[Any],
+    *,
+    most: int = 10,
+    question: bool = False,
+    topic: str | None = None,
 ) -> Constraint | None:
     """A message in plain characters that must carry ``values`` in the given order, each
     written exactly; the model writes every word around them. ``None`` when a value holds
-    characters outside :data:`USER_PROSE` or there are more than ``most`` of them.
+    characters outside :data:`USER_PROSE` or there are more than ``most`` of them, or when
+    there is neither a value nor a topic to require.
+
+    ``topic``: the start of a telling word of the asked tool ("recip" of "reciprocal"); the
+    message must use it (the model ends the word) before the values, so it says what it
+    wants done (the request gate's ``off_goal``). Under the grammar without it, the 135M
+    model wrote the values inside unrelated words. One word only: the llama.cpp backend
+    drops patterns with alternation.
 
     Why: a small model paraphrases or drops odd values (ids such as ``bk_7f3a9c``), and such
     a request is rejected; asked under this grammar it keeps its own sentence and the value.
@@ -165,21 +217,28 @@ def values_constraint(
     converter mistranslates regex escapes.
     """
     texts = list(dict.fromkeys(render_value(v).strip() for v in values))
-    if not texts or len(texts) > most:
+    if len(texts) > most:
         return None
     if any(not t or not re.fullmatch(f"[{USER_PROSE}]+", t) for t in texts):
         return None
-    prose = f"[{USER_PROSE}]"
+    stem = topic if topic and re.fullmatch("[a-z]{3,}", topic) else None
+    if not texts and not stem:
+        return None
+    w = USER_WORD
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
     end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
+    if stem:
+        said = f"[{stem[0].upper()}{stem[0]}]{stem[1:]}"
+        opening = f"({w} ){{0,8}}{said}[a-z]*[.,:;!]?( {w}){{0,10}}"
+    else:
+        opening = f"{w}( {w}){{0,10}}"
     # Each value stands as its own word: a space before it, a space or punctuation after it
     # (else the model glues it to its words: "alsocal_8d2e41").
-    after = "[ .,;:!?]"
-    pattern = (
-        f"^{prose}{{1,60}} "
-        + f"{after}{prose}{{0,40}} ".join(literals)
-        + f"({after}{prose}{{0,60}})?{end}$"
-    )
+    between = f"[.,;:!?]?( {w}){{0,6}} "
+    if not texts:
+        pattern = f"^{opening}{end}$"
+    else:
+        pattern = f"^{opening} " + between.join(literals) + f"[.,;:!?]?( {w}){{0,10}}{end}$"
     return Constraint(
         kind="json_schema",
         schema={
@@ -193,7 +252,7 @@ def values_constraint(
 def _longest_message(values: list[Any]) -> int:
     """Characters (so at most tokens) of the longest text :func:`values_constraint` admits."""
     texts = list(dict.fromkeys(render_value(v).strip() for v in values))
-    return 64 + sum(map(len, texts)) + 42 * len(texts) + 64
+    return 128 + sum(map(len, texts)) + 42 * len(texts) + 64  # the opening: topic + 100
 
 
 def _unwrap_message(text: str) -> str:
@@ -211,7 +270,7 @@ class UserSimulator:
         model: ChatModel | None,
         *,
         sampling: SamplingParams | None = None,
-        attempts: int = 3,
+        attempts: int = 4,
         template_cap: float = DEFAULT_TEMPLATE_CAP,
     ):
         if not 0.0 <= template_cap <= 1.0:
@@ -253,6 +312,14 @@ class UserSimulator:
         )
         check.keys = [k for ask in asks for k in ask.get("values", {})]
         check.must_ask = turn_index == 0
+        check.opens = True
+        first = next((ask for ask in asks if ask.get("tool")), None)
+        check.topic_word = topic_word(first) if first else None
+        check.topics = [
+            content_words(f"{normalize(ask['tool'])} {ask.get('description') or ''}")
+            for ask in asks
+            if ask.get("tool")
+        ]
         style = style_of(scenario.style)
         task = request_task(scenario, turn_index, asks, withheld)
         shown = [
@@ -269,7 +336,11 @@ class UserSimulator:
             details = f"Details: {details_text(shown[0]) if shown else '(none)'}"
         goal = f"Goal: {task}\n{details}"
         if withheld:
-            goal += f"\nLeave out: the {', '.join(words(w) for w in withheld)} (you say it later)"
+            # Said as a plan, not as words to copy: the model echoed "(you say it later)".
+            goal += (
+                f"\nDo not mention the {', '.join(words(w) for w in withheld)}: "
+                "you will be asked for it."
+            )
         if turn_index:
             goal += "\n(This continues the same conversation.)"
         shots: list[tuple[str, str]] = [
@@ -342,13 +413,19 @@ class UserSimulator:
                     Message(role="assistant", content=answer),
                 ]
             messages.append(Message(role="user", content=prompt))
-            grammar = values_constraint(check.required, question=check.must_ask)
+            grammar = values_constraint(
+                check.required, question=check.must_ask, topic=check.topic_word
+            )
             for attempt in range(1, self.attempts + 1):
                 update: dict[str, Any] = {"seed": rng.randrange(2**31)}
                 # The first try is free; later ones, when the free text missed something,
                 # must carry the planned values (the model still writes the sentence).
                 constraint = grammar if attempt > 1 else None
                 if constraint is not None:  # room for the longest message (no cut JSON)
+                    # Cooler under the grammar: at 0.8 the 135M model filled the free spans
+                    # with tags and other languages ("#Premium #Lambda", "Cette S'il Va");
+                    # at 0.3 it looped ("xtd. xtd. xtd.").
+                    update["temperature"] = min(self.sampling.temperature, 0.6)
                     update["max_tokens"] = max(
                         self.sampling.max_tokens or 0, _longest_message(check.required) + 16
                     )

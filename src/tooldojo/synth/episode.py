@@ -241,8 +241,9 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                     if completion.model.startswith("label("):
                         message.guided = "label"  # teacher-forced from the goal (guidance)
                         message.origin = "forced"
-                    elif completion.model.startswith(("grounded(", "asks(")):
-                        # a result value (or the missing parameter) was required by a grammar
+                    elif completion.model.startswith(("grounded(", "asks(", "refuses(")):
+                        # a result value, the missing parameter or a refusal's "I cannot" was
+                        # required by a grammar
                         message.constrained = completion.model.split("(")[0]
                     if not completion.ok:
                         message.content = completion.text  # raw bad output: data for the gates

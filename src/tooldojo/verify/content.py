@@ -10,12 +10,14 @@ whenever it was not empty. This gate reads the text turns:
 - ``ungrounded_answer``: a final answer after tool results that repeats none of their values;
 - ``off_request``: a final answer that shares nothing with the request it answers;
 - ``ignores_error``: an answer after a failed result that does not say the call failed;
+- ``claims_failure``: an answer after results that all succeeded which says a call failed
+  ("the function is not implemented", "an error occurred"): it contradicts the data;
 - ``clarify_missing``: a clarifying turn that does not ask (no question) for the missing
   parameter, by its name or the words of its description;
 - ``refuse_no_reason``: a refusal that does not say why;
 - ``empty_text``: a text turn with no text;
 - ``degenerate``: not prose: mostly digits and symbols (a value dump), fewer than three
-  words, or the same phrase looping.
+  words, the same phrase looping, or not English (:func:`not_english`).
 
 Each finding is one line in ``reason`` and its code in ``details["reasons"]``, so failures can
 be counted by cause.
@@ -67,6 +69,13 @@ ERROR_WORDS = re.compile(
     r"(?i)\b(error|fail|failed|failure|not found|could ?n[o']t|unable|denied|permission"
     r"|not allowed|rate limit|too many|try again|later|unavailable|problem|issue|sorry)\b"
 )
+FAILURE_CLAIM = re.compile(
+    r"(?i)\b(error|errors|fail|fails|failed|failure|not implemented|went wrong|exception"
+    r"|could ?n[o']t (be )?(run|complete|compute|find|process)|unable to (run|complete|compute"
+    r"|find|process)|did ?n[o']t work|does ?n[o']t work|is not available|unavailable)\b"
+)
+"""What an answer says when it claims a call failed (stricter than ``ERROR_WORDS``, which
+also holds polite words such as "sorry" that a sound answer may use)."""
 QUESTION = re.compile(
     r"\?|(?i:\b(please (tell|provide|share|give|let me know)|which|what is"
     r"|could you (tell|provide|share|give)|can you (tell|provide|share|give)"
@@ -175,6 +184,30 @@ def content_words(text: str) -> set[str]:
     return {word[:5] for word in re.findall(r"[a-z]{4,}", normalize(text)) if word not in STOPWORDS}
 
 
+FUNCTION_WORDS = frozenset(
+    (  # noqa: SIM905 (a word list reads better as text)
+        "the a an of to in for on at by with from and or but is are was were be been it its"
+        " this that these those i you he she we they me my your our their what which who how"
+        " when where can could would should will please not no yes if as so do does did have"
+        " has had there here all any some about into than then also just need want like get"
+        " give tell show find make let know help i'm it's don't can't i'd i'll"
+    ).split()
+)
+"""English function words: every English sentence is full of them (about half its words),
+other languages and word salad have few."""
+
+
+def not_english(text: str) -> bool:
+    """Whether ``text`` (six words or more) is not English: under 15% of its words are
+    :data:`FUNCTION_WORDS`. Why: under grammars the 135M model drifted into German, French
+    or word salad ("Premiert, ik ausfalter, ik kann zusammenfassen"), which no other check
+    reads; a terse English request ("Skewness of 172.91?") has at least one in a few words."""
+    found = re.findall(r"[a-z][a-z']*", text.lower())
+    if len(found) < 6:
+        return False
+    return sum(w in FUNCTION_WORDS for w in found) / len(found) < 0.15
+
+
 def degenerate(text: str) -> str | None:
     """Why ``text`` is not prose (a value dump, a fragment, a loop), or ``None``."""
     visible = [c for c in text if not c.isspace()]
@@ -188,6 +221,8 @@ def degenerate(text: str) -> str | None:
     longer = Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
     if (grams and grams.most_common(1)[0][1] >= 3) or (longer and longer.most_common(1)[0][1] >= 2):
         return "the same phrase repeats"
+    if not_english(text):
+        return "not English"
     return None
 
 
@@ -210,6 +245,22 @@ def _meaningful(leaf: Any) -> bool:
     if isinstance(leaf, str):
         return len(leaf.strip()) >= 3 and leaf.strip().lower() not in {"ok", "yes", "no", "none"}
     return True
+
+
+def _flags(value: Any) -> list[bool]:
+    """The booleans inside a JSON value."""
+    if isinstance(value, dict):
+        return [flag for item in value.values() for flag in _flags(item)]
+    if isinstance(value, list):
+        return [flag for item in value for flag in _flags(item)]
+    return [value] if isinstance(value, bool) else []
+
+
+FLAG_WORDS = {True: re.compile(r"(?i)\b(yes|true)\b"), False: re.compile(r"(?i)\b(no|not|false)\b")}
+
+
+def _says(text: str, flag: bool) -> bool:
+    return FLAG_WORDS[flag].search(text) is not None
 
 
 def _since_last_user(messages: Sequence[Message], index: int) -> tuple[str, list[Message]]:
@@ -282,6 +333,11 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         if not ERROR_WORDS.search(text):
             found.append(("ignores_error", f"{where}: answer does not say the call failed"))
         return found
+    claim = FAILURE_CLAIM.search(text)
+    if claim:
+        found.append(
+            ("claims_failure", f"{where}: says {claim.group(0)!r} though every call succeeded")
+        )
     arguments = [
         leaf
         for message in trajectory.messages[: turn.message_index]
@@ -298,7 +354,14 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         for leaf in leaves
         if not value_in(request, leaf) and not any(leaf == a for a in arguments)
     ]
-    if not any(value_in(text, leaf) for leaf in (new or leaves)):
+    flags = {flag for m in results for flag in _flags(_result_value(m))}
+    if not leaves and flags:
+        # Only yes/no in the results (``true``, ``[false, false]``): the answer must say it,
+        # and not the opposite; without this no answer to a flag could ever be grounded.
+        if not all(_says(text, flag) and not _says(text, not flag) for flag in flags):
+            found.append(("ungrounded_answer", f"{where}: answer does not say {sorted(flags)}"))
+    # A computed number may be quoted rounded ("2.33" for 2.3333333333333335).
+    elif not any(value_in(text, leaf, rounded=True) for leaf in (new or leaves)):
         found.append(("ungrounded_answer", f"{where}: answer repeats no value of the result"))
     overlaps = content_words(request) & content_words(text)
     if not overlaps and not any(value_in(text, leaf) for leaf in arguments if _meaningful(leaf)):

@@ -120,8 +120,31 @@ def _number_spellings(value: float) -> set[str]:
     return out
 
 
-def number_in(text: str, value: float) -> bool:
+DECIMAL = re.compile(r"(?<![\d.,])-?\d[\d,]*\.\d+(?![\d]|[.,]\d)")
+
+
+def _significant(token: str) -> int:
+    """Significant digits of a decimal token ("0.0123" has 3, "2.30" has 3)."""
+    return len(token.replace("-", "").replace(",", "").replace(".", "").lstrip("0"))
+
+
+def rounded_in(text: str, value: float) -> bool:
+    """Whether ``text`` states ``value`` rounded, as people quote a computed result: a
+    decimal with at least 3 significant digits that equals ``value`` rounded to its places
+    ("2.33" or "2.333" for 2.3333333333333335; not "2.3", nor "2.34")."""
+    for token in DECIMAL.findall(text):
+        places = len(token.split(".")[1])
+        if _significant(token) >= 3 and float(token.replace(",", "")) == round(value, places):
+            return True
+    return False
+
+
+def number_in(text: str, value: float, *, rounded: bool = False) -> bool:
+    """Whether ``text`` states ``value``; ``rounded`` also accepts it rounded (for answers
+    quoting a computed result, never for requests: a label needs the exact value)."""
     lowered = text.lower()
+    if rounded and not float(value).is_integer() and rounded_in(lowered, float(value)):
+        return True
     for spelling in _number_spellings(value):
         if spelling.isalpha():
             if re.search(rf"\b{re.escape(spelling)}\b", lowered):
@@ -190,7 +213,7 @@ def _looks_like_date(value: str) -> bool:
     return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?", value))
 
 
-def string_in(text: str, value: str) -> bool:
+def string_in(text: str, value: str, *, rounded: bool = False) -> bool:
     if not value.strip():
         return True
     if _looks_like_date(value) and date_in(text, value):
@@ -204,7 +227,7 @@ def string_in(text: str, value: str) -> bool:
         if synonym in text.lower():
             return True
     if re.fullmatch(r"-?\d+(\.\d+)?", value.strip()):
-        return number_in(text, float(value))
+        return number_in(text, float(value), rounded=rounded)
     return False
 
 
@@ -215,20 +238,23 @@ def _word_in(plain: str, target: str) -> bool:
     return target in plain
 
 
-def value_in(text: str, value: Any) -> bool | None:
-    """Whether ``value`` is derivable from ``text``; ``None`` when it is not checked."""
+def value_in(text: str, value: Any, *, rounded: bool = False) -> bool | None:
+    """Whether ``value`` is derivable from ``text``; ``None`` when it is not checked.
+
+    ``rounded``: a non-integer number also counts when stated rounded to at least 3
+    significant digits (an answer quoting a result); requests are checked exactly."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return number_in(text, value)
+        return number_in(text, value, rounded=rounded)
     if isinstance(value, str):
-        return string_in(text, value)
+        return string_in(text, value, rounded=rounded)
     if isinstance(value, list):
-        checked = [value_in(text, item) for item in value]
+        checked = [value_in(text, item, rounded=rounded) for item in value]
         known = [c for c in checked if c is not None]
         return all(known) if known else None
     if isinstance(value, dict):
-        return value_in(text, list(value.values()))
+        return value_in(text, list(value.values()), rounded=rounded)
     return None
 
 

@@ -12,17 +12,28 @@ Checked independently of the user simulator (which has its own, weaker check):
 - ``off_goal``: the user's words share nothing with the tools the label calls (their names
   and descriptions): whatever was asked, it was not this;
 - ``no_ask``: the opening message asks for nothing (no question, no request verb): a
-  statement or an equation is not a request.
+  statement or an equation is not a request;
+- ``loop_request``: a user message that loops: one word three times in a row ("x, x, x"),
+  one three-word phrase four times ("a total of a total of ...") or one content word five
+  times; a parallel request repeats its phrase at most three times ("the log of 2, the log
+  of 5 and the log of 9");
+- ``not_english``: a user message that is not English (``content.not_english``: under 15%
+  function words in six words or more: German, French or word salad);
+- ``number_dump``: a message opening a turn that holds far more numbers than the labels
+  need (more than twice their count plus three): a dump that happens to contain the planned
+  values ("199.23, 45.88, 408.72, 10.23, 10.23, ..."), not something a person types. A request
+  that needs many numbers may be mostly numbers; answers to a clarifying question are exempt.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from tooldojo.model import RESULT_REF_KEY, Label, Message, Tool, Trajectory, Verdict
-from tooldojo.verify.content import code_in, content_words
+from tooldojo.verify.content import FUNCTION_WORDS, code_in, content_words, not_english
 from tooldojo.verify.grounding import normalize, value_in
 from tooldojo.verify.turns import Turn
 
@@ -122,6 +133,48 @@ ASK = re.compile(
 """A request asks: a question mark or a verb of asking or doing."""
 
 
+def loops(text: str) -> bool:
+    """Whether ``text`` loops (see ``loop_request``)."""
+    words = re.findall(r"[a-z']+", text.lower())
+    if any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)):
+        return True
+    counts = Counter(w for w in words if w not in FUNCTION_WORDS and len(w) > 1)
+    if counts and counts.most_common(1)[0][1] >= 5:  # "Scale; Loc; Scale; Scale; Loc; ..."
+        return True
+    grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
+    return bool(grams) and grams.most_common(1)[0][1] >= 4
+
+
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*")
+
+
+def number_dump(text: str, expected: int) -> bool:
+    """Whether ``text`` holds far more numbers than the ``expected`` ones it must state."""
+    return len(NUMBER.findall(text)) > 2 * expected + 3
+
+
+def numbers_in(value: Any) -> int:
+    """How many numbers a value holds as a person writes it ("2024-03-05" holds three)."""
+    if isinstance(value, dict):
+        return sum(numbers_in(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(numbers_in(v) for v in value)
+    if isinstance(value, bool) or value is None:
+        return 0
+    return len(NUMBER.findall(str(value)))
+
+
+def numbers_needed(labels: Sequence[Label]) -> int:
+    """How many numbers the labels' first acceptable values hold (what a request states)."""
+    return sum(
+        numbers_in(possible[0])
+        for label in labels
+        for call in label.calls
+        for possible in call.arguments.values()
+        if isinstance(possible, list) and possible and possible[0] != ""
+    )
+
+
 def _user_text_before(messages: Sequence[Message], index: int) -> str:
     return "\n".join(m.content or "" for m in messages[:index] if m.role == "user")
 
@@ -133,6 +186,12 @@ def _first_user(messages: Sequence[Message]) -> int:
 def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
     """Pass when every user turn reads like a person's and grounds the labels after it."""
     found: list[tuple[str, str]] = []
+    needed = numbers_needed(trajectory.labels)
+    answers = {  # user messages that answer a clarifying question
+        turn.message_index + 1
+        for turn in turns
+        if turn.label is not None and turn.label.kind == "clarify"
+    }
     for position, message in enumerate(trajectory.messages):
         if message.role != "user":
             continue
@@ -140,6 +199,12 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         code = code_in(text)
         if code is not None:
             found.append(("user_code", f"user message {position}: carries {code}"))
+        if loops(text):
+            found.append(("loop_request", f"user message {position}: loops"))
+        if not_english(text):
+            found.append(("not_english", f"user message {position}: not English"))
+        if position not in answers and number_dump(text, needed):
+            found.append(("number_dump", f"user message {position}: a dump of numbers"))
         if position == _first_user(trajectory.messages) and not ASK.search(text):
             found.append(("no_ask", f"user message {position}: asks for nothing"))
         pairs = form_pairs(text, trajectory.tools, trajectory.labels)

@@ -62,8 +62,11 @@ FAILURES: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "Too many requests: rate limit exceeded, retry later."),
 }
 
-DEFAULT_BUDGET_TOKENS = 512
-"""Tokens one simulated answer may take; the response schema is narrowed until it fits."""
+DEFAULT_BUDGET_TOKENS = 768
+"""Tokens one simulated answer may take; the response schema is narrowed until it fits.
+At 512 the bookstore's book and order schemas were narrowed to 16-character strings, and
+the server model's titles ("The Left Hand of...") were cut there and the call failed; at
+768 they keep 24-32 characters. The bound is a ceiling: answers are as long as written."""
 TOKENS_PER_SECOND_FLOOR = 2.0
 """The slowest decoding we still wait for (a loaded CPU decodes ~20x faster): the server's
 wall-clock limit for a call is derived from its token budget, not guessed."""
