@@ -4,6 +4,7 @@ user simulator's checks and fallbacks, near-duplicate filtering, lexical similar
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -428,3 +429,16 @@ def test_values_grammar_asks_for_the_tools_topic_in_the_models_words():
     only = values_constraint([], topic="recip").json_schema["properties"]["message"]
     assert re.fullmatch(only["pattern"], "I need a reciprocal, please.")
     assert values_constraint([]) is None
+
+
+def test_template_cap_out_of_range_is_a_clear_cli_error(tmp_path, monkeypatch, capsys):
+    from tooldojo.cli import main
+
+    spec = Path(__file__).resolve().parents[1] / "examples/specs/weather_finance.openai.json"
+    args = ["synth", "--specs", str(spec), "--n", "2", "--out", str(tmp_path / "out")]
+    monkeypatch.setattr("sys.argv", ["tooldojo", *args, "--template-cap", "1.5"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    assert "--template-cap must be between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -89,6 +89,13 @@ def synth_command(
     max_failures: Annotated[
         int, typer.Option(help="Stop after this many failed episodes in a row.")
     ] = 10,
+    template_cap: Annotated[
+        float,
+        typer.Option(
+            help="Most share of episodes whose user turn may be templated when the user "
+            "model cannot write it; above it the scenario is dropped."
+        ),
+    ] = 0.10,
     plan_only: Annotated[
         bool, typer.Option("--plan-only", help="Write scenarios.jsonl and stop.")
     ] = False,
@@ -103,6 +110,8 @@ def synth_command(
         raise ToolDojoError(f"--values must be model or schema, not {values!r}")
     if n < 1:
         raise ToolDojoError("--n must be at least 1")
+    if not 0.0 <= template_cap <= 1.0:
+        raise ToolDojoError(f"--template-cap must be between 0 and 1, not {template_cap}")
     request = SynthRequest(
         specs=[*(specs or []), *(more_specs or [])],
         n=n,
@@ -121,6 +130,7 @@ def synth_command(
         guidance=guidance,
         failure_rate=failure_rate,
         max_failures=max_failures,
+        template_cap=template_cap,
     )
 
     async def plan_and_play() -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 import anyio.to_thread
 
 from tooldojo.agents.guidance import GUIDANCE
+from tooldojo.agents.user import DEFAULT_TEMPLATE_CAP
 from tooldojo.bfcl_guard import GuardHit, GuardMode, enforce_tools, guard_mode
 from tooldojo.errors import ToolDojoError
 from tooldojo.jsonl import atomic_jsonl_writer, existing_ids
@@ -62,6 +63,9 @@ class SynthRequest:
     max_failures: int = 10
     retries: int = 2
     """A failed episode (backend error, timeout) is played again this many times at once."""
+    template_cap: float = DEFAULT_TEMPLATE_CAP
+    """Most share of episodes whose user turn may come from a template when the user model
+    cannot write it; above it the scenario is dropped (see :mod:`tooldojo.agents.user`)."""
     bfcl_guard: GuardMode | None = None
     """``refuse`` or ``warn`` on BFCL content (tools, user messages); ``None``: the
     ``bfcl_guard:`` key of ``config`` (``refuse`` when absent)."""
@@ -239,6 +243,7 @@ async def prepare_run(
                 "spec_sources": {path: _digest(path) for path in request.specs},
                 "models": {role: model.name for role, model in models.items()},
                 "max_steps": request.max_steps,
+                "template_cap": request.template_cap,
                 "constrain": request.constrain,
                 "guidance": request.guidance,
             },
@@ -251,7 +256,11 @@ async def prepare_run(
 
     env = EpisodeEnv(
         tools={tool.name: tool for tool in tools},
-        user=UserSimulator(models["user"], sampling=_role_sampling(config, "user")),
+        user=UserSimulator(
+            models["user"],
+            sampling=_role_sampling(config, "user"),
+            template_cap=request.template_cap,
+        ),
         assistant=AssistantAgent(
             models["assistant"],
             sampling=_role_sampling(config, "assistant"),
