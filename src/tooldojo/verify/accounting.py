@@ -150,10 +150,6 @@ def _user_text(trajectory: Trajectory, index: int) -> str:
     return "\n".join(m.content or "" for m in trajectory.messages[:index] if m.role == "user")
 
 
-def _user_text(trajectory: Trajectory, index: int) -> str:
-    return "\n".join(m.content or "" for m in trajectory.messages[:index] if m.role == "user")
-
-
 def grounded_share(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
     """Among trajectories with at least one call label, the share whose user messages state
     or imply every value the labels expect (the request gate's independent grounding check,
