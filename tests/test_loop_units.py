@@ -711,3 +711,26 @@ def test_self_played_user_turns_that_passed_become_training_samples(tmp_path):
     # a user turn that never reached a passed trajectory trains nothing
     failed = passed.model_copy(update={"messages": passed.messages[1:]})
     assert role_samples(path, [failed]) == []
+
+
+def test_roles_on_one_backend_share_one_model_instance(tmp_path: Path):
+    """Asked for one role at a time, the loop still loads one instance per backend (four
+    llama.cpp instances of one model held four KV caches and ran make demo out of memory)."""
+    from tooldojo.loop._context import LoopContext, LoopRequest
+
+    config = tmp_path / "tooldojo.yaml"
+    config.write_text(
+        "backends:\n"
+        "  remote: {kind: openai, model: m, base_urls: ['http://127.0.0.1:9/v1']}\n"
+        "  other: {kind: openai, model: n, base_urls: ['http://127.0.0.1:9/v1']}\n"
+        "roles: {user: remote, assistant: remote, server: remote, judge: other}\n"
+    )
+    request = LoopRequest(
+        specs=[], run=tmp_path / "run", iterations=1, config=LoopConfig(), config_path=config
+    )
+    context = LoopContext(request, RunDir(tmp_path / "run", config={}))
+    user, assistant, server, judge = (
+        context.model_for(role) for role in ("user", "assistant", "server", "judge")
+    )
+    assert user is assistant is server
+    assert judge is not user

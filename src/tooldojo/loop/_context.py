@@ -104,7 +104,9 @@ class LoopContext:
 
         from tooldojo.llm.base import run_then_close
 
-        return anyio.run(run_then_close, work, list(self.role_models.values()))
+        # Roles sharing a backend share one instance: close each instance once.
+        unique = list({id(model): model for model in self.role_models.values()}.values())
+        return anyio.run(run_then_close, work, unique)
 
     def selfplay_model(self, checkpoint: Path) -> ChatModel:
         """The trained checkpoint as a role player, loaded once."""
@@ -137,11 +139,26 @@ class LoopContext:
                 from tooldojo.llm.config import load_config, load_model, load_role_models
 
                 if role in ROLE_NAMES:
+                    # One instance per backend, as load_role_models promises, also when roles
+                    # are asked for one at a time: four llama.cpp instances of the same model
+                    # (user, assistant, server, judge) held four KV caches (OOM in make demo).
                     config = load_config(self.request.config_path)
-                    self.role_models[role] = load_role_models(config, (role,))[role]
+                    shared = f"backend:{config.role(role).backend}"
+                    if shared not in self.role_models:
+                        self.role_models[shared] = load_role_models(config, (role,))[role]
+                    self.role_models[role] = self.role_models[shared]
                 else:
                     self.role_models[role] = load_model(role)
         return self.role_models[role]
+
+
+def release(model: object) -> None:
+    """Free a model's local resources now (llama.cpp engines and their KV caches, several GB
+    each): the probe and evaluation models are loaded per stage and would otherwise live on
+    until the process ends. Models without ``close`` (HTTP backends, scripted) are left."""
+    close = getattr(model, "close", None)
+    if callable(close):
+        close()
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from tooldojo.loop._context import LoopContext, write_json
+from tooldojo.loop._context import LoopContext, release, write_json
 
 
 def eval_stage(context: LoopContext, model: str, out_dir: Path) -> dict[str, int]:
@@ -28,12 +28,15 @@ def eval_stage(context: LoopContext, model: str, out_dir: Path) -> dict[str, int
     entries = load_entries(settings)
     for mode in cfg.modes:
         evaluated = resolve_model(eval_spec(model), mode)
-        with context.bar(f"BFCL {mode} {out_dir.parent.name}", len(entries)) as advance:
-            run = anyio.run(
-                lambda e=evaluated, m=mode, a=advance: run_bfcl(
-                    e, out_dir / f"bfcl_{m}.jsonl", settings, entries=entries, on_result=a
+        try:
+            with context.bar(f"BFCL {mode} {out_dir.parent.name}", len(entries)) as advance:
+                run = anyio.run(
+                    lambda e=evaluated, m=mode, a=advance: run_bfcl(
+                        e, out_dir / f"bfcl_{m}.jsonl", settings, entries=entries, on_result=a
+                    )
                 )
-            )
+        finally:
+            release(evaluated.model)
         scores[mode] = run.summary
         counts[mode] = len(run.results)
     write_json(out_dir / "bfcl.json", scores)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tooldojo.jsonl import read_jsonl
 from tooldojo.llm.base import ChatModel
-from tooldojo.loop._context import LoopContext, write_json
+from tooldojo.loop._context import LoopContext, release, write_json
 from tooldojo.loop._stage_eval import eval_spec
 from tooldojo.model import Trajectory
 
@@ -28,7 +28,11 @@ def probe_stage(context: LoopContext, it: Path) -> dict[str, int]:
         "train": list(read_jsonl(it / "train_data.jsonl", Trajectory)),
         "heldout": list(read_jsonl(it / "heldout.jsonl", Trajectory)),
     }
-    return _probe_into(context, probe_model(it / "train" / "checkpoint"), pools, it)
+    model = probe_model(it / "train" / "checkpoint")
+    try:
+        return _probe_into(context, model, pools, it)
+    finally:
+        release(model)
 
 
 def base_probe_stage(context: LoopContext, it: Path) -> dict[str, int]:
@@ -42,7 +46,10 @@ def base_probe_stage(context: LoopContext, it: Path) -> dict[str, int]:
         spec = eval_spec(model)
         base = load_model(f"llamacpp:{model}" if spec.endswith(".gguf") else spec)
     pools = {"heldout": list(read_jsonl(it / "heldout.jsonl", Trajectory))}
-    return _probe_into(context, base, pools, context.rundir.root / "base")
+    try:
+        return _probe_into(context, base, pools, context.rundir.root / "base")
+    finally:
+        release(base)
 
 
 def _probe_into(
