@@ -400,3 +400,46 @@ async def test_word_salad_and_other_languages_fail_but_terse_english_passes() ->
     assert found_gate == "turns" and "degenerate" in reasons
     looped = "Lisbon weather: scale, loc, scale, scale, loc, scale, scale for 3 days in °C?"
     assert await stopped_by(episode(request=looped)) == ("request", ["loop_request"])
+
+
+IS_INFINITE = Tool(
+    name="is_infinite",
+    description="Whether a number is infinite.",
+    parameters={
+        "type": "object",
+        "properties": {"x": {"type": "number"}},
+        "required": ["x"],
+    },
+)
+
+
+def _flag_episode(answer: str, result: str = "false") -> Trajectory:
+    label = Label(kind="call", calls=[LabelCall(name="is_infinite", arguments={"x": [12.1]})])
+    return Trajectory(
+        id="f",
+        category="single",
+        tools=[IS_INFINITE],
+        messages=[
+            Message(role="system", content="You can call tools."),
+            Message(role="user", content="Is 12.1 an infinite number?", origin="model"),
+            Message(
+                role="assistant",
+                tool_calls=[ToolCall(id="c1", name="is_infinite", arguments={"x": 12.1})],
+                origin="forced",
+            ),
+            Message(role="tool", tool_call_id="c1", name="is_infinite", content=result),
+            Message(role="assistant", content=answer, origin="model"),
+        ],
+        labels=[label, Label(kind="text")],
+    )
+
+
+@pytest.mark.anyio
+async def test_an_answer_to_a_yes_no_result_must_say_the_flag_and_not_its_opposite() -> None:
+    assert await stopped_by(_flag_episode("No, 12.1 is not an infinite number.")) == (None, [])
+    wrong = _flag_episode("Yes, 12.1 is an infinite number.")
+    assert await stopped_by(wrong) == ("turns", ["ungrounded_answer"])
+    both = _flag_episode("Yes and no: 12.1 may be an infinite number.")
+    assert await stopped_by(both) == ("turns", ["ungrounded_answer"])
+    true = _flag_episode("Yes, 12.1 is an infinite number.", result="true")
+    assert await stopped_by(true) == (None, [])
