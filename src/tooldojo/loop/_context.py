@@ -136,16 +136,17 @@ class LoopContext:
             if self.request.models is not None and role in self.request.models:
                 self.role_models[role] = self.request.models[role]
             else:
-                from tooldojo.llm.config import load_config, load_model, load_role_models
+                from tooldojo.llm.config import load_config, load_model
 
                 if role in ROLE_NAMES:
-                    # One instance per backend, as load_role_models promises, also when roles
+                    # One instance per backend (as load_role_models gives), also when roles
                     # are asked for one at a time: four llama.cpp instances of the same model
                     # (user, assistant, server, judge) held four KV caches (OOM in make demo).
                     config = load_config(self.request.config_path)
-                    shared = f"backend:{config.role(role).backend}"
+                    backend = config.role(role).backend
+                    shared = f"backend:{backend}"
                     if shared not in self.role_models:
-                        self.role_models[shared] = load_role_models(config, (role,))[role]
+                        self.role_models[shared] = load_model(config.backend(backend))
                     self.role_models[role] = self.role_models[shared]
                 else:
                     self.role_models[role] = load_model(role)
