@@ -253,11 +253,22 @@ def test_patterns_are_rewritten_for_the_grammar_converter():
 
     assert _plain_pattern(r"^\d{4}-\d{2}$") == "^[0-9]{4}-[0-9]{2}$"
     assert _plain_pattern(r"^[\d.]+$") == "^[0-9.]+$"
-    assert _plain_pattern(r"^\w+\.com$") == "^[A-Za-z0-9_]+[.]com$"
+    assert _plain_pattern(r"^\w+\.com$") == r"^[A-Za-z0-9_]+[\x2E]com$"
+    assert _plain_pattern(r"^[\w\._]+$") == r"^[A-Za-z0-9_\x2E_]+$"
     assert _plain_pattern(r"^(a|b)$") is None and _plain_pattern("no-anchors") is None
     from tooldojo.llm.llamacpp import schema_grammar
 
     model = LlamaCppChatModel(max_batch=1)
-    for pattern in [r"^\d{4}-\d{2}$", r"^\w+\.com$", r"^cus_[0-9]+$"]:
+    # Escaped literals inside a class ("\." "\-" "\(" "\]"): GBNF has no such escapes, and
+    # llama.cpp rejected the whole grammar (an AWS-style "^[\w\._]+$" failed every call).
+    for pattern in [
+        r"^\d{4}-\d{2}$",
+        r"^\w+\.com$",
+        r"^cus_[0-9]+$",
+        r"^[\w\._]+$",
+        r"^[a-z\-\(\)]+$",
+        r"^[\]\\\^]+$",
+        r"^a\-b\^$",
+    ]:
         grammar = schema_grammar({"type": "string", "pattern": pattern})
         assert model.grammar_accepted(grammar), pattern

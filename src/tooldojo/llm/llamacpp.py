@@ -85,10 +85,11 @@ def _plain_pattern(pattern: str) -> str | None:
                 body = _CLASS_ESCAPES[nxt]
                 out.append(body if in_class else f"[{body}]")
             elif nxt in ".-+*?()[]{}^$/\\":
-                # A one-character class: the converter copies "\\." into the grammar verbatim,
-                # where it is not a valid escape.
-                literal = f"\\{nxt}" if nxt in "^]\\-" else nxt
-                out.append(char + nxt if in_class else f"[{literal}]")
+                # The converter copies a class's body into the grammar verbatim, and GBNF knows
+                # no "\\." or "\\-" escape (llama.cpp rejects the whole grammar), so the
+                # literal is written as a hex escape, inside a class or as a one-character one.
+                literal = f"\\x{ord(nxt):02X}"
+                out.append(literal if in_class else f"[{literal}]")
             else:
                 return None
             index += 2
