@@ -185,6 +185,26 @@ def test_a_model_that_never_calls_scores_zero_on_call_turns(tmp_path):
     assert all(r.kind == ("call" if r.label.kind == "call" else "no_call") for r in records)
 
 
+def test_probe_progress_learns_its_total_first(tmp_path):
+    calls: list[int | None] = []
+    model = ScriptedChatModel(lambda m, t: "I am happy to help!", name="prose")
+    pool = [single_trajectory(f"t{i}", with_refuse=True) for i in range(2)]
+    out = tmp_path / "probe.jsonl"
+
+    def progress(*, total: int | None = None) -> None:
+        calls.append(total)
+
+    anyio.run(
+        lambda: run_probe(model, {"heldout": pool}, out, limit=100, seed=0, progress=progress)
+    )
+    assert calls == [4, None, None, None, None]  # the total (4 turns), then one tick per turn
+    calls.clear()
+    anyio.run(
+        lambda: run_probe(model, {"heldout": pool}, out, limit=100, seed=0, progress=progress)
+    )
+    assert calls == [0]  # a resume has nothing left to probe
+
+
 def test_an_empty_answer_is_wrong_even_where_no_call_is_right(tmp_path):
     silent = ScriptedChatModel(lambda m, t: "", name="silent")
     table = probe(silent, [single_trajectory("t", with_refuse=True)], tmp_path)

@@ -96,7 +96,16 @@ class LoopContext:
         )
         with Progress(*columns, transient=False) as progress:
             task = progress.add_task(description, total=total)
-            yield lambda *args, **kwargs: progress.advance(task)
+
+            def advance(*, total: int | None = None) -> None:
+                """One item done; or, with ``total``, the count a stage learns only once it
+                has chosen its work (the probe's sample, the judge's cases)."""
+                if total is None:
+                    progress.advance(task)
+                else:
+                    progress.update(task, total=total)
+
+            yield advance
 
     def run(self, work: Callable[[], Awaitable[Any]]) -> Any:
         """``anyio.run(work)``, then close the role models' HTTP connections on that same event

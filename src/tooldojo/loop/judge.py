@@ -349,6 +349,8 @@ async def run_judge(
         ),
         max_cases,
     )
+    if progress is not None:  # once with the cases left, then once per case
+        progress(total=sum(1 for record in cases if record.id not in done))
     for record in cases:
         if record.id in done:
             continue

@@ -195,6 +195,8 @@ async def run_probe(
 ) -> dict[str, int]:
     """Probe each split's sample into ``out`` (append-only, resumes by id).
 
+    ``progress`` is called once with ``total=`` (the turns left to probe), then once per turn.
+
     Returns counts, among them ``<split>_pool`` (probeable turns in the split) and
     ``<split>_sample`` (turns chosen), so the size of the sample is on record.
     """
@@ -208,6 +210,8 @@ async def run_probe(
         counts[f"{split}_sample"] = len(chosen)
         todo += [(split, sample) for sample in chosen if sample_id(sample) not in done]
     limiter = anyio.Semaphore(max(1, concurrency))
+    if progress is not None:
+        progress(total=len(todo))
 
     async def one(split: str, sample: TurnSample) -> None:
         async with limiter:
