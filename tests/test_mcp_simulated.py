@@ -164,9 +164,14 @@ async def test_the_wall_clock_limit_follows_the_token_budget_and_a_timeout_names
     assert result.is_error and "timed out after" in text and "tokens/s" in text
 
 
-def test_a_whole_timestamp_at_the_string_bound_is_not_taken_as_cut():
+def test_cut_text_at_the_string_bound_is_prose_or_a_runaway_not_a_whole_token():
     from tooldojo.mcp.executors.simulated import _cut_text
 
     assert _cut_text({"start": "2025-12-31T14:00:00Z"}, 16) == ""  # format-bounded, whole
     assert _cut_text({"title": "The Left Hand of"}, 16).startswith("the text")  # prose: cut
     assert _cut_text(["123456789012345678901234"], 24)  # a runaway number string: cut
+    assert _cut_text({"owner": "john.john.john.john.john"}, 24)  # a loop: cut
+    # one token at the bound is a usable value, not text cut mid-sentence
+    assert _cut_text({"id": "com.google.apps.vue.ComV"}, 24) == ""
+    assert _cut_text({"url": "https://www.ebay.com/en/"}, 24) == ""
+    assert _cut_text({"id": "com.google.apps.vue.ComV"}, 48) == ""  # under the bound
