@@ -144,3 +144,43 @@ def test_a_large_pool_plans_small_tool_sets_fast():
     assert any("no coverage fill-ins" in w for w in result.warnings)
     assert max(len(s.tools) for s in result.scenarios) <= 5
     assert seconds < 30, f"planning 40 scenarios over 3,000 tools took {seconds:.1f} s"
+
+
+def test_a_tool_without_drawable_arguments_is_passed_over_not_fatal():
+    # No string is all "a" and at least 5 long and at most 3 long: no value can be drawn.
+    impossible = tool(
+        "getImpossible",
+        "weather",
+        "Weather for a code nobody can write.",
+        {"code": {"type": "string", "pattern": "^a+$", "minLength": 5, "maxLength": 3}},
+    )
+    tools = [*pool(), impossible]
+    result = asyncio.run(
+        plan_scenarios(tools, PlanOptions(n=24, seed=0, tool_weights={"getImpossible": 1e6}))
+    )
+    assert len(result.scenarios) == 24  # another target took its place each time
+    # it may still be offered as a distractor, but no planned call uses it
+    assert all("getImpossible" not in str(s.turns) for s in result.scenarios)
+    assert any("passed over getImpossible" in warning for warning in result.warnings)
+
+
+def test_a_length_bounded_pattern_id_is_drawn():
+    import random
+
+    from tooldojo.synth.values import ValueSampler, schema_error
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "testSetId": {
+                "type": "string",
+                "pattern": "^[0-9a-zA-Z]+$",
+                "minLength": 10,
+                "maxLength": 10,
+            }
+        },
+        "required": ["testSetId"],
+    }
+    for seed in range(5):
+        arguments = ValueSampler(random.Random(seed)).arguments(schema)
+        assert schema_error(schema, arguments) is None, arguments

@@ -92,6 +92,15 @@ def reference(step: int, call: int, field: str) -> dict[str, Any]:
     return {RESULT_REF_KEY: {"step": step, "call": call, "pointer": None, "field": field}}
 
 
+class UndrawableArguments(ValueError):
+    """No schema-valid arguments could be drawn for ``tool`` (by the model or the schema walk):
+    the planner passes over such a tool instead of failing the whole plan."""
+
+    def __init__(self, tool: str):
+        super().__init__(f"cannot draw schema-valid arguments for {tool!r}")
+        self.tool = tool
+
+
 @dataclass
 class DraftedCall:
     """One target call and where its values came from (``model`` or ``schema``)."""
@@ -142,7 +151,7 @@ class ArgumentDrafter:
                 return DraftedCall(tool.name, arguments, "schema", attempt)
         if schema_error(tool.parameters, arguments) is None:
             return DraftedCall(tool.name, arguments, "schema", 8)
-        raise ValueError(f"cannot draw schema-valid arguments for {tool.name!r}")
+        raise UndrawableArguments(tool.name)
 
     async def _from_model(
         self, tool: Tool, rng: random.Random, avoid: list[dict[str, Any]]

@@ -24,6 +24,7 @@ from tooldojo.synth.labels import (
     _ID_SUFFIX,
     ArgumentDrafter,
     DraftedCall,
+    UndrawableArguments,
     _words,
     id_like,
     label_call,
@@ -112,6 +113,8 @@ _DESTRUCTIVE = ("delete", "remove", "cancel", "drop", "destroy")
 
 
 LARGE_POOL = 1000
+TARGET_TRIES = 4
+"""Targets tried for one scenario before it is left out of the plan (see ``_build_drawable``)."""
 """From this many tools on, chains are only looked for within one API (same source)."""
 
 
@@ -239,6 +242,8 @@ class Planner:
         self.appearances: Counter[str] = Counter()
         self.warnings: list[str] = []
         self.coverage_added = 0
+        self.undrawable: set[str] = set()
+        """Tools no schema-valid arguments could be drawn for: never picked as a target."""
 
     def category_counts(self) -> Counter[str]:
         options = self.options
@@ -278,9 +283,9 @@ class Planner:
         coverage = [name for name in self.tools for _ in range(options.min_per_tool)]
         rng.shuffle(coverage)
         for index, category in enumerate(categories):
-            scenario_rng = random.Random(f"{options.seed}|{index}")
-            target = self._pick_target(category, coverage, scenario_rng)
-            yield await self._build(index, category, target, scenario_rng)
+            scenario = await self._build_drawable(index, category, coverage)
+            if scenario is not None:
+                yield scenario
         index = len(categories)
         if len(self.tools) > options.coverage_pool_limit and options.min_per_tool > 0:
             self.warnings.append(
@@ -289,9 +294,13 @@ class Planner:
             )
             return
         for name in self.tools:
-            while self.appearances[name] < options.min_per_tool:
+            while self.appearances[name] < options.min_per_tool and name not in self.undrawable:
                 scenario_rng = random.Random(f"{options.seed}|{index}")
-                yield await self._build(index, "single", name, scenario_rng)
+                try:
+                    yield await self._build(index, "single", name, scenario_rng)
+                except UndrawableArguments as error:
+                    self._pass_over(error)
+                    continue
                 index += 1
                 self.coverage_added += 1
         if self.coverage_added:
@@ -301,6 +310,28 @@ class Planner:
             )
 
     # --- choosing tools -------------------------------------------------------------------------
+
+    async def _build_drawable(
+        self, index: int, category: str, coverage: list[str]
+    ) -> Scenario | None:
+        """Scenario ``index``, with another target when one of its tools admits no drawable
+        arguments (a pattern with length bounds no sampler meets); ``None`` after
+        :data:`TARGET_TRIES` such tools. One odd schema in a pool of 54k tools failed the
+        loop's whole synthesis stage before (``DescribeTestSet``)."""
+        for attempt in range(TARGET_TRIES):
+            suffix = f"|{attempt}" if attempt else ""
+            rng = random.Random(f"{self.options.seed}|{index}{suffix}")
+            target = self._pick_target(category, coverage, rng)
+            try:
+                return await self._build(index, category, target, rng)
+            except UndrawableArguments as error:
+                self._pass_over(error)
+        self.warnings.append(f"scenario {index} ({category}) not planned: no drawable target")
+        return None
+
+    def _pass_over(self, error: UndrawableArguments) -> None:
+        self.undrawable.add(error.tool)
+        self.warnings.append(f"passed over {error.tool}: {error}")
 
     def _feasible(self, category: str) -> list[str]:
         """Names that can be ``category``'s target, sorted (computed once per category)."""
@@ -320,6 +351,8 @@ class Planner:
 
     def _pick_target(self, category: str, coverage: list[str], rng: random.Random) -> str:
         names = self._feasible(category)
+        if self.undrawable:
+            names = [name for name in names if name not in self.undrawable] or names
         feasible = set(names) if len(names) < len(self.tools) else self.tools
         for position, name in enumerate(coverage):
             if name in feasible and self.appearances[name] < self.options.min_per_tool:

@@ -284,9 +284,18 @@ class ValueSampler:
             return formatted
         pattern = flat.get("pattern")
         if isinstance(pattern, str):
-            for _ in range(8):
+            shortest, longest = int(flat.get("minLength", 0)), flat.get("maxLength")
+            for attempt in range(8):
+                # Later tries stretch the pattern's repeats to the length bounds: a
+                # ``^[0-9a-zA-Z]+$`` id of exactly 10 characters is out of reach of short repeats.
+                stretch = attempt >= 4 and shortest > 0
+                spread = 6
+                if stretch and isinstance(longest, int):
+                    spread = min(6, max(0, longest - shortest))
                 try:
-                    text = sample_regex(pattern, self.rng)
+                    text = sample_regex(
+                        pattern, self.rng, spread, min_repeat=shortest if stretch else 0
+                    )
                 except (re.error, ValueError):
                     break
                 if _valid_for(schema, text, root):
@@ -376,12 +385,13 @@ _CATEGORY_CHARS = {
 _ANY_CHARS = string.ascii_lowercase + string.digits
 
 
-def sample_regex(pattern: str, rng: random.Random, max_repeat: int = 6) -> str:
-    """A string matching ``pattern`` (anchors respected; unbounded repeats kept short)."""
-    return _emit(_sre_parse.parse(pattern), rng, max_repeat)
+def sample_regex(pattern: str, rng: random.Random, max_repeat: int = 6, min_repeat: int = 0) -> str:
+    """A string matching ``pattern`` (anchors respected; unbounded repeats kept short, each
+    repeated at least ``min_repeat`` times where the pattern allows)."""
+    return _emit(_sre_parse.parse(pattern), rng, max_repeat, min_repeat)
 
 
-def _emit(parsed: Any, rng: random.Random, max_repeat: int) -> str:
+def _emit(parsed: Any, rng: random.Random, max_repeat: int, min_repeat: int = 0) -> str:
     out: list[str] = []
     for op, arg in parsed:
         if op is _sre_c.LITERAL:
@@ -392,13 +402,14 @@ def _emit(parsed: Any, rng: random.Random, max_repeat: int) -> str:
             out.append(_emit_class(arg, rng))
         elif op in (_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT):
             low, high, body = arg
-            high = low + max_repeat if high is _sre_c.MAXREPEAT else high
+            high = low + max(max_repeat, min_repeat) if high is _sre_c.MAXREPEAT else high
+            low = max(low, min(min_repeat, high))
             count = rng.randint(low, max(low, min(high, low + max_repeat)))
-            out.extend(_emit(body, rng, max_repeat) for _ in range(count))
+            out.extend(_emit(body, rng, max_repeat, min_repeat) for _ in range(count))
         elif op is _sre_c.SUBPATTERN:
-            out.append(_emit(arg[-1], rng, max_repeat))
+            out.append(_emit(arg[-1], rng, max_repeat, min_repeat))
         elif op is _sre_c.BRANCH:
-            out.append(_emit(rng.choice(arg[1]), rng, max_repeat))
+            out.append(_emit(rng.choice(arg[1]), rng, max_repeat, min_repeat))
         elif op is _sre_c.AT:
             continue
         elif op is _sre_c.CATEGORY:
