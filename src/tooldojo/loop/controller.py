@@ -54,7 +54,7 @@ from tooldojo.loop._context import (
 )
 from tooldojo.loop._plan import iteration_plan
 from tooldojo.loop._resume import run_plan, run_stage
-from tooldojo.loop._stage_eval import eval_stage
+from tooldojo.loop._stage_eval import eval_stage, final_eval
 from tooldojo.loop._stage_pool import is_heldout
 from tooldojo.loop._stage_probe import probe_model
 from tooldojo.loop._stage_stats import selfplay_record
@@ -105,6 +105,8 @@ def run_loop(request: LoopRequest) -> RunDir:
         except NothingToTrain as why:
             context.say(f"the loop stops: {why}")
             break
+    if request.config.final_eval.enabled:  # the headline: full BFCL, base and final model
+        final_eval(context)
     write_json(rundir.root / "selfplay.json", selfplay_record(rundir.root))
     from tooldojo.report import write_report
 
