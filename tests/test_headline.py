@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from test_loop import tiny_model  # noqa: F401 (a fixture)
 from tooldojo import ToolDojoError
 from tooldojo.cli import app
 from tooldojo.eval.headline import build_headline, headline_markdown, write_headline
@@ -253,3 +254,28 @@ def test_headline_cli_fails_without_a_final_evaluation(tmp_path, checkpoint):
 def test_final_eval_limit_is_validated():
     with pytest.raises(ValueError):
         FinalEvalSection(limit=0)
+
+
+@pytest.mark.slow
+def test_the_loop_ends_with_the_final_evaluation(tmp_path, tiny_model):  # noqa: F811
+    """The controller runs the final evaluation after its last iteration (one here), and a
+    second run of the same command skips it."""
+    from test_loop import request as loop_request
+    from tooldojo.loop.controller import run_loop
+
+    run = tmp_path / "run"
+    lines: list[str] = []
+    loop = loop_request(run, tiny_model, progress=lines.append)
+    loop.iterations = 1
+    loop.config.final_eval = FinalEvalSection(enabled=True, limit=2)
+    run_loop(loop)
+    assert f"headline: {run / 'headline.json'}" in lines
+    headline = json.loads((run / "headline.json").read_text())
+    assert headline["models"]["final"]["iteration"] == "iter-000"
+    assert headline["selection"]["entries"] == 4
+    assert headline["bfcl_overlap"]["pool_stage_hits"] == {"iter-000": 0}
+    for models in headline["results"].values():
+        assert {name: m["all"]["total"] for name, m in models.items()} == {"base": 4, "final": 4}
+    lines.clear()
+    run_loop(loop)
+    assert "headline/final: done, skipped" in lines

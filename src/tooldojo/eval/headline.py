@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,33 @@ from tooldojo.model import RunManifest, utc_now
 HEADLINE_FILE = "headline.json"
 HEADLINE_DIR = "headline"
 MODELS = ("base", "final")
+
+
+class WallClock:
+    """Wall time spent evaluating, kept in a small JSON file after every finished entry, so a
+    killed run's time still counts when it resumes (``wall_s``, ``entries_evaluated``). Model
+    loading is not counted: the clock starts when the entries do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        prior = json.loads(path.read_text()) if path.is_file() else {}
+        self.prior_s = float(prior.get("wall_s", 0.0))
+        self.prior_n = int(prior.get("entries_evaluated", 0))
+        self.new = 0
+        self.started = time.perf_counter()
+
+    def tick(self, entries: int) -> dict[str, Any]:
+        """Count ``entries`` more finished ones; returns (and saves) the running totals."""
+        self.new += entries
+        state = {
+            "wall_s": round(self.prior_s + time.perf_counter() - self.started, 2),
+            "entries_evaluated": self.prior_n + self.new,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(state) + "\n")
+        os.replace(tmp, self.path)
+        return state
 
 
 def _fail(run: Path, message: str) -> ToolDojoError:

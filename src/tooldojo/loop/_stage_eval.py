@@ -4,7 +4,6 @@ and, after the last iteration, the final (full) evaluation behind ``headline.jso
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ def _evaluate(
     copied in first instead of asked again; with ``timed``, ``timing_<mode>.json`` keeps the
     wall time spent evaluating, summed over resumes."""
     from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, run_bfcl
+    from tooldojo.eval.headline import WallClock
     from tooldojo.eval.models import resolve_model
 
     cfg = context.cfg.eval
@@ -62,7 +62,7 @@ def _evaluate(
             if reuse is not None:
                 wanted = {entry.id for entry in entries}
                 reused = _reuse_answers(reuse / f"bfcl_{mode}.jsonl", path, evaluated, wanted)
-            clock = _WallClock(out_dir / f"timing_{mode}.json") if timed else None
+            clock = WallClock(out_dir / f"timing_{mode}.json") if timed else None
             with context.bar(f"BFCL {mode} {label}", len(entries)) as advance:
 
                 def on_result(result: Any, advance: Any = advance, clock: Any = clock) -> None:
@@ -83,30 +83,6 @@ def _evaluate(
         counts[mode] = len(run.results)
     write_json(out_dir / "bfcl.json", scores)
     return counts
-
-
-class _WallClock:
-    """Wall time spent evaluating, kept in a small JSON file after every finished entry, so a
-    killed run's time still counts when it resumes (``wall_s``, ``entries_evaluated``)."""
-
-    def __init__(self, path: Path) -> None:
-        import json
-
-        self.path = path
-        prior = json.loads(path.read_text()) if path.is_file() else {}
-        self.prior_s = float(prior.get("wall_s", 0.0))
-        self.prior_n = int(prior.get("entries_evaluated", 0))
-        self.new = 0
-        self.started = time.perf_counter()
-
-    def tick(self, entries: int) -> dict[str, Any]:
-        self.new += entries
-        state = {
-            "wall_s": round(self.prior_s + time.perf_counter() - self.started, 2),
-            "entries_evaluated": self.prior_n + self.new,
-        }
-        write_json(self.path, state)
-        return state
 
 
 def _reuse_answers(source: Path, target: Path, evaluated: Any, wanted: set[str]) -> int:

@@ -19,6 +19,8 @@ each stage is a function from files to files (see :mod:`tooldojo.loop.rundir`)::
         role_calls.jsonl                    self-played user/server answers (multi-role SFT)
         loop_stats.json                     the iteration's figures, per role
     runs/<name>/selfplay.json               per iteration and role: shares, pass rates, accuracy
+    runs/<name>/headline/{base,final}/      loop.final_eval: full BFCL, first and last model
+    runs/<name>/headline.json               its table, recounted (tooldojo.eval.headline)
     runs/<name>/report.html, summary.md, plots/*.png
 
 The held-out split is assigned per scenario by a stable hash, so it never changes across
