@@ -138,6 +138,7 @@ def test_final_evaluation_and_headline(finished):
         "clean": True,
     }
     assert headline["training"]["iter-000"]["steps"] == 1
+    assert "no_call_share" in json.dumps(headline["training"]["iter-000"]["data"])
     table = headline_markdown(headline)
     assert "| fc | base | 3/3 (100.0%) | 3/3 (100.0%) | 6/6 |" in table
 
@@ -279,3 +280,26 @@ def test_the_loop_ends_with_the_final_evaluation(tmp_path, tiny_model):  # noqa:
     lines.clear()
     run_loop(loop)
     assert "headline/final: done, skipped" in lines
+
+
+def test_answers_are_reused_only_from_the_same_model_and_settings(finished, tmp_path):
+    from types import SimpleNamespace
+
+    from tooldojo.loop._stage_eval import _reuse_answers, _same_evaluation
+
+    run = finished.rundir.root
+    assert _same_evaluation(finished, "base/eval", "oracle")
+    assert not _same_evaluation(finished, "base/eval", "embedded")  # another model
+    assert not _same_evaluation(finished, "iter-000/eval", "oracle")  # never ran
+    finished.request.config.eval.max_tokens = 64  # other settings: other answers
+    assert not _same_evaluation(finished, "base/eval", "oracle")
+
+    source = run / "base" / "eval" / "bfcl_fc.jsonl"
+    ids = {row["id"] for _, row in iter_jsonl_dicts(source)}
+    same = SimpleNamespace(name="bfcl-oracle", mode="fc", tool_format="oracle")
+    other = SimpleNamespace(name="someone-else", mode="fc", tool_format="oracle")
+    assert _reuse_answers(source, tmp_path / "a.jsonl", other, ids) == 0
+    assert _reuse_answers(source, tmp_path / "b.jsonl", same, ids) == len(ids) == 4
+    assert _reuse_answers(source, tmp_path / "b.jsonl", same, ids) == 0  # already there
+    rows = [row for _, row in iter_jsonl_dicts(tmp_path / "b.jsonl")]
+    assert {row["reused_from"] for row in rows} == {"base/eval/bfcl_fc.jsonl"}

@@ -211,6 +211,9 @@ def headline_command(
     path = write_headline(run, out)
     headline = json.loads(path.read_text(encoding="utf-8"))
     console.print(headline_markdown(headline), markup=False)
+    limit = headline["selection"]["limit"]
+    if limit is not None:
+        err_console.print(f"[yellow]note:[/] a sample of {limit} entries per category, not all")
     overlap = headline["bfcl_overlap"]
     err_console.print(
         f"BFCL overlap of the training data: {overlap['hits']} hits "

@@ -171,7 +171,8 @@ def _overlap(run: Path, manifest: RunManifest, iterations: list[str]) -> dict[st
 
 
 def _training(run: Path, iterations: list[str]) -> dict[str, Any]:
-    """What each iteration trained (trainer, samples, steps, time, GRPO reward variance)."""
+    """What each iteration trained: trainer, samples, steps, time, what the rows held (shares
+    of Python-call and no-call samples) and, for GRPO, the share of steps with reward variance."""
     out = {}
     for name in iterations:
         path = run / name / "train" / "result.json"
@@ -179,7 +180,7 @@ def _training(run: Path, iterations: list[str]) -> dict[str, Any]:
             result = json.loads(path.read_text(encoding="utf-8"))
             out[name] = {
                 key: result[key]
-                for key in ("kind", "samples", "steps", "seconds", "training")
+                for key in ("kind", "samples", "steps", "seconds", "data", "training")
                 if key in result
             }
     return out
