@@ -14,9 +14,6 @@ from tooldojo.jsonl import append_jsonl, existing_ids, iter_jsonl_dicts
 from tooldojo.loop._context import LoopContext, release, write_json
 from tooldojo.loop.rundir import model_identity, stage_inputs, value_hash
 
-HEADLINE_DIR = "headline"
-"""``<run>/headline/{base,final}/``: the final evaluation's summaries and per-entry files."""
-
 
 def eval_stage(context: LoopContext, model: str, out_dir: Path) -> dict[str, int]:
     """BFCL (configured categories, each configured mode) into ``out_dir/bfcl.json``."""
@@ -123,6 +120,7 @@ def final_checkpoint(context: LoopContext) -> tuple[str, str] | None:
 def final_eval(context: LoopContext) -> None:
     """``loop.final_eval``: the starting model and the final checkpoint on every selected entry
     (stages ``headline/base`` and ``headline/final``), then ``headline.json``."""
+    from tooldojo.eval.headline import HEADLINE_DIR, write_headline
     from tooldojo.loop._resume import run_stage
 
     root = context.rundir.root
@@ -153,8 +151,6 @@ def final_eval(context: LoopContext) -> None:
             outputs=[out / "bfcl.json"],
             clears=[out],
         )
-    from tooldojo.eval.headline import write_headline
-
     try:
         path = write_headline(root)
     except ToolDojoError as why:
