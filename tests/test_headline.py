@@ -303,3 +303,23 @@ def test_answers_are_reused_only_from_the_same_model_and_settings(finished, tmp_
     assert _reuse_answers(source, tmp_path / "b.jsonl", same, ids) == 0  # already there
     rows = [row for _, row in iter_jsonl_dicts(tmp_path / "b.jsonl")]
     assert {row["reused_from"] for row in rows} == {"base/eval/bfcl_fc.jsonl"}
+
+
+def test_full_config_is_the_headline():
+    """configs/full.yaml evaluates all 1,240 entries of the five categories in both modes,
+    and trains SFT then GRPO without a reference model."""
+    from tooldojo.eval.headline import _selection
+    from tooldojo.loop.config import load_loop_config
+
+    cfg = load_loop_config(Path(__file__).parents[1] / "configs" / "full.yaml")
+    assert cfg.final_eval.enabled and cfg.final_eval.limit is None
+    assert sorted(cfg.eval.modes) == ["fc", "prompting"]
+    assert (cfg.train.first, cfg.train.then, cfg.train.grpo["beta"]) == ("sft", "grpo", 0.0)
+    selection = _selection(cfg.model_dump())
+    assert {c: len(ids) for c, ids in selection.items()} == {
+        "simple_python": 400,
+        "multiple": 200,
+        "parallel": 200,
+        "parallel_multiple": 200,
+        "irrelevance": 240,
+    }
