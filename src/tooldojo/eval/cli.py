@@ -190,3 +190,32 @@ def synthetic_command(
         row(f"all {kind} turns", score)
     console.print(table)
     err_console.print(f"summary in {out}, per-turn results in {results_path}")
+
+
+@eval_app.command("headline")
+def headline_command(
+    run: Annotated[Path, typer.Argument(help="A loop run directory with loop.final_eval on.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Where to write headline.json (default: into RUN); the per-entry files are "
+            "copied beside it as <stem>.<mode>.<model>.jsonl.",
+        ),
+    ] = None,
+) -> None:
+    """Check a run's final evaluation and write headline.json (refused when incomplete)."""
+    from tooldojo.eval.headline import headline_markdown, write_headline
+
+    path = write_headline(run, out)
+    headline = json.loads(path.read_text(encoding="utf-8"))
+    console.print(headline_markdown(headline), markup=False)
+    limit = headline["selection"]["limit"]
+    if limit is not None:
+        err_console.print(f"[yellow]note:[/] a sample of {limit} entries per category, not all")
+    overlap = headline["bfcl_overlap"]
+    err_console.print(
+        f"BFCL overlap of the training data: {overlap['hits']} hits "
+        f"({len(overlap['pool_stage_hits'])} iterations checked); headline in {path}"
+    )

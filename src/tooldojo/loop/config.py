@@ -149,6 +149,22 @@ class EvalSection(_Section):
     """Also evaluate the starting model once, as iteration "base"."""
 
 
+class FinalEvalSection(_Section):
+    """The headline: after the last iteration, BFCL in full for the starting model and the final
+    checkpoint (the categories and modes of ``loop.eval``), then the run's ``headline.json``
+    (:mod:`tooldojo.eval.headline`).
+
+    A section of its own, not ``loop.eval`` fields, so switching it on never redoes the
+    per-iteration evaluations (their inputs hash ``loop.eval``)."""
+
+    enabled: bool = False
+    """Run it: ``headline/base/`` and ``headline/final/`` get ``bfcl.json`` and one
+    ``bfcl_<mode>.jsonl`` per mode (resumable per entry: a kill loses nothing); the answers
+    the per-iteration samples already hold for the same model and settings are reused."""
+    limit: int | None = Field(None, ge=1)
+    """Entries per category; None (the headline) for every entry BFCL ships."""
+
+
 class LoopConfig(_Section):
     model: str = "embedded"
     """The model being trained: 'embedded', a .gguf file or a Hugging Face directory."""
@@ -162,6 +178,7 @@ class LoopConfig(_Section):
     expand: ExpandSection = Field(default_factory=ExpandSection)
     weights: WeightsSection = Field(default_factory=WeightsSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    final_eval: FinalEvalSection = Field(default_factory=FinalEvalSection)
 
 
 def load_loop_config(path: str | Path | None) -> LoopConfig:

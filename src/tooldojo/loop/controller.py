@@ -19,6 +19,8 @@ each stage is a function from files to files (see :mod:`tooldojo.loop.rundir`)::
         role_calls.jsonl                    self-played user/server answers (multi-role SFT)
         loop_stats.json                     the iteration's figures, per role
     runs/<name>/selfplay.json               per iteration and role: shares, pass rates, accuracy
+    runs/<name>/headline/{base,final}/      loop.final_eval: full BFCL, first and last model
+    runs/<name>/headline.json               its table, recounted (tooldojo.eval.headline)
     runs/<name>/report.html, summary.md, plots/*.png
 
 The held-out split is assigned per scenario by a stable hash, so it never changes across
@@ -54,7 +56,7 @@ from tooldojo.loop._context import (
 )
 from tooldojo.loop._plan import iteration_plan
 from tooldojo.loop._resume import run_plan, run_stage
-from tooldojo.loop._stage_eval import eval_stage
+from tooldojo.loop._stage_eval import eval_stage, final_eval
 from tooldojo.loop._stage_pool import is_heldout
 from tooldojo.loop._stage_probe import probe_model
 from tooldojo.loop._stage_stats import selfplay_record
@@ -105,6 +107,8 @@ def run_loop(request: LoopRequest) -> RunDir:
         except NothingToTrain as why:
             context.say(f"the loop stops: {why}")
             break
+    if request.config.final_eval.enabled:  # the headline: full BFCL, base and final model
+        final_eval(context)
     write_json(rundir.root / "selfplay.json", selfplay_record(rundir.root))
     from tooldojo.report import write_report
 
