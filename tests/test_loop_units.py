@@ -754,3 +754,17 @@ def test_roles_on_one_backend_share_one_model_instance(tmp_path: Path):
     )
     assert user is assistant is server
     assert judge is not user
+
+
+def test_the_progress_bar_takes_items_and_a_late_total(tmp_path):
+    from tooldojo.loop._context import LoopContext, LoopRequest
+    from tooldojo.loop.config import LoopConfig
+
+    request = LoopRequest([], tmp_path, 1, LoopConfig(), show_progress=True)
+    context = LoopContext(request, rundir=None)  # type: ignore[arg-type]  # bar() needs none
+    with context.bar("synthesis", 2) as advance:
+        advance(object())  # synthesis passes each finished trajectory
+        advance()
+    with context.bar("probe", None) as advance:
+        advance(total=1)  # the probe and the judge learn their total late
+        advance()

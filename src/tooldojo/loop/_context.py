@@ -97,7 +97,7 @@ class LoopContext:
         with Progress(*columns, transient=False) as progress:
             task = progress.add_task(description, total=total)
 
-            def advance(*, total: int | None = None) -> None:
+            def advance(*_: Any, total: int | None = None) -> None:
                 """One item done; or, with ``total``, the count a stage learns only once it
                 has chosen its work (the probe's sample, the judge's cases)."""
                 if total is None:
