@@ -636,6 +636,31 @@ def test_an_old_run_directory_reads_with_the_tool_role(tmp_path):
     assert roles["tool"]["gate_pass_rate"] == 0.5
 
 
+def test_selfplay_record_carries_the_n_behind_each_rate(tmp_path):
+    from tooldojo.loop.controller import selfplay_record
+
+    it = tmp_path / "iter-000"
+    (it / "eval").mkdir(parents=True)
+    stats = {
+        "iteration": 0,
+        "selfplay_roles": [],
+        "forced_cap": 1.0,
+        "roles": {},
+        "assistant_call_turns": {"synthesized": {"counts": {"forced": 5, "model": 1}}},
+        "gate_pass_rate": 0.5,
+        "gate_pass_rate_by_role": {},
+        "probe": {"kind": {"heldout/call": {"correct": 1, "total": 4, "accuracy": 0.25}}},
+    }
+    (it / "loop_stats.json").write_text(json.dumps(stats))
+    bfcl = {"fc": {"categories": {"simple_python": {"correct": 7, "total": 20, "accuracy": 0.35}}}}
+    (it / "eval" / "bfcl.json").write_text(json.dumps(bfcl))
+    row = selfplay_record(tmp_path)["iterations"][0]
+    assert row["heldout_call"] == {"correct": 1, "total": 4}
+    assert row["heldout_no_call"] == {"correct": 0, "total": 0}  # none probed: n is 0
+    assert row["assistant_call_turns"] == {"synthesized": {"forced": 5, "model": 1}}
+    assert row["bfcl"] == {"fc": {"simple_python": {"correct": 7, "total": 20}}}
+
+
 # --- resume by inputs ----------------------------------------------------------------------
 
 

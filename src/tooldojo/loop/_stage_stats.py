@@ -130,6 +130,8 @@ def selfplay_record(root: Path) -> dict[str, Any]:
         record["base"] = {
             "heldout_call_accuracy": kinds.get("heldout/call", {}).get("accuracy"),
             "heldout_no_call_accuracy": kinds.get("heldout/no_call", {}).get("accuracy"),
+            **_counts(kinds),
+            "bfcl": _bfcl_cells(root / "base" / "eval" / "bfcl.json"),
         }
     for folder in sorted(root.glob("iter-[0-9][0-9][0-9]")):
         path = folder / "loop_stats.json"
@@ -160,6 +162,39 @@ def selfplay_record(root: Path) -> dict[str, Any]:
                 "gate_pass_rate": stats["gate_pass_rate"],
                 "heldout_call_accuracy": kinds.get("heldout/call", {}).get("accuracy"),
                 "heldout_no_call_accuracy": kinds.get("heldout/no_call", {}).get("accuracy"),
+                **_counts(kinds),
+                "assistant_call_turns": {
+                    part: row.get("counts", {})
+                    for part, row in stats["assistant_call_turns"].items()
+                },
+                "bfcl": _bfcl_cells(folder / "eval" / "bfcl.json"),
             }
         )
     return record
+
+
+def _counts(kinds: dict[str, Any]) -> dict[str, Any]:
+    """The n behind each held-out accuracy: a rate over 2 turns reads very differently from
+    one over 200."""
+    return {
+        f"heldout_{kind}": {
+            key: kinds.get(f"heldout/{kind}", {}).get(key, 0) for key in ("correct", "total")
+        }
+        for kind in ("call", "no_call")
+    }
+
+
+def _bfcl_cells(path: Path) -> dict[str, dict[str, dict[str, int]]]:
+    """``{mode: {category: {correct, total}}}`` of an evaluation's ``bfcl.json`` (empty
+    when the stage has not run)."""
+    if not path.is_file():
+        return {}
+    summary = json.loads(path.read_text())
+    return {
+        mode: {
+            name: {"correct": cell["correct"], "total": cell["total"]}
+            for name, cell in (result.get("categories") or {}).items()
+        }
+        for mode, result in summary.items()
+        if isinstance(result, dict)
+    }
