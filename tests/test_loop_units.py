@@ -646,7 +646,9 @@ def test_selfplay_record_carries_the_n_behind_each_rate(tmp_path):
         "selfplay_roles": [],
         "forced_cap": 1.0,
         "roles": {},
-        "assistant_call_turns": {"synthesized": {"counts": {"forced": 5, "model": 1}}},
+        "assistant_call_turns": {
+            "synthesized": {"counts": {"forced": 5, "model": 1}, "shares": {"model": 1 / 6}}
+        },
         "gate_pass_rate": 0.5,
         "gate_pass_rate_by_role": {},
         "probe": {"kind": {"heldout/call": {"correct": 1, "total": 4, "accuracy": 0.25}}},
