@@ -64,7 +64,7 @@ class WallClock:
         """Count ``entries`` more finished ones; returns (and saves) the running totals."""
         self.new += entries
         state = {
-            "wall_s": round(self.prior_s + time.perf_counter() - self.started, 2),
+            "wall_s": round(self.prior_s + time.perf_counter() - self.started, 3),
             "entries_evaluated": self.prior_n + self.new,
             "reused_entries": self.reused_n,
             "reused_wall_s": round(self.reused_s, 3),
