@@ -142,6 +142,17 @@ def test_final_evaluation_and_headline(finished):
     table = headline_markdown(headline)
     assert "| fc | base | 3/3 (100.0%) | 3/3 (100.0%) | 6/6 |" in table
 
+    # the run's report shows the same counts, with intervals, and says it is a sample
+    from tooldojo.report import Rate, write_report
+
+    write_report(run)
+    summary = (run / "summary.md").read_text()
+    section = summary.split("## Headline: BFCL SAMPLED, fc mode")[1].split("\n## ")[0]
+    assert "simple_python 3 of 400, irrelevance 3 of 240" in section
+    assert f"| simple_python | {Rate(3, 3)} | {Rate(0, 3)} |" in section
+    assert "| answers asked in this run (wall time) | 2 (" in section
+    assert "| answers reused (time to re-score them) | 4 (" in section
+
 
 def test_a_killed_final_evaluation_resumes_and_is_refused_until_done(finished):
     run = finished.rundir.root
