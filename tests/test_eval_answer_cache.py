@@ -231,3 +231,19 @@ def test_eval_bfcl_fills_and_reads_the_cache(tmp_path: Path, tiny: Path) -> None
     assert all(row["reused_from"] is None for row in call("off", "--max-tokens", "4", "--no-cache"))
     assert all(row["reused_from"] is None for row in call("longer", "--max-tokens", "5"))
     assert len(list(cache_dir().glob("*.jsonl"))) == 2
+
+
+def test_prefilling_with_eval_bfcl_serves_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tooldojo eval bfcl --model embedded --max-tokens 128` (the pre-fill command of
+    configs/full.yaml) and the loop's evaluation of `loop.model: embedded` use one store.
+    (Loading is replaced by a scripted model: what is compared is the key, not answers.)"""
+    import tooldojo.llm.config as llm_config
+    from tooldojo.loop._stage_eval import eval_spec
+
+    monkeypatch.setattr(llm_config, "load_model", lambda spec: ScriptedChatModel([]))
+    for mode in ("fc", "prompting"):
+        cli = resolve_model("embedded", mode, n_ctx=8192)  # the CLI's defaults
+        loop = resolve_model(eval_spec("embedded"), mode)
+        wanted = BFCLSettings(max_tokens=128)
+        assert open_cache(cli, wanted).path == open_cache(loop, wanted).path  # type: ignore[union-attr]
+        assert open_cache(cli, BFCLSettings(max_tokens=512)).path != open_cache(loop, wanted).path  # type: ignore[union-attr]

@@ -261,7 +261,7 @@ def reuse_cached(
             )
         )
         have.add(entry.id)
-    append_jsonl(entries_path, results)
+    append_jsonl(entries_path, results, batch=True)
     for result in results:
         if on_result is not None:
             on_result(result)

@@ -116,7 +116,7 @@ def _reuse_answers(source: Path, target: Path, evaluated: Any, wanted: set[str])
         if same and row.get("id") in wanted and row["id"] not in have:
             rows.append(row | {"reused_from": f"{origin}/{source.name}"})
             have.add(row["id"])
-    append_jsonl(target, rows)
+    append_jsonl(target, rows, batch=True)
     return len(rows)
 
 
