@@ -184,6 +184,8 @@ def test_what_identifies_a_model() -> None:
         BackendConfig(kind="openai", model="m", base_urls=["http://h:1/v1"])
     )
     assert endpoint["model"] == "m" and "sha256" not in endpoint
+    hub = BackendConfig(kind="transformers", model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert backend_identity(hub) is None  # a name, not weights: never cached
 
 
 def test_identity_is_the_content_not_the_path(tmp_path: Path) -> None:

@@ -120,7 +120,8 @@ def file_digest(path: Path) -> str:
 
 def backend_identity(config: Any) -> dict[str, Any] | None:
     """What a backend's answers depend on (a :class:`~tooldojo.llm.config.BackendConfig`);
-    ``None`` when they cannot be pinned down (fault injection)."""
+    ``None`` when they cannot be pinned down (fault injection, a model that is not a local
+    file or folder)."""
     if config.faults is not None:
         return None
     kind = config.kind
@@ -139,6 +140,8 @@ def backend_identity(config: Any) -> dict[str, Any] | None:
             from tooldojo.llm.embedded import embedded_gguf_path
 
             path = embedded_gguf_path()
+        if not path.exists():
+            return None  # e.g. a Hugging Face hub name: no file here to pin its weights down
         identity |= {"sha256": file_digest(path), "codec": config.codec, "n_ctx": config.n_ctx}
         if kind == "llamacpp":
             identity["weights"] = config.weights
