@@ -244,3 +244,20 @@ def test_a_sampled_or_unfinished_headline_says_so(run: Path):
 
 def test_no_headline_folder_no_headline_table(written: Path):
     assert "Headline" not in (written / "summary.md").read_text()
+
+
+def test_a_comparison_shows_each_runs_headline(tmp_path: Path, run: Path):
+    from tooldojo.report import write_comparison
+
+    other = tmp_path / "other"
+    shutil.copytree(FIXTURE, other)
+    write_final_evaluation(run, {"simple_python": 400, "irrelevance": 240})
+    write_final_evaluation(other, {"simple_python": 3, "irrelevance": 3})
+    write_comparison([run, other], tmp_path / "cmp")
+    markdown = (tmp_path / "cmp" / "summary.md").read_text()
+    section = headline_section(markdown, "fc")
+    assert "| | report_run: base | report_run: final | other: base | other: final |" in section
+    assert "SAMPLED, not the full benchmark: simple_python 3 of 400" in section  # one run is
+    assert f"| simple_python | {Rate(0, 400)} | {Rate(7, 400)} | {Rate(0, 3)} | {Rate(2, 3)} |" in (
+        section
+    )
