@@ -120,7 +120,7 @@ def _evaluate(
     """simple_python and irrelevance (all entries, or ``limit`` each) in every mode."""
     import anyio
 
-    from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, run_bfcl
+    from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, open_cache, run_bfcl
     from tooldojo.eval.headline import WallClock
     from tooldojo.eval.models import resolve_model
     from tooldojo.llm.base import run_then_close
@@ -138,14 +138,16 @@ def _evaluate(
     for mode in modes:
         evaluated = resolve_model(eval_spec(model), mode)
         clock = WallClock(out / f"timing_{mode}.json")
+        cache = open_cache(evaluated, settings) if cfg.bfcl_cache.enabled else None
         run = anyio.run(
             run_then_close,
-            lambda e=evaluated, m=mode, c=clock: run_bfcl(
+            lambda e=evaluated, m=mode, c=clock, a=cache: run_bfcl(
                 e,
                 out / f"bfcl_{m}.jsonl",
                 settings,
                 entries=entries,
-                on_result=lambda _: c.tick(1),
+                on_result=lambda r: c.tick(0 if r.reused_from else 1),
+                cache=a,
             ),
             [evaluated.model],
         )
@@ -157,6 +159,7 @@ def _evaluate(
                 for category, score in run.summary["categories"].items()
             },
             "eval_s": timing["wall_s"],
+            "reused": run.summary["reused"],  # answers from the answer cache: not in eval_s
         }
     return results
 

@@ -80,7 +80,9 @@ def test_tiny_ablation_trains_evaluates_and_resumes(tmp_path):
     for point in report["points"]:
         scores = point["results"]["fc"]["categories"]
         assert {c: s["total"] for c, s in scores.items()} == {"simple_python": 1, "irrelevance": 1}
-        assert point["eval_s"] > 0 and point["total_s"] >= point["eval_s"]
+        # the tiny model answers two entries in milliseconds: the point's eval_s (0.1 s) rounds
+        # that to 0, the mode's timing (ms) does not
+        assert point["results"]["fc"]["eval_s"] > 0 and point["total_s"] >= point["eval_s"]
         data = out / "points" / point["name"] / "train_data.jsonl"
         if point["size"]:
             assert len(data.read_text().splitlines()) == point["size"]

@@ -142,6 +142,17 @@ def test_final_evaluation_and_headline(finished):
     table = headline_markdown(headline)
     assert "| fc | base | 3/3 (100.0%) | 3/3 (100.0%) | 6/6 |" in table
 
+    # the run's report shows the same counts, with intervals, and says it is a sample
+    from tooldojo.report import Rate, write_report
+
+    write_report(run)
+    summary = (run / "summary.md").read_text()
+    section = summary.split("## Headline: BFCL SAMPLED, fc mode")[1].split("\n## ")[0]
+    assert "simple_python 3 of 400, irrelevance 3 of 240" in section
+    assert f"| simple_python | {Rate(3, 3)} | {Rate(0, 3)} |" in section
+    assert "| answers asked in this run (wall time) | 2 (" in section
+    assert "| answers reused (time to re-score them) | 4 (" in section
+
 
 def test_a_killed_final_evaluation_resumes_and_is_refused_until_done(finished):
     run = finished.rundir.root
@@ -323,3 +334,46 @@ def test_full_config_is_the_headline():
         "parallel_multiple": 200,
         "irrelevance": 240,
     }
+
+
+def test_a_second_run_reuses_the_answer_cache(tmp_path, checkpoint):
+    """Run two evaluates the same checkpoint (a byte-identical copy, in another run directory):
+    its sampled evaluation and its final evaluation come from the answer cache that run one
+    filled, scored alike and marked; with ``loop.bfcl_cache.enabled: false`` the model is asked
+    again. (The oracle base model has no identity, so it is never cached.)"""
+    one = make_run(tmp_path / "one", checkpoint)
+    final_eval(one)
+    first = json.loads((one.rundir.root / "headline.json").read_text())
+    assert first["reuse"]["final"]["computed"]["entries"] == 2 * 2 * LIMIT
+    assert first["reuse"]["final"]["reused"]["entries"] == 0
+    assert first["reuse"]["base"]["reused"]["sources"] == {"base/eval": 8}
+
+    two = make_run(tmp_path / "two", checkpoint)
+    lines: list[str] = []
+    two.request.progress = lines.append
+    ckpt = two.rundir.root / "iter-000" / "train" / "checkpoint"
+    eval_stage(two, str(ckpt), two.rundir.root / "iter-000" / "eval")  # the per-iteration sample
+    sampled = json.loads((two.rundir.root / "iter-000" / "eval" / "bfcl.json").read_text())
+    assert {mode: s["reused"] for mode, s in sampled.items()} == {"fc": 4, "prompting": 4}
+    final_eval(two)
+    second = json.loads((two.rundir.root / "headline.json").read_text())
+    for mode in ("fc", "prompting"):
+        reused, fresh = second["results"][mode]["final"], first["results"][mode]["final"]
+        assert reused["categories"] == fresh["categories"]
+        assert (reused["computed"], reused["reused"]) == (0, 2 * LIMIT)
+        assert reused["reused_sources"] == {"answer cache": 2 * LIMIT}
+        assert reused["entries_evaluated"] == 0 and reused["reused_wall_s"] >= 0
+        rows = [row for _, row in iter_jsonl_dicts(two.rundir.root / reused["entries"])]
+        assert all(row["reused_from"].startswith("answer cache") for row in rows)
+    assert second["reuse"]["final"]["computed"]["entries"] == 0
+    assert second["reuse"]["final"]["computed"]["wall_s"] < 1  # no model time: bookkeeping
+    assert second["reuse"]["final"]["reused"]["entries"] == 2 * 2 * LIMIT
+    assert "BFCL fc headline final: 6 of 6 answers reused" in lines
+    assert "(6 reused)" in headline_markdown(second)
+
+    three = make_run(tmp_path / "three", checkpoint)
+    three.request.config.bfcl_cache.enabled = False
+    final_eval(three)
+    third = json.loads((three.rundir.root / "headline.json").read_text())
+    assert third["reuse"]["final"]["computed"]["entries"] == 2 * 2 * LIMIT
+    assert third["reuse"]["final"]["reused"]["entries"] == 0

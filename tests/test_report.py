@@ -162,3 +162,102 @@ def test_cli_compares_runs_side_by_side(tmp_path: Path, run: Path):
     broken = CliRunner().invoke(app, ["report", str(other)])
     assert "iter-000/eval/bfcl.json: invalid JSON" in str(broken.exception)
     assert not (other / "report.html").exists()  # nothing half-written
+
+
+def write_final_evaluation(run: Path, totals: dict[str, int], *, final_status: str = "done"):
+    """``headline/<model>/bfcl.json`` as the loop's final evaluation writes it (the summary of
+    tooldojo.eval.bfcl_runner plus the wall clock), and the stages in the manifest."""
+    sizes = {"simple_python": 400, "irrelevance": 240}
+    correct = {"base": {"simple_python": 0, "irrelevance": totals["irrelevance"]},
+               "final": {"simple_python": min(7, totals["simple_python"] - 1),
+                         "irrelevance": totals["irrelevance"] - 2}}  # fmt: skip
+    for model in ("base", "final"):
+        summary = {}
+        for mode in ("fc", "prompting"):
+            summary[mode] = {
+                "mode": mode,
+                "model_spec": "runs/x/iter-001/train/checkpoint" if model == "final" else "x",
+                "categories": {
+                    c: {
+                        "correct": correct[model][c],
+                        "total": totals[c],
+                        "accuracy": correct[model][c] / totals[c],
+                        "dataset_size": sizes[c],
+                        "sampled": totals[c] < sizes[c],
+                    }
+                    for c in totals
+                },
+                "reused": 4 if model == "base" else 0,
+                "wall_s": 1234.5,
+                "entries_evaluated": sum(totals.values()) - (4 if model == "base" else 0),
+                "reused_entries": 4 if model == "base" else 0,
+                "reused_wall_s": 0.2,
+            }
+        folder = run / "headline" / model
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "bfcl.json").write_text(json.dumps(summary))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["stages"]["headline/base"] = {"status": "done"}
+    manifest["stages"]["headline/final"] = {"status": final_status}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def headline_section(markdown: str, mode: str) -> str:
+    return markdown.split(f", {mode} mode, before and after the loop")[1].split("\n## ")[0]
+
+
+def test_the_headline_table_in_full(run: Path):
+    write_final_evaluation(run, {"simple_python": 400, "irrelevance": 240})
+    (run / "headline.json").write_text("{}")
+    html = write_report(run).read_text()
+    markdown = (run / "summary.md").read_text()
+    assert "## Headline: BFCL in full, fc mode, before and after the loop" in markdown
+    section = headline_section(markdown, "fc")
+    assert "Full: every entry BFCL ships in each category." in section
+    assert "SAMPLED" not in markdown
+    assert "| | base | final |" in section
+    assert f"| simple_python | {Rate(0, 400)} | {Rate(7, 400)} |" in section
+    assert f"| irrelevance | {Rate(240, 240)} | {Rate(238, 240)} |" in section
+    assert f"| all categories (pooled) | {Rate(240, 640)} | {Rate(245, 640)} |" in section
+    assert "| answers asked in this run (wall time) | 636 (20.6 min) | 640 (20.6 min) |" in section
+    assert "| answers reused (time to re-score them) | 4 (0.2 s) | 0 (0.2 s) |" in section
+    assert "prompting mode, before and after the loop" in markdown
+    assert markdown.index("## Headline") < markdown.index("## BFCL accuracy")  # first
+    text = page_text(html)
+    assert "Headline: BFCL in full, fc mode" in text and bare_percentages(text) == []
+    assert 'data-k="7" data-n="400"' in html
+
+
+def test_a_sampled_or_unfinished_headline_says_so(run: Path):
+    write_final_evaluation(run, {"simple_python": 3, "irrelevance": 3}, final_status="running")
+    html = write_report(run).read_text()
+    markdown = (run / "summary.md").read_text()
+    assert "## Headline: BFCL SAMPLED, fc mode" in markdown
+    assert "SAMPLED, not the full benchmark: simple_python 3 of 400, irrelevance 3 of 240" in (
+        headline_section(markdown, "fc")
+    )
+    assert "final is running (incomplete)" in markdown
+    assert "no headline.json yet" in markdown
+    assert "Headline: BFCL SAMPLED" in page_text(html)
+    assert f"| simple_python | {Rate(0, 3)} | {Rate(2, 3)} |" in markdown
+
+
+def test_no_headline_folder_no_headline_table(written: Path):
+    assert "Headline" not in (written / "summary.md").read_text()
+
+
+def test_a_comparison_shows_each_runs_headline(tmp_path: Path, run: Path):
+    from tooldojo.report import write_comparison
+
+    other = tmp_path / "other"
+    shutil.copytree(FIXTURE, other)
+    write_final_evaluation(run, {"simple_python": 400, "irrelevance": 240})
+    write_final_evaluation(other, {"simple_python": 3, "irrelevance": 3})
+    write_comparison([run, other], tmp_path / "cmp")
+    markdown = (tmp_path / "cmp" / "summary.md").read_text()
+    section = headline_section(markdown, "fc")
+    assert "| | report_run: base | report_run: final | other: base | other: final |" in section
+    assert "SAMPLED, not the full benchmark: simple_python 3 of 400" in section  # one run is
+    assert f"| simple_python | {Rate(0, 400)} | {Rate(7, 400)} | {Rate(0, 3)} | {Rate(2, 3)} |" in (
+        section
+    )

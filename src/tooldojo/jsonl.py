@@ -60,8 +60,13 @@ def drop_partial_tail(path: str | Path) -> int:
         return size
 
 
-def append_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
-    """Append records, one complete line each, flushed and fsynced; returns how many."""
+def append_jsonl(
+    path: str | Path, records: Iterable[BaseModel | dict[str, Any]], *, batch: bool = False
+) -> int:
+    """Append records, one complete line each, flushed and fsynced; returns how many.
+
+    ``batch``: one fsync at the end instead of one per record (a thousand copied records: 3 s
+    of fsyncs here); a kill still leaves only whole lines and at most one cut-off tail."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     drop_partial_tail(path)
@@ -69,9 +74,13 @@ def append_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]
     with path.open("a", encoding="utf-8") as handle:
         for record in records:
             handle.write(_dumps(record) + "\n")
+            if not batch:
+                handle.flush()
+                os.fsync(handle.fileno())
+            count += 1
+        if batch:
             handle.flush()
             os.fsync(handle.fileno())
-            count += 1
     return count
 
 

@@ -11,6 +11,7 @@ environment classes, with the held-out functions of ``miss_func`` removed, by BF
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,7 @@ def _bfcl_utils() -> Any:
     return utils
 
 
+@functools.cache  # the installed data does not change under a process: ~1 s per summary saved
 def dataset_size(category: str) -> int:
     """Number of entries BFCL ships for ``category``."""
     return len(_bfcl_utils().load_dataset_entry(category, include_prereq=False))

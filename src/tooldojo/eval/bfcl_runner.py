@@ -5,6 +5,10 @@ answer, the decoded calls and BFCL's verdict, including the checker's ``error_ty
 every failure. A re-run skips the ids already there, so a killed evaluation goes on where
 it stopped and never scores an entry twice; a file written by another model or mode is
 refused rather than mixed in.
+
+With an :class:`~tooldojo.eval.answer_cache.AnswerCache`, entries the same model already
+answered under the same settings (in any earlier run) are taken from it and scored again by
+BFCL's checkers; their lines say so (``reused_from``), and every fresh answer is stored.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from tooldojo.errors import ToolDojoError
+from tooldojo.eval.answer_cache import AnswerCache, answer_key
 from tooldojo.eval.bfcl_data import (
     CATEGORIES,
     BFCLEntry,
@@ -57,6 +62,9 @@ class EntryResult(BaseModel):
     completion_tokens: int = 0
     model_calls: int = 0
     inference_error: str | None = None
+    reused_from: str | None = None
+    """Where a reused answer came from (an answer cache, another evaluation's file); ``None``
+    for an answer the model gave in this evaluation."""
     created_at: str = Field(default_factory=utc_now)
 
 
@@ -70,6 +78,10 @@ class BFCLSettings:
     max_steps: int | None = None
     """Steps per multi-turn turn before force-quit; ``None``: BFCL's MAXIMUM_STEP_LIMIT (20)."""
 
+    def sampling(self) -> SamplingParams:
+        """Greedy decoding within ``max_tokens``: BFCL's setting, and part of the cache key."""
+        return SamplingParams(temperature=0.0, max_tokens=self.max_tokens)
+
 
 @dataclass
 class BFCLRun:
@@ -78,6 +90,9 @@ class BFCLRun:
     summary: dict[str, Any]
     new: int = 0
     skipped: int = 0
+    """Entries already in the entries file (resumed or reused), not asked in this call."""
+    reused: int = 0
+    """Of those, entries taken from the answer cache in this call."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -132,7 +147,7 @@ async def evaluate_entry(
     environments: BFCLEnvironments,
 ) -> EntryResult:
     """Ask the model, then score with BFCL's checkers; a backend crash is recorded, not raised."""
-    sampling = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens)
+    sampling = settings.sampling()
     usage = {"prompt_tokens": 0.0, "completion_tokens": 0.0, "model_calls": 0.0}
     started = time.perf_counter()
     inference_error = None
@@ -156,6 +171,22 @@ async def evaluate_entry(
         }
     else:
         verdict = score_entry(entry, raw, evaluated.mode)
+    return _result(
+        entry,
+        evaluated,
+        raw,
+        verdict,
+        latency_s=round(latency, 4),
+        prompt_tokens=int(usage["prompt_tokens"]),
+        completion_tokens=int(usage["completion_tokens"]),
+        model_calls=int(usage["model_calls"]),
+        inference_error=inference_error,
+    )
+
+
+def _result(
+    entry: BFCLEntry, evaluated: EvalModel, raw: Any, verdict: dict[str, Any], **facts: Any
+) -> EntryResult:
     return EntryResult(
         id=entry.id,
         category=entry.category,
@@ -167,12 +198,74 @@ async def evaluate_entry(
         error=verdict.get("error"),
         raw=raw,
         decoded=verdict.get("decoded"),
-        latency_s=round(latency, 4),
-        prompt_tokens=int(usage["prompt_tokens"]),
-        completion_tokens=int(usage["completion_tokens"]),
-        model_calls=int(usage["model_calls"]),
-        inference_error=inference_error,
+        **facts,
     )
+
+
+def open_cache(evaluated: EvalModel, settings: BFCLSettings) -> AnswerCache | None:
+    """The answer cache of this model under these settings (``None``: a model without an
+    identity, such as the oracle or a scripted model, is never cached)."""
+    if evaluated.identity is None:
+        return None
+    key = answer_key(
+        evaluated.identity,
+        mode=evaluated.mode,
+        tool_format=evaluated.tool_format,
+        sampling=settings.sampling().model_dump(),
+        max_steps=settings.max_steps,
+    )
+    return AnswerCache(key)
+
+
+ANSWER_FIELDS = ("latency_s", "prompt_tokens", "completion_tokens", "model_calls", "created_at")
+
+
+def _store(cache: AnswerCache, entry: BFCLEntry, result: EntryResult, origin: Path) -> None:
+    """Keep a fresh answer (not one that failed at inference time: that may not recur)."""
+    if result.inference_error is None and result.reused_from is None:
+        answer = {"raw": result.raw, **{name: getattr(result, name) for name in ANSWER_FIELDS}}
+        cache.put(entry.id, entry.inference, answer | {"origin": str(origin.resolve())})
+
+
+def reuse_cached(
+    cache: AnswerCache,
+    evaluated: EvalModel,
+    entries_path: str | Path,
+    entries: list[BFCLEntry],
+    on_result: Callable[[EntryResult], None] | None = None,
+) -> int:
+    """Append the cache's answers to selected entries that ``entries_path`` lacks, each scored
+    again by BFCL's checkers and marked ``reused_from``; returns how many."""
+    entries_path = Path(entries_path)
+    have = set(_existing(entries_path, evaluated))
+    results = []
+    for entry in entries:
+        if entry.id in have:
+            continue
+        stored = cache.get(entry.id, entry.inference)
+        if stored is None:
+            continue
+        verdict = score_entry(entry, stored["raw"], evaluated.mode)
+        results.append(
+            _result(
+                entry,
+                evaluated,
+                stored["raw"],
+                verdict,
+                latency_s=stored.get("latency_s", 0.0),
+                prompt_tokens=stored.get("prompt_tokens", 0),
+                completion_tokens=stored.get("completion_tokens", 0),
+                model_calls=stored.get("model_calls", 0),
+                reused_from=f"answer cache {cache.name} (answered for {stored.get('origin')} "
+                f"at {stored.get('created_at')})",
+            )
+        )
+        have.add(entry.id)
+    append_jsonl(entries_path, results, batch=True)
+    for result in results:
+        if on_result is not None:
+            on_result(result)
+    return len(results)
 
 
 async def run_bfcl(
@@ -182,12 +275,18 @@ async def run_bfcl(
     *,
     entries: list[BFCLEntry] | None = None,
     on_result: Callable[[EntryResult], None] | None = None,
+    cache: AnswerCache | None = None,
 ) -> BFCLRun:
-    """Evaluate ``evaluated`` on the selected entries; returns results and BFCL's summary."""
+    """Evaluate ``evaluated`` on the selected entries; returns results and BFCL's summary.
+
+    With ``cache``, stored answers are reused first and every fresh answer is stored."""
     if settings.concurrency < 1:
         raise ToolDojoError("--concurrency must be at least 1")
     entries_path = Path(entries_path)
     entries = entries if entries is not None else load_entries(settings)
+    reused = 0
+    if cache is not None:
+        reused = reuse_cached(cache, evaluated, entries_path, entries, on_result)
     done = _existing(entries_path, evaluated)
     todo = [entry for entry in entries if entry.id not in done]
     environments = BFCLEnvironments()
@@ -198,6 +297,8 @@ async def run_bfcl(
         async with limiter:
             result = await evaluate_entry(entry, evaluated, settings, environments)
         append_jsonl(entries_path, [result])
+        if cache is not None:
+            _store(cache, entry, result, entries_path)
         done[result.id] = result
         if on_result is not None:
             on_result(result)
@@ -210,7 +311,15 @@ async def run_bfcl(
     summary = build_summary(evaluated, entries, results, settings)
     summary["elapsed_s"] = round(time.perf_counter() - started, 2)
     summary["entries_file"] = str(entries_path)
-    return BFCLRun(entries, results, summary, new=len(todo), skipped=len(entries) - len(todo))
+    summary["answer_cache"] = str(cache.path) if cache is not None else None
+    return BFCLRun(
+        entries,
+        results,
+        summary,
+        new=len(todo),
+        skipped=len(entries) - len(todo),
+        reused=reused,
+    )
 
 
 def _bfcl_version() -> str:
@@ -248,6 +357,7 @@ def build_summary(
             "sampled": len(rows) < sizes[category],
             "error_types": dict(errors.most_common()),
             "inference_errors": sum(row.inference_error is not None for row in rows),
+            "reused": sum(row.reused_from is not None for row in rows),
         }
     return {
         "benchmark": f"BFCL v4 (bfcl-eval {_bfcl_version()})",
@@ -259,6 +369,7 @@ def build_summary(
         "limit": settings.limit,
         "seed": settings.seed,
         "entries": len(results),
+        "reused": sum(row.reused_from is not None for row in results),
         "categories": categories,
         "groups": summarize(scores, sizes),
     }

@@ -85,12 +85,20 @@ def bfcl_command(
     max_tokens: Annotated[int, typer.Option(help="Token budget of one model answer.")] = 512,
     n_ctx: Annotated[int, typer.Option(help="Context window of local models.")] = 8192,
     config: ConfigOption = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Reuse answers this model gave before under the same settings, and store new "
+            "ones ($TOOLDOJO_CACHE/bfcl; see docs/eval.md).",
+        ),
+    ] = True,
 ) -> None:
     """Score a model on BFCL's data with BFCL's checkers; resumes an interrupted run."""
     import anyio
     from rich.progress import Progress
 
-    from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, run_bfcl
+    from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, open_cache, run_bfcl
     from tooldojo.eval.models import resolve_model
     from tooldojo.eval.report import bfcl_table
     from tooldojo.llm.base import run_then_close
@@ -105,7 +113,10 @@ def bfcl_command(
     selected = load_entries(settings)
     evaluated = resolve_model(model, mode, n_ctx=n_ctx, config=_llm_config(config))
     entries_path = _entries_path(out, entries, "entries")
+    answers = open_cache(evaluated, settings) if cache else None
     err_console.print(f"BFCL: {len(selected)} entries · {evaluated.name} · {evaluated.description}")
+    if answers is not None:
+        err_console.print(f"answer cache: {answers.path} ({len(answers)} answers stored)")
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(selected))
         progress.advance(task, sum(1 for _ in _done_ids(entries_path, selected)))
@@ -117,6 +128,7 @@ def bfcl_command(
                 settings,
                 entries=selected,
                 on_result=lambda _: progress.advance(task),
+                cache=answers,
             ),
             [evaluated.model],
         )
@@ -126,7 +138,8 @@ def bfcl_command(
     if failures:
         err_console.print(f"[yellow]warning:[/] {failures} entries failed at inference time")
     err_console.print(
-        f"{run.new} entries evaluated, {run.skipped} resumed from {entries_path}; "
+        f"{run.new} entries evaluated, {run.reused} reused from the answer cache, "
+        f"{run.skipped - run.reused} resumed from {entries_path}; "
         f"summary in {out} ({run.summary['elapsed_s']} s)"
     )
 

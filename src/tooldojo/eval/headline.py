@@ -39,22 +39,35 @@ MODELS = ("base", "final")
 class WallClock:
     """Wall time spent evaluating, kept in a small JSON file after every finished entry, so a
     killed run's time still counts when it resumes (``wall_s``, ``entries_evaluated``). Model
-    loading is not counted: the clock starts when the entries do."""
+    loading is not counted: the clock starts when the entries do. Entries reused instead of
+    asked (from the answer cache or another evaluation) are counted apart, with the time taken
+    to copy and re-score them (``reused_entries``, ``reused_wall_s``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         prior = json.loads(path.read_text()) if path.is_file() else {}
         self.prior_s = float(prior.get("wall_s", 0.0))
         self.prior_n = int(prior.get("entries_evaluated", 0))
+        self.reused_n = int(prior.get("reused_entries", 0))
+        self.reused_s = float(prior.get("reused_wall_s", 0.0))
         self.new = 0
         self.started = time.perf_counter()
+
+    def add_reused(self, entries: int, seconds: float) -> dict[str, Any]:
+        """Count ``entries`` reused in ``seconds`` (before the clock's own entries start)."""
+        self.reused_n += entries
+        self.reused_s += seconds
+        self.started = time.perf_counter()  # the reuse is timed apart, not as evaluation
+        return self.tick(0)
 
     def tick(self, entries: int) -> dict[str, Any]:
         """Count ``entries`` more finished ones; returns (and saves) the running totals."""
         self.new += entries
         state = {
-            "wall_s": round(self.prior_s + time.perf_counter() - self.started, 2),
+            "wall_s": round(self.prior_s + time.perf_counter() - self.started, 3),
             "entries_evaluated": self.prior_n + self.new,
+            "reused_entries": self.reused_n,
+            "reused_wall_s": round(self.reused_s, 3),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -136,8 +149,18 @@ def _recount(
         "tool_format": formats.most_common(1)[0][0],
         "model": models.most_common(1)[0][0],
         "inference_errors": sum(row.get("inference_error") is not None for row in rows.values()),
-        "reused": sum("reused_from" in row for row in rows.values()),
+        "reused": sum(bool(row.get("reused_from")) for row in rows.values()),
+        "reused_sources": dict(
+            Counter(_source(row["reused_from"]) for row in rows.values() if row.get("reused_from"))
+        ),
     }
+
+
+def _source(reused_from: str) -> str:
+    """``answer cache`` or the evaluation folder a reused answer was copied from."""
+    if reused_from.startswith("answer cache"):
+        return "answer cache"
+    return str(Path(reused_from).parent)  # e.g. base/eval
 
 
 def _overlap(run: Path, manifest: RunManifest, iterations: list[str]) -> dict[str, Any]:
@@ -184,6 +207,27 @@ def _training(run: Path, iterations: list[str]) -> dict[str, Any]:
                 if key in result
             }
     return out
+
+
+def _reuse_totals(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per model, over the modes: entries the model was asked in this run and the wall time
+    that took, against entries reused (answer cache, the run's own samples) and the time their
+    copying and re-scoring took."""
+    totals: dict[str, Any] = {}
+    for name in MODELS:
+        rows = [models[name] for models in results.values()]
+        totals[name] = {
+            "computed": {
+                "entries": sum(r["computed"] for r in rows),
+                "wall_s": round(sum(r["wall_s"] or 0.0 for r in rows), 2),
+            },
+            "reused": {
+                "entries": sum(r["reused"] for r in rows),
+                "wall_s": round(sum(r["reused_wall_s"] or 0.0 for r in rows), 3),
+                "sources": dict(sum((Counter(r["reused_sources"]) for r in rows), Counter())),
+            },
+        }
+    return totals
 
 
 def build_headline(run: str | Path) -> dict[str, Any]:
@@ -242,7 +286,10 @@ def build_headline(run: str | Path) -> dict[str, Any]:
                 "all": {"correct": correct, "total": total, "accuracy": round(correct / total, 4)},
                 "wall_s": summary.get("wall_s"),
                 "entries_evaluated": summary.get("entries_evaluated"),
+                "computed": total - facts["reused"],
                 "reused": facts["reused"],
+                "reused_sources": facts["reused_sources"],
+                "reused_wall_s": summary.get("reused_wall_s"),
                 "inference_errors": facts["inference_errors"],
                 "entries": str(entries),
             }
@@ -262,6 +309,7 @@ def build_headline(run: str | Path) -> dict[str, Any]:
             "final": {"spec": final_spec, "iteration": iterations[-1]},
         },
         "results": results,
+        "reuse": _reuse_totals(results),
         "bfcl_overlap": _overlap(run, manifest, iterations),
         "training": _training(run, iterations),
         "versions": manifest.versions,
@@ -311,6 +359,8 @@ def headline_markdown(headline: dict[str, Any]) -> str:
             every = result["all"]
             wall = result.get("wall_s")
             minutes = f"{wall / 60:.1f} min" if wall is not None else "–"
+            if result.get("reused"):
+                minutes += f" ({result['reused']} reused)"
             row = [mode, name, *cells, f"{every['correct']}/{every['total']}", minutes]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

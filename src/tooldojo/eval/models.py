@@ -43,6 +43,9 @@ class EvalModel:
     spec: str = ""
     per_entry: Callable[[Any], ChatModel] | None = None
     """For the oracle only: a model bound to the BFCL entry it answers."""
+    identity: dict[str, Any] | None = None
+    """What its answers depend on (:func:`tooldojo.eval.answer_cache.backend_identity`), the
+    answer cache's model key; ``None``: never cached (the oracle, scripted models)."""
 
     def for_entry(self, entry: Any) -> ChatModel:
         return self.per_entry(entry) if self.per_entry is not None else self.model
@@ -72,8 +75,11 @@ def _train_info(path: Path) -> tuple[dict[str, object], Path] | None:
     return None
 
 
-def _checkpoint_model(path: Path, info: dict[str, object], n_ctx: int) -> tuple[ChatModel, str]:
+def _checkpoint_model(
+    path: Path, info: dict[str, object], n_ctx: int
+) -> tuple[ChatModel, str, dict[str, Any] | None]:
     """Load a tooldojo checkpoint with its training codec: its GGUF if exported, else weights."""
+    from tooldojo.eval.answer_cache import backend_identity
     from tooldojo.llm.config import BackendConfig, load_model
 
     codec = str(info.get("codec") or "hermes")
@@ -83,10 +89,10 @@ def _checkpoint_model(path: Path, info: dict[str, object], n_ctx: int) -> tuple[
         )
         if gguf is None:
             config = BackendConfig(kind="transformers", model=str(path), codec=codec)
-            return load_model(config), codec
+            return load_model(config), codec, backend_identity(config)
         path = gguf
     config = BackendConfig(kind="llamacpp", model=str(path), codec=codec, n_ctx=n_ctx)
-    return load_model(config), codec
+    return load_model(config), codec, backend_identity(config)
 
 
 def resolve_model(
@@ -117,10 +123,11 @@ def resolve_model(
     trained = _train_info(path) if path.exists() else None
     if trained is not None:
         info, _ = trained
-        model, codec = _checkpoint_model(path, info, n_ctx)
+        model, codec, identity = _checkpoint_model(path, info, n_ctx)
         chosen: Mode = mode or "fc"  # type: ignore[assignment]
         tool_format = f"codec:{codec}" if chosen == "fc" else "bfcl-python"
-        return EvalModel(model, chosen, tool_format, model.name, spec)
+        return EvalModel(model, chosen, tool_format, model.name, spec, identity=identity)
+    from tooldojo.eval.answer_cache import backend_identity
     from tooldojo.llm.config import load_model, parse_spec
 
     if path.is_file() and path.suffix == ".gguf":
@@ -135,4 +142,5 @@ def resolve_model(
     else:
         chosen = mode or "prompting"  # type: ignore[assignment]
         tool_format = f"codec:{backend.codec}" if chosen == "fc" else "bfcl-python"
-    return EvalModel(model, chosen, tool_format, model.name, spec)
+    identity = backend_identity(backend)
+    return EvalModel(model, chosen, tool_format, model.name, spec, identity=identity)

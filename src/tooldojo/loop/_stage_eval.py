@@ -34,9 +34,19 @@ def _evaluate(
 ) -> dict[str, int]:
     """BFCL over ``limit`` entries per category in every mode of ``loop.eval``. With ``reuse``
     (an evaluation folder of the same model and settings), its answers to selected entries are
-    copied in first instead of asked again; with ``timed``, ``timing_<mode>.json`` keeps the
-    wall time spent evaluating, summed over resumes."""
-    from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, run_bfcl
+    copied in first instead of asked again; then, with ``loop.bfcl_cache`` on, the answer
+    cache's (any earlier run of the same model and settings). With ``timed``,
+    ``timing_<mode>.json`` keeps the wall time spent evaluating and the time and count of the
+    reused entries, summed over resumes."""
+    import time
+
+    from tooldojo.eval.bfcl_runner import (
+        BFCLSettings,
+        load_entries,
+        open_cache,
+        reuse_cached,
+        run_bfcl,
+    )
     from tooldojo.eval.headline import WallClock
     from tooldojo.eval.models import resolve_model
 
@@ -55,11 +65,17 @@ def _evaluate(
         evaluated = resolve_model(eval_spec(model), mode)
         path = out_dir / f"bfcl_{mode}.jsonl"
         try:
+            started = time.perf_counter()
             reused = 0
             if reuse is not None:
                 wanted = {entry.id for entry in entries}
                 reused = _reuse_answers(reuse / f"bfcl_{mode}.jsonl", path, evaluated, wanted)
+            cache = open_cache(evaluated, settings) if context.cfg.bfcl_cache.enabled else None
+            if cache is not None:
+                reused += reuse_cached(cache, evaluated, path, entries)
             clock = WallClock(out_dir / f"timing_{mode}.json") if timed else None
+            if clock is not None:
+                clock.add_reused(reused, time.perf_counter() - started)
             with context.bar(f"BFCL {mode} {label}", len(entries)) as advance:
 
                 def on_result(result: Any, advance: Any = advance, clock: Any = clock) -> None:
@@ -68,15 +84,16 @@ def _evaluate(
                         clock.tick(1)
 
                 run = anyio.run(
-                    lambda e=evaluated, p=path, cb=on_result: run_bfcl(
-                        e, p, settings, entries=entries, on_result=cb
+                    lambda e=evaluated, p=path, cb=on_result, c=cache: run_bfcl(
+                        e, p, settings, entries=entries, on_result=cb, cache=c
                     )
                 )
+            timing = clock.tick(0) if clock is not None else {}  # before the model's release
         finally:
             release(evaluated.model)
-        scores[mode] = run.summary
-        if clock is not None:
-            scores[mode] |= {"reused": reused, **clock.tick(0)}
+        scores[mode] = run.summary | timing
+        if reused:
+            context.say(f"BFCL {mode} {label}: {reused} of {len(entries)} answers reused")
         counts[mode] = len(run.results)
     write_json(out_dir / "bfcl.json", scores)
     return counts
@@ -99,7 +116,7 @@ def _reuse_answers(source: Path, target: Path, evaluated: Any, wanted: set[str])
         if same and row.get("id") in wanted and row["id"] not in have:
             rows.append(row | {"reused_from": f"{origin}/{source.name}"})
             have.add(row["id"])
-    append_jsonl(target, rows)
+    append_jsonl(target, rows, batch=True)
     return len(rows)
 
 

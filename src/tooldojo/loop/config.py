@@ -165,6 +165,16 @@ class FinalEvalSection(_Section):
     """Entries per category; None (the headline) for every entry BFCL ships."""
 
 
+class BfclCacheSection(_Section):
+    """The BFCL answer cache (:mod:`tooldojo.eval.answer_cache`) for every evaluation of the
+    loop. Its own section, hashed by no stage: the cache never changes an answer, so switching
+    it never redoes an evaluation."""
+
+    enabled: bool = True
+    """Reuse answers a model gave before (in any run) under the same settings, and store
+    fresh ones; ``false`` asks the model every entry."""
+
+
 class LoopConfig(_Section):
     model: str = "embedded"
     """The model being trained: 'embedded', a .gguf file or a Hugging Face directory."""
@@ -179,6 +189,7 @@ class LoopConfig(_Section):
     weights: WeightsSection = Field(default_factory=WeightsSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     final_eval: FinalEvalSection = Field(default_factory=FinalEvalSection)
+    bfcl_cache: BfclCacheSection = Field(default_factory=BfclCacheSection)
 
 
 def load_loop_config(path: str | Path | None) -> LoopConfig:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tooldojo.report.collect import RunData, collect_run
 from tooldojo.report.stats import Rate, wilson_interval
-from tooldojo.report.tables import Column, all_tables
+from tooldojo.report.tables import Column, all_tables, headline_tables
 
 __all__ = ["Rate", "collect_run", "wilson_interval", "write_comparison", "write_report"]
 
@@ -54,7 +54,7 @@ def _write(out: Path, title: str, runs: list[RunData], columns: list[Column]) ->
     from tooldojo.report.plots import all_plots
 
     out.mkdir(parents=True, exist_ok=True)
-    tables = all_tables(columns)
+    tables = headline_tables(runs) + all_tables(columns)
     plots = all_plots(columns)
     (out / "plots").mkdir(exist_ok=True)
     for plot in plots:

@@ -76,6 +76,45 @@ class StageData:
     probe_errors: list[ProbeErrorGroup] = field(default_factory=list)
 
 
+HEADLINE_MODELS = ("base", "final")
+"""The final evaluation's models (``<run>/headline/<model>/bfcl.json``, written by the loop's
+``loop.final_eval``; the folder name is the one ``tooldojo.eval.headline`` uses)."""
+
+
+@dataclass
+class HeadlineModel:
+    """One model's final evaluation in one mode: per category correct of total."""
+
+    rates: dict[str, Rate] = field(default_factory=dict)
+    dataset_sizes: dict[str, int] = field(default_factory=dict)
+    """Entries BFCL ships per category: a total below it means a sample was evaluated."""
+    wall_s: float | None = None
+    """Wall time spent asking the model (summed over resumes)."""
+    computed: int = 0
+    reused: int = 0
+    reused_wall_s: float | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return any(rate.n < self.dataset_sizes.get(c, rate.n) for c, rate in self.rates.items())
+
+
+@dataclass
+class Headline:
+    """The final evaluation of a run: mode → model (``base``, ``final``) → scores."""
+
+    modes: dict[str, dict[str, HeadlineModel]] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    """Stage status of ``headline/<model>`` in the manifest (``done``, ``running``...)."""
+    final_spec: str = ""
+    checked: bool = False
+    """``headline.json`` is in the run: every count was recounted and the data found clean."""
+
+    @property
+    def sampled(self) -> bool:
+        return any(m.sampled for models in self.modes.values() for m in models.values())
+
+
 @dataclass
 class RunData:
     """One run: its manifest facts, its stages in order and the corpus refinement report."""
@@ -88,6 +127,7 @@ class RunData:
     stages_total: int = 0
     stages: list[StageData] = field(default_factory=list)
     refine: dict[str, Any] | None = None
+    headline: Headline | None = None
 
     @property
     def iterations(self) -> list[StageData]:
@@ -128,7 +168,32 @@ def collect_run(root: Path, sample_size: int = SAMPLE_SIZE) -> RunData:
     for folder in folders:
         if folder.is_dir():
             run.stages.append(collect_stage(folder, run.seed, sample_size))
+    if (root / "headline").is_dir():
+        run.headline = collect_headline(root, stages)
     return run
+
+
+def collect_headline(root: Path, stages: dict[str, Any]) -> Headline:
+    """The final evaluation's summaries (each written when its model's evaluation finished)."""
+    headline = Headline(checked=(root / "headline.json").is_file())
+    for name in HEADLINE_MODELS:
+        headline.status[name] = (stages.get(f"headline/{name}") or {}).get("status", "not started")
+        summary = load_json(root / "headline" / name / "bfcl.json") or {}
+        for mode, result in sorted(summary.items()):
+            if name == "final":
+                headline.final_spec = str(result.get("model_spec", ""))
+            model = HeadlineModel(
+                wall_s=result.get("wall_s"),
+                reused=int(result.get("reused", 0)),
+                reused_wall_s=result.get("reused_wall_s"),
+            )
+            for category, row in result.get("categories", {}).items():
+                if row.get("total"):
+                    model.rates[category] = Rate(int(row["correct"]), int(row["total"]))
+                    model.dataset_sizes[category] = int(row.get("dataset_size", row["total"]))
+            model.computed = sum(r.n for r in model.rates.values()) - model.reused
+            headline.modes.setdefault(mode, {})[name] = model
+    return headline
 
 
 def collect_stage(folder: Path, seed: int, sample_size: int) -> StageData:

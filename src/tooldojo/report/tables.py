@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from tooldojo.report.collect import StageData
+from tooldojo.report.collect import HeadlineModel, RunData, StageData
 from tooldojo.report.stats import Rate
 
 Cell = Rate | int | str | None
@@ -176,6 +176,93 @@ def accounting_table(columns: list[Column]) -> Table:
         note="model: written freely by the role's model; forced: copied or teacher-forced "
         "from the planned label; template: filled from a template; executed: a real tool result.",
     )
+
+
+ALL = "all categories (pooled)"
+ASKED = "answers asked in this run (wall time)"
+REUSED = "answers reused (time to re-score them)"
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _headline_cell(model: HeadlineModel | None, key: str) -> Cell:
+    if model is None:
+        return None
+    if key == ASKED:
+        return f"{model.computed} ({_minutes(model.wall_s)})"
+    if key == REUSED:
+        seconds = "–" if model.reused_wall_s is None else f"{model.reused_wall_s:.1f} s"
+        return f"{model.reused} ({seconds})"
+    if key == ALL:
+        return _pooled(model.rates.values())
+    return model.rates.get(key)
+
+
+def _headline_scope(runs: list[RunData]) -> str:
+    """Says plainly whether the headline covers every entry or a sample (and how much)."""
+    sampled = []
+    for run in runs:
+        for models in run.headline.modes.values() if run.headline else []:
+            for model in models.values():
+                sampled += [
+                    f"{c} {rate.n} of {model.dataset_sizes[c]}"
+                    for c, rate in model.rates.items()
+                    if rate.n < model.dataset_sizes.get(c, rate.n)
+                ]
+    if sampled:
+        shown = ", ".join(dict.fromkeys(sampled))
+        return (
+            f"SAMPLED, not the full benchmark: {shown} entries. These rates are over the "
+            "sample only (loop.final_eval.limit); the headline is every entry."
+        )
+    return "Full: every entry BFCL ships in each category."
+
+
+def headline_tables(runs: list[RunData]) -> list[Table]:
+    """The final evaluation (``loop.final_eval``): one table per mode, a column per model
+    (``base``: the starting model, ``final``: the last checkpoint; per run in a comparison),
+    a row per category with correct/total and the Wilson interval, then the time it took."""
+    with_headline = [(run, run.headline) for run in runs if run.headline and run.headline.modes]
+    if not with_headline:
+        return []
+    scope = _headline_scope([run for run, _ in with_headline])
+    sampled = scope.startswith("SAMPLED")
+    tables = []
+    for mode in dict.fromkeys(m for _, headline in with_headline for m in headline.modes):
+        columns: list[tuple[str, dict[str, HeadlineModel], str]] = []
+        status = []
+        for run, headline in with_headline:
+            models = headline.modes.get(mode, {})
+            prefix = f"{run.name}: " if len(with_headline) > 1 else ""
+            for name, state in headline.status.items():
+                if state != "done":
+                    status.append(f"{prefix}{name} is {state} (incomplete)")
+                columns.append((f"{prefix}{name}", models, name))
+            if not headline.checked:
+                status.append(f"{prefix}no headline.json yet (tooldojo eval headline checks it)")
+        categories = list(
+            dict.fromkeys(c for _, models, _ in columns for m in models.values() for c in m.rates)
+        )
+        note = scope + " base: the starting model; final: the last trained checkpoint."
+        if status:
+            note += " " + "; ".join(status) + "."
+        tables.append(
+            Table(
+                title=f"Headline: BFCL {'SAMPLED' if sampled else 'in full'}, {mode} mode, "
+                "before and after the loop",
+                columns=[heading for heading, _, _ in columns],
+                rows=[
+                    (key, [_headline_cell(models.get(name), key) for _, models, name in columns])
+                    for key in [*categories, ALL, ASKED, REUSED]
+                ],
+                note=note,
+            )
+        )
+    return tables
 
 
 def _drop_empty_columns(table: Table) -> Table:
