@@ -795,3 +795,24 @@ def test_the_progress_bar_takes_items_and_a_late_total(tmp_path):
     with context.bar("probe", None) as advance:
         advance(total=1)  # the probe and the judge learn their total late
         advance()
+
+
+def test_release_roles_frees_the_models_the_run_loaded_not_the_callers(tmp_path):
+    from tooldojo.loop._context import LoopContext, LoopRequest
+    from tooldojo.loop.config import LoopConfig
+
+    class Closable:
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    mine, shared, given = Closable(), Closable(), Closable()
+    request = LoopRequest([], tmp_path, 1, LoopConfig(), models={"judge": given})
+    context = LoopContext(request, rundir=None)  # type: ignore[arg-type]  # not needed here
+    context.role_models.update(
+        {"selfplay:iter-000": mine, "backend:local": shared, "user": shared, "judge": given}
+    )
+    context.release_roles()
+    assert (mine.closed, shared.closed, given.closed) == (1, 1, 0)  # a shared one closed once
+    assert context.role_models == {}  # loaded again by the next stage that asks

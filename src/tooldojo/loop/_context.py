@@ -117,6 +117,18 @@ class LoopContext:
         unique = list({id(model): model for model in self.role_models.values()}.values())
         return anyio.run(run_then_close, work, unique)
 
+    def release_roles(self) -> None:
+        """Free every role model this run loaded (each llama.cpp instance holds GBs of KV
+        cache); the next stage that needs one loads it again. Training runs between two
+        synthesis stages with none of them in use, and a self-play checkpoint is replaced by
+        the next: kept, they took the loop to 17.5 GB and the OOM killer at iteration 2.
+        Models handed in by the caller (``LoopRequest.models``) are theirs to close."""
+        given = {id(model) for model in (self.request.models or {}).values()}
+        for model in {id(m): m for m in self.role_models.values()}.values():
+            if id(model) not in given:
+                release(model)
+        self.role_models.clear()
+
     def selfplay_model(self, checkpoint: Path) -> ChatModel:
         """The trained checkpoint as a role player, loaded once."""
         key = f"selfplay:{checkpoint}"

@@ -11,6 +11,7 @@ def train_stage(context: LoopContext, it: Path, prev: Path | None, k: int) -> di
     """``train/``: SFT on iteration 0 (``loop.train.first``), then ``loop.train.then``."""
     from tooldojo.train.settings import GRPOSettings, SFTSettings
 
+    context.release_roles()  # the role models' engines are idle while training holds memory
     cfg = context.cfg.train
     kind = cfg.first if k == 0 else cfg.then
     model = context.cfg.model if prev is None else str(prev / "train" / "checkpoint")
