@@ -211,6 +211,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/scale")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--from", dest="existing", default=None, help="record an existing folder")
+    parser.add_argument("--command", default=None, help="with --from: the command that made it")
     parser.add_argument("--json", default=str(ROOT / "docs/results/synth_scale.json"))
     parser.add_argument("--samples", default=str(ROOT / "docs/samples"))
     parser.add_argument("--n-samples", type=int, default=30)
@@ -220,7 +221,7 @@ def main() -> None:
     if args.existing:
         out = Path(args.existing)
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        commands = {"synth": f"(recorded from {out})"}
+        commands = {"synth": args.command or f"(recorded from {out})"}
         seconds: dict[str, float | None] = {"synth": _manifest_seconds(manifest)}
     else:
         if not args.specs:
