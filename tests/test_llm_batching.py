@@ -206,3 +206,15 @@ def test_requests_go_to_a_free_engine_unless_another_holds_a_long_prefix():
     warm.load = 1
     assert model._engine_for([*tools_block, 99]) is warm  # a place free, a long prefix
     assert model._engine_for([*range(30), 99]) is cold  # a short prefix: spread the load
+
+
+def test_a_prompt_with_nothing_cached_fills_a_gap_rather_than_an_empty_slot():
+    table = SlotTable(n_slots=4, capacity=1000)
+    for tokens in ([1], [2], [3]):
+        _run(table, tokens)  # slots 0, 1, 2 busy
+    table.release(1)  # slot 1 idle (holds [2]), slot 3 empty
+    claim = table.claim([99], need=10)
+    assert claim is not None and claim.reuse == 0
+    # Slot 3 is empty, but a sequence there would cost a second llama.cpp pass every step.
+    assert claim.target == 1
+    assert table.busy_runs() == 1

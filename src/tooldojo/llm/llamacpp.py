@@ -27,7 +27,7 @@ import json
 import os
 import time
 import weakref
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from tooldojo.llm._shared import (
     tool_calls_document_schema,
 )
 from tooldojo.llm.base import Completion, Constraint, SamplingParams
-from tooldojo.llm.codecs import DEFAULT_CODEC, get_codec
+from tooldojo.llm.codecs import DEFAULT_CODEC, HermesCodec, ParseError, get_codec
 from tooldojo.llm.embedded import EMBEDDED_NAME, check_gguf, embedded_gguf_path
 from tooldojo.llm.llamacpp_engine import (
     BatchEngine,
@@ -207,6 +207,30 @@ def _check_arguments(completion: Completion, tools: list[Tool]) -> Completion:
     return completion
 
 
+def end_of_calls(codec: HermesCodec, text: str) -> int | None:
+    """Where an answer that made its calls and then went on with something else ends.
+
+    Why: a model trained to call writes ``<tool_call>...</tool_call>`` and then its
+    end-of-turn token; one that instead goes on (prose, another question) runs to
+    ``max_tokens``, several times the call's length, for text the parser ignores anyway.
+    Another ``<tool_call>`` block (parallel calls) and blank lines go on; the cut is taken only
+    when the text up to it parses as calls (a close tag inside an argument string does not
+    count).
+    """
+    close = text.rfind(codec.CLOSE)
+    if close < 0:
+        return None
+    end = close + len(codec.CLOSE)
+    tail = text[end:].lstrip()
+    if not tail or tail.startswith(codec.OPEN) or codec.OPEN.startswith(tail):
+        return None
+    try:
+        calls = codec.parse(text[:end])
+    except ParseError:
+        return None
+    return end if calls else None
+
+
 @lru_cache(maxsize=1024)
 def _validator(schema_json: str) -> Any:
     schema = json.loads(schema_json)
@@ -243,6 +267,7 @@ class LlamaCppChatModel:
         self.model_path = check_gguf(model_path) if model_path else embedded_gguf_path()
         self.name = name or (EMBEDDED_NAME if model_path is None else self.model_path.stem)
         self.codec = get_codec(codec)
+        self._hermes = isinstance(self.codec, HermesCodec)
         self._n_ctx = n_ctx
         path = self.weights_path = weights_file(self.model_path, weights)
         try:
@@ -392,6 +417,7 @@ class LlamaCppChatModel:
             seed=sampling.seed,
             stop=[stop for stop in [self._eog_text, *(sampling.stop or [])] if stop],
             grammar=grammar,
+            end_of_answer=partial(end_of_calls, self.codec) if tools and self._hermes else None,
         )
         result = await generate(self._engine_for(tokens), tokens, params)
         if result.error == "grammar_rejected":

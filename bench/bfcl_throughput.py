@@ -1,0 +1,108 @@
+"""Where the time of ``tooldojo eval bfcl`` goes: entries/min and the engine's counters.
+
+Runs the BFCL harness in this process on a deterministic sample (``--limit`` per category) with
+the model ``eval bfcl`` would build for ``--model`` (the embedded model, a GGUF, a tooldojo
+checkpoint), then prints per entry: prompt tokens (and how many were computed rather than
+reused), generated tokens, answers cut by ``max_tokens``; per llama.cpp step: tokens, generating
+sequences and passes (1.00 is the best possible); and the CPU seconds of this process, which the
+load of other jobs does not move. BFCL is test data: nothing here is tuned on its scores.
+
+    python bench/bfcl_throughput.py --model PATH.gguf --categories simple_python --limit 24
+
+The acceptance of issue 14 asks for the 1,240 non-live entries in at most 30 minutes (41.3 per
+minute); the script prints that projection from the measured rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+
+from tooldojo.eval.bfcl_runner import BFCLSettings, load_entries, run_bfcl
+from tooldojo.eval.models import resolve_model
+from tooldojo.llm.base import run_then_close
+
+NON_LIVE = ["simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance"]
+TARGET_PER_MIN = 1240 / 30
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="llamacpp")
+    parser.add_argument("--mode", default=None)
+    parser.add_argument("--categories", nargs="+", default=NON_LIVE)
+    parser.add_argument("--limit", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    options = parser.parse_args()
+    settings = BFCLSettings(
+        categories=options.categories,
+        limit=options.limit,
+        concurrency=options.concurrency,
+        max_tokens=options.max_tokens,
+    )
+    entries = load_entries(settings)
+    evaluated = resolve_model(options.model, options.mode)
+    model = evaluated.model
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as folder:
+        cpu_before, started = cpu_seconds(), time.perf_counter()
+        run = anyio.run(
+            run_then_close,
+            lambda: run_bfcl(evaluated, Path(folder) / "entries.jsonl", settings, entries=entries),
+            [model],
+        )
+        wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
+    stats = getattr(model, "stats", None)
+    results = run.results
+    n = len(results)
+    print(
+        f"{evaluated.name} · {evaluated.description} · {n} entries of "
+        f"{', '.join(options.categories)} · load average {load_before:.2f} -> "
+        f"{os.getloadavg()[0]:.2f} (2 cores)"
+    )
+    rate = n / wall * 60
+    print(
+        f"  {rate:.1f} entries/min wall ({wall:.0f} s), {n / cpu * 60:.1f} per CPU-minute "
+        f"({cpu:.0f} CPU-s): 1,240 entries would take {1240 / rate:.0f} min "
+        f"(target {TARGET_PER_MIN:.1f}/min, 30 min)"
+    )
+    valid = Counter(result.category for result in results if result.valid)
+    total = Counter(result.category for result in results)
+    print("  correct: " + ", ".join(f"{c} {valid[c]}/{total[c]}" for c in total))
+    print(
+        f"  per entry: {sum(r.prompt_tokens for r in results) / n:.0f} prompt tokens, "
+        f"{sum(r.completion_tokens for r in results) / n:.1f} generated, "
+        f"{sum(r.model_calls for r in results) / n:.2f} model calls"
+    )
+    if stats is None:
+        return
+    computed = stats.prompt_tokens - stats.reused_tokens
+    steps = max(1, stats.decode_calls)
+    print(
+        f"  engine: {computed} prompt tokens computed of {stats.prompt_tokens} "
+        f"(hit rate {stats.hit_rate:.2f}), {stats.generated_tokens} generated, "
+        f"{stats.length_stops} of {stats.requests} answers cut at max_tokens"
+    )
+    print(
+        f"  steps: {stats.decode_calls}, {stats.decoded_tokens / steps:.1f} tokens and "
+        f"{stats.id_runs / steps:.2f} llama.cpp passes per step; {stats.decode_seconds:.0f} s "
+        f"inside llama_decode ({stats.decode_seconds / wall:.0%} of the wall time summed over "
+        f"{model.pool_size} engines); grammar full passes {stats.grammar_full_passes}"
+    )
+
+
+if __name__ == "__main__":
+    main()

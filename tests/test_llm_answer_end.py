@@ -1,0 +1,72 @@
+"""The llama.cpp backend stops an answer that made its calls and then wrote something else.
+
+``end_of_calls`` is pure string logic (milliseconds); the last test runs the real engine with an
+``end_of_answer`` hook to show that a cut answer stops decoding and keeps only the text before
+the cut.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tooldojo.llm.codecs import HermesCodec
+from tooldojo.llm.llamacpp import end_of_calls
+
+CODEC = HermesCodec()
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+
+
+def test_prose_after_a_call_ends_the_answer_at_the_close_tag():
+    text = CALL + "\nThe weather in Oslo is"
+    assert end_of_calls(CODEC, text) == len(CALL)
+    assert [c.name for c in CODEC.parse(text[: len(CALL)])] == ["get_weather"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "The weather in Oslo is sunny.",  # no call at all: a text answer runs to its end
+        CALL,  # the end-of-turn token or another block may follow
+        CALL + "\n",
+        CALL + "\n<tool",  # a second block is starting
+        CALL + "\n<tool_call>\n{",  # parallel calls go on
+        CALL + "\n" + CALL,
+        '<tool_call>\n{"name": "note", "arguments": {"text": "a </tool_call> b',  # inside a string
+        "Here is some text </tool_call> and more",  # a close tag without a call before it
+    ],
+)
+def test_answers_that_may_still_be_calling_go_on(text):
+    assert end_of_calls(CODEC, text) is None
+
+
+def test_the_second_of_parallel_calls_ends_the_answer_when_prose_follows():
+    text = CALL + "\n" + CALL + "\n\nDone"
+    assert end_of_calls(CODEC, text) == len(CALL) * 2 + 1
+
+
+@pytest.mark.anyio
+async def test_the_engine_stops_where_end_of_answer_cuts():
+    from tooldojo.llm.llamacpp import LlamaCppChatModel
+    from tooldojo.llm.llamacpp_engine import GenerationParams, generate
+    from tooldojo.model import Message
+
+    model = LlamaCppChatModel(pool_size=1, max_batch=1, n_ctx=512)
+    try:
+        prompt = model.render_prompt(
+            [Message(role="user", content="Write a long story about a lighthouse.")], None
+        )
+        tokens = model.tokenize(prompt)
+        free = await generate(model._engines[0], tokens, GenerationParams(max_tokens=40))
+        assert len(free.text) > 20 and free.finish_reason == "length"
+
+        def cut_after_ten(text: str) -> int | None:
+            return 10 if len(text) > 12 else None
+
+        params = GenerationParams(max_tokens=40, end_of_answer=cut_after_ten)
+        stopped = await generate(model._engines[0], tokens, params)
+        assert stopped.text == free.text[:10] and stopped.finish_reason == "stop"
+        assert stopped.completion_tokens < free.completion_tokens
+        assert model.stats.answer_end_stops == 1
+    finally:
+        model.close()
