@@ -38,24 +38,19 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="llamacpp")
-    parser.add_argument("--mode", default=None)
-    parser.add_argument("--categories", nargs="+", default=NON_LIVE)
-    parser.add_argument("--limit", type=int, default=8)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--max-tokens", type=int, default=512)
-    options = parser.parse_args()
+def run_once(options: argparse.Namespace, entries: list, draft_tokens: int | None) -> dict:
+    """One pass over ``entries`` with a fresh model; the figures and raw answers."""
     settings = BFCLSettings(
         categories=options.categories,
         limit=options.limit,
         concurrency=options.concurrency,
         max_tokens=options.max_tokens,
     )
-    entries = load_entries(settings)
     evaluated = resolve_model(options.model, options.mode)
     model = evaluated.model
+    for engine in getattr(model, "_engines", []):
+        if draft_tokens is not None:
+            engine.draft_tokens = draft_tokens
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         cpu_before, started = cpu_seconds(), time.perf_counter()
@@ -68,8 +63,9 @@ def main() -> None:
     stats = getattr(model, "stats", None)
     results = run.results
     n = len(results)
+    drafts = "" if stats is None else f" · guesses up to {model._engines[0].draft_tokens}/step"
     print(
-        f"{evaluated.name} · {evaluated.description} · {n} entries of "
+        f"{evaluated.name} · {evaluated.description}{drafts} · {n} entries of "
         f"{', '.join(options.categories)} · load average {load_before:.2f} -> "
         f"{os.getloadavg()[0]:.2f} (2 cores)"
     )
@@ -87,20 +83,50 @@ def main() -> None:
         f"{sum(r.completion_tokens for r in results) / n:.1f} generated, "
         f"{sum(r.model_calls for r in results) / n:.2f} model calls"
     )
-    if stats is None:
-        return
-    computed = stats.prompt_tokens - stats.reused_tokens
-    steps = max(1, stats.decode_calls)
-    print(
-        f"  engine: {computed} prompt tokens computed of {stats.prompt_tokens} "
-        f"(hit rate {stats.hit_rate:.2f}), {stats.generated_tokens} generated, "
-        f"{stats.length_stops} of {stats.requests} answers cut at max_tokens"
+    if stats is not None:
+        computed = stats.prompt_tokens - stats.reused_tokens
+        steps = max(1, stats.decode_calls)
+        print(
+            f"  engine: {computed} prompt tokens computed of {stats.prompt_tokens} "
+            f"(hit rate {stats.hit_rate:.2f}), {stats.generated_tokens} generated, "
+            f"{stats.length_stops} of {stats.requests} answers cut at max_tokens, "
+            f"{stats.answer_end_stops} stopped after their calls"
+        )
+        print(
+            f"  steps: {stats.decode_calls}, {stats.decoded_tokens / steps:.1f} tokens and "
+            f"{stats.id_runs / steps:.2f} llama.cpp passes per step; guessed tokens "
+            f"{stats.accepted_draft_tokens} confirmed of {stats.draft_tokens}; "
+            f"{stats.decode_seconds:.0f} s inside llama_decode over {model.pool_size} engines"
+        )
+    return {"raw": {r.id: r.raw for r in results}, "cpu": cpu, "wall": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="llamacpp")
+    parser.add_argument("--mode", default=None)
+    parser.add_argument("--categories", nargs="+", default=NON_LIVE)
+    parser.add_argument("--limit", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument(
+        "--compare-drafts",
+        action="store_true",
+        help="run once without guessed tokens first, then with the default, and compare",
     )
+    options = parser.parse_args()
+    settings = BFCLSettings(categories=options.categories, limit=options.limit)
+    entries = load_entries(settings)
+    if not options.compare_drafts:
+        run_once(options, entries, None)
+        return
+    plain = run_once(options, entries, 0)
+    guessed = run_once(options, entries, None)
+    same = sum(plain["raw"][key] == guessed["raw"][key] for key in plain["raw"])
     print(
-        f"  steps: {stats.decode_calls}, {stats.decoded_tokens / steps:.1f} tokens and "
-        f"{stats.id_runs / steps:.2f} llama.cpp passes per step; {stats.decode_seconds:.0f} s "
-        f"inside llama_decode ({stats.decode_seconds / wall:.0%} of the wall time summed over "
-        f"{model.pool_size} engines); grammar full passes {stats.grammar_full_passes}"
+        f"with guesses / without: {plain['cpu'] / guessed['cpu']:.2f} x CPU-speed, "
+        f"{plain['wall'] / guessed['wall']:.2f} x wall-speed; identical raw answers "
+        f"{same}/{len(plain['raw'])}"
     )
 
 

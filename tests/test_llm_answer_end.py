@@ -70,3 +70,28 @@ async def test_the_engine_stops_where_end_of_answer_cuts():
         assert model.stats.answer_end_stops == 1
     finally:
         model.close()
+
+
+@pytest.mark.anyio
+async def test_guessed_tokens_are_confirmed_and_the_greedy_answer_is_unchanged():
+    from tooldojo.llm.llamacpp import LlamaCppChatModel
+    from tooldojo.llm.llamacpp_engine import GenerationParams, generate
+    from tooldojo.model import Message
+
+    text = "The quick brown fox jumps over the lazy dog near the old river bank."
+    question = [Message(role="user", content=f"Repeat exactly, twice: {text}")]
+    answers, stats = [], []
+    for draft_tokens in (0, 4):
+        model = LlamaCppChatModel(pool_size=1, max_batch=1, n_ctx=512, draft_tokens=draft_tokens)
+        try:
+            tokens = model.tokenize(model.render_prompt(question, None))
+            result = await generate(model._engines[0], tokens, GenerationParams(max_tokens=48))
+            answers.append(result.text)
+            stats.append(model.stats)
+        finally:
+            model.close()
+    plain, guessed = stats
+    assert plain.draft_tokens == 0
+    assert guessed.accepted_draft_tokens >= 4  # the copied sentence came in fewer passes
+    assert guessed.decode_calls < plain.decode_calls
+    assert answers[1] == answers[0]

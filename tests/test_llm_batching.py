@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from tooldojo.llm.llamacpp_engine import EngineStats, SlotTable, common_prefix_length
+from tooldojo.llm.llamacpp_engine import (
+    PASS_TILE,
+    EngineStats,
+    SlotTable,
+    common_prefix_length,
+    draft_room,
+    lookup_draft,
+)
 
 
 @pytest.mark.parametrize(
@@ -218,3 +225,24 @@ def test_a_prompt_with_nothing_cached_fills_a_gap_rather_than_an_empty_slot():
     # Slot 3 is empty, but a sequence there would cost a second llama.cpp pass every step.
     assert claim.target == 1
     assert table.busy_runs() == 1
+
+
+def test_prompt_lookup_guesses_what_followed_the_last_tokens_before():
+    ngrams: dict = {}
+    sequence = [5, 1, 2, 3, 4, 9, 9, 1, 2, 3]
+    assert lookup_draft(sequence, ngrams, 0, limit=3) == [4, 9, 9]  # after 1 2 3
+    assert lookup_draft(sequence, ngrams, len(sequence), limit=1) == [4]
+    # The newest occurrence wins; only a 2-gram match: 7 8 -> what followed 8 last time.
+    sequence = [7, 8, 1, 6, 7, 8, 2, 0, 7, 8]
+    assert lookup_draft(sequence, {}, 0, limit=4) == [2, 0, 7, 8]
+    assert lookup_draft([1, 2, 3, 4], {}, 0, limit=4) == []  # nothing repeats
+    assert lookup_draft([1], {}, 0, limit=4) == []
+
+
+def test_guesses_fill_a_pass_up_to_the_tile_and_never_past_the_batch():
+    assert draft_room(1, 512) == PASS_TILE - 1
+    assert draft_room(8, 512) == PASS_TILE - 8
+    assert draft_room(PASS_TILE, 512) == 0
+    assert draft_room(PASS_TILE + 1, 512) == PASS_TILE - 1
+    assert draft_room(10, 12) == 2
+    assert draft_room(512, 512) == 0

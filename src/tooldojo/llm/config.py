@@ -76,6 +76,9 @@ class BackendConfig(BaseModel):
     prefix_store: bool = False
     """llamacpp: keep the KV state of long system prompts on disk for the next process
     (``tooldojo call`` turns it on: a fresh process per question)."""
+    draft_tokens: int = Field(default=4, ge=0)
+    """llamacpp: tokens guessed per greedy sequence and step from its own prompt and answer
+    (prompt lookup) and checked in the same forward pass; 0 turns guessing off."""
     n_ctx: int = Field(default=8192, ge=256)
     """llamacpp / transformers: context window (8192 is what SmolLM2 was trained with)."""
     max_in_flight: int = Field(default=64, ge=1)
@@ -142,6 +145,7 @@ def _load_backend(config: BackendConfig) -> ChatModel:
             max_batch=config.max_batch,
             weights=config.weights,
             prefix_store=config.prefix_store,
+            draft_tokens=config.draft_tokens,
         )
     if config.kind == "openai":
         from tooldojo.llm.openai_compat import OpenAIChatModel

@@ -60,6 +60,10 @@ from tooldojo.llm.llamacpp_engine import (
 )
 from tooldojo.model import Message, Tool
 
+DRAFT_TOKENS = 4
+"""Tokens guessed per greedy sequence and step by prompt lookup (``BatchEngine._draft``) and
+checked in the same pass; 0 decodes one token per pass (the reference path of the benches)."""
+
 GRAMMAR_MAX_LENGTH = 64
 """Longer ``maxLength`` bounds are dropped from grammars: llama.cpp's converter unrolls them into
 one nested rule per character, which makes the grammar slow to build and to run."""
@@ -261,6 +265,7 @@ class LlamaCppChatModel:
         weights: str = "f16",
         prefix_store: bool = False,
         reuse_prefixes: bool = True,
+        draft_tokens: int = DRAFT_TOKENS,
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")
@@ -294,6 +299,7 @@ class LlamaCppChatModel:
                 n_batch=n_batch,
                 prefix_store=store,
                 reuse_prefixes=reuse_prefixes,
+                draft_tokens=draft_tokens,
             )
             for _ in range(pool_size)
         ]
