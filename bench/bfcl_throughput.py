@@ -90,6 +90,7 @@ def run_once(options: argparse.Namespace, entries: list, draft_tokens: int | Non
             f"  engine: {computed} prompt tokens computed of {stats.prompt_tokens} "
             f"(hit rate {stats.hit_rate:.2f}), {stats.generated_tokens} generated, "
             f"{stats.length_stops} of {stats.requests} answers cut at max_tokens, "
+            f"{stats.loop_stops} cut in a repetition loop, "
             f"{stats.answer_end_stops} stopped after their calls"
         )
         print(

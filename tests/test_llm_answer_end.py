@@ -95,3 +95,21 @@ async def test_guessed_tokens_are_confirmed_and_the_greedy_answer_is_unchanged()
     assert guessed.accepted_draft_tokens >= 4  # the copied sentence came in fewer passes
     assert guessed.decode_calls < plain.decode_calls
     assert answers[1] == answers[0]
+
+
+@pytest.mark.anyio
+async def test_an_answer_caught_in_a_loop_is_cut_before_max_tokens():
+    from tooldojo.llm.llamacpp import LlamaCppChatModel
+    from tooldojo.llm.llamacpp_engine import LOOP_TOKENS, GenerationParams, generate
+    from tooldojo.model import Message
+
+    model = LlamaCppChatModel(pool_size=1, max_batch=1, n_ctx=1024)
+    try:
+        prompt = model.render_prompt([Message(role="user", content="Sing la la la.")], None)
+        params = GenerationParams(max_tokens=400, grammar='root ::= ("la ")+')
+        result = await generate(model._engines[0], model.tokenize(prompt), params)
+        assert result.finish_reason == "length"
+        assert LOOP_TOKENS <= result.completion_tokens < LOOP_TOKENS + 8
+        assert model.stats.loop_stops == 1 and model.stats.length_stops == 0
+    finally:
+        model.close()

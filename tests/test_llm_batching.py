@@ -14,6 +14,7 @@ from tooldojo.llm.llamacpp_engine import (
     SlotTable,
     common_prefix_length,
     draft_room,
+    is_looping,
     lookup_draft,
 )
 
@@ -246,3 +247,13 @@ def test_guesses_fill_a_pass_up_to_the_tile_and_never_past_the_batch():
     assert draft_room(PASS_TILE + 1, 512) == PASS_TILE - 1
     assert draft_room(10, 12) == 2
     assert draft_room(512, 512) == 0
+
+
+def test_a_short_cycle_over_the_last_64_tokens_is_a_loop():
+    prefix = list(range(100, 140))
+    assert is_looping(prefix + [7, 8, 9, 10, 11, 12] * 11)  # a 6-token cycle, 66 tokens
+    assert is_looping([5] * 64)
+    assert not is_looping([5] * 63)  # too short to tell
+    assert not is_looping(prefix + list(range(64)))  # no cycle
+    assert not is_looping(list(range(17)) * 4)  # a 17-token cycle is longer than LOOP_PERIOD
+    assert not is_looping([1, 2] * 30 + [3, 4, 5, 6])  # the cycle was left

@@ -154,6 +154,11 @@ def _write_json_atomic(path: Path, payload: object) -> None:
     tmp.replace(path)
 
 
+_CLICK_ERRORS = (click.ClickException, getattr(typer, "_click", click).ClickException)
+"""Usage errors: typer 0.29 raises those of its vendored copy of click (``typer._click``),
+which are not ``click.ClickException``s, so a wrong option printed a traceback."""
+
+
 def main() -> None:
     """Console entry point: maps input errors to one line and exit status 2."""
     try:
@@ -170,7 +175,7 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except Exception as error:  # click usage errors arrive here with standalone_mode=False
-        if isinstance(error, click.ClickException):
+        if isinstance(error, _CLICK_ERRORS):
             error.show()
             sys.exit(error.exit_code)
         raise
