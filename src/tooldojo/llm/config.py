@@ -68,11 +68,12 @@ class BackendConfig(BaseModel):
     """llamacpp: sequences one engine decodes together in each forward pass (each engine keeps
     ``max_batch + 2`` KV streams of ``n_ctx`` cells: 23 KB per cell for SmolLM2-135M, so
     about 1.9 GB per engine at the defaults)."""
-    weights: Literal["file", "f16", "q8_0"] = "f16"
+    weights: Literal["file", "f16", "q8_0", "bf16"] = "f16"
     """llamacpp: ``f16`` (default) converts a quantized GGUF's weights to 16-bit floats once
     (cached): llama.cpp has batched matrix kernels for them, not for SmolLM2's 4-bit blocks, so
     prompts and batched generation run about twice as fast here; ``file`` loads the file as it
-    is (faster for a single stream); ``q8_0`` is in between."""
+    is (faster for a single stream); ``q8_0`` is in between; ``bf16`` reads prompts about 1.3 x
+    faster than f16 on CPUs with AVX512_BF16, with coarser rounding."""
     prefix_store: bool = False
     """llamacpp: keep the KV state of long system prompts on disk for the next process
     (``tooldojo call`` turns it on: a fresh process per question)."""
