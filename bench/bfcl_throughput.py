@@ -47,6 +47,20 @@ def run_once(options: argparse.Namespace, entries: list, draft_tokens: int | Non
         max_tokens=options.max_tokens,
     )
     evaluated = resolve_model(options.model, options.mode)
+    if options.weights is not None:  # the same model and mode, other weights
+        from tooldojo.eval.models import EvalModel
+        from tooldojo.llm.llamacpp import LlamaCppChatModel
+
+        original = evaluated.model
+        codec = original.codec.name
+        evaluated = EvalModel(
+            LlamaCppChatModel(original.model_path, codec=codec, weights=options.weights),
+            evaluated.mode,
+            evaluated.tool_format,
+            f"{evaluated.name} ({options.weights})",
+            evaluated.spec,
+        )
+        original.close()
     model = evaluated.model
     for engine in getattr(model, "_engines", []):
         if draft_tokens is not None:
@@ -110,14 +124,21 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--weights", default=None, help="llamacpp weights (f16, bf16, ...)")
     parser.add_argument(
         "--compare-drafts",
         action="store_true",
         help="run once without guessed tokens first, then with the default, and compare",
     )
+    parser.add_argument(
+        "--compare-weights", action="store_true", help="run with f16 first, then --weights"
+    )
     options = parser.parse_args()
     settings = BFCLSettings(categories=options.categories, limit=options.limit)
     entries = load_entries(settings)
+    if options.weights is not None and options.compare_weights:
+        compare_weights(options, entries)
+        return
     if not options.compare_drafts:
         run_once(options, entries, None)
         return
@@ -128,6 +149,19 @@ def main() -> None:
         f"with guesses / without: {plain['cpu'] / guessed['cpu']:.2f} x CPU-speed, "
         f"{plain['wall'] / guessed['wall']:.2f} x wall-speed; identical raw answers "
         f"{same}/{len(plain['raw'])}"
+    )
+
+
+def compare_weights(options: argparse.Namespace, entries: list) -> None:
+    """f16 (the default) then ``--weights``: speed and identical answers."""
+    weights, options.weights = options.weights, None
+    base = run_once(options, entries, None)
+    options.weights = weights
+    other = run_once(options, entries, None)
+    same = sum(base["raw"][key] == other["raw"][key] for key in base["raw"])
+    print(
+        f"{weights} / f16: {base['cpu'] / other['cpu']:.2f} x CPU-speed; identical raw answers "
+        f"{same}/{len(base['raw'])}"
     )
 
 

@@ -77,9 +77,10 @@ class BackendConfig(BaseModel):
     prefix_store: bool = False
     """llamacpp: keep the KV state of long system prompts on disk for the next process
     (``tooldojo call`` turns it on: a fresh process per question)."""
-    draft_tokens: int = Field(default=4, ge=0)
+    draft_tokens: int = Field(default=0, ge=0)
     """llamacpp: tokens guessed per greedy sequence and step from its own prompt and answer
-    (prompt lookup) and checked in the same forward pass; 0 turns guessing off."""
+    (prompt lookup) and checked in the same forward pass (4 is a good value; 0, the default,
+    turns guessing off: see ``tooldojo.llm.llamacpp.DRAFT_TOKENS``)."""
     n_ctx: int = Field(default=8192, ge=256)
     """llamacpp / transformers: context window (8192 is what SmolLM2 was trained with)."""
     max_in_flight: int = Field(default=64, ge=1)
