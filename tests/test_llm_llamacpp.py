@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -150,7 +151,9 @@ def test_tooldojo_call_weather_acceptance():
         capture_output=True,
         text=True,
         timeout=240,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        # PYTHONPATH kept: a worktree's sources win over the editable install (as in pytest).
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+        | {key: os.environ[key] for key in ("PYTHONPATH", "HOME") if key in os.environ},
     )
     assert out.returncode == 0, out.stderr
     calls = json.loads(out.stdout)
