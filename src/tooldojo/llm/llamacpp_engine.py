@@ -280,6 +280,7 @@ class EngineStats:
     over the weights per run, so ``id_runs / decode_calls`` near 1 means the batching works."""
     requests: int = 0
     length_stops: int = 0
+    """Requests that ran to ``max_tokens`` (or the context's end) instead of a stop."""
     draft_tokens: int = 0
     """Tokens guessed by prompt lookup and checked in the same pass (greedy requests only)."""
     accepted_draft_tokens: int = 0
@@ -289,7 +290,6 @@ class EngineStats:
     as ``length``: the answer was cut off, as ``max_tokens`` would have cut it later)."""
     answer_end_stops: int = 0
     """Requests stopped by ``GenerationParams.end_of_answer`` (calls made, then other text)."""
-    """Requests that ran to ``max_tokens`` (or the context's end) instead of a stop."""
     stored_prefix_tokens: int = 0
     """Prompt tokens whose state was read from the on-disk :class:`PrefixStore` (part of
     ``reused_tokens``)."""
@@ -601,11 +601,11 @@ class BatchEngine:
                 batch.seq_id[index][0] = seq_id
                 # A generating sequence wants logits after every token (its guesses are checked
                 # one by one); a prompt chunk only after its last, when the prompt ends there.
-                generating = request.next_token is not None
-                wanted = wants_logits and (generating or offset == len(tokens) - 1)
+                decoding = request.next_token is not None
+                wanted = wants_logits and (decoding or offset == len(tokens) - 1)
                 batch.logits[index] = wanted
                 if wanted:
-                    if offset == 0 or not generating:
+                    if offset == 0 or not decoding:
                         outputs.append((request, []))
                     outputs[-1][1].append(index)
                 index += 1
