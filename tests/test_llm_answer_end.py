@@ -113,3 +113,26 @@ async def test_an_answer_caught_in_a_loop_is_cut_before_max_tokens():
         assert model.stats.loop_stops == 1 and model.stats.length_stops == 0
     finally:
         model.close()
+
+
+@pytest.mark.anyio
+async def test_prompt_threads_read_the_prompt_and_leave_the_answer_unchanged():
+    from tooldojo.llm.llamacpp import LlamaCppChatModel
+    from tooldojo.llm.llamacpp_engine import GenerationParams, generate
+    from tooldojo.model import Message
+
+    question = [Message(role="user", content="Name three rivers in Europe. " * 12)]
+    answers = []
+    for prompt_threads in (None, 2):
+        model = LlamaCppChatModel(
+            pool_size=1, max_batch=1, n_ctx=512, n_threads_batch=prompt_threads
+        )
+        try:
+            tokens = model.tokenize(model.render_prompt(question, None))
+            assert len(tokens) >= 64  # long enough for the prompt threads
+            result = await generate(model._engines[0], tokens, GenerationParams(max_tokens=12))
+            answers.append(result.text)
+            assert model._engines[0]._prompt_threads == (prompt_threads or 1)
+        finally:
+            model.close()
+    assert answers[0] == answers[1] and answers[0]

@@ -51,3 +51,16 @@ def test_every_lazy_command_resolves_and_help_lists_them():
         assert f" {name} " in out.stdout, name
     for name in ("eval", "loop", "report"):
         assert f" {name} " in out.stdout, name
+
+
+def test_a_call_reads_its_prompt_on_two_threads_only_when_a_core_is_idle(monkeypatch):
+    from tooldojo.llm import cli
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.9, 1.0, 1.0))
+    assert cli.prompt_threads() == 2
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (1.6, 1.0, 1.0))
+    assert cli.prompt_threads() == 1  # both cores busy: a second thread would wait on the other
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert cli.prompt_threads() == 1

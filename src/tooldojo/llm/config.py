@@ -63,6 +63,8 @@ class BackendConfig(BaseModel):
     one whose cache shares the longest prompt prefix. Two engines of one thread each beat one
     engine of two threads on a busy 2-core machine (bench/embedded_throughput.py)."""
     n_threads: int = Field(default=1, ge=1)
+    n_threads_batch: int | None = Field(default=None, ge=1)
+    """llamacpp: threads for passes that read prompt tokens (``None``: ``n_threads``)."""
     """llamacpp / transformers: CPU threads per instance (engine)."""
     max_batch: int = Field(default=8, ge=1)
     """llamacpp: sequences one engine decodes together in each forward pass (each engine keeps
@@ -142,6 +144,7 @@ def _load_backend(config: BackendConfig) -> ChatModel:
             config.model,
             pool_size=config.pool_size,
             n_threads=config.n_threads,
+            n_threads_batch=config.n_threads_batch,
             n_ctx=config.n_ctx,
             codec=config.codec,
             max_batch=config.max_batch,

@@ -260,6 +260,7 @@ class LlamaCppChatModel:
         *,
         pool_size: int = 2,
         n_threads: int = 1,
+        n_threads_batch: int | None = None,
         n_ctx: int = 8192,
         codec: str = DEFAULT_CODEC,
         name: str | None = None,
@@ -296,6 +297,7 @@ class LlamaCppChatModel:
             BatchEngine(
                 self._model,
                 n_threads=n_threads,
+                n_threads_batch=n_threads_batch,
                 n_ctx=n_ctx,
                 n_slots=_streams(max_batch),
                 max_active=max_batch,

@@ -349,6 +349,7 @@ class BatchEngine:
         model: LlamaModel,
         *,
         n_threads: int = 2,
+        n_threads_batch: int | None = None,
         n_ctx: int = 8192,
         n_slots: int = 6,
         max_active: int = 4,
@@ -375,6 +376,11 @@ class BatchEngine:
         params.kv_unified = False
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.n_threads = params.n_threads_batch = n_threads
+        self._threads = n_threads
+        self._prompt_threads = n_threads_batch or n_threads
+        """Threads for a pass that reads prompt tokens (set per pass: llama.cpp would use its
+        batch threads for any pass of several tokens, generation with guesses included)."""
+        self._batch_threads = n_threads
         self.context = LlamaContext(model=model, params=params, verbose=False)
         self._ctx, self._memory, self._vocab = self.context.ctx, self.context.memory, model.vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
@@ -579,6 +585,7 @@ class BatchEngine:
                 last = request.position + len(chunk) == len(request.tokens)
                 items.append((request, chunk, last))
                 budget -= len(chunk)
+        prompt_tokens = self.n_batch - len(generating) - budget
         self._assign_drafts(generating, self.n_batch - budget)
         for request in generating:
             items.append((request, [request.next_token, *request.drafts], True))
@@ -610,6 +617,11 @@ class BatchEngine:
                     outputs[-1][1].append(index)
                 index += 1
         batch.n_tokens = index
+        # A few prompt tokens (a new turn after a cached prefix) do not repay waking threads.
+        threads = self._prompt_threads if prompt_tokens >= PROMPT_THREADS_MIN else self._threads
+        if threads != self._batch_threads:
+            llama_cpp.llama_set_n_threads(self._ctx, self._threads, threads)
+            self._batch_threads = threads
         started = time.perf_counter()
         while (code := llama_cpp.llama_decode(self._ctx, batch)) == 1:
             # No free cells: drop the least recently used idle cache and try again.
@@ -808,6 +820,9 @@ class BatchEngine:
             )
         )
 
+
+PROMPT_THREADS_MIN = 64
+"""Prompt tokens a pass must read before it runs on the prompt threads (``n_threads_batch``)."""
 
 PASS_TILE = 16
 """Tokens per llama.cpp pass that cost about as much as fewer: with f16 weights a pass of 8
