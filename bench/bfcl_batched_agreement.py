@@ -7,13 +7,15 @@ by the embedded model in BFCL's prompting mode, greedy, twice:
 * batched: the default engines (``--pool-size`` x ``--max-batch`` sequences per pass, prefixes
   reused from the KV cache), all entries in flight at once;
 * reference: one engine, one sequence at a time (``max_batch=1``), every prompt computed from
-  scratch (``reuse_prefixes=False``), one entry at a time.
+  scratch (``reuse_prefixes=False``), one token per pass (``draft_tokens=0``: no guessed
+  tokens), one entry at a time.
 
 Both are scored with bfcl-eval's own checkers (``tooldojo.eval``), and the script prints both
 scores and, per entry, whether the two raw answers are identical. BFCL is test data here and
 nothing is tuned on it.
 
     python bench/bfcl_batched_agreement.py [--per-category 20] [--max-tokens 512]
+        [--model TRAINED.gguf --mode fc]
 
 Exits 1 when fewer than ``--min-agreement`` of the answers are identical or the scores differ,
 so a batching bug that changes answers cannot pass unnoticed.
@@ -35,13 +37,16 @@ from tooldojo.eval.models import EvalModel
 from tooldojo.llm.llamacpp import LlamaCppChatModel
 
 CATEGORIES = ["simple_python", "irrelevance"]
+SETUP = {"mode": "prompting"}
 
 
 def score(
     model: LlamaCppChatModel, name: str, settings: BFCLSettings, folder: Path, entries: list
 ) -> tuple[dict[str, object], float]:
     """Raw answer and validity per entry id, and the wall time."""
-    evaluated = EvalModel(model, "prompting", "bfcl-python", name)
+    mode = SETUP["mode"]
+    tool_format = "bfcl-python" if mode == "prompting" else f"codec:{model.codec.name}"
+    evaluated = EvalModel(model, mode, tool_format, name)
     started = time.perf_counter()
     run = anyio.run(
         lambda: run_bfcl(evaluated, folder / f"{name}.jsonl", settings, entries=entries)
@@ -58,17 +63,30 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--weights", default="f16")
     parser.add_argument("--min-agreement", type=float, default=0.95)
+    parser.add_argument("--model", default=None, help="a GGUF file (default: the embedded one)")
+    parser.add_argument(
+        "--mode", default="prompting", choices=["prompting", "fc"], help="fc: the hermes codec"
+    )
     options = parser.parse_args()
+    SETUP["mode"] = options.mode
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
     settings = BFCLSettings(
         categories=CATEGORIES, limit=options.per_category, seed=0, max_tokens=options.max_tokens
     )
     entries = load_entries(settings)
     batched = LlamaCppChatModel(
-        pool_size=options.pool_size, max_batch=options.max_batch, weights=options.weights
+        options.model,
+        pool_size=options.pool_size,
+        max_batch=options.max_batch,
+        weights=options.weights,
     )
     reference = LlamaCppChatModel(
-        pool_size=1, max_batch=1, weights=options.weights, reuse_prefixes=False
+        options.model,
+        pool_size=1,
+        max_batch=1,
+        weights=options.weights,
+        reuse_prefixes=False,
+        draft_tokens=0,
     )
     with tempfile.TemporaryDirectory() as folder:
         settings.concurrency = options.pool_size * options.max_batch

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from tooldojo.llm.llamacpp_engine import EngineStats, SlotTable, common_prefix_length
+from tooldojo.llm.llamacpp_engine import (
+    PASS_TILE,
+    EngineStats,
+    SlotTable,
+    common_prefix_length,
+    draft_room,
+    is_looping,
+    lookup_draft,
+)
 
 
 @pytest.mark.parametrize(
@@ -206,3 +214,46 @@ def test_requests_go_to_a_free_engine_unless_another_holds_a_long_prefix():
     warm.load = 1
     assert model._engine_for([*tools_block, 99]) is warm  # a place free, a long prefix
     assert model._engine_for([*range(30), 99]) is cold  # a short prefix: spread the load
+
+
+def test_a_prompt_with_nothing_cached_fills_a_gap_rather_than_an_empty_slot():
+    table = SlotTable(n_slots=4, capacity=1000)
+    for tokens in ([1], [2], [3]):
+        _run(table, tokens)  # slots 0, 1, 2 busy
+    table.release(1)  # slot 1 idle (holds [2]), slot 3 empty
+    claim = table.claim([99], need=10)
+    assert claim is not None and claim.reuse == 0
+    # Slot 3 is empty, but a sequence there would cost a second llama.cpp pass every step.
+    assert claim.target == 1
+    assert table.busy_runs() == 1
+
+
+def test_prompt_lookup_guesses_what_followed_the_last_tokens_before():
+    ngrams: dict = {}
+    sequence = [5, 1, 2, 3, 4, 9, 9, 1, 2, 3]
+    assert lookup_draft(sequence, ngrams, 0, limit=3) == [4, 9, 9]  # after 1 2 3
+    assert lookup_draft(sequence, ngrams, len(sequence), limit=1) == [4]
+    # The newest occurrence wins; only a 2-gram match: 7 8 -> what followed 8 last time.
+    sequence = [7, 8, 1, 6, 7, 8, 2, 0, 7, 8]
+    assert lookup_draft(sequence, {}, 0, limit=4) == [2, 0, 7, 8]
+    assert lookup_draft([1, 2, 3, 4], {}, 0, limit=4) == []  # nothing repeats
+    assert lookup_draft([1], {}, 0, limit=4) == []
+
+
+def test_guesses_fill_a_pass_up_to_the_tile_and_never_past_the_batch():
+    assert draft_room(1, 512) == PASS_TILE - 1
+    assert draft_room(8, 512) == PASS_TILE - 8
+    assert draft_room(PASS_TILE, 512) == 0
+    assert draft_room(PASS_TILE + 1, 512) == PASS_TILE - 1
+    assert draft_room(10, 12) == 2
+    assert draft_room(512, 512) == 0
+
+
+def test_a_short_cycle_over_the_last_64_tokens_is_a_loop():
+    prefix = list(range(100, 140))
+    assert is_looping(prefix + [7, 8, 9, 10, 11, 12] * 11)  # a 6-token cycle, 66 tokens
+    assert is_looping([5] * 64)
+    assert not is_looping([5] * 63)  # too short to tell
+    assert not is_looping(prefix + list(range(64)))  # no cycle
+    assert not is_looping(list(range(17)) * 4)  # a 17-token cycle is longer than LOOP_PERIOD
+    assert not is_looping([1, 2] * 30 + [3, 4, 5, 6])  # the cycle was left

@@ -6,18 +6,68 @@ naming the file and the place in it and exit with status 2, no traceback.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from tooldojo.errors import ToolDojoError
 
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "corpus": ("tooldojo.specs.cli", "corpus_app"),
+    "serve": ("tooldojo.mcp.cli", "serve_command"),
+    "verify": ("tooldojo.verify.cli", "verify_command"),
+    "export": ("tooldojo.verify.cli", "export_command"),
+    "call": ("tooldojo.llm.cli", "call_command"),
+    "train": ("tooldojo.train.cli", "train_app"),
+    "synth": ("tooldojo.synth.cli", "synth_command"),
+    "eval": ("tooldojo.eval.cli", "eval_app"),
+    "loop": ("tooldojo.loop.cli", "loop_command"),
+    "report": ("tooldojo.report.cli", "report_command"),
+}
+"""Sub-commands whose module is imported only when that command runs (or help lists them).
+
+Why: importing every stage's CLI module pulls mcp, datasketch (scipy), the verifiers and more,
+about a second before ``tooldojo call`` could even start loading its model."""
+
+
+class _LazyGroup(TyperGroup):
+    """A typer group that imports a sub-command's module the first time it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        eager = super().list_commands(ctx)
+        return [*eager, *(name for name in _LAZY_COMMANDS if name not in eager)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in _LAZY_COMMANDS:
+            command = _load_command(cmd_name)
+            self.add_command(command, cmd_name)
+        return command
+
+
+def _load_command(name: str) -> click.Command:
+    """The click command of a lazy sub-command (a function or a whole typer app)."""
+    module_name, attribute = _LAZY_COMMANDS[name]
+    target = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(target, typer.Typer):
+        single = typer.Typer(pretty_exceptions_enable=False)
+        single.command(name)(target)
+        target = single
+    command = typer.main.get_command(target)
+    command.name = name
+    return command
+
+
 app = typer.Typer(
+    cls=_LazyGroup,
     name="tooldojo",
     help="Teach LLMs to call tools: synthesize, verify, train, probe and evaluate.",
     no_args_is_help=True,
@@ -91,10 +141,9 @@ def specs_convert(
     err_console.print(f"wrote {len(tools)} tools as {to} to {out}")
 
 
-from tooldojo.specs.cli import corpus_app, refine_command  # noqa: E402
+from tooldojo.specs.cli import refine_command  # noqa: E402
 
 specs_app.command("refine")(refine_command)
-app.add_typer(corpus_app, name="corpus")
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
@@ -105,37 +154,9 @@ def _write_json_atomic(path: Path, payload: object) -> None:
     tmp.replace(path)
 
 
-from tooldojo.mcp.cli import serve_command  # noqa: E402
-
-app.command("serve")(serve_command)
-
-from tooldojo.verify.cli import export_command, verify_command  # noqa: E402
-
-app.command("verify")(verify_command)
-app.command("export")(export_command)
-
-
-from tooldojo.llm.cli import call_command  # noqa: E402
-
-app.command("call")(call_command)
-
-from tooldojo.train.cli import train_app  # noqa: E402
-
-app.add_typer(train_app, name="train")
-
-from tooldojo.synth.cli import synth_command  # noqa: E402
-
-app.command("synth")(synth_command)
-
-from tooldojo.eval.cli import eval_app  # noqa: E402
-
-app.add_typer(eval_app, name="eval")
-
-from tooldojo.loop.cli import loop_command  # noqa: E402
-from tooldojo.report.cli import report_command  # noqa: E402
-
-app.command("loop")(loop_command)
-app.command("report")(report_command)
+_CLICK_ERRORS = (click.ClickException, getattr(typer, "_click", click).ClickException)
+"""Usage errors: typer 0.29 raises those of its vendored copy of click (``typer._click``),
+which are not ``click.ClickException``s, so a wrong option printed a traceback."""
 
 
 def main() -> None:
@@ -154,9 +175,7 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except Exception as error:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(error, click.ClickException):
+        if isinstance(error, _CLICK_ERRORS):
             error.show()
             sys.exit(error.exit_code)
         raise

@@ -242,7 +242,7 @@ def with_calls(
 def failed(raw: str, error: str, base: dict[str, Any]) -> Completion:
     """A typed failure: the raw answer kept in ``text``, the reason in ``error``."""
     if base.get("finish_reason") == "length":
-        error = f"{error} (the answer was cut off at max_tokens)"
+        error = f"{error} (the answer was cut off at max_tokens or in a repetition loop)"
     fields = {**base, "finish_reason": "error"}
     return Completion(text=raw, error=error, **fields)
 

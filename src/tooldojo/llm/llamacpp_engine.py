@@ -33,7 +33,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,14 +176,15 @@ class SlotTable:
                 key=lambda index: (bool(self.slots[index].tokens), self.slots[index].last_used),
             )
         else:
-            # An empty slot first, else the least recently used idle one (keeping warm
-            # prefixes of other tool sets for the prompts that will want them); between
-            # those, one next to the busy slots (see ``busy_runs``).
+            # Next to the busy slots first (see ``busy_runs``: a sequence placed apart adds a
+            # forward pass to every step of its life, what held BFCL traffic at 1.7 passes
+            # per step); between those an empty slot, else the least recently used idle one
+            # (keeping warm prefixes of other tool sets for the prompts that will want them).
             target = min(
                 idle,
                 key=lambda index: (
-                    bool(self.slots[index].tokens),
                     self.busy_runs(also=index),
+                    bool(self.slots[index].tokens),
                     self.slots[index].last_used,
                 ),
             )
@@ -221,6 +222,9 @@ class GenerationParams:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None
+    end_of_answer: Callable[[str], int | None] | None = None
+    """Called with the text so far after each token: where to cut it and stop (a model that
+    made its calls and went on writing something else), or ``None`` to go on."""
 
 
 @dataclass
@@ -250,6 +254,9 @@ class _Request:
     order: int = 0
     save_prefix: Path | None = None  # where to store the system prompt's state once it is read
     prefix_end: int = 0
+    drafts: list[int] = field(default_factory=list)  # guessed tokens after next_token, in KV
+    ngrams: dict[tuple[int, ...], int] = field(default_factory=dict)  # n-gram -> end position
+    indexed: int = 0  # n-grams ending before this position are in ``ngrams``
 
 
 @dataclass
@@ -272,6 +279,17 @@ class EngineStats:
     """Runs of consecutive sequence ids over all steps: llama.cpp makes at least one pass
     over the weights per run, so ``id_runs / decode_calls`` near 1 means the batching works."""
     requests: int = 0
+    length_stops: int = 0
+    """Requests that ran to ``max_tokens`` (or the context's end) instead of a stop."""
+    draft_tokens: int = 0
+    """Tokens guessed by prompt lookup and checked in the same pass (greedy requests only)."""
+    accepted_draft_tokens: int = 0
+    """Guessed tokens the model's own greedy choice confirmed: passes saved."""
+    loop_stops: int = 0
+    """Requests cut because their last ``LOOP_TOKENS`` tokens repeat a short cycle (reported
+    as ``length``: the answer was cut off, as ``max_tokens`` would have cut it later)."""
+    answer_end_stops: int = 0
+    """Requests stopped by ``GenerationParams.end_of_answer`` (calls made, then other text)."""
     stored_prefix_tokens: int = 0
     """Prompt tokens whose state was read from the on-disk :class:`PrefixStore` (part of
     ``reused_tokens``)."""
@@ -331,14 +349,17 @@ class BatchEngine:
         model: LlamaModel,
         *,
         n_threads: int = 2,
+        n_threads_batch: int | None = None,
         n_ctx: int = 8192,
         n_slots: int = 6,
         max_active: int = 4,
         n_batch: int = 512,
         prefix_store: PrefixStore | None = None,
         reuse_prefixes: bool = True,
+        draft_tokens: int = 0,
     ):
         self.model = model
+        self.draft_tokens = draft_tokens
         self.prefix_store = prefix_store
         self._system_end = model.token_eos()
         self.n_ctx = n_ctx
@@ -355,6 +376,11 @@ class BatchEngine:
         params.kv_unified = False
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.n_threads = params.n_threads_batch = n_threads
+        self._threads = n_threads
+        self._prompt_threads = n_threads_batch or n_threads
+        """Threads for a pass that reads prompt tokens (set per pass: llama.cpp would use its
+        batch threads for any pass of several tokens, generation with guesses included)."""
+        self._batch_threads = n_threads
         self.context = LlamaContext(model=model, params=params, verbose=False)
         self._ctx, self._memory, self._vocab = self.context.ctx, self.context.memory, model.vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
@@ -551,17 +577,18 @@ class BatchEngine:
         if not self._active:
             return
         items: list[tuple[_Request, list[int], bool]] = []  # request, tokens, wants logits
-        budget = self.n_batch
-        for request in self._active:
-            if request.next_token is not None:
-                items.append((request, [request.next_token], True))
-                budget -= 1
+        generating = [request for request in self._active if request.next_token is not None]
+        budget = self.n_batch - len(generating)
         for request in sorted(self._active, key=lambda r: r.order):
             if request.next_token is None and budget > 0:
                 chunk = request.tokens[request.position : request.position + budget]
                 last = request.position + len(chunk) == len(request.tokens)
                 items.append((request, chunk, last))
                 budget -= len(chunk)
+        prompt_tokens = self.n_batch - len(generating) - budget
+        self._assign_drafts(generating, self.n_batch - budget)
+        for request in generating:
+            items.append((request, [request.next_token, *request.drafts], True))
         # In increasing sequence ids: llama.cpp (one KV stream per sequence) starts a new
         # forward pass whenever the next token's sequence id is not the previous one's + 1, so
         # an unsorted batch of 8 sequences could cost 8 passes instead of one.
@@ -571,7 +598,7 @@ class BatchEngine:
         )
         batch = self._batch
         index = 0
-        outputs: list[tuple[_Request, int]] = []
+        outputs: list[tuple[_Request, list[int]]] = []
         for request, tokens, wants_logits in items:
             seq_id = self.table.slots[request.slot].seq_id
             for offset, token in enumerate(tokens):
@@ -579,12 +606,22 @@ class BatchEngine:
                 batch.pos[index] = request.position + offset
                 batch.n_seq_id[index] = 1
                 batch.seq_id[index][0] = seq_id
-                is_last = wants_logits and offset == len(tokens) - 1
-                batch.logits[index] = is_last
-                if is_last:
-                    outputs.append((request, index))
+                # A generating sequence wants logits after every token (its guesses are checked
+                # one by one); a prompt chunk only after its last, when the prompt ends there.
+                decoding = request.next_token is not None
+                wanted = wants_logits and (decoding or offset == len(tokens) - 1)
+                batch.logits[index] = wanted
+                if wanted:
+                    if offset == 0 or not decoding:
+                        outputs.append((request, []))
+                    outputs[-1][1].append(index)
                 index += 1
         batch.n_tokens = index
+        # A few prompt tokens (a new turn after a cached prefix) do not repay waking threads.
+        threads = self._prompt_threads if prompt_tokens >= PROMPT_THREADS_MIN else self._threads
+        if threads != self._batch_threads:
+            llama_cpp.llama_set_n_threads(self._ctx, self._threads, threads)
+            self._batch_threads = threads
         started = time.perf_counter()
         while (code := llama_cpp.llama_decode(self._ctx, batch)) == 1:
             # No free cells: drop the least recently used idle cache and try again.
@@ -605,33 +642,106 @@ class BatchEngine:
             request.next_token = None
             if request.save_prefix is not None and request.position >= request.prefix_end:
                 self._save_prefix(request)
-        for request, output_index in outputs:
-            self._sample_and_check(request, output_index)
+        for request, indices in outputs:
+            self._verify(request, indices)
 
-    def _sample_and_check(self, request: _Request, output_index: int) -> None:
+    def _assign_drafts(self, generating: list[_Request], tokens: int) -> None:
+        """Give the generating sequences guessed tokens, round-robin, up to the pass size
+        that costs no more than ``tokens`` already do (see ``PASS_TILE``)."""
+        room = draft_room(tokens, self.n_batch)
+        proposals = [self._draft(request) if room > 0 else [] for request in generating]
+        taken = [0] * len(generating)
+        while room > 0:
+            grew = False
+            for index, proposal in enumerate(proposals):
+                if room > 0 and taken[index] < len(proposal):
+                    taken[index] += 1
+                    room -= 1
+                    grew = True
+            if not grew:
+                break
+        for request, proposal, count in zip(generating, proposals, taken, strict=True):
+            request.drafts = proposal[:count]
+
+    def _draft(self, request: _Request) -> list[int]:
+        """Tokens that followed the sequence's last few tokens where they occurred before
+        (prompt lookup); checked against the model's greedy choice in the same pass.
+
+        Why: a tool call copies much of its prompt (the tool's name, argument names, values
+        from the question, the call format shown in the system prompt). A guessed token costs
+        little inside a pass that reads all the weights anyway, and each confirmed one saves a
+        whole pass; a wrong guess is dropped, so greedy answers stay those of plain decoding (up
+        to the rounding of a larger pass, as with batching).
+        Sampled requests get no guesses (acceptance would need the probabilities).
+        """
+        limit = min(
+            self.draft_tokens,
+            request.params.max_tokens - len(request.generated),
+            self.n_ctx - request.position - 2,
+        )
+        if limit <= 0 or request.params.temperature > 0:
+            return []
+        sequence = request.tokens + request.generated  # ends with next_token
+        draft = lookup_draft(sequence, request.ngrams, request.indexed, limit)
+        request.indexed = len(sequence)
+        return draft
+
+    def _verify(self, request: _Request, indices: list[int]) -> None:
+        """Sample from each output row in turn while the guesses match, then drop the
+        guessed tokens the model did not confirm from the KV cache."""
+        drafts, request.drafts = request.drafts, []
+        request.position -= len(drafts)  # only next_token is surely part of the sequence
+        accepted = 0
+        for offset, index in enumerate(indices):
+            alive = self._sample_and_check(request, index)
+            if not alive or offset == len(drafts) or request.next_token != drafts[offset]:
+                break
+            request.next_token = None  # the guess is already in the KV cache
+            request.position += 1
+            accepted += 1
+        if drafts:
+            self.stats.draft_tokens += len(drafts)
+            self.stats.accepted_draft_tokens += accepted
+            slot = self.table.slots[request.slot]
+            del slot.tokens[request.position :]
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, request.position, -1)
+
+    def _sample_and_check(self, request: _Request, output_index: int) -> bool:
+        """Sample the next token; ``False`` when it ended the request."""
         token = self._sample(request, output_index)
         params = request.params
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(request, "stop")
-            return
+            return False
         request.generated.append(token)
         self.stats.generated_tokens += 1
         before = len(request.output)
         request.output += self._piece(token)
-        if params.stop:
+        if params.stop or params.end_of_answer:
             text = request.output.decode("utf-8", errors="ignore")
             window = max(0, len(request.output[:before].decode("utf-8", errors="ignore")) - 64)
             hits = [text.find(stop, window) for stop in params.stop if stop]
             hits = [hit for hit in hits if hit >= 0]
+            if params.end_of_answer is not None:
+                end = params.end_of_answer(text)
+                if end is not None:
+                    hits.append(end)
+                    self.stats.answer_end_stops += 1
             if hits:
                 cut = min(hits)
                 request.output = bytearray(text[:cut].encode("utf-8"))
                 self._finish(request, "stop")
-                return
+                return False
         if len(request.generated) >= params.max_tokens or request.position + 1 >= self.n_ctx:
+            self.stats.length_stops += 1
             self._finish(request, "length")
-            return
+            return False
+        if len(request.generated) % 4 == 0 and is_looping(request.generated):
+            self.stats.loop_stops += 1
+            self._finish(request, "length")
+            return False
         request.next_token = token
+        return True
 
     def _piece(self, token: int) -> bytes:
         buffer = ctypes.create_string_buffer(64)
@@ -709,6 +819,62 @@ class BatchEngine:
                 error=error,
             )
         )
+
+
+PROMPT_THREADS_MIN = 64
+"""Prompt tokens a pass must read before it runs on the prompt threads (``n_threads_batch``)."""
+
+PASS_TILE = 16
+"""Tokens per llama.cpp pass that cost about as much as fewer: with f16 weights a pass of 8
+tokens (8 sequences x 1) took 47 ms of CPU here, one of 16 (8 x 2, or 16 x 1) 49-55 ms, one of
+24 74 ms (AVX-512, one thread; the tiled sgemm kernels work in blocks of this size), and a lone
+token 16.5 ms against 27 ms for 5. So each pass is topped up with guessed tokens to the next
+multiple of 16 (at least 16), where they are nearly free."""
+
+
+LOOP_TOKENS = 64
+LOOP_PERIOD = 16
+
+
+def is_looping(generated: Sequence[int]) -> bool:
+    """Whether the last ``LOOP_TOKENS`` tokens are one cycle of at most ``LOOP_PERIOD`` tokens
+    over and over (``"week-goals": {"week-goals": {...``, ``_to_x_to_y_to_x...``).
+
+    Why: greedy decoding of a small model that enters such a cycle never leaves it; it runs to
+    ``max_tokens`` (in BFCL traffic 6 answers of 40 did, two thirds of all generated tokens)
+    and the answer is cut off either way. Cutting it here ends it the same, sooner.
+    """
+    if len(generated) < LOOP_TOKENS:
+        return False
+    tail = list(generated[-LOOP_TOKENS:])
+    return any(tail[period:] == tail[:-period] for period in range(1, LOOP_PERIOD + 1))
+
+
+def draft_room(tokens: int, n_batch: int) -> int:
+    """Guessed tokens a pass of ``tokens`` can take for free: up to the next ``PASS_TILE``."""
+    return max(0, min(max(PASS_TILE, -(-tokens // PASS_TILE) * PASS_TILE), n_batch) - tokens)
+
+
+def lookup_draft(
+    sequence: list[int], ngrams: dict[tuple[int, ...], int], indexed: int, limit: int
+) -> list[int]:
+    """Prompt lookup: the tokens that followed the last 3 (else 2) tokens of ``sequence``
+    where they last occurred before, at most ``limit``.
+
+    ``ngrams`` maps each 2- and 3-gram to the position after its latest occurrence; the
+    n-grams ending before ``indexed`` are in it already, so each step indexes only the new
+    tokens (the caller stores ``len(sequence)`` as the new ``indexed``).
+    """
+    length = len(sequence)
+    for end in range(max(indexed, 2), length):
+        ngrams[tuple(sequence[end - 2 : end])] = end
+        if end >= 3:
+            ngrams[tuple(sequence[end - 3 : end])] = end
+    for size in (3, 2):
+        start = ngrams.get(tuple(sequence[length - size :])) if length >= size else None
+        if start is not None:
+            return sequence[start : start + limit]
+    return []
 
 
 def _id_runs(ids: Sequence[int]) -> int:
