@@ -184,3 +184,17 @@ def test_a_length_bounded_pattern_id_is_drawn():
     for seed in range(5):
         arguments = ValueSampler(random.Random(seed)).arguments(schema)
         assert schema_error(schema, arguments) is None, arguments
+
+
+def test_coverage_fill_ins_pass_over_a_tool_without_drawable_arguments():
+    impossible = tool(
+        "getImpossible",
+        "weather",
+        "Weather for a code nobody can write.",
+        {"code": {"type": "string", "pattern": "^a+$", "minLength": 5, "maxLength": 3}},
+    )
+    result = asyncio.run(
+        plan_scenarios([*pool(), impossible], PlanOptions(n=2, seed=0, min_per_tool=1))
+    )
+    assert all("getImpossible" not in str(s.turns) for s in result.scenarios)
+    assert any("passed over getImpossible" in warning for warning in result.warnings)

@@ -113,9 +113,9 @@ _DESTRUCTIVE = ("delete", "remove", "cancel", "drop", "destroy")
 
 
 LARGE_POOL = 1000
+"""From this many tools on, chains are only looked for within one API (same source)."""
 TARGET_TRIES = 4
 """Targets tried for one scenario before it is left out of the plan (see ``_build_drawable``)."""
-"""From this many tools on, chains are only looked for within one API (same source)."""
 
 
 def _graph_pairs(tools: Sequence[Tool]) -> list[tuple[Tool, Tool, str, float]]:
@@ -300,7 +300,7 @@ class Planner:
                     yield await self._build(index, "single", name, scenario_rng)
                 except UndrawableArguments as error:
                     self._pass_over(error)
-                    continue
+                    break  # the same seed would fail the same way: this tool gets no fill-in
                 index += 1
                 self.coverage_added += 1
         if self.coverage_added:
