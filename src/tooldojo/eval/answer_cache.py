@@ -44,6 +44,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from tooldojo.hashing import content_hash
 from tooldojo.jsonl import drop_partial_tail
 
 FORMAT = 1
@@ -95,29 +96,6 @@ def _sources_digest(names: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-"""(path, size, mtime) → sha256: a model file is hashed once per process. (The loop's
-``rundir.content_hash`` does the same, but eval may not import the loop.)"""
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(file.relative_to(path)).encode())
-            digest.update(file_digest(file).encode())
-        return digest.hexdigest()
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
-
-
 def backend_identity(config: Any) -> dict[str, Any] | None:
     """What a backend's answers depend on (a :class:`~tooldojo.llm.config.BackendConfig`);
     ``None`` when they cannot be pinned down (fault injection, a model that is not a local
@@ -142,7 +120,7 @@ def backend_identity(config: Any) -> dict[str, Any] | None:
             path = embedded_gguf_path()
         if not path.exists():
             return None  # e.g. a Hugging Face hub name: no file here to pin its weights down
-        identity |= {"sha256": file_digest(path), "codec": config.codec, "n_ctx": config.n_ctx}
+        identity |= {"sha256": content_hash(path), "codec": config.codec, "n_ctx": config.n_ctx}
         if kind == "llamacpp":
             identity["weights"] = config.weights
     identity["versions"] = {name: _version(name) for name in BACKEND_DISTRIBUTIONS[kind]}

@@ -23,31 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tooldojo.hashing import content_hash
 from tooldojo.model import RunManifest, StageRecord, utc_now
 
 MANIFEST = "manifest.json"
-
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-"""(path, size, mtime) → sha256: a model checkpoint is hashed once per process, not per stage."""
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (names and contents, sorted)."""
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(file.relative_to(path)).encode())
-            digest.update(content_hash(file).encode())
-        return digest.hexdigest()
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]
 
 
 def value_hash(value: Any) -> str:

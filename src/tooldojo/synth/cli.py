@@ -6,7 +6,6 @@ Heavy imports (the mcp SDK, model backends, datasketch) happen inside the comman
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -255,11 +254,3 @@ def _print_summary(summary: Any) -> None:
         ),
     )
     console.print(table)
-
-
-def file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

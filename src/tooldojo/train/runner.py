@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tooldojo.errors import ToolDojoError
+from tooldojo.hashing import content_hash
 from tooldojo.train.data import PromptRenderer, TurnSample, load_verified, turn_samples
 from tooldojo.train.metrics import MetricsCSVCallback
 from tooldojo.train.models import (
@@ -68,17 +69,9 @@ class TrainResult:
         }
 
 
-def file_hash(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_fingerprint(kind: str, data: Path, ref: ModelRef, settings: CommonSettings) -> str:
     payload = json.dumps(
-        {"kind": kind, "data": file_hash(data), "model": ref.display, **settings.to_dict()},
+        {"kind": kind, "data": content_hash(data), "model": ref.display, **settings.to_dict()},
         sort_keys=True,
         default=str,
     )
