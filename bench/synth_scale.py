@@ -38,21 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from tooldojo.jsonl import read_jsonl  # noqa: E402
-from tooldojo.model import Trajectory  # noqa: E402
+from tooldojo.model import CATEGORIES, Trajectory  # noqa: E402
 from tooldojo.verify.accounting import accounting, gate_failures, grounded_share  # noqa: E402
 
 TARGETS = {"passed": 3000, "distinct_tools": 1500, "categories": 8, "grounded_share": 0.95}
 TEMPLATE_CAP = 0.10
-CATEGORIES = (
-    "single",
-    "parallel",
-    "multiple",
-    "parallel_multiple",
-    "multi_step",
-    "multi_turn",
-    "clarify",
-    "irrelevance",
-)
 # What a reader checks by eye in a sample: the gates should have kept all three out.
 FAILED_RESULT = re.compile(
     r"gave no valid result|timed out|\"error\"\s*:|schema error|was cut at", re.IGNORECASE

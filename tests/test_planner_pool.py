@@ -146,15 +146,18 @@ def test_a_large_pool_plans_small_tool_sets_fast():
     assert seconds < 30, f"planning 40 scenarios over 3,000 tools took {seconds:.1f} s"
 
 
-def test_a_tool_without_drawable_arguments_is_passed_over_not_fatal():
-    # No string is all "a" and at least 5 long and at most 3 long: no value can be drawn.
-    impossible = tool(
+def impossible() -> Tool:
+    """A tool no value can be drawn for: no string is all "a", at least 5 and at most 3 long."""
+    return tool(
         "getImpossible",
         "weather",
         "Weather for a code nobody can write.",
         {"code": {"type": "string", "pattern": "^a+$", "minLength": 5, "maxLength": 3}},
     )
-    tools = [*pool(), impossible]
+
+
+def test_a_tool_without_drawable_arguments_is_passed_over_not_fatal():
+    tools = [*pool(), impossible()]
     result = asyncio.run(
         plan_scenarios(tools, PlanOptions(n=24, seed=0, tool_weights={"getImpossible": 1e6}))
     )
@@ -187,14 +190,8 @@ def test_a_length_bounded_pattern_id_is_drawn():
 
 
 def test_coverage_fill_ins_pass_over_a_tool_without_drawable_arguments():
-    impossible = tool(
-        "getImpossible",
-        "weather",
-        "Weather for a code nobody can write.",
-        {"code": {"type": "string", "pattern": "^a+$", "minLength": 5, "maxLength": 3}},
-    )
     result = asyncio.run(
-        plan_scenarios([*pool(), impossible], PlanOptions(n=2, seed=0, min_per_tool=1))
+        plan_scenarios([*pool(), impossible()], PlanOptions(n=2, seed=0, min_per_tool=1))
     )
     assert all("getImpossible" not in str(s.turns) for s in result.scenarios)
     assert any("passed over getImpossible" in warning for warning in result.warnings)
