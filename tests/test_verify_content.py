@@ -312,25 +312,33 @@ MEAN = Tool(
 )
 
 
-def _mean_episode(request: str, answer: str, data: list[float], result: float) -> Trajectory:
-    label = Label(kind="call", calls=[LabelCall(name="mean", arguments={"data": [data]})])
+def _single_call_episode(
+    tool: Tool, request: str, arguments: dict, result: str, answer: str
+) -> Trajectory:
+    """One forced call of ``tool`` with ``arguments`` (its label), its result, then ``answer``."""
+    expected = {name: [value] for name, value in arguments.items()}
+    label = Label(kind="call", calls=[LabelCall(name=tool.name, arguments=expected)])
     return Trajectory(
-        id="m",
+        id=tool.name,
         category="single",
-        tools=[MEAN],
+        tools=[tool],
         messages=[
             Message(role="system", content="You can call tools."),
             Message(role="user", content=request, origin="model"),
             Message(
                 role="assistant",
-                tool_calls=[ToolCall(id="c1", name="mean", arguments={"data": data})],
+                tool_calls=[ToolCall(id="c1", name=tool.name, arguments=arguments)],
                 origin="forced",
             ),
-            Message(role="tool", tool_call_id="c1", name="mean", content=json.dumps(result)),
+            Message(role="tool", tool_call_id="c1", name=tool.name, content=result),
             Message(role="assistant", content=answer, origin="model"),
         ],
         labels=[label, Label(kind="text")],
     )
+
+
+def _mean_episode(request: str, answer: str, data: list[float], result: float) -> Trajectory:
+    return _single_call_episode(MEAN, request, {"data": data}, json.dumps(result), answer)
 
 
 @pytest.mark.anyio
@@ -414,24 +422,8 @@ IS_INFINITE = Tool(
 
 
 def _flag_episode(answer: str, result: str = "false") -> Trajectory:
-    label = Label(kind="call", calls=[LabelCall(name="is_infinite", arguments={"x": [12.1]})])
-    return Trajectory(
-        id="f",
-        category="single",
-        tools=[IS_INFINITE],
-        messages=[
-            Message(role="system", content="You can call tools."),
-            Message(role="user", content="Is 12.1 an infinite number?", origin="model"),
-            Message(
-                role="assistant",
-                tool_calls=[ToolCall(id="c1", name="is_infinite", arguments={"x": 12.1})],
-                origin="forced",
-            ),
-            Message(role="tool", tool_call_id="c1", name="is_infinite", content=result),
-            Message(role="assistant", content=answer, origin="model"),
-        ],
-        labels=[label, Label(kind="text")],
-    )
+    ask = "Is 12.1 an infinite number?"
+    return _single_call_episode(IS_INFINITE, ask, {"x": 12.1}, result, answer)
 
 
 @pytest.mark.anyio
