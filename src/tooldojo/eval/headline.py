@@ -28,7 +28,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tooldojo.errors import ToolDojoError
+from tooldojo.errors import DataError, ToolDojoError
+from tooldojo.jsonl import iter_jsonl_dicts
 from tooldojo.model import RunManifest, utc_now
 
 HEADLINE_FILE = "headline.json"
@@ -112,18 +113,16 @@ def _recount(
         raise _fail(run, f"{path} is missing: the final evaluation did not run in mode {mode}")
     rows: dict[str, dict[str, Any]] = {}
     repeated: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise _fail(run, f"{path} at line {number}: not a JSON object") from None
-        if row.get("mode") != mode:
-            raise _fail(run, f"{path} at line {number}: mode {row.get('mode')!r}, not {mode!r}")
-        if row["id"] in rows:
-            repeated.append(row["id"])
-        rows[row["id"]] = row
+    try:
+        for number, row in iter_jsonl_dicts(path):
+            if row.get("mode") != mode:
+                where = f"{path} at line {number}"
+                raise _fail(run, f"{where}: mode {row.get('mode')!r}, not {mode!r}")
+            if row["id"] in rows:
+                repeated.append(row["id"])
+            rows[row["id"]] = row
+    except DataError as error:
+        raise _fail(run, str(error)) from None
     wanted = {entry_id for ids in selection.values() for entry_id in ids}
     missing = [entry_id for ids in selection.values() for entry_id in ids if entry_id not in rows]
     extra = sorted(set(rows) - wanted)
@@ -166,7 +165,6 @@ def _source(reused_from: str) -> str:
 def _overlap(run: Path, manifest: RunManifest, iterations: list[str]) -> dict[str, Any]:
     """The BFCL overlap check of every iteration's training pool: as recorded, and again."""
     from tooldojo.bfcl_guard import check_training_rows
-    from tooldojo.jsonl import iter_jsonl_dicts
 
     recorded: dict[str, int] = {}
     recheck: dict[str, int] = {}
