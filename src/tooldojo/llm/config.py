@@ -63,9 +63,9 @@ class BackendConfig(BaseModel):
     one whose cache shares the longest prompt prefix. Two engines of one thread each beat one
     engine of two threads on a busy 2-core machine (bench/embedded_throughput.py)."""
     n_threads: int = Field(default=1, ge=1)
+    """llamacpp / transformers: CPU threads per instance (engine)."""
     n_threads_batch: int | None = Field(default=None, ge=1)
     """llamacpp: threads for passes that read prompt tokens (``None``: ``n_threads``)."""
-    """llamacpp / transformers: CPU threads per instance (engine)."""
     max_batch: int = Field(default=8, ge=1)
     """llamacpp: sequences one engine decodes together in each forward pass (each engine keeps
     ``max_batch + 2`` KV streams of ``n_ctx`` cells: 23 KB per cell for SmolLM2-135M, so
