@@ -113,9 +113,11 @@ class LoopContext:
 
         from tooldojo.llm.base import run_then_close
 
-        # Roles sharing a backend share one instance: close each instance once.
-        unique = list({id(model): model for model in self.role_models.values()}.values())
-        return anyio.run(run_then_close, work, unique)
+        return anyio.run(run_then_close, work, self._instances())
+
+    def _instances(self) -> list[ChatModel]:
+        """The loaded role models, each once: roles sharing a backend share one instance."""
+        return list({id(model): model for model in self.role_models.values()}.values())
 
     def release_roles(self) -> None:
         """Free every role model this run loaded (each llama.cpp instance holds GBs of KV
@@ -124,7 +126,7 @@ class LoopContext:
         the next: kept, they took the loop to 17.5 GB and the OOM killer at iteration 2.
         Models handed in by the caller (``LoopRequest.models``) are theirs to close."""
         given = {id(model) for model in (self.request.models or {}).values()}
-        for model in {id(m): m for m in self.role_models.values()}.values():
+        for model in self._instances():
             if id(model) not in given:
                 release(model)
         self.role_models.clear()
