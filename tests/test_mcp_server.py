@@ -104,6 +104,26 @@ async def test_lists_registry_tools_with_their_schemas() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_scoped_session_lists_and_calls_only_its_tools_and_shares_episode_state() -> None:
+    server = make_server()
+    meta = {EPISODE_META_KEY: "e1"}
+    async with mcp.Client(server.scoped(["increment", "add"])) as client:
+        listing = await client.list_tools()
+        added = await client.call_tool("add", {"a": 2, "b": 40})
+        outside = await client.call_tool("read", {}, meta=meta)
+        await client.call_tool("increment", {"by": 5}, meta=meta)
+    assert [tool.name for tool in listing.tools] == ["increment", "add"]
+    assert added.structured_content == {"sum": 42}
+    assert outside.is_error and "unknown tool 'read'" in _text(outside)
+    # The same episode, seen through the whole server: the scoped call changed its state.
+    async with mcp.Client(server.server) as client:
+        read = await client.call_tool("read", {}, meta=meta)
+    assert read.structured_content == {"value": 5}
+    with pytest.raises(ToolDojoError, match="no tool 'subtract'"):
+        server.scoped(["add", "subtract"])
+
+
+@pytest.mark.anyio
 async def test_call_returns_text_and_structured_content() -> None:
     async with mcp.Client(make_server().server) as client:
         result = await client.call_tool("add", {"a": 2, "b": 40})

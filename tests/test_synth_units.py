@@ -275,7 +275,7 @@ async def test_a_result_without_the_referenced_field_is_a_failed_step_not_an_exc
             return types.CallToolResult(content=[types.TextContent(type="text", text=body)])
 
     @asynccontextmanager
-    async def connect():
+    async def connect(names):
         yield Caller()
 
     tools = {
@@ -331,7 +331,7 @@ async def test_injected_failures_are_marked_and_unplanned_ones_fail_the_trajecto
                 )
 
         @asynccontextmanager
-        async def connect():
+        async def connect(names):
             yield Caller()
 
         return connect

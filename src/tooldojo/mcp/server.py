@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -17,6 +18,7 @@ import mcp_types as types
 import sniffio
 from mcp.server import Server
 
+from tooldojo.errors import ToolDojoError
 from tooldojo.mcp.episodes import (
     DEFAULT_EPISODE,
     EPISODE_INIT_META_KEY,
@@ -69,6 +71,46 @@ class ToolServer:
         self, ctx: Any, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=self.registry.mcp_tools())
+
+    def scoped(self, names: Iterable[str]) -> Server[Any]:
+        """A low-level server that lists and calls only ``names``, sharing this one's registry,
+        executors and episode state: an episode's session sees the tools its episode offers.
+
+        Why: the SDK's client lists every tool on a session's first successful call (to find
+        output schemas), and over a refined corpus of 53,707 tools that listing (built,
+        serialized and validated by pydantic on the event loop's thread) took most of that
+        thread during synthesis and left the model engines waiting for requests. A call to a
+        tool outside the scope fails as an unknown tool, as it would on a server offering only
+        those tools.
+        """
+        offered = [name for name in dict.fromkeys(names)]
+        bindings = {name: self.registry.get(name) for name in offered}
+        missing = [name for name, binding in bindings.items() if binding is None]
+        if missing:
+            raise ToolDojoError(f"this server has no tool {', '.join(map(repr, missing))}")
+        listing = [binding.mcp_tool for binding in bindings.values() if binding is not None]
+
+        async def on_list_tools(
+            ctx: Any, params: types.PaginatedRequestParams | None
+        ) -> types.ListToolsResult:
+            return types.ListToolsResult(tools=listing)
+
+        async def on_call_tool(
+            ctx: Any, params: types.CallToolRequestParams
+        ) -> types.CallToolResult:
+            if params.name not in bindings:
+                return error_result(
+                    f"unknown tool {params.name!r}; this session offers: {', '.join(offered)}"
+                )
+            return await self._on_call_tool(ctx, params)
+
+        return Server(
+            self.server.name,
+            version=self.server.version,
+            instructions=self.server.instructions,
+            on_list_tools=on_list_tools,
+            on_call_tool=on_call_tool,
+        )
 
     async def _on_call_tool(
         self, ctx: Any, params: types.CallToolRequestParams

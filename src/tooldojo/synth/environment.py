@@ -97,12 +97,13 @@ def build_tool_server(
 
 
 def in_memory_connect(server: ToolServer) -> Any:
-    """A ``connect()`` opening one in-memory MCP client session per episode."""
+    """A ``connect(names)`` opening one in-memory MCP client session per episode, on a view of
+    ``server`` that offers only the episode's tools (see :meth:`ToolServer.scoped`)."""
     from mcp import Client
 
     @asynccontextmanager
-    async def connect() -> AsyncIterator[Any]:
-        async with Client(server.server) as client:
+    async def connect(names: Sequence[str]) -> AsyncIterator[Any]:
+        async with Client(server.scoped(names)) as client:
             yield client
 
     return connect

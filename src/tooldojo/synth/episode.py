@@ -21,7 +21,7 @@ import copy
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -52,8 +52,8 @@ class ToolCaller(Protocol):
     ) -> types.CallToolResult: ...
 
 
-Connect = Callable[[], AbstractAsyncContextManager[ToolCaller]]
-"""Opens one MCP session (one per episode)."""
+Connect = Callable[[Sequence[str]], AbstractAsyncContextManager[ToolCaller]]
+"""Opens one MCP session (one per episode) offering the named tools."""
 
 
 @dataclass
@@ -192,7 +192,7 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
     max_steps_hit = False
     episode_id = f"{scenario.id}#{rng.randrange(16**8):08x}"
     try:
-        async with env.connect() as caller:
+        async with env.connect(scenario.tools) as caller:
             for turn_index, turn in enumerate(scenario.turns):
                 if failed_steps:
                     break
