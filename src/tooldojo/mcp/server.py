@@ -83,7 +83,7 @@ class ToolServer:
         tool outside the scope fails as an unknown tool, as it would on a server offering only
         those tools.
         """
-        offered = [name for name in dict.fromkeys(names)]
+        offered = list(dict.fromkeys(names))
         bindings = {name: self.registry.get(name) for name in offered}
         missing = [name for name, binding in bindings.items() if binding is None]
         if missing:

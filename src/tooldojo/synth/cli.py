@@ -165,6 +165,7 @@ def synth_command(
     if summary is None:
         return
     _print_summary(summary)
+    _print_engines(out)
     if summary.aborted:
         err_console.print(f"[red]error:[/] {summary.aborted}", highlight=False, soft_wrap=True)
     for line in summary.errors[:5]:
@@ -231,6 +232,22 @@ async def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
             progress.update(task, advance=1, failed=failed, rate=rate)
 
         return await run_prepared(prepared, tick)
+
+
+def _print_engines(out: Path) -> None:
+    """One line per local engine pool: the tokens it computed while the episodes ran."""
+    from tooldojo.synth.pipeline import synth_manifest
+
+    engines = synth_manifest(out)["stages"]["synth"].get("engines") or {}
+    for roles, work in engines.items():
+        console.print(
+            f"engine ({roles}): {work['computed_tokens']:,} tokens computed "
+            f"({work['generated_tokens']:,} generated, {work['reused_tokens']:,} prompt tokens "
+            f"reused), {work['computed_tokens_per_s']} computed tokens/s, "
+            f"{work['generated_tokens_per_s']} generated/s; {work['loop_stops']} loops cut, "
+            f"{work['length_stops']} at max_tokens",
+            highlight=False,
+        )
 
 
 def _print_summary(summary: Any) -> None:

@@ -7,8 +7,10 @@ spec sources (with content hashes), the options and the models per role.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,6 +288,8 @@ async def run_prepared(
     stage = prepared.manifest.stage("synth")
     stage.status = "running"
     stage.started_at = utc_now()
+    engines_before = engine_counters(prepared.role_models)
+    episodes_started = time.perf_counter()
     _write_manifest(request.out / MANIFEST, prepared.manifest)
     try:
         summary = await synth_to_dir(
@@ -329,10 +333,53 @@ async def run_prepared(
     faults = fault_counts(prepared.role_models)
     if faults:  # a soak run with injected faults: how many, of which kind, per role
         stage.faults = faults  # type: ignore[attr-defined]  # StageRecord keeps extra keys
+    engines = engine_work(
+        engines_before,
+        engine_counters(prepared.role_models),
+        time.perf_counter() - episodes_started,
+    )
+    if engines:  # where the local engines' compute went while the episodes ran
+        stage.engines = engines  # type: ignore[attr-defined]  # StageRecord keeps extra keys
     stage.outputs = {TRAJECTORIES: _digest(str(request.out / TRAJECTORIES))}
     stage.accounting = _accounting(request.out / TRAJECTORIES)  # who wrote the turns, per role
     _write_manifest(request.out / MANIFEST, prepared.manifest)
     return summary
+
+
+def engine_counters(models: dict[str, ChatModel]) -> dict[str, dict[str, float]]:
+    """The counters of each local engine pool (a model with ``stats``, such as the llama.cpp
+    backend), keyed by the roles it plays (``user+assistant+server`` when one model plays
+    them all)."""
+    roles: dict[int, list[str]] = {}
+    found: dict[int, Any] = {}
+    for role, model in models.items():
+        stats = getattr(model, "stats", None)
+        if dataclasses.is_dataclass(stats):
+            roles.setdefault(id(model), []).append(role)
+            found[id(model)] = stats
+    return {"+".join(roles[key]): dataclasses.asdict(found[key]) for key in found}
+
+
+def engine_work(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], seconds: float
+) -> dict[str, dict[str, float]]:
+    """What each engine pool did between two :func:`engine_counters` snapshots: its counters'
+    differences, the tokens it computed (prompt tokens not reused, plus generated ones) and
+    those per second of the episodes' wall time, so a run shows whether its time went to
+    useful tokens (compare with the compute limit of ``bench/embedded_throughput.py``)."""
+    out = {}
+    for key, counters in after.items():
+        start = before.get(key, {})
+        work = {name: value - start.get(name, 0) for name, value in counters.items()}
+        computed = work["prompt_tokens"] - work["reused_tokens"] + work["generated_tokens"]
+        work["computed_tokens"] = computed
+        work["computed_tokens_per_s"] = round(computed / seconds, 1) if seconds > 0 else 0.0
+        work["generated_tokens_per_s"] = (
+            round(work["generated_tokens"] / seconds, 1) if seconds > 0 else 0.0
+        )
+        work["decode_seconds"] = round(work["decode_seconds"], 1)
+        out[key] = work
+    return out
 
 
 def _accounting(path: Path) -> dict[str, Any]:
