@@ -1,0 +1,144 @@
+"""How often the embedded assistant writes a text step that passes the turn checks.
+
+A text step is a final answer after tool results, a clarifying question, or a refusal. In
+synthesis the assistant gets ``text_attempts`` tries at each (``AssistantAgent.step`` under
+label guidance); an episode whose text step fails every try fails the ``turns`` gate, after
+all its other turns were paid for. This replays recorded text steps: for every assistant text
+message of the given trajectory files (the label it answered, the conversation before it and
+the tools offered), it asks the agent again with the embedded model and counts, per label
+kind, the steps the model answered acceptably, the tries that took and the tokens spent.
+Variants of the sampling run on the same steps in one run, so their figures compare directly.
+
+    python bench/assistant_text.py runs/x/verified.jsonl --n 48
+    python bench/assistant_text.py A.jsonl B.jsonl --variants base,penalty
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+VARIANTS = {
+    "base": {},
+    "penalty": {"repeat_penalty": 1.3},
+    "penalty_warm": {"repeat_penalty": 1.3, "first_temperature": 0.7},
+}
+"""Sampling overrides of the assistant's text tries (``first_temperature``: the first try's
+temperature, otherwise the agent's own, 0 by default)."""
+
+
+def text_steps(paths: list[Path], n: int, seed: int) -> list[tuple]:
+    """(messages before, label, tools) of recorded assistant text steps, ``n`` drawn evenly
+    over the label kinds with a fixed seed."""
+    from tooldojo.jsonl import read_jsonl
+    from tooldojo.model import Trajectory
+
+    by_kind: dict[str, list[tuple]] = {}
+    for path in paths:
+        for trajectory in read_jsonl(path, Trajectory):
+            index = -1
+            for position, message in enumerate(trajectory.messages):
+                if message.role != "assistant":
+                    continue
+                index += 1
+                label = trajectory.labels[index] if index < len(trajectory.labels) else None
+                if label is None or label.kind == "call" or message.tool_calls:
+                    continue
+                before = trajectory.messages[:position]
+                by_kind.setdefault(label.kind, []).append((before, label, trajectory.tools))
+    rng = random.Random(seed)
+    drawn: list[tuple] = []
+    kinds = sorted(by_kind)
+    for kind in kinds:
+        rng.shuffle(by_kind[kind])
+    while len(drawn) < n and any(by_kind.values()):
+        for kind in kinds:
+            if by_kind[kind] and len(drawn) < n:
+                drawn.append(by_kind[kind].pop())
+    return drawn
+
+
+async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> dict:
+    import anyio
+
+    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.agents.guidance import text_problems
+    from tooldojo.llm.base import SamplingParams
+
+    overrides = {k: v for k, v in variant.items() if k != "first_temperature"}
+    sampling = SamplingParams(
+        temperature=variant.get("first_temperature", 0.0), max_tokens=384, **overrides
+    )
+    agent = AssistantAgent(model, sampling=sampling, guidance="label")
+    passed: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    problems: Counter[str] = Counter()
+    generated_before = model.stats.generated_tokens
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def one(number: int, before, label, tools) -> None:
+        async with limiter:
+            completion = await agent.step(before, tools, seed=number, label=label)
+        total[label.kind] += 1
+        found = text_problems(completion, label, before, tools)
+        if found:
+            problems.update(problem.split(":")[0] for problem in found)
+        else:
+            passed[label.kind] += 1
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for number, (before, label, tools) in enumerate(steps):
+            group.start_soon(one, number, before, label, tools)
+    return {
+        "seconds": time.perf_counter() - started,
+        "passed": passed,
+        "total": total,
+        "problems": problems,
+        "tries": dict(agent.stats.counts),
+        "tokens": model.stats.generated_tokens - generated_before,  # every try's
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="trajectory JSONL files")
+    parser.add_argument("--n", type=int, default=48, help="text steps to replay")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default="base,penalty")
+    parser.add_argument("--concurrency", type=int, default=16)
+    options = parser.parse_args()
+
+    import anyio
+
+    from tooldojo.llm.llamacpp import LlamaCppChatModel
+
+    steps = text_steps(options.paths, options.n, options.seed)
+    kinds = Counter(label.kind for _, label, _ in steps)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
+    print(f"{len(steps)} recorded text steps: {dict(kinds)}")
+    model = LlamaCppChatModel(pool_size=2, n_threads=1, n_ctx=8192)
+    try:
+        for name in options.variants.split(","):
+            result = anyio.run(replay, model, steps, VARIANTS[name], options.concurrency)
+            ok = sum(result["passed"].values())
+            per_kind = ", ".join(
+                f"{kind} {result['passed'][kind]}/{count}" for kind, count in sorted(kinds.items())
+            )
+            print(
+                f"{name:13s} passed {ok}/{len(steps)} ({per_kind}); "
+                f"{result['tokens'] / len(steps):.0f} tokens/step, "
+                f"{result['tokens'] / max(ok, 1):.0f} tokens per passed step, "
+                f"{result['seconds']:.0f} s; tries {result['tries']}"
+            )
+            print(f"{'':13s} problems: {dict(result['problems'].most_common(6))}")
+    finally:
+        model.close()
+
+
+if __name__ == "__main__":
+    main()
