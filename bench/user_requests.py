@@ -4,8 +4,11 @@ Runs only ``UserSimulator.request(scenario, 0, rng)`` for planned scenarios with
 model, set up as ``configs/selfplay.yaml`` sets up the user role (llama.cpp, pool_size 2,
 n_threads 1, temperature 0.8, max_tokens 160), with ``--concurrency`` requests in flight, and
 prints: accepted by the model (k/n, per category), templated, dropped, attempts per accepted
-request, generated tokens per scenario, wall time, requests per minute, and the problems of
-the failed tries by reason.
+request, generated tokens per scenario, wall time, requests per minute, the problems of the
+failed tries by reason, and the share of made-up words in the accepted requests (words in no
+English word list nor in the scenario: a quality measure the request checks do not take, so
+more yield cannot come from worse text unseen; needs the ``english-words`` package, in the
+``dev`` extra).
 
 The template cap defaults to 0 here, so every scenario the model cannot write counts as a
 drop (in synthesis the first 10 % of such scenarios would be templated instead). The persona
@@ -97,6 +100,39 @@ def stratified(scenarios: list[Any], n: int, seed: int) -> list[Any]:
     return picked
 
 
+_SUFFIXES = ("'s", "n't", "'m", "'re", "'ll", "'ve", "'d", "s", "es", "ed", "d", "ing", "ly", "er")
+
+
+class Dictionary:
+    """English words (``english-words``' web2 and GCIDE lists) and a crude stemmer, to count
+    made-up words in accepted requests: the request checks cannot see "firewman" or
+    "thetodaysgodsn" (they read function words, values and loops), so a sampling change that
+    swapped loops for invented words would pass them. ``None`` when the package is missing."""
+
+    def __init__(self) -> None:
+        from english_words import get_english_words_set
+
+        self.words = get_english_words_set(["web2", "gcide"], lower=True, alpha=True)
+
+    def known(self, word: str) -> bool:
+        if word in self.words:
+            return True
+        for suffix in _SUFFIXES:
+            stem = word.removesuffix(suffix)
+            if stem != word and (stem in self.words or stem + "e" in self.words):
+                return True
+        return word.endswith("ies") and word[:-3] + "y" in self.words
+
+    def made_up(self, text: str, allowed: str) -> tuple[int, int]:
+        """(made-up words, words) of ``text``; words of ``allowed`` (the planned values, the
+        tool and its description, the persona) count as known."""
+        excused = set(re.findall(r"[a-z]+", allowed.lower()))
+        found = [w.strip("'-") for w in re.findall(r"[a-z][a-z'-]*", text.lower())]
+        words = [w for part in found for w in part.split("-") if len(w) > 1]
+        bad = [w for w in words if w not in excused and not self.known(w)]
+        return len(bad), len(words)
+
+
 def reason_of(problem: str) -> str:
     """A problem line without its specifics ("missing 42, Lisbon" -> "missing")."""
     for prefix in ("missing", "mentions withheld", "names the tool", "constrained answer"):
@@ -117,8 +153,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     model = load_role_models(config, ("user",))["user"]
     role = config.role("user")
     recording = Recording(model)
-    user = UserSimulator(recording, sampling=role.sampling, template_cap=args.template_cap)
+    sampling = role.sampling
+    penalties = {
+        name: getattr(args, name)
+        for name in ("repeat_penalty", "frequency_penalty", "presence_penalty")
+        if getattr(args, name) is not None
+    }
+    if penalties:  # set explicitly: the simulator then adds no penalty of its own
+        sampling = sampling.model_copy(update=penalties)
+    kwargs = {"parallel": args.parallel} if args.parallel else {}
+    user = UserSimulator(recording, sampling=sampling, template_cap=args.template_cap, **kwargs)
     gate = asyncio.Semaphore(args.concurrency)
+    try:
+        dictionary: Dictionary | None = Dictionary()
+    except ImportError:
+        dictionary = None
+        print("english-words is not installed: made-up words are not counted", file=sys.stderr)
     rows: list[dict[str, Any]] = []
 
     async def one(scenario: Any) -> None:
@@ -145,6 +195,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             except TemplateCapReached as error:
                 row = {"source": "dropped", "problems": error.problems, "error": str(error)}
             row |= {"id": scenario.id, "category": scenario.category, "style": scenario.style}
+            if dictionary is not None and row["source"] == "model":
+                allowed = json.dumps(scenario.metadata.get("asks", [])) + scenario.persona
+                row["made_up"], row["words"] = dictionary.made_up(row["text"], allowed)
             row["seconds"] = round(time.perf_counter() - began, 2)
             calls = recording.calls[scenario.id]
             row["calls"] = calls
@@ -195,6 +248,12 @@ def summarize(
         "scenarios": n,
         "seed": args.seed,
         "template_cap": args.template_cap,
+        "overrides": {
+            k: v
+            for k, v in vars(args).items()
+            if k in ("parallel", "repeat_penalty", "frequency_penalty", "presence_penalty")
+            and v is not None
+        },
         "accepted_by_model": len(model_rows),
         "accepted_share": round(len(model_rows) / n, 3) if n else 0.0,
         "constrained": sum(1 for r in model_rows if r.get("constrained")),
@@ -211,6 +270,13 @@ def summarize(
         "requests_per_min": round(n / wall * 60, 1) if wall else 0.0,
         "accepted_per_min": round(len(model_rows) / wall * 60, 1) if wall else 0.0,
         "mean_request_s": round(sum(r["seconds"] for r in rows) / n, 1) if n else 0.0,
+        "made_up_word_share": round(
+            sum(r.get("made_up", 0) for r in model_rows)
+            / max(1, sum(r.get("words", 0) for r in model_rows)),
+            3,
+        )
+        if any("words" in r for r in model_rows)
+        else None,
         "problems_by_reason": dict(problems.most_common()),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],
@@ -230,6 +296,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--template-cap", type=float, default=0.0)
     parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--parallel", type=int, default=None, help="tries decoded at once")
+    for name in ("repeat-penalty", "frequency-penalty", "presence-penalty"):
+        parser.add_argument(f"--{name}", type=float, default=None, help="user sampling")
     parser.add_argument("--dump", type=Path, default=None, help="per-scenario completions (JSONL)")
     parser.add_argument("--out", type=Path, default=None, help="the summary as JSON")
     args = parser.parse_args()

@@ -140,6 +140,23 @@ class RequestCheck:
     """The message opens a turn, so it may not be a dump of numbers (the request gate's
     ``number_dump``); an answer to a clarifying question may be just the value."""
 
+    def unwritable(self) -> list[str]:
+        """Problems every message carrying the required values has (the plan's, not the
+        writer's): a required value that holds a withheld one or a tool's name, or that loops
+        by itself. No try can pass, so none is made."""
+        out = []
+        shown = [render_value(v) for v in self.required]
+        withheld = [v for v in self.forbidden if any(mentions(text, v) for text in shown)]
+        if withheld:
+            out.append("a planned value holds withheld " + ", ".join(map(render_value, withheld)))
+        named = [n for n in self.tool_names if n and any(n.lower() in t.lower() for t in shown)]
+        if named:
+            out.append("a planned value names the tool " + ", ".join(named))
+        looping = [text for text in shown if loops(text)]
+        if looping:
+            out.append("a planned value loops: " + looping[0][:60])
+        return out
+
     def problems(self, text: str) -> list[str]:
         out = []
         if not text.strip():
@@ -440,8 +457,9 @@ class UserSimulator:
         shots: list[tuple[str, str]] | None = None,
     ) -> UserText:
         usage = Usage()
-        problems: list[str] = []
-        if self.model is not None:
+        problems: list[str] = check.unwritable()
+        tried = 0
+        if self.model is not None and not problems:
             model = self.model
             style = style_of(scenario.style)
             system = Message(
@@ -504,6 +522,7 @@ class UserSimulator:
             tries = [attempt(number) for number in range(1, self.attempts + 1)]
             for first in range(0, len(tries), self.parallel):
                 for written, found in await first_acceptable(tries[first : first + self.parallel]):
+                    tried += 1
                     problems.extend(found)
                     if written is not None:
                         written.problems = problems
@@ -514,7 +533,7 @@ class UserSimulator:
                 f"templates already fill their share ({self.template_cap:.0%})",
                 problems,
             )
-        return UserText(fallback(), "template", self.attempts, usage, problems)
+        return UserText(fallback(), "template", tried, usage, problems)
 
 
 Outcome = tuple[UserText | None, list[str]]
