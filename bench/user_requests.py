@@ -135,7 +135,13 @@ class Dictionary:
 
 def reason_of(problem: str) -> str:
     """A problem line without its specifics ("missing 42, Lisbon" -> "missing")."""
-    for prefix in ("missing", "mentions withheld", "names the tool", "constrained answer"):
+    for prefix in (
+        "missing",
+        "mentions withheld",
+        "names the tool",
+        "constrained answer",
+        "a planned value",
+    ):
         if problem.startswith(prefix):
             return prefix
     if re.match(r"lists .* as fields", problem):
@@ -193,7 +199,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "text": text.text,
                 }
             except TemplateCapReached as error:
-                row = {"source": "dropped", "problems": error.problems, "error": str(error)}
+                row = {
+                    "source": "dropped",
+                    "problems": getattr(error, "problems", []),  # absent before 2026-11-26
+                    "error": str(error),
+                }
             row |= {"id": scenario.id, "category": scenario.category, "style": scenario.style}
             if dictionary is not None and row["source"] == "model":
                 allowed = json.dumps(scenario.metadata.get("asks", [])) + scenario.persona

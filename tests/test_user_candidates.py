@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from tooldojo.agents.user import (
-    USER_REPEAT_PENALTY,
+    USER_FREQUENCY_PENALTY,
     UserSimulator,
     first_acceptable,
     values_constraint,
@@ -109,16 +109,16 @@ async def test_a_round_of_tries_is_decoded_at_once_and_the_earliest_good_one_win
 
 
 @pytest.mark.anyio
-async def test_user_sampling_gets_a_repeat_penalty_unless_it_sets_a_penalty():
+async def test_user_sampling_gets_a_frequency_penalty_unless_it_sets_a_penalty():
     scripted = ScriptedChatModel([GOOD])
     await UserSimulator(scripted, parallel=1).request(_scenario(), 0, random.Random(0))
-    assert scripted.calls[0][2].repeat_penalty == USER_REPEAT_PENALTY
-    own = SamplingParams(temperature=0.7, max_tokens=100, frequency_penalty=0.3)
+    assert scripted.calls[0][2].frequency_penalty == USER_FREQUENCY_PENALTY
+    own = SamplingParams(temperature=0.7, max_tokens=100, repeat_penalty=1.2)
     scripted = ScriptedChatModel([GOOD])
     user = UserSimulator(scripted, sampling=own, parallel=1)
     await user.request(_scenario(), 0, random.Random(0))
     sent = scripted.calls[0][2]
-    assert sent.repeat_penalty == 1.0 and sent.frequency_penalty == 0.3
+    assert sent.repeat_penalty == 1.2 and sent.frequency_penalty == 0.0
 
 
 @pytest.mark.anyio
