@@ -10,6 +10,11 @@ the check, a style-aware template may write it instead, but only while templated
 stay under ``template_cap`` of all episodes: above it :class:`TemplateCapReached` is raised and
 the episode is dropped, not templated. The source of every message is recorded so data
 quality can be measured per source.
+
+The tries (the first free, the others under :func:`values_constraint`) run in rounds of
+``parallel`` at once, and the first acceptable one in try order is kept, so a seed picks the
+same message however the backend schedules them; a frequency penalty keeps the small model
+out of the loops that used to sink half the requests. ``bench/user_requests.py`` measures it.
 """
 
 from __future__ import annotations
