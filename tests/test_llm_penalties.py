@@ -77,3 +77,27 @@ def test_openai_requests_carry_frequency_and_presence_penalties_only_when_set():
     plain = _sent(SamplingParams(temperature=0.8, repeat_penalty=1.3))
     # repeat_penalty is llama.cpp's (not OpenAI's): a server's own field goes in extra_body.
     assert not {"frequency_penalty", "presence_penalty", "repeat_penalty"} & plain.keys()
+
+
+def test_the_llamacpp_backend_hands_the_penalties_to_the_engine(monkeypatch):
+    import anyio
+
+    from tooldojo.llm import llamacpp
+    from tooldojo.llm.llamacpp_engine import GenerationResult
+
+    seen: list[GenerationParams] = []
+
+    async def fake_generate(engine, tokens, params):  # the engine itself is tested above
+        seen.append(params)
+        return GenerationResult(text="ok", prompt_tokens=len(tokens), completion_tokens=1)
+
+    monkeypatch.setattr(llamacpp, "generate", fake_generate)
+    model = llamacpp.LlamaCppChatModel(pool_size=1, n_ctx=512, weights="file", max_batch=1)
+    try:
+        sampling = SamplingParams(temperature=0.8, repeat_penalty=1.2, frequency_penalty=0.4)
+        messages = [Message(role="user", content="hi")]
+        anyio.run(lambda: model.complete(messages, sampling=sampling))
+    finally:
+        model.close()
+    assert (seen[0].repeat_penalty, seen[0].frequency_penalty) == (1.2, 0.4)
+    assert seen[0].presence_penalty == 0.0 and penalized(seen[0])
