@@ -10,6 +10,11 @@ the check, a style-aware template may write it instead, but only while templated
 stay under ``template_cap`` of all episodes: above it :class:`TemplateCapReached` is raised and
 the episode is dropped, not templated. The source of every message is recorded so data
 quality can be measured per source.
+
+The tries (the first free, the others under :func:`values_constraint`) run in rounds of
+``parallel`` at once, and the first acceptable one in try order is kept, so a seed picks the
+same message however the backend schedules them; a frequency penalty keeps the small model
+out of the loops that used to sink half the requests. ``bench/user_requests.py`` measures it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
@@ -32,9 +40,28 @@ from tooldojo.verify.requests import ASK, loops, number_dump, numbers_in
 class TemplateCapReached(Exception):
     """The model could not write a message and templates already fill their share."""
 
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+        """What was wrong with each failed try (for counting failures by reason)."""
+
 
 DEFAULT_TEMPLATE_CAP = 0.10
 """Largest share of episodes that may carry a templated user message."""
+
+USER_FREQUENCY_PENALTY = 0.4
+"""The user role's frequency penalty (each time a token was generated among the last 64, its
+logit drops by this much) unless its sampling sets a penalty. Without one the 135M model looped
+in most failed requests ("ia ia ia ia", "xtd. xtd. xtd.", "no problem - no problem - ..."):
+loops were the first reason of a drop. On 64 planned scenarios (bench/user_requests.py, seed
+0) the model wrote 40 requests without a penalty, 45 with this one, 48 with a repeat penalty
+of 1.1 and 51 with 1.3; but the repeat penalty, which hits every token seen once, pushed the
+model into invented words ("firewman", "noocamping"): 4.4 % and 7.5 % of the accepted
+requests' words against 2.7 % without and 3.9 % with this. It is also OpenAI's own field,
+so an OpenAI-compatible backend gets the same setting."""
+
+PARALLEL_CANDIDATES = 2
+"""Tries of one message decoded at once (see :meth:`UserSimulator._write`)."""
 
 
 @dataclass
@@ -123,6 +150,23 @@ class RequestCheck:
     """The message opens a turn, so it may not be a dump of numbers (the request gate's
     ``number_dump``); an answer to a clarifying question may be just the value."""
 
+    def unwritable(self) -> list[str]:
+        """Problems every message carrying the required values has (the plan's, not the
+        writer's): a required value that holds a withheld one or a tool's name, or that loops
+        by itself. No try can pass, so none is made."""
+        out = []
+        shown = [render_value(v) for v in self.required]
+        withheld = [v for v in self.forbidden if any(mentions(text, v) for text in shown)]
+        if withheld:
+            out.append("a planned value holds withheld " + ", ".join(map(render_value, withheld)))
+        named = [n for n in self.tool_names if n and any(n.lower() in t.lower() for t in shown)]
+        if named:
+            out.append("a planned value names the tool " + ", ".join(named))
+        looping = [text for text in shown if loops(text)]
+        if looping:
+            out.append("a planned value loops: " + looping[0][:60])
+        return out
+
     def problems(self, text: str) -> list[str]:
         out = []
         if not text.strip():
@@ -174,12 +218,21 @@ USER_PROSE = "A-Za-z0-9 .,:;'!?%$&/@#+_-"
 """Characters of a typed message without quotes, braces, parentheses or markup: no code, and
 not the prompt's "value (name)" form, which the small model copied into its messages."""
 
-USER_WORD = "[A-Za-z][A-Za-z'%$&-]{0,14}[.,:;!]?"
-"""One word of the model's own around the planned values: it starts with a letter, may end
-in punctuation, and holds no digits and no ``#@+/_``. Under the values grammar with free
-character classes the 135M model filled every free span with more numbers ("199.23, 45.88,
-408.72, 10.23, 10.23, ...") or punctuation runs ("- - - -", ".m.m.m"); the planned values are
-the only numbers and ids a request needs, and they are written as literals."""
+USER_WORD = "[A-Za-z][a-z']{0,13}([-][a-z]{1,9})?[.,:;!]?"
+"""One word of the model's own around the planned values: a letter, then lower-case letters
+(one hyphen at most), perhaps punctuation; no digits, no ``#@+/_``, no capitals inside. Under
+the values grammar with free character classes the 135M model filled every free span with more
+numbers ("199.23, 45.88, 408.72, 10.23, 10.23, ...") or punctuation runs ("- - - -",
+".m.m.m"); with any letters and hyphens, with chains and capitals ("vu-vu-vu-vu-vu",
+"ZA-Z-I-C-I-A-M-", "ik-I, ik-I"). The planned values are the only numbers, ids and odd
+spellings a request needs, and they are written as literals."""
+
+OPENING_WORDS = (6, 8)
+"""Free words the values grammar admits before and after the topic word."""
+BETWEEN_WORDS = 5
+"""Free words between two planned values (and up to ``OPENING_WORDS[1]`` after the last one).
+The model does not know which value the grammar requires next, so long free spans between
+them filled with babble; shorter spans bring it to the next value sooner."""
 
 
 def topic_word(ask: dict[str, Any]) -> str | None:
@@ -227,18 +280,20 @@ def values_constraint(
     w = USER_WORD
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
     end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
+    before, after = OPENING_WORDS
     if stem:
         said = f"[{stem[0].upper()}{stem[0]}]{stem[1:]}"
-        opening = f"({w} ){{0,8}}{said}[a-z]*[.,:;!]?( {w}){{0,10}}"
+        opening = f"({w} ){{0,{before}}}{said}[a-z]*[.,:;!]?( {w}){{0,{after}}}"
     else:
-        opening = f"{w}( {w}){{0,10}}"
+        opening = f"{w}( {w}){{0,{after}}}"
     # Each value stands as its own word: a space before it, a space or punctuation after it
     # (else the model glues it to its words: "alsocal_8d2e41").
-    between = f"[.,;:!?]?( {w}){{0,6}} "
+    between = f"[.,;:!?]?( {w}){{0,{BETWEEN_WORDS}}} "
     if not texts:
         pattern = f"^{opening}{end}$"
     else:
-        pattern = f"^{opening} " + between.join(literals) + f"[.,;:!?]?( {w}){{0,10}}{end}$"
+        tail = f"[.,;:!?]?( {w}){{0,{after}}}{end}$"
+        pattern = f"^{opening} " + between.join(literals) + tail
     return Constraint(
         kind="json_schema",
         schema={
@@ -250,9 +305,13 @@ def values_constraint(
 
 
 def _longest_message(values: list[Any]) -> int:
-    """Characters (so at most tokens) of the longest text :func:`values_constraint` admits."""
+    """Tokens a full message under :func:`values_constraint` may take: each value's characters
+    (at most one token each) and a few tokens per free word. Not a strict bound (a free word
+    may spell out in more), but far above what a message that does not loop needs."""
     texts = list(dict.fromkeys(render_value(v).strip() for v in values))
-    return 128 + sum(map(len, texts)) + 42 * len(texts) + 64  # the opening: topic + 100
+    word = 4  # tokens of a free word with its space and punctuation (most take one or two)
+    opening = 16 + word * (sum(OPENING_WORDS) + 1)  # the JSON wrapper, the opening words
+    return opening + sum(map(len, texts)) + (word * BETWEEN_WORDS + 2) * len(texts)
 
 
 def _unwrap_message(text: str) -> str:
@@ -272,12 +331,25 @@ class UserSimulator:
         sampling: SamplingParams | None = None,
         attempts: int = 4,
         template_cap: float = DEFAULT_TEMPLATE_CAP,
+        parallel: int = PARALLEL_CANDIDATES,
     ):
         if not 0.0 <= template_cap <= 1.0:
             raise ValueError("template_cap must be between 0 and 1")
+        if attempts < 1 or parallel < 1:
+            raise ValueError("attempts and parallel must be at least 1")
         self.model = model
-        self.sampling = sampling or SamplingParams(temperature=0.8, max_tokens=160)
+        sampling = sampling or SamplingParams(temperature=0.8, max_tokens=160)
+        if not {"repeat_penalty", "frequency_penalty", "presence_penalty"} & (
+            sampling.model_fields_set
+        ):
+            sampling = sampling.model_copy(update={"frequency_penalty": USER_FREQUENCY_PENALTY})
+        self.sampling = sampling
         self.attempts = attempts
+        self.parallel = parallel
+        """Tries decoded at once: a batching backend steps them together, so a round of
+        ``parallel`` costs about the latency of one; the first acceptable in attempt order
+        wins (the same choice for a seed whatever finishes first) and later ones are
+        cancelled."""
         self.template_cap = template_cap if model is not None else 1.0
         self.accepted: set[str] = set()
         """Episodes whose opening request was written (by the model or a template)."""
@@ -395,32 +467,42 @@ class UserSimulator:
         shots: list[tuple[str, str]] | None = None,
     ) -> UserText:
         usage = Usage()
-        problems: list[str] = []
-        if self.model is not None:
+        problems: list[str] = check.unwritable()
+        tried = 0
+        if self.model is not None and not problems:
+            model = self.model
             style = style_of(scenario.style)
-            messages = [
-                Message(
-                    role="system",
-                    content=f"You are {scenario.persona or 'a user'}, chatting with an AI "
-                    f"assistant. {style.instruction} Write the message you would send for the "
-                    "goal, with every detail woven into your own words; never list them as "
-                    "fields. Reply with only your own message.",
-                )
-            ]
-            for shown, answer in shots or []:
-                messages += [
-                    Message(role="user", content=shown),
-                    Message(role="assistant", content=answer),
-                ]
-            messages.append(Message(role="user", content=prompt))
+            system = Message(
+                role="system",
+                content=f"You are {scenario.persona or 'a user'}, chatting with an AI "
+                f"assistant. {style.instruction} Write the message you would send for the "
+                "goal, with every detail woven into your own words; never list them as "
+                "fields. Reply with only your own message.",
+            )
+
+            def conversation(as_json: bool) -> list[Message]:
+                # Under the values grammar the answer is {"message": ...}: the examples show
+                # that form too, so the forced opening is the one the model has just seen.
+                messages = [system]
+                for shown, answer in shots or []:
+                    text = json.dumps({"message": answer}) if as_json else answer
+                    messages += [
+                        Message(role="user", content=shown),
+                        Message(role="assistant", content=text),
+                    ]
+                return [*messages, Message(role="user", content=prompt)]
+
             grammar = values_constraint(
                 check.required, question=check.must_ask, topic=check.topic_word
             )
-            for attempt in range(1, self.attempts + 1):
-                update: dict[str, Any] = {"seed": rng.randrange(2**31)}
-                # The first try is free; later ones, when the free text missed something,
+            # Drawn up front: the episode's rng moves the same whichever try is taken.
+            seeds = [rng.randrange(2**31) for _ in range(self.attempts)]
+
+            def attempt(number: int) -> Callable[[], Awaitable[tuple[UserText | None, list[str]]]]:
+                # The first try is free; later ones, in case the free text misses something,
                 # must carry the planned values (the model still writes the sentence).
-                constraint = grammar if attempt > 1 else None
+                constraint = grammar if number > 1 else None
+                update: dict[str, Any] = {"seed": seeds[number - 1]}
                 if constraint is not None:  # room for the longest message (no cut JSON)
                     # Cooler under the grammar: at 0.8 the 135M model filled the free spans
                     # with tags and other languages ("#Premium #Lambda", "Cette S'il Va");
@@ -430,25 +512,79 @@ class UserSimulator:
                         self.sampling.max_tokens or 0, _longest_message(check.required) + 16
                     )
                 sampling = self.sampling.model_copy(update=update)
-                completion = await self.model.complete(
-                    messages, sampling=sampling, constraint=constraint
-                )
-                usage.prompt_tokens += completion.usage.prompt_tokens
-                usage.completion_tokens += completion.usage.completion_tokens
-                raw = _unwrap_message(completion.text) if constraint else completion.text
-                text = _clean(raw)
-                found = check.problems(text) if completion.ok else [completion.error or "error"]
-                if not found:
-                    return UserText(
-                        text, "model", attempt, usage, problems, constrained=bool(constraint)
+                messages = conversation(as_json=constraint is not None)
+
+                async def run() -> tuple[UserText | None, list[str]]:
+                    completion = await model.complete(
+                        messages, sampling=sampling, constraint=constraint
                     )
-                problems.extend(found)
+                    usage.prompt_tokens += completion.usage.prompt_tokens
+                    usage.completion_tokens += completion.usage.completion_tokens
+                    raw = _unwrap_message(completion.text) if constraint else completion.text
+                    text = _clean(raw)
+                    found = check.problems(text) if completion.ok else [completion.error or "error"]
+                    if found:
+                        return None, found
+                    return UserText(text, "model", number, usage, constrained=bool(constraint)), []
+
+                return run
+
+            tries = [attempt(number) for number in range(1, self.attempts + 1)]
+            for first in range(0, len(tries), self.parallel):
+                for written, found in await first_acceptable(tries[first : first + self.parallel]):
+                    tried += 1
+                    problems.extend(found)
+                    if written is not None:
+                        written.problems = problems
+                        return written
         if not self._may_template(scenario):
             raise TemplateCapReached(
                 f"the user model could not write the message ({'; '.join(problems[-2:])}) and "
-                f"templates already fill their share ({self.template_cap:.0%})"
+                f"templates already fill their share ({self.template_cap:.0%})",
+                problems,
             )
-        return UserText(fallback(), "template", self.attempts, usage, problems)
+        return UserText(fallback(), "template", tried, usage, problems)
+
+
+Outcome = tuple[UserText | None, list[str]]
+
+
+async def first_acceptable(tries: list[Callable[[], Awaitable[Outcome]]]) -> list[Outcome]:
+    """Run ``tries`` at once; their outcomes in order, up to the first accepted one.
+
+    Taken in the given order, not the order they finish in, so a seed gives the same message
+    however the backend schedules them; the tries after an accepted one are cancelled (their
+    text could not be chosen), so a round costs no more tokens than it must.
+    """
+    outcomes: list[Outcome | Exception | None] = [None] * len(tries)
+    finished = [anyio.Event() for _ in tries]
+    taken: list[Outcome] = []
+    failure: Exception | None = None
+
+    async def run(index: int) -> None:
+        try:
+            outcomes[index] = await tries[index]()
+        except Exception as error:  # raised where it is reached in order (never if not)
+            outcomes[index] = error
+        finally:
+            finished[index].set()
+
+    async with anyio.create_task_group() as group:
+        for index in range(len(tries)):
+            group.start_soon(run, index)
+        for index in range(len(tries)):
+            await finished[index].wait()
+            outcome = outcomes[index]
+            if isinstance(outcome, Exception) or outcome is None:
+                failure = outcome or RuntimeError("a try ended without an outcome")
+                break
+            taken.append(outcome)
+            if outcome[0] is not None:
+                break
+        group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return taken
 
 
 def _asks(scenario: Scenario, turn_index: int) -> list[dict[str, Any]]:

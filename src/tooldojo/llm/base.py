@@ -28,6 +28,13 @@ class SamplingParams(BaseModel):
     max_tokens: int = 512
     seed: int | None = None
     stop: list[str] | None = None
+    repeat_penalty: float = Field(default=1.0, gt=0)
+    """Divides the logits of tokens generated lately (llama.cpp's ``repeat_penalty``; 1.0:
+    none). Backends without it map it to nothing; see ``frequency_penalty``."""
+    frequency_penalty: float = 0.0
+    """Lowers a token's logit by this much per time it was generated (OpenAI's meaning)."""
+    presence_penalty: float = 0.0
+    """Lowers the logit of every token generated at least once (OpenAI's meaning)."""
 
 
 class Constraint(BaseModel):

@@ -219,6 +219,13 @@ class GenerationParams:
     top_p: float = 1.0
     top_k: int = 40
     min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    """Repetition penalty over the last ``penalty_last_n`` generated tokens (1.0: none), and
+    the OpenAI-style ``frequency_penalty`` / ``presence_penalty`` beside it; applied only when
+    sampling (``temperature > 0``), after top-k (see :meth:`BatchEngine._sampler_chain`)."""
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    penalty_last_n: int = 64
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None
@@ -562,6 +569,18 @@ class BatchEngine:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:
             add(chain, llama_cpp.llama_sampler_init_top_k(params.top_k))
+            if penalized(params):
+                # After top-k (llama.cpp puts it first): it then only reweighs the k candidates,
+                # so _choose's top-k shortcut still draws what the whole vocabulary would. The
+                # binding's first argument (n_vocab) is unused by the library.
+                penalties = llama_cpp.llama_sampler_init_penalties(
+                    0,
+                    params.penalty_last_n,
+                    params.repeat_penalty,
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                )
+                add(chain, penalties)
             add(chain, llama_cpp.llama_sampler_init_typical(1.0, 1))
             add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
             add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
@@ -715,6 +734,8 @@ class BatchEngine:
             return False
         request.generated.append(token)
         self.stats.generated_tokens += 1
+        if penalized(params):  # the penalties count what the chain was told was chosen
+            llama_cpp.llama_sampler_accept(request.chain, token)
         before = len(request.output)
         request.output += self._piece(token)
         if params.stop or params.end_of_answer:
@@ -842,6 +863,15 @@ tokens (8 sequences x 1) took 47 ms of CPU here, one of 16 (8 x 2, or 16 x 1) 49
 24 74 ms (AVX-512, one thread; the tiled sgemm kernels work in blocks of this size), and a lone
 token 16.5 ms against 27 ms for 5. So each pass is topped up with guessed tokens to the next
 multiple of 16 (at least 16), where they are nearly free."""
+
+
+def penalized(params: GenerationParams) -> bool:
+    """Whether ``params`` sample with a repetition, frequency or presence penalty."""
+    return params.temperature > 0 and (
+        params.repeat_penalty != 1.0
+        or params.frequency_penalty != 0.0
+        or params.presence_penalty != 0.0
+    )
 
 
 LOOP_TOKENS = 64

@@ -157,6 +157,9 @@ class OpenAIChatModel:
             request["seed"] = sampling.seed
         if sampling.stop:
             request["stop"] = sampling.stop
+        for penalty in ("frequency_penalty", "presence_penalty"):  # OpenAI's own fields
+            if getattr(sampling, penalty):
+                request[penalty] = getattr(sampling, penalty)
         request.update(self.extra_body)
         if tools:
             request["tools"] = [tool.to_openai() for tool in tools]
