@@ -145,6 +145,30 @@ async def test_a_final_answer_retried_under_the_grounding_grammar_is_marked():
     assert agent.stats.as_dict() == {"grounded_text": 1, "own_text": 1}
 
 
+@pytest.mark.anyio
+async def test_text_tries_sample_with_a_repetition_penalty_unless_the_role_sets_one():
+    from tooldojo.agents.assistant import TEXT_REPEAT_PENALTY, TEXT_TEMPERATURE, AssistantAgent
+    from tooldojo.llm.base import SamplingParams
+    from tooldojo.model import Label
+
+    messages = _answered('{"city": "Oslo", "result": [{"name": "temp c", "value": 4.5}]}')
+    answers = ["Sure, I can help.", '{"answer": "In Oslo it is 4.5 degrees today."}']
+    model = ScriptedChatModel(answers)
+    await AssistantAgent(model, guidance="kind").step(messages, [], 0, Label(kind="text"))
+    tries = [sampling for _, _, sampling in model.calls]
+    assert [(s.temperature, s.repeat_penalty) for s in tries] == [
+        (TEXT_TEMPERATURE, TEXT_REPEAT_PENALTY)
+    ] * 2
+    assert [s.seed for s in tries] == [0, 1]  # each try another draw
+    # A penalty the role's configuration sets is kept.
+    model = ScriptedChatModel(answers)
+    own = SamplingParams(temperature=0.0, repeat_penalty=1.1)
+    await AssistantAgent(model, sampling=own, guidance="kind").step(
+        messages, [], 0, Label(kind="text")
+    )
+    assert {sampling.repeat_penalty for _, _, sampling in model.calls} == {1.1}
+
+
 def test_grounded_value_is_not_glued_to_a_word():
     import re
 
