@@ -10,7 +10,7 @@ kind, the steps the model answered acceptably, the tries that took and the token
 Variants of the sampling run on the same steps in one run, so their figures compare directly.
 
     python bench/assistant_text.py runs/x/verified.jsonl --n 48
-    python bench/assistant_text.py A.jsonl B.jsonl --variants base,penalty
+    python bench/assistant_text.py A.jsonl B.jsonl --variants none,repeat
 """
 
 from __future__ import annotations
@@ -18,17 +18,21 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.user_requests
+
 VARIANTS = {
-    "base": {},
-    "penalty": {"repeat_penalty": 1.3},
-    "penalty_warm": {"repeat_penalty": 1.3, "first_temperature": 0.7},
+    "none": {"repeat_penalty": 1.0},
+    "repeat": {},
+    "frequency": {"frequency_penalty": 0.4},
 }
-"""Sampling overrides of the assistant's text tries (``first_temperature``: the first try's
-temperature, otherwise the agent's own, 0 by default)."""
+"""Sampling of the assistant role: ``none`` sets no penalty (so the agent adds none),
+``repeat`` leaves it to the agent (its repetition penalty), ``frequency`` sets the user
+role's frequency penalty instead."""
 
 
 def text_steps(paths: list[Path], n: int, seed: int) -> list[tuple]:
@@ -69,11 +73,15 @@ async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> 
     from tooldojo.agents.guidance import text_problems
     from tooldojo.llm.base import SamplingParams
 
-    overrides = {k: v for k, v in variant.items() if k != "first_temperature"}
-    sampling = SamplingParams(
-        temperature=variant.get("first_temperature", 0.0), max_tokens=384, **overrides
-    )
+    sampling = SamplingParams(temperature=0.0, max_tokens=384, **variant)
     agent = AssistantAgent(model, sampling=sampling, guidance="label")
+    try:  # made-up words: the turn checks read loops and grounding, not invented words
+        from bench.user_requests import Dictionary
+
+        dictionary: Dictionary | None = Dictionary()
+    except ImportError:
+        dictionary = None
+    words = [0, 0]  # made-up, all: over the passing answers
     passed: Counter[str] = Counter()
     total: Counter[str] = Counter()
     problems: Counter[str] = Counter()
@@ -89,6 +97,13 @@ async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> 
             problems.update(problem.split(":")[0] for problem in found)
         else:
             passed[label.kind] += 1
+            if dictionary is not None:
+                allowed = " ".join(m.content or "" for m in before) + " ".join(
+                    f"{t.name} {t.description}" for t in tools
+                )
+                bad, count = dictionary.made_up(completion.text, allowed)
+                words[0] += bad
+                words[1] += count
 
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
@@ -101,6 +116,7 @@ async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> 
         "problems": problems,
         "tries": dict(agent.stats.counts),
         "tokens": model.stats.generated_tokens - generated_before,  # every try's
+        "made_up": words[0] / words[1] if words[1] else None,
     }
 
 
@@ -109,7 +125,7 @@ def main() -> None:
     parser.add_argument("paths", nargs="+", type=Path, help="trajectory JSONL files")
     parser.add_argument("--n", type=int, default=48, help="text steps to replay")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--variants", default="base,penalty")
+    parser.add_argument("--variants", default="none,repeat,frequency")
     parser.add_argument("--concurrency", type=int, default=16)
     options = parser.parse_args()
 
@@ -133,7 +149,8 @@ def main() -> None:
                 f"{name:13s} passed {ok}/{len(steps)} ({per_kind}); "
                 f"{result['tokens'] / len(steps):.0f} tokens/step, "
                 f"{result['tokens'] / max(ok, 1):.0f} tokens per passed step, "
-                f"{result['seconds']:.0f} s; tries {result['tries']}"
+                f"{result['seconds']:.0f} s; made-up words {result['made_up']}; "
+                f"tries {result['tries']}"
             )
             print(f"{'':13s} problems: {dict(result['problems'].most_common(6))}")
     finally:

@@ -160,13 +160,13 @@ async def test_text_tries_sample_with_a_repetition_penalty_unless_the_role_sets_
         (TEXT_TEMPERATURE, TEXT_REPEAT_PENALTY)
     ] * 2
     assert [s.seed for s in tries] == [0, 1]  # each try another draw
-    # A penalty the role's configuration sets is kept.
+    # A penalty the role's configuration sets is kept, and no other is added.
     model = ScriptedChatModel(answers)
-    own = SamplingParams(temperature=0.0, repeat_penalty=1.1)
+    own = SamplingParams(temperature=0.0, frequency_penalty=0.4)
     await AssistantAgent(model, sampling=own, guidance="kind").step(
         messages, [], 0, Label(kind="text")
     )
-    assert {sampling.repeat_penalty for _, _, sampling in model.calls} == {1.1}
+    assert {(s.repeat_penalty, s.frequency_penalty) for _, _, s in model.calls} == {(1.0, 0.4)}
 
 
 def test_grounded_value_is_not_glued_to_a_word():

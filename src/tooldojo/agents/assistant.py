@@ -51,7 +51,7 @@ small model filled them with number dumps; see ``guidance.WORD``)."""
 TEXT_TEMPERATURE = 0.7
 TEXT_REPEAT_PENALTY = 1.3
 """Sampling of every text try (a final answer, a clarifying question, a refusal) under
-guidance, unless the role's sampling sets a repetition penalty itself. Why: the 135M model's
+guidance, the penalty unless the role's sampling sets one itself (any of the three). Why: the 135M model's
 answers looped ("ire: ire: ire:", "izad, izad, ..."): greedy first tries without a penalty
 passed the turn checks on 29 of 40 recorded text steps (final answers 4 of 13) at 451
 generated tokens per passing step; with these, 37 of 40 (final answers 10 of 13) at 236
@@ -137,15 +137,13 @@ class AssistantAgent:
         # A final answer after results must quote one of the values they add: the retries of
         # such an answer are decoded under a grammar that requires one (each try another).
         values = result_values(messages) if label.kind == "text" else []
-        penalty = self.sampling.repeat_penalty
+        penalties = {"repeat_penalty", "frequency_penalty", "presence_penalty"}
+        own_penalty = bool(penalties & self.sampling.model_fields_set)
         for attempt in range(self.text_attempts):
-            sampling = self.sampling.model_copy(
-                update={
-                    "seed": seed + attempt,
-                    "temperature": TEXT_TEMPERATURE,
-                    "repeat_penalty": TEXT_REPEAT_PENALTY if penalty == 1.0 else penalty,
-                }
-            )
+            update: dict = {"seed": seed + attempt, "temperature": TEXT_TEMPERATURE}
+            if not own_penalty:
+                update["repeat_penalty"] = TEXT_REPEAT_PENALTY
+            sampling = self.sampling.model_copy(update=update)
             # First free text; then prose under a grammar (no markup, braces or quotes), which
             # keeps a weak model from echoing the tool protocol instead of answering.
             constraint = None if attempt == 0 else PROSE_CONSTRAINT
