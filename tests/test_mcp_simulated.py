@@ -84,6 +84,27 @@ async def test_output_schema_mismatch_is_re_asked_then_given_up() -> None:
 
 
 @pytest.mark.anyio
+async def test_the_server_samples_with_a_frequency_penalty_and_each_try_draws_anew() -> None:
+    from tooldojo.llm.base import SamplingParams
+    from tooldojo.mcp.executors.simulated import SERVER_FREQUENCY_PENALTY
+
+    model = ScriptedChatModel(['{"id": "A1"}', '{"id": "A1", "status": "open"}'])
+    executor = SimulatedExecutor(model, sampling=SamplingParams(temperature=0.3))
+    await executor.execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
+    tries = [sampling for _, _, sampling in model.calls]
+    assert {s.frequency_penalty for s in tries} == {SERVER_FREQUENCY_PENALTY}
+    assert len({s.seed for s in tries}) == 2  # the retry is another draw, not the same one
+    # A penalty the role's configuration sets is kept, and no other is added.
+    own = SamplingParams(temperature=0.3, repeat_penalty=1.2, seed=7)
+    model = ScriptedChatModel(['{"id": "A1", "status": "open"}'])
+    await SimulatedExecutor(model, sampling=own).execute(
+        GET_ORDER, {"order_id": "A1"}, Episode(id="e")
+    )
+    ((_, _, sampling),) = model.calls
+    assert (sampling.frequency_penalty, sampling.repeat_penalty, sampling.seed) == (0.0, 1.2, 7)
+
+
+@pytest.mark.anyio
 async def test_grammar_is_the_bounded_schema_with_arguments_pinned_and_a_token_budget() -> None:
     seen = []
 

@@ -50,12 +50,13 @@ small model filled them with number dumps; see ``guidance.WORD``)."""
 
 TEXT_TEMPERATURE = 0.7
 TEXT_REPEAT_PENALTY = 1.3
-"""Sampling of every text try (a final answer, a clarifying question, a refusal) under
-guidance, the penalty unless the role's sampling sets one itself (any of the three). Why: the 135M model's
-answers looped ("ire: ire: ire:", "izad, izad, ..."): greedy first tries without a penalty
-passed the turn checks on 29 of 40 recorded text steps (final answers 4 of 13) at 451
-generated tokens per passing step; with these, 37 of 40 (final answers 10 of 13) at 236
-(``bench/assistant_text.py``, same 40 steps)."""
+"""Sampling of every text try under guidance (a final answer, a clarifying question, a
+refusal): this temperature, and this repetition penalty unless the role's sampling sets a
+penalty of its own (any of the three). Why: the 135M model's answers looped ("ire: ire:
+ire:", "izad, izad, ..."): greedy first tries without a penalty passed the turn checks on 29
+of 40 recorded text steps (final answers 4 of 13) at 451 generated tokens per passing step;
+with these, 37 of 40 (final answers 10 of 13) at 236 (``bench/assistant_text.py``, same 40
+steps)."""
 
 
 def _unwrap_prose(completion: Completion) -> Completion:

@@ -68,8 +68,12 @@ class BackendConfig(BaseModel):
     """llamacpp: threads for passes that read prompt tokens (``None``: ``n_threads``)."""
     max_batch: int = Field(default=8, ge=1)
     """llamacpp: sequences one engine decodes together in each forward pass (each engine keeps
-    ``max_batch + 2`` KV streams of ``n_ctx`` cells: 23 KB per cell for SmolLM2-135M, so
+    ``max_batch + warm_streams`` KV streams of ``n_ctx`` cells: 23 KB per cell for SmolLM2-135M, so
     about 1.9 GB per engine at the defaults)."""
+    warm_streams: int = Field(default=2, ge=0)
+    """llamacpp: idle KV streams per engine beside the ``max_batch`` busy ones, each keeping a
+    finished request's tokens so the next prompt that starts with them (the next turn of an
+    episode, another try at the same message) reuses their state. Each costs ``n_ctx`` cells."""
     weights: Literal["file", "f16", "q8_0", "bf16"] = "f16"
     """llamacpp: ``f16`` (default) converts a quantized GGUF's weights to 16-bit floats once
     (cached): llama.cpp has batched matrix kernels for them, not for SmolLM2's 4-bit blocks, so
@@ -148,6 +152,7 @@ def _load_backend(config: BackendConfig) -> ChatModel:
             n_ctx=config.n_ctx,
             codec=config.codec,
             max_batch=config.max_batch,
+            warm_streams=config.warm_streams,
             weights=config.weights,
             prefix_store=config.prefix_store,
             draft_tokens=config.draft_tokens,

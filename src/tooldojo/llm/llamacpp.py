@@ -266,6 +266,7 @@ class LlamaCppChatModel:
         codec: str = DEFAULT_CODEC,
         name: str | None = None,
         max_batch: int = 8,
+        warm_streams: int = 2,
         n_batch: int = 512,
         weights: str = "f16",
         prefix_store: bool = False,
@@ -274,6 +275,8 @@ class LlamaCppChatModel:
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")
+        if warm_streams < 0:
+            raise ToolDojoError("llamacpp: warm_streams must be at least 0")
         self.model_path = check_gguf(model_path) if model_path else embedded_gguf_path()
         self.name = name or (EMBEDDED_NAME if model_path is None else self.model_path.stem)
         self.codec = get_codec(codec)
@@ -292,7 +295,7 @@ class LlamaCppChatModel:
             identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
             # llama.cpp reads a state back only into a context with as many KV streams.
             digest = hashlib.sha256(identity).hexdigest()[:12]
-            key = f"{self.model_path.stem}-{digest}-{_streams(max_batch)}"
+            key = f"{self.model_path.stem}-{digest}-{_streams(max_batch, warm_streams)}"
             store = PrefixStore(_cache_folder() / "kv" / key)
         self._engines = [
             BatchEngine(
@@ -300,7 +303,7 @@ class LlamaCppChatModel:
                 n_threads=n_threads,
                 n_threads_batch=n_threads_batch,
                 n_ctx=n_ctx,
-                n_slots=_streams(max_batch),
+                n_slots=_streams(max_batch, warm_streams),
                 max_active=max_batch,
                 n_batch=n_batch,
                 prefix_store=store,
@@ -478,10 +481,11 @@ LOAD_TOKENS = 128
 and long tools blocks keep their engine."""
 
 
-def _streams(max_batch: int) -> int:
-    """KV streams of an engine: two idle ones keep other prompts' prefixes warm; a
-    one-at-a-time model (``tooldojo call``) keeps one stream, reused in place."""
-    return max_batch + 2 if max_batch > 1 else 1
+def _streams(max_batch: int, warm: int = 2) -> int:
+    """KV streams of an engine: ``warm`` idle ones beside the busy ones keep other prompts'
+    prefixes for reuse; a one-at-a-time model (``tooldojo call``) keeps one stream, reused in
+    place."""
+    return max_batch + warm if max_batch > 1 else 1
 
 
 def _close_engines(engines: list[BatchEngine]) -> None:
