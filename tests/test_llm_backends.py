@@ -272,3 +272,16 @@ def test_patterns_are_rewritten_for_the_grammar_converter():
     ]:
         grammar = schema_grammar({"type": "string", "pattern": pattern})
         assert model.grammar_accepted(grammar), pattern
+
+
+def test_warm_streams_add_idle_kv_streams_and_are_validated():
+    from pydantic import ValidationError
+
+    from tooldojo.llm.llamacpp import _streams
+
+    assert _streams(8) == 10  # the default: two warm streams beside the busy ones
+    assert _streams(8, 10) == 18
+    assert _streams(1, 10) == 1  # one request at a time: one stream, reused in place
+    assert BackendConfig(kind="llamacpp", warm_streams=6).warm_streams == 6
+    with pytest.raises(ValidationError):
+        BackendConfig(kind="llamacpp", warm_streams=-1)

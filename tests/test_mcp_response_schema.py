@@ -64,6 +64,22 @@ def test_bounded_schema_is_finite_pins_arguments_and_its_values_fit_the_bound() 
     assert schema_grammar(bounded)  # llama.cpp can build the grammar
 
 
+def test_fields_a_later_step_reads_are_kept_past_the_optional_budget() -> None:
+    from tooldojo.mcp.executors.response_schema import LADDER, bounded_schema
+
+    properties = {f"note{k}": {"type": "string"} for k in range(8)}
+    properties["divisionId"] = {"type": "integer"}  # optional, after the budget runs out
+    schema = {"type": "object", "properties": properties}
+    dropped = bounded_schema(schema, {}, LADDER[0])
+    assert "divisionId" not in dropped["properties"]
+    kept = bounded_schema(schema, {}, LADDER[0], keep=["divisionId"])
+    assert kept["properties"]["divisionId"]["type"] == "integer"
+    assert "divisionId" in kept["required"]
+    # A field the schema does not declare (or a tool without one) still gets a short string.
+    generic = bounded_schema(None, {"q": "x"}, LADDER[0], keep=["token"])
+    assert generic["properties"]["token"]["type"] == "string" and "token" in generic["required"]
+
+
 def test_generic_result_echoes_scalars_and_fits() -> None:
     schema = generic_result_schema({"city": "Lisbon", "days": 3, "deep": {"x": 1}}, Bounds())
     assert schema["properties"]["city"] == {"const": "Lisbon"}

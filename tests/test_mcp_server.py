@@ -124,6 +124,32 @@ async def test_a_scoped_session_lists_and_calls_only_its_tools_and_shares_episod
 
 
 @pytest.mark.anyio
+async def test_result_fields_reach_the_executor_for_that_call_only() -> None:
+    from tooldojo.mcp.episodes import RESULT_FIELDS_META_KEY
+
+    seen = []
+
+    class Recording:
+        name = "recording"
+
+        async def execute(self, tool, arguments, episode) -> ToolOutcome:
+            seen.append(list(episode.result_fields))
+            return ToolOutcome({"ok": True})
+
+    registry = ToolRegistry()
+    registry.add([Tool(name="make", description="makes a thing")], Recording())
+    server = ToolServer(registry)
+    async with mcp.Client(server.server) as client:
+        await client.call_tool(
+            "make", {}, meta={EPISODE_META_KEY: "e", RESULT_FIELDS_META_KEY: ["id"]}
+        )
+        await client.call_tool("make", {}, meta={EPISODE_META_KEY: "e"})
+        bad = await client.call_tool("make", {}, meta={RESULT_FIELDS_META_KEY: "id"})
+    assert seen == [["id"], []]
+    assert bad.is_error and "must be a list of names" in _text(bad)
+
+
+@pytest.mark.anyio
 async def test_call_returns_text_and_structured_content() -> None:
     async with mcp.Client(make_server().server) as client:
         result = await client.call_tool("add", {"a": 2, "b": 40})

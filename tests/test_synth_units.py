@@ -269,8 +269,11 @@ async def test_a_result_without_the_referenced_field_is_a_failed_step_not_an_exc
     from tooldojo.synth.episode import EpisodeEnv, run_episode
     from tooldojo.verify import VerifyOptions, verify_trajectory
 
+    asked = []
+
     class Caller:
         async def call_tool(self, name, arguments=None, *, meta=None):
+            asked.append((name, meta.get("tooldojo/result_fields")))
             body = '{"name": "draft"}'  # no "id" field for the next step to use
             return types.CallToolResult(content=[types.TextContent(type="text", text=body)])
 
@@ -303,6 +306,8 @@ async def test_a_result_without_the_referenced_field_is_a_failed_step_not_an_exc
     trajectory = await run_episode(scenario, env)
     (failed,) = trajectory.metadata["failed_steps"]
     assert failed["step"] == 1 and "has no field 'id'" in failed["reason"]
+    # The server was told the next step reads "id" (a simulated one would have written it).
+    assert asked == [("make", ["id"])]
     verified = await verify_trajectory(trajectory, VerifyOptions())
     assert not verified.passed and verified.verdicts[-1].gate == "execution"
 

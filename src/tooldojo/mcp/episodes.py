@@ -21,6 +21,10 @@ EPISODE_META_KEY = "tooldojo/episode"
 EPISODE_INIT_META_KEY = "tooldojo/episode_init"
 """``_meta`` key carrying the episode's initial configuration (a JSON object); it is read when
 the episode is created by that call and ignored afterwards."""
+RESULT_FIELDS_META_KEY = "tooldojo/result_fields"
+"""``_meta`` key of a ``tools/call`` request listing fields of its result that a later step of
+the caller's plan reads (``["divisionId"]``): a simulated executor answers with them, as the
+real API would, instead of leaving them out to save tokens (see ``Episode.result_fields``)."""
 DEFAULT_EPISODE = "default"
 """Episode of calls that name none and arrive without a transport session id."""
 
@@ -49,6 +53,9 @@ class Episode:
     log: list[CallRecord] = field(default_factory=list)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     last_used: float = field(default_factory=time.monotonic)
+    result_fields: list[str] = field(default_factory=list)
+    """Fields the call being executed must return (its request's ``RESULT_FIELDS_META_KEY``);
+    set under ``lock`` for that call only."""
 
 
 class EpisodeStore:

@@ -23,6 +23,7 @@ from tooldojo.mcp.episodes import (
     DEFAULT_EPISODE,
     EPISODE_INIT_META_KEY,
     EPISODE_META_KEY,
+    RESULT_FIELDS_META_KEY,
     CallRecord,
     EpisodeStore,
 )
@@ -120,8 +121,15 @@ class ToolServer:
         init = meta.get(EPISODE_INIT_META_KEY)
         if init is not None and not isinstance(init, dict):
             return error_result(f"_meta[{EPISODE_INIT_META_KEY!r}] must be a JSON object")
+        fields = meta.get(RESULT_FIELDS_META_KEY) or []
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            return error_result(f"_meta[{RESULT_FIELDS_META_KEY!r}] must be a list of names")
         return await self.call(
-            params.name, params.arguments or {}, episode=str(episode_id), init=init
+            params.name,
+            params.arguments or {},
+            episode=str(episode_id),
+            init=init,
+            result_fields=fields,
         )
 
     async def call(
@@ -131,8 +139,11 @@ class ToolServer:
         *,
         episode: str = DEFAULT_EPISODE,
         init: dict[str, Any] | None = None,
+        result_fields: list[str] | None = None,
     ) -> types.CallToolResult:
-        """Validate and execute one call in ``episode`` (created from ``init`` if new)."""
+        """Validate and execute one call in ``episode`` (created from ``init`` if new);
+        ``result_fields``: fields the caller's plan reads from the result (see
+        ``Episode.result_fields``)."""
         binding = self.registry.get(name)
         if binding is None:
             known = ", ".join(sorted(self.registry.names())[:20])
@@ -143,17 +154,27 @@ class ToolServer:
         if problem is not None:
             return error_result(f"invalid arguments for {name!r} {problem}")
 
-        result = await self._result(binding, name, arguments, episode, init)
+        result = await self._result(binding, name, arguments, episode, init, result_fields or [])
         if getattr(binding.executor, "simulated", False):
             result.meta = {**(result.meta or {}), SIMULATED_META_KEY: True}
         return result
 
     async def _result(
-        self, binding: Any, name: str, arguments: dict[str, Any], episode: Any, init: Any
+        self,
+        binding: Any,
+        name: str,
+        arguments: dict[str, Any],
+        episode: Any,
+        init: Any,
+        result_fields: list[str],
     ) -> Any:
         state = self.episodes.get_or_create(episode, init)
         async with state.lock:
-            outcome = await self._execute(binding, arguments, state)
+            state.result_fields = result_fields
+            try:
+                outcome = await self._execute(binding, arguments, state)
+            finally:
+                state.result_fields = []
             state.log.append(CallRecord(name, arguments, outcome.value, outcome.is_error))
         if outcome.is_error:
             result = error_result(outcome.value)

@@ -32,7 +32,7 @@ from tooldojo.agents.assistant import AssistantAgent
 from tooldojo.agents.personas import draw_persona
 from tooldojo.agents.user import TemplateCapReached, UserSimulator, UserText
 from tooldojo.llm.base import Usage
-from tooldojo.mcp.episodes import EPISODE_META_KEY
+from tooldojo.mcp.episodes import EPISODE_META_KEY, RESULT_FIELDS_META_KEY
 from tooldojo.mcp.server import INJECTED_META_KEY, SIMULATED_META_KEY
 from tooldojo.model import RESULT_REF_KEY, Label, Message, Scenario, Tool, Trajectory
 from tooldojo.synth.labels import find_pointer
@@ -133,6 +133,19 @@ def _refs(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, list):
         return [r for v in value for r in _refs(v)]
     return []
+
+
+def _fields_read_later(steps: list[Label], step: int, position: int) -> list[str]:
+    """Fields of the result of call ``position`` at ``step`` (of one turn's planned steps)
+    that a later step's reference reads."""
+    fields = [
+        str(ref.get("field", ""))
+        for later in steps[step + 1 :]
+        for call in later.calls
+        for ref in _refs(call.arguments)
+        if int(ref.get("step", -1)) == step and int(ref.get("call", 0)) == position
+    ]
+    return [name for name in dict.fromkeys(fields) if name]
 
 
 def _bind(label: Label, results: dict[tuple[int, int], Any]) -> list[str]:
@@ -254,8 +267,9 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                     step += 1
                     if message.tool_calls:
                         for position, call in enumerate(message.tool_calls):
+                            fields = _fields_read_later(turn.steps, index - offset, position)
                             results[(index, position)] = await _call(
-                                env, caller, call, scenario, episode_id, state, timer
+                                env, caller, call, scenario, episode_id, state, timer, fields
                             )
                         continue
                     if label.kind == "clarify" and turn.withheld and not clarified:
@@ -337,16 +351,19 @@ async def _call(
     episode_id: str,
     state: EpisodeState,
     timer: _Timer,
+    fields: list[str] | None = None,
 ) -> Any:
-    """Run one call through MCP and append its tool message; returns the parsed result."""
+    """Run one call through MCP and append its tool message; returns the parsed result.
+    ``fields``: what later steps read from the result, asked of the server with the call."""
     began = time.perf_counter()
     if call.name not in scenario.tools:
         text, is_error = f"unknown tool {call.name!r}: it is not offered in this conversation", True
         injected = simulated = False
     else:
-        result = await caller.call_tool(
-            call.name, call.arguments, meta={EPISODE_META_KEY: episode_id}
-        )
+        meta: dict[str, Any] = {EPISODE_META_KEY: episode_id}
+        if fields:
+            meta[RESULT_FIELDS_META_KEY] = fields
+        result = await caller.call_tool(call.name, call.arguments, meta=meta)
         text, is_error = _result_text(result), bool(result.is_error)
         injected = bool((result.meta or {}).get(INJECTED_META_KEY))
         simulated = bool((result.meta or {}).get(SIMULATED_META_KEY))

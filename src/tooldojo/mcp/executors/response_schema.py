@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -134,17 +135,44 @@ def _scalars(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def bounded_schema(
-    schema: dict[str, Any] | None, arguments: dict[str, Any], bounds: Bounds
+    schema: dict[str, Any] | None,
+    arguments: dict[str, Any],
+    bounds: Bounds,
+    keep: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A finite narrowing of ``schema`` (a generic result when ``None``) for one call."""
+    """A finite narrowing of ``schema`` (a generic result when ``None``) for one call;
+    ``keep``: top-level fields the answer must hold (see :func:`_keep_fields`)."""
     if not schema:
-        return generic_result_schema(arguments, bounds)
+        out = generic_result_schema(arguments, bounds)
+        _keep_fields(out, {}, keep, bounds)
+        return out
     out = _Bounder(schema, bounds).visit(schema, 0)
     if out is None:
         raise UnboundedSchema("the response schema admits no bounded value")
     if out.get("type") == "object" and isinstance(out.get("properties"), dict):
         _pin_arguments(out, schema, arguments)
+        _keep_fields(out, schema, keep, bounds)
     return out
+
+
+def _keep_fields(
+    out: dict[str, Any], original: dict[str, Any], keep: Sequence[str], bounds: Bounds
+) -> None:
+    """Make ``keep`` required top-level properties of ``out``: bounded from ``original``'s
+    own property when it has one, else a short string. Why: the bounding drops optional
+    properties past a budget, and a planned next step that reads one of them (a multi-step
+    scenario passing ``divisionId`` on) then failed on every run that dropped it: all 4
+    multi-step episodes of a 64-scenario run on the refined corpus."""
+    properties = out["properties"]
+    required = out.setdefault("required", [])
+    originals = original.get("properties") if isinstance(original.get("properties"), dict) else {}
+    for name in keep:
+        if name not in properties:
+            sub = originals.get(name)
+            bounded = _Bounder(original, bounds).visit(sub, 1) if sub is not None else None
+            properties[name] = bounded or _safe_string(bounds.string_chars, 1)
+        if name not in required:
+            required.append(name)
 
 
 def _pin_arguments(out: dict[str, Any], original: dict[str, Any], arguments: dict[str, Any]):
@@ -396,7 +424,11 @@ class ResponsePlan:
 
 
 def plan_response(
-    schema: dict[str, Any] | None, arguments: dict[str, Any], budget: int, start: Bounds = LADDER[0]
+    schema: dict[str, Any] | None,
+    arguments: dict[str, Any],
+    budget: int,
+    start: Bounds = LADDER[0],
+    keep: Sequence[str] = (),
 ) -> ResponsePlan:
     """The loosest rung of :data:`LADDER` whose longest answer fits ``budget`` tokens.
 
@@ -405,7 +437,7 @@ def plan_response(
     smallest = None
     for bounds in (start, *LADDER[1:]):
         bounds = replace(bounds, string_chars=min(bounds.string_chars, start.string_chars))
-        bounded = bounded_schema(schema, arguments, bounds)
+        bounded = bounded_schema(schema, arguments, bounds, keep)
         need = token_bound(bounded) + 4  # end of text, and slack for a final space
         if need <= budget:
             return ResponsePlan(bounded, need, bounds)

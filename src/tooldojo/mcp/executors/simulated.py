@@ -200,7 +200,9 @@ class SimulatedExecutor:
 
     async def _simulate(self, tool: Tool, arguments: dict[str, Any], episode: Episode) -> Any:
         try:
-            plan = plan_response(tool.output_schema, arguments, self.budget_tokens)
+            plan = plan_response(
+                tool.output_schema, arguments, self.budget_tokens, keep=episode.result_fields
+            )
         except UnboundedSchema as error:
             raise ToolExecutionError(
                 f"the simulated {tool.name!r} cannot answer: {error}"
