@@ -48,24 +48,27 @@ GUIDANCE: tuple[str, ...] = Guidance.__args__  # type: ignore[attr-defined]
 
 def first_value(possible: list[Any]) -> tuple[bool, Any]:
     """(present, value) of a BFCL possible-answer list: the first acceptable value, where
-    ``""`` first means the argument is best omitted. Nested dicts are possible-answer maps."""
+    ``""`` first means the argument is best omitted. A dict of lists (or a list of such) is
+    a possible-answer map one level deep, as labels write them
+    (``synth.labels.possible_answers``); what its keys hold is taken literally. Why only one
+    level: decoding deeper read a literal ``{"assetReturns": [56.2, 56.05]}`` as a choice
+    between 56.2 and 56.05, and the forced call broke the tool's schema."""
     if not possible or possible[0] == "":
         return False, None
     value = possible[0]
-    if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-        return True, {
-            k: v for k, (present, v) in ((k, first_value(p)) for k, p in value.items()) if present
-        }
-    if (
-        isinstance(value, list)
-        and value
-        and all(
-            isinstance(item, dict) and all(isinstance(v, list) for v in item.values())
-            for item in value
-        )
-    ):
-        return True, [first_value([item])[1] for item in value]
+    if _option_map(value):
+        return True, _first_of_map(value)
+    if isinstance(value, list) and value and all(_option_map(item) for item in value):
+        return True, [_first_of_map(item) for item in value]
     return True, value
+
+
+def _option_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, list) for v in value.values())
+
+
+def _first_of_map(option: dict[str, list[Any]]) -> dict[str, Any]:
+    return {key: allowed[0] for key, allowed in option.items() if allowed and allowed[0] != ""}
 
 
 def canonical_calls(label: Label, messages: list[Message], tools: list[Tool]) -> list[ToolCall]:
