@@ -276,16 +276,18 @@ async def run_bfcl(
     entries: list[BFCLEntry] | None = None,
     on_result: Callable[[EntryResult], None] | None = None,
     cache: AnswerCache | None = None,
+    reuse_cache: bool = True,
 ) -> BFCLRun:
     """Evaluate ``evaluated`` on the selected entries; returns results and BFCL's summary.
 
-    With ``cache``, stored answers are reused first and every fresh answer is stored."""
+    With ``cache``, stored answers are reused first (unless ``reuse_cache`` is off: the caller
+    did it with :func:`reuse_cached`) and every fresh answer is stored."""
     if settings.concurrency < 1:
         raise ToolDojoError("--concurrency must be at least 1")
     entries_path = Path(entries_path)
     entries = entries if entries is not None else load_entries(settings)
     reused = 0
-    if cache is not None:
+    if cache is not None and reuse_cache:
         reused = reuse_cached(cache, evaluated, entries_path, entries, on_result)
     done = _existing(entries_path, evaluated)
     todo = [entry for entry in entries if entry.id not in done]

@@ -76,7 +76,9 @@ def _evaluate(
             clock = WallClock(out_dir / f"timing_{mode}.json") if timed else None
             if clock is not None:
                 clock.add_reused(reused, time.perf_counter() - started)
-            with context.bar(f"BFCL {mode} {label}", len(entries)) as advance:
+            # The bar counts what is left to ask: reused and resumed answers are already in.
+            answered = len(existing_ids(path) & {entry.id for entry in entries})
+            with context.bar(f"BFCL {mode} {label}", len(entries) - answered) as advance:
 
                 def on_result(result: Any, advance: Any = advance, clock: Any = clock) -> None:
                     advance()
@@ -85,7 +87,7 @@ def _evaluate(
 
                 run = anyio.run(
                     lambda e=evaluated, p=path, cb=on_result, c=cache: run_bfcl(
-                        e, p, settings, entries=entries, on_result=cb, cache=c
+                        e, p, settings, entries=entries, on_result=cb, cache=c, reuse_cache=False
                     )
                 )
             timing = clock.tick(0) if clock is not None else {}  # before the model's release
