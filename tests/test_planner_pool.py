@@ -195,3 +195,44 @@ def test_coverage_fill_ins_pass_over_a_tool_without_drawable_arguments():
     )
     assert all("getImpossible" not in str(s.turns) for s in result.scenarios)
     assert any("passed over getImpossible" in warning for warning in result.warnings)
+
+
+def test_planning_drafts_scenarios_at_once_and_plans_the_same_scenarios():
+    import hashlib
+    import json as json_module
+
+    import anyio
+
+    from tooldojo.llm.base import Completion
+    from tooldojo.synth.labels import ArgumentDrafter
+
+    class SlowDrafter:
+        """Answers from the prompt alone after a delay that scrambles the finishing order."""
+
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.in_flight = self.most = 0
+
+        async def complete(self, messages, tools=None, *, sampling=None, constraint=None):
+            prompt = messages[-1].content
+            digest = hashlib.sha256(f"{prompt}{sampling.seed}".encode()).hexdigest()
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await anyio.sleep(int(digest[:2], 16) / 20_000)
+            self.in_flight -= 1
+            names = [n for n in ("city", "ticker", "base", "placeRef") if f"- {n} (" in prompt]
+            values = {name: f"{name}-{digest[:6]}" for name in names}
+            return Completion(text=json_module.dumps(values), model=self.name)
+
+    def planned(concurrency: int) -> tuple[list[dict], int]:
+        model = SlowDrafter()
+        options = PlanOptions(n=24, seed=3, min_per_tool=0, concurrency=concurrency)
+        result = asyncio.run(plan_scenarios(pool(), options, ArgumentDrafter(model)))
+        return [s.model_dump() for s in result.scenarios], model.most
+
+    one_at_a_time, most_alone = planned(1)
+    together, most_together = planned(8)
+    assert most_alone == 1 and most_together > 1  # the drafts really ran at once
+    assert together == one_at_a_time
+    assert "city-" in json_module.dumps(together)  # the values are the drafter's, not a fallback

@@ -228,6 +228,7 @@ async def prepare_run(
                 tool_weights=weights.get("tools", {}),
                 domain_weights=weights.get("domains", {}),
                 min_per_tool=request.min_per_tool,
+                concurrency=request.concurrency,
             ),
             drafter,
         )
