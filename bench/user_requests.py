@@ -73,6 +73,8 @@ def load_scenarios(paths: list[Path]) -> list[Any]:
 
     out = []
     for path in paths:
+        if not path.is_file():
+            sys.exit(f"{path}: scenarios file not found")
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():

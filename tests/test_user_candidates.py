@@ -173,3 +173,22 @@ def test_a_plan_no_message_can_satisfy_is_reported_without_tries():
         UserSimulator(scripted, template_cap=1.0).request, scenario, 0, random.Random(0)
     )
     assert templated.source == "template" and templated.attempts == 0
+
+
+@pytest.mark.anyio
+async def test_a_free_try_is_shorter_than_a_try_under_the_values_grammar():
+    scripted = ScriptedChatModel(["It is raining.", json.dumps({"message": GOOD})])
+    await UserSimulator(scripted).request(_scenario(), 0, random.Random(0))
+    (_, _, free), (_, _, constrained) = scripted.calls
+    assert free.max_tokens == 64 + len("Lisbon") < 160  # the role's limit, cut
+    assert constrained.max_tokens >= 160
+
+
+@pytest.mark.anyio
+async def test_a_message_cut_off_at_the_token_limit_is_not_taken():
+    cut = Completion(
+        text="Could you look up the weather for Lisbon, and then", finish_reason="length"
+    )
+    scripted = ScriptedChatModel([cut, json.dumps({"message": GOOD})])
+    text = await UserSimulator(scripted).request(_scenario(), 0, random.Random(0))
+    assert text.attempts == 2 and text.problems == ["cut off at the token limit"]

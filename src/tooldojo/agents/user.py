@@ -11,10 +11,10 @@ stay under ``template_cap`` of all episodes: above it :class:`TemplateCapReached
 the episode is dropped, not templated. The source of every message is recorded so data
 quality can be measured per source.
 
-The tries (the first free, the others under :func:`values_constraint`) run in rounds of
-``parallel`` at once, and the first acceptable one in try order is kept, so a seed picks the
-same message however the backend schedules them; a frequency penalty keeps the small model
-out of the loops that used to sink half the requests. ``bench/user_requests.py`` measures it.
+The tries (the first free, the others under :func:`values_constraint`) may run in rounds of
+``parallel`` at once; the first acceptable one in try order is kept, so a seed picks the same
+message however the backend schedules them. A frequency penalty keeps the small model out of
+the loops that used to sink half the requests. ``bench/user_requests.py`` measures it.
 """
 
 from __future__ import annotations
@@ -60,8 +60,14 @@ model into invented words ("firewman", "noocamping"): 4.4 % and 7.5 % of the acc
 requests' words against 2.7 % without and 3.9 % with this. It is also OpenAI's own field,
 so an OpenAI-compatible backend gets the same setting."""
 
-PARALLEL_CANDIDATES = 2
-"""Tries of one message decoded at once (see :meth:`UserSimulator._write`)."""
+PARALLEL_CANDIDATES = 1
+"""Tries of one message decoded at once (see ``UserSimulator.parallel``). One, because in
+synthesis the engines' batches are already full (16 episodes in flight, two engines of 8
+sequences): on 64 scenarios at 16 in flight, rounds of two took as long per request as single
+tries (35.9 s against 31.8 s, noise) and 5 % more tokens per accepted request (a try that
+would not have run); with 4 in flight (32 scenarios) no faster either (8.9 s against 8.2 s):
+on these CPUs a pass over more sequences costs more. Worth raising for a backend with idle
+parallel capacity (a GPU server with many slots)."""
 
 
 @dataclass
@@ -314,6 +320,18 @@ def _longest_message(values: list[Any]) -> int:
     return opening + sum(map(len, texts)) + (word * BETWEEN_WORDS + 2) * len(texts)
 
 
+FREE_MESSAGE_TOKENS = 64
+"""Tokens a free try may take besides the planned values' characters. The free tries the
+checks accepted took 6 to 60 tokens (bench/user_requests.py, 3 x 64 scenarios); those that
+ran to the role's 160 were the model answering as an assistant or rambling (5 to 14 in 64,
+a third of all free-try tokens), rejected every time."""
+
+
+def _free_message(values: list[Any]) -> int:
+    """Token limit of a free try: :data:`FREE_MESSAGE_TOKENS` and room for every value."""
+    return FREE_MESSAGE_TOKENS + sum(len(render_value(v)) for v in values)
+
+
 def _unwrap_message(text: str) -> str:
     try:
         return str(json.loads(text)["message"])
@@ -511,6 +529,10 @@ class UserSimulator:
                     update["max_tokens"] = max(
                         self.sampling.max_tokens or 0, _longest_message(check.required) + 16
                     )
+                else:
+                    update["max_tokens"] = min(
+                        self.sampling.max_tokens, _free_message(check.required)
+                    )
                 sampling = self.sampling.model_copy(update=update)
                 messages = conversation(as_json=constraint is not None)
 
@@ -523,6 +545,8 @@ class UserSimulator:
                     raw = _unwrap_message(completion.text) if constraint else completion.text
                     text = _clean(raw)
                     found = check.problems(text) if completion.ok else [completion.error or "error"]
+                    if completion.finish_reason == "length" and not found:
+                        found = ["cut off at the token limit"]  # a sentence that never ended
                     if found:
                         return None, found
                     return UserText(text, "model", number, usage, constrained=bool(constraint)), []

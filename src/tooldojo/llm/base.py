@@ -30,11 +30,14 @@ class SamplingParams(BaseModel):
     stop: list[str] | None = None
     repeat_penalty: float = Field(default=1.0, gt=0)
     """Divides the logits of tokens generated lately (llama.cpp's ``repeat_penalty``; 1.0:
-    none). Backends without it map it to nothing; see ``frequency_penalty``."""
+    none). The embedded backend only: an OpenAI-compatible server takes its own spelling
+    through ``extra_body``; the transformers backend ignores all three penalties."""
     frequency_penalty: float = 0.0
-    """Lowers a token's logit by this much per time it was generated (OpenAI's meaning)."""
+    """Lowers a token's logit by this much per time it was generated (OpenAI's meaning;
+    embedded and OpenAI-compatible backends)."""
     presence_penalty: float = 0.0
-    """Lowers the logit of every token generated at least once (OpenAI's meaning)."""
+    """Lowers the logit of every token generated at least once (OpenAI's meaning; embedded and
+    OpenAI-compatible backends)."""
 
 
 class Constraint(BaseModel):

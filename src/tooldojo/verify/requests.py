@@ -133,9 +133,15 @@ ASK = re.compile(
 """A request asks: a question mark or a verb of asking or doing."""
 
 
+WORD = re.compile(r"[a-z0-9']*[a-z][a-z0-9']*")
+"""A word as :func:`loops` counts it: letters and digits together, at least one letter. An id
+is one word ("52a1"), not the letters inside it: read letter by letter, the planned id
+"2382-0003-52A1-0A37-5A11" held "a a a" (a loop) and sank every request carrying it."""
+
+
 def loops(text: str) -> bool:
     """Whether ``text`` loops (see ``loop_request``)."""
-    words = re.findall(r"[a-z']+", text.lower())
+    words = WORD.findall(text.lower())
     if any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)):
         return True
     counts = Counter(w for w in words if w not in FUNCTION_WORDS and len(w) > 1)
