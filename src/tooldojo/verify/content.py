@@ -202,7 +202,11 @@ def not_english(text: str) -> bool:
     :data:`FUNCTION_WORDS`. Why: under grammars the 135M model drifted into German, French
     or word salad ("Premiert, ik ausfalter, ik kann zusammenfassen"), which no other check
     reads; a terse English request ("Skewness of 172.91?") has at least one in a few words."""
-    found = re.findall(r"[a-z][a-z']*", text.lower())
+    # Tokens of letters and digits, those with a digit left out: an id is a value, not a word
+    # of any language, and read letter by letter "2382-0003-52A1-0A37-5A11" made five
+    # non-English words ("a", "a", ...) out of one planned value.
+    tokens = re.findall(r"[a-z0-9']*[a-z][a-z0-9']*", text.lower())
+    found = [token for token in tokens if not any(c.isdigit() for c in token)]
     if len(found) < 6:
         return False
     return sum(w in FUNCTION_WORDS for w in found) / len(found) < 0.15
