@@ -401,7 +401,7 @@ async def test_word_salad_and_other_languages_fail_but_terse_english_passes() ->
     assert not not_english("Skewness of 172.91?")  # short: not judged
     assert not not_english("Could you get the skewness of 172.91 for me, please?")
     # An id is a value, not words: its letters do not outvote the English around it.
-    key = "9A2B-3C4D-5E6F-7A8B-1C2D-3E4F-5A6B-7C8D-9E0F-1A2B-3C4D-5E6F"
+    key = "9B2C-3C4D-5E6F-7D8B-1C2D-3E4F-5B6B-7C8D-9E0F-1B2B-3C4D-5E6F"
     assert not not_english(f"Please delete the key {key} for me")
     assert not_english("Ik kann 2382-0003-52A1 zusammenfassen, ausfalter exponen Premiert 4.5")
     german = "Wie wird das Wetter für Lisbon sein, die nächsten 3 Tage, bitte mit °C?"
