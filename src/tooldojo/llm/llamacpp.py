@@ -25,6 +25,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import time
 import weakref
 from functools import lru_cache, partial
@@ -56,6 +57,7 @@ from tooldojo.llm.llamacpp_engine import (
     GenerationParams,
     PrefixStore,
     generate,
+    grammar_too_deep,
     load_llama_model,
 )
 from tooldojo.model import Message, Tool
@@ -82,6 +84,11 @@ def _plain_pattern(pattern: str) -> str | None:
     if not (pattern.startswith("^") and pattern.endswith("$")) or any(
         token in pattern for token in ("(?", "|", "\\b", "\\p", "\\u")
     ):
+        return None
+    if any(int(bound) > GRAMMAR_MAX_LENGTH for bound in re.findall(r"\{(?:\d+,)?(\d+)\}", pattern)):
+        # As with maxLength: the converter unrolls a repetition into one nested rule per count,
+        # and "^.{0,262144}$" (a refined OpenAPI tool's) made a 15 MB grammar nested 262,144
+        # deep, whose parsing overflowed the engine thread's stack and killed the process.
         return None
     out, in_class, index = [], False, 0
     while index < len(pattern):
@@ -337,6 +344,8 @@ class LlamaCppChatModel:
     def grammar_accepted(self, grammar: str) -> bool:
         """Whether llama.cpp parses ``grammar`` (the engine answers an unparsable one with a
         failed completion; llama-cpp-python's own path would crash on it)."""
+        if grammar_too_deep(grammar):  # its parser would overflow this thread's stack
+            return False
         sampler = llama_cpp.llama_sampler_init_grammar(
             self._model.vocab, grammar.encode("utf-8"), b"root"
         )

@@ -484,9 +484,11 @@ class BatchEngine:
         """Move the reused prefix into the target sequence and set up the samplers."""
         params = request.params
         if params.grammar:
-            grammar = llama_cpp.llama_sampler_init_grammar(
-                self._vocab, params.grammar.encode("utf-8"), b"root"
-            )
+            grammar = None
+            if not grammar_too_deep(params.grammar):
+                grammar = llama_cpp.llama_sampler_init_grammar(
+                    self._vocab, params.grammar.encode("utf-8"), b"root"
+                )
             if not grammar:  # llama.cpp could not parse it (NULL, not an exception)
                 self.stats.grammar_rejected += 1
                 request.deliver(GenerationResult(finish_reason="error", error="grammar_rejected"))
@@ -863,6 +865,44 @@ tokens (8 sequences x 1) took 47 ms of CPU here, one of 16 (8 x 2, or 16 x 1) 49
 24 74 ms (AVX-512, one thread; the tiled sgemm kernels work in blocks of this size), and a lone
 token 16.5 ms against 27 ms for 5. So each pass is topped up with guessed tokens to the next
 multiple of 16 (at least 16), where they are nearly free."""
+
+
+MAX_GRAMMAR_DEPTH = 1_000
+MAX_GRAMMAR_CHARS = 2_000_000
+
+
+def grammar_too_deep(grammar: str) -> bool:
+    """Whether ``grammar`` (GBNF) is too long or nests groups too deep for llama.cpp's parser,
+    which recurses once per level of parentheses on the calling thread's stack.
+
+    Why: a refined OpenAPI tool's ``pattern: "^.{0,262144}$"`` became a grammar nested
+    262,144 deep, and parsing it overflowed the engine thread's stack: a segmentation fault
+    that killed a synthesis run twice. Such a grammar is refused like an unparsable one.
+    Parentheses inside quoted literals and character classes are not groups."""
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        return True
+    depth = 0
+    quoted = in_class = escaped = False
+    for char in grammar:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif quoted:
+            quoted = char != '"'
+        elif in_class:
+            in_class = char != "]"
+        elif char == '"':
+            quoted = True
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+            if depth > MAX_GRAMMAR_DEPTH:
+                return True
+        elif char == ")":
+            depth -= 1
+    return False
 
 
 def penalized(params: GenerationParams) -> bool:
