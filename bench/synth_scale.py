@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from tooldojo.jsonl import read_jsonl  # noqa: E402
+from tooldojo.jsonl import iter_jsonl_dicts, read_jsonl  # noqa: E402
 from tooldojo.model import CATEGORIES, Trajectory  # noqa: E402
 from tooldojo.verify.accounting import accounting, gate_failures, grounded_share  # noqa: E402
 
@@ -56,6 +56,11 @@ def _run(command: list[str]) -> float:
     start = time.monotonic()
     subprocess.run(command, check=True, cwd=ROOT)
     return time.monotonic() - start
+
+
+def _lines(path: Path) -> int:
+    """Complete lines of a JSONL output (0 when it does not exist)."""
+    return sum(1 for _ in iter_jsonl_dicts(path)) if path.exists() else 0
 
 
 def _manifest_seconds(manifest: dict) -> float | None:
@@ -92,8 +97,6 @@ def _render(trajectory: Trajectory) -> str:
 
 
 def record(out: Path, commands: dict[str, str], seconds: dict[str, float | None], args) -> dict:
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    counts = (manifest.get("stages") or {}).get("synth", {}).get("counts", {})
     verified = list(read_jsonl(out / "verified.jsonl", Trajectory))
     passed = [t for t in verified if t.passed]
     tools = {call.name for t in passed for m in t.messages for call in m.tool_calls or []}
@@ -122,9 +125,11 @@ def record(out: Path, commands: dict[str, str], seconds: dict[str, float | None]
         "commands": commands,
         "wall_seconds": seconds,
         "machine": "2 CPU cores (AMD EPYC), 24 GiB, embedded SmolLM2-135M-Instruct via llama.cpp",
-        "planned": counts.get("planned"),
-        "finished": counts.get("finished"),
-        "dropped": counts.get("dropped"),
+        # Counted from the files, not the manifest: a resumed run's manifest counts only its
+        # last segment.
+        "planned": _lines(out / "scenarios.jsonl"),
+        "finished": _lines(out / "trajectories.jsonl"),
+        "dropped": _lines(out / "dropped.jsonl"),
         "verified": len(verified),
         "passed": len(passed),
         "passed_per_minute": (
@@ -202,6 +207,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--from", dest="existing", default=None, help="record an existing folder")
     parser.add_argument("--command", default=None, help="with --from: the command that made it")
+    parser.add_argument(
+        "--synth-seconds",
+        type=float,
+        default=None,
+        help="with --from: the synthesis wall time of a run that was resumed (its manifest "
+        "times only the last segment)",
+    )
     parser.add_argument("--json", default=str(ROOT / "docs/results/synth_scale.json"))
     parser.add_argument("--samples", default=str(ROOT / "docs/samples"))
     parser.add_argument("--n-samples", type=int, default=30)
@@ -212,7 +224,9 @@ def main() -> None:
         out = Path(args.existing)
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
         commands = {"synth": args.command or f"(recorded from {out})"}
-        seconds: dict[str, float | None] = {"synth": _manifest_seconds(manifest)}
+        seconds: dict[str, float | None] = {
+            "synth": args.synth_seconds or _manifest_seconds(manifest)
+        }
     else:
         if not args.specs:
             parser.error("--specs is required unless --from names a finished folder")
