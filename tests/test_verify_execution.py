@@ -148,3 +148,23 @@ async def test_mcp_client_factory_accepts_a_server_object() -> None:
     recorded = json.dumps({"order_id": "pen-1", "left": 2})
     trajectory = shop_trajectory(1, recorded)
     assert (await run(trajectory, factory)).passed is True
+
+
+def test_a_success_that_carries_an_error_object_is_a_failed_result() -> None:
+    from tooldojo.model import Message, Trajectory
+    from tooldojo.verify.execution import recorded_failures
+
+    def with_result(body: dict) -> Trajectory:
+        return Trajectory(
+            id="t",
+            messages=[
+                Message(role="user", content="Run the export, please."),
+                Message(role="tool", name="export", tool_call_id="c1", content=json.dumps(body)),
+            ],
+        )
+
+    operation = {"done": True, "error": {"code": 0, "message": "The server-assigned name"}}
+    (found,) = recorded_failures(with_result(operation))
+    assert found[0] == "failed_result" and "error" in found[1]
+    assert recorded_failures(with_result({"done": True, "error": None, "name": "op-1"})) == []
+    assert recorded_failures(with_result({"rows": 3, "errors": []})) == []
