@@ -154,13 +154,11 @@ def test_a_success_that_carries_an_error_object_is_a_failed_result() -> None:
     from tooldojo.model import Message, Trajectory
     from tooldojo.verify.execution import recorded_failures
 
-    def with_result(body: dict) -> Trajectory:
+    def with_result(body: dict, origin: str = "model") -> Trajectory:
+        result = Message(role="tool", name="export", tool_call_id="c1", content=json.dumps(body))
+        result.origin = origin  # "model": the simulated server wrote it
         return Trajectory(
-            id="t",
-            messages=[
-                Message(role="user", content="Run the export, please."),
-                Message(role="tool", name="export", tool_call_id="c1", content=json.dumps(body)),
-            ],
+            id="t", messages=[Message(role="user", content="Run the export, please."), result]
         )
 
     operation = {"done": True, "error": {"code": 0, "message": "The server-assigned name"}}
@@ -168,3 +166,5 @@ def test_a_success_that_carries_an_error_object_is_a_failed_result() -> None:
     assert found[0] == "failed_result" and "error" in found[1]
     assert recorded_failures(with_result({"done": True, "error": None, "name": "op-1"})) == []
     assert recorded_failures(with_result({"rows": 3, "errors": []})) == []
+    # A real tool's own error answer is its result (the turn gates read what is said of it).
+    assert recorded_failures(with_result({"error": "no file /notes/x.txt"}, "executed")) == []

@@ -112,17 +112,19 @@ SUCCESS_SAYS_FAILURE = re.compile(
 )
 
 
-def _reads_as_failure(text: str) -> str | None:
+def _reads_as_failure(text: str, simulated: bool = False) -> str | None:
     """A text value of a *successful* result that reports a failure (a simulator that could
-    not make the call succeed but returned it as success), or ``None``."""
+    not make the call succeed but returned it as success), or ``None``. ``simulated``: the
+    server model wrote the result, so an error object in it is a failure it made up."""
     try:
         value = json.loads(text)
     except ValueError:
         value = text
-    if isinstance(value, dict):
-        # An error object in a success (Google's long-running Operation: {"done": true,
-        # "error": {...}}): the simulated server filled the schema's optional "error" and the
-        # result passed as a success; 1 of 30 samples of the scale run held one.
+    if simulated and isinstance(value, dict):
+        # An error object in a model-written success (Google's long-running Operation:
+        # {"done": true, "error": {...}}): the simulated server filled the schema's optional
+        # "error", and the result passed as a success; 1 of 30 samples of the scale run held
+        # one. A real tool's own {"error": ...} answer is its result, read by the turn gates.
         for key in ("error", "errors"):
             if value.get(key):
                 return f"{key}: {json.dumps(value[key], ensure_ascii=False)}"[:80]
@@ -151,7 +153,7 @@ def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
         if failed:
             code = "timeout" if "timed out" in text else "failed_result"
             found.append((code, f"message {position} ({message.name}): {text[:160]}"))
-        elif (dressed := _reads_as_failure(text)) is not None:
+        elif (dressed := _reads_as_failure(text, message.origin == "model")) is not None:
             found.append(
                 ("failed_result", f"message {position} ({message.name}): success says {dressed!r}")
             )
