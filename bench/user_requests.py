@@ -152,9 +152,9 @@ def reason_of(problem: str) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from tooldojo.agents.personas import draw_persona
     from tooldojo.agents.user import TemplateCapReached, UserSimulator
     from tooldojo.llm.config import load_config, load_role_models
+    from tooldojo.synth.episode import episode_start
 
     scenarios = stratified(load_scenarios(args.scenarios), args.n, args.seed)
     config = load_config(args.config)
@@ -183,12 +183,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with gate:
             _SCENARIO.set(scenario.id)
             # As run_episode: the same per-episode rng draws the persona, then the request.
-            rng = random.Random(f"episode|{scenario.seed}|{scenario.id}")
-            scenario = scenario.model_copy(deep=True)
-            if not scenario.persona or not scenario.style:
-                persona, style = draw_persona(rng)
-                scenario.persona = scenario.persona or persona
-                scenario.style = scenario.style or style
+            rng, scenario = episode_start(scenario)
             began = time.perf_counter()
             try:
                 text = await user.request(scenario, 0, rng)

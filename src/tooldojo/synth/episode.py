@@ -182,14 +182,21 @@ def _parse(text: str) -> Any:
         return text
 
 
-async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropped:
-    """Play ``scenario`` to the end; raises :class:`EpisodeFailed` if a backend fails."""
+def episode_start(scenario: Scenario) -> tuple[random.Random, Scenario]:
+    """The episode's random stream and a copy of ``scenario`` with its persona and style
+    drawn from it (when the plan left them open): what every run of the episode starts from."""
     rng = random.Random(f"episode|{scenario.seed}|{scenario.id}")
     scenario = scenario.model_copy(deep=True)
     if not scenario.persona or not scenario.style:
         persona, style = draw_persona(rng)
         scenario.persona = scenario.persona or persona
         scenario.style = scenario.style or style
+    return rng, scenario
+
+
+async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropped:
+    """Play ``scenario`` to the end; raises :class:`EpisodeFailed` if a backend fails."""
+    rng, scenario = episode_start(scenario)
     missing = [name for name in scenario.tools if name not in env.tools]
     if missing:
         raise EpisodeFailed(f"scenario {scenario.id} offers unknown tools: {', '.join(missing)}")
