@@ -7,6 +7,7 @@ from __future__ import annotations
 import llama_cpp
 import numpy as np
 
+from sampling_support import sampling_engine
 from tooldojo.llm.base import SamplingParams
 from tooldojo.llm.llamacpp_engine import BatchEngine, GenerationParams, _Request, penalized
 from tooldojo.llm.openai_compat import OpenAIChatModel
@@ -16,19 +17,9 @@ VOCAB = 4_000
 REPEATED = 17
 
 
-def _engine() -> BatchEngine:
-    """Only what ``_choose`` reads: the vocabulary size and the candidate buffer."""
-    engine = object.__new__(BatchEngine)
-    engine.n_vocab = VOCAB
-    engine._candidates = (llama_cpp.llama_token_data * VOCAB)()
-    engine._candidate_view = np.ctypeslib.as_array(engine._candidates)
-    engine._ids = np.arange(VOCAB, dtype=np.int32)
-    return engine
-
-
 def _draws(params: GenerationParams, history: list[int], n: int = 200) -> list[int]:
     """``n`` draws over logits where ``REPEATED`` leads clearly, after ``history`` was accepted."""
-    engine = _engine()
+    engine = sampling_engine(VOCAB)
     request = _Request(tokens=[], params=params, deliver=None)
     request.chain = BatchEngine._sampler_chain(params)
     if penalized(params):

@@ -8,19 +8,10 @@ import ctypes
 import llama_cpp
 import numpy as np
 
+from sampling_support import sampling_engine
 from tooldojo.llm.llamacpp_engine import BatchEngine, GenerationParams, _Request
 
 VOCAB = 8_000
-
-
-def _engine() -> BatchEngine:
-    """Only what ``_choose`` reads: the vocabulary size and the candidate buffer."""
-    engine = object.__new__(BatchEngine)
-    engine.n_vocab = VOCAB
-    engine._candidates = (llama_cpp.llama_token_data * VOCAB)()
-    engine._candidate_view = np.ctypeslib.as_array(engine._candidates)
-    engine._ids = np.arange(VOCAB, dtype=np.int32)
-    return engine
 
 
 def _whole_vocabulary_draw(chain, logits: np.ndarray) -> int:
@@ -36,7 +27,7 @@ def _whole_vocabulary_draw(chain, logits: np.ndarray) -> int:
 
 
 def test_top_k_shortcut_draws_the_same_tokens_as_the_whole_vocabulary():
-    engine = _engine()
+    engine = sampling_engine(VOCAB)
     rng = np.random.default_rng(0)
     for top_k, temperature in ((40, 0.8), (5, 1.2), (40, 0.3)):
         params = GenerationParams(temperature=temperature, top_k=top_k, top_p=0.95, seed=11)
