@@ -100,6 +100,33 @@ async def test_drafter_repairs_then_falls_back():
     jsonschema.validate(drafted.arguments, TOOL.parameters)
 
 
+@pytest.mark.anyio
+async def test_drafter_repairs_a_value_that_repeats_the_tool_name() -> None:
+    # The user simulator must never name the tool, so a planned value holding the name makes
+    # a scenario nobody can write: the drafter asks again, then falls back to the sampler.
+    answers = iter(
+        [
+            '{"book_id": "bk_ab12", "price": {"amount": 3, "currency": "GBP"}, '
+            '"reason": "Set_Price"}',
+            '{"book_id": "bk_ab12", "price": {"amount": 3, "currency": "GBP"}, "reason": "sale"}',
+        ]
+    )
+    model = ScriptedChatModel(lambda m, t: next(answers))
+    drafted = await ArgumentDrafter(model).draft(TOOL, random.Random(0))
+    assert drafted.source == "model" and drafted.attempts == 2
+    assert drafted.arguments["reason"] == "sale"
+    assert "tool's name" in model.calls[1][0][-1].content
+
+    stuck = ScriptedChatModel(
+        lambda m, t: (
+            '{"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, '
+            '"reason": "call set_price"}'
+        )
+    )
+    drafted = await ArgumentDrafter(stuck, max_repairs=1).draft(TOOL, random.Random(0))
+    assert drafted.source == "schema"
+
+
 def _scenario(**turn) -> Scenario:
     return Scenario(
         id="x",
