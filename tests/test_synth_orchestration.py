@@ -109,6 +109,8 @@ def _oracle_text(label, messages: list[Message]) -> str:
             results.append(message.content or "")
     leaves = [str(v) for r in results for v in _leaves(_json_or_text(r))][:4]
     request = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    if not leaves:
+        return f"About your request ({request[:80]}): I found nothing that matches."
     return (
         f"About your request ({request[:80]}): the result shows {', '.join(leaves)}, "
         "which is what you wanted to know, so there is nothing else to do for now."

@@ -439,3 +439,27 @@ async def test_an_answer_to_a_yes_no_result_must_say_the_flag_and_not_its_opposi
     assert await stopped_by(both) == ("turns", ["ungrounded_answer"])
     true = _flag_episode("Yes, 12.1 is an infinite number.", result="true")
     assert await stopped_by(true) == (None, [])
+
+
+SEARCH = Tool(
+    name="search_messages",
+    description="Find messages whose text contains a word.",
+    parameters={
+        "type": "object",
+        "properties": {"query": {"type": "string"}},
+        "required": ["query"],
+    },
+)
+
+
+@pytest.mark.anyio
+async def test_an_answer_to_an_empty_result_must_say_nothing_was_found() -> None:
+    # Before, no answer to an empty result could pass: it had no value to repeat.
+    def empty(answer: str) -> Trajectory:
+        ask = "Can you find my messages that mention dune?"
+        return _single_call_episode(SEARCH, ask, {"query": "dune"}, '{"messages": []}', answer)
+
+    assert await stopped_by(empty("I couldn't find any messages that mention dune.")) == (None, [])
+    assert await stopped_by(empty("There are no messages about dune.")) == (None, [])
+    invented = empty("Your messages about dune are from Anna and Tom.")
+    assert await stopped_by(invented) == ("turns", ["ungrounded_answer"])

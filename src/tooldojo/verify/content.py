@@ -76,6 +76,11 @@ FAILURE_CLAIM = re.compile(
 )
 """What an answer says when it claims a call failed (stricter than ``ERROR_WORDS``, which
 also holds polite words such as "sorry" that a sound answer may use)."""
+NOTHING_WORDS = re.compile(
+    r"(?i)\b(no|none|nothing|zero|empty|not any|no one|nobody|could ?n[o']t find"
+    r"|did ?n[o']t find|found no|not find)\b"
+)
+"""What an answer to an empty result says: that nothing was found."""
 QUESTION = re.compile(
     r"\?|(?i:\b(please (tell|provide|share|give|let me know)|which|what is"
     r"|could you (tell|provide|share|give)|can you (tell|provide|share|give)"
@@ -337,11 +342,6 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         if not ERROR_WORDS.search(text):
             found.append(("ignores_error", f"{where}: answer does not say the call failed"))
         return found
-    claim = FAILURE_CLAIM.search(text)
-    if claim:
-        found.append(
-            ("claims_failure", f"{where}: says {claim.group(0)!r} though every call succeeded")
-        )
     arguments = [
         leaf
         for message in trajectory.messages[: turn.message_index]
@@ -351,6 +351,19 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
     leaves = [
         leaf for m in results for leaf in scalar_leaves(_result_value(m)) if _meaningful(leaf)
     ]
+    flags = {flag for m in results for flag in _flags(_result_value(m))}
+    empty = not flags and not any(scalar_leaves(_result_value(m)) for m in results)
+    if empty:
+        # Nothing came back (``{"messages": []}``): the answer must say so. Without this no
+        # answer to an empty result could pass, and "I couldn't find any" is no failure claim.
+        if not NOTHING_WORDS.search(text):
+            found.append(("ungrounded_answer", f"{where}: answer does not say nothing was found"))
+    else:
+        claim = FAILURE_CLAIM.search(text)
+        if claim:
+            found.append(
+                ("claims_failure", f"{where}: says {claim.group(0)!r} though every call succeeded")
+            )
     # What the result *adds*: values the user and the call did not already say (an answer
     # that only repeats the id it was asked about is not grounded in the result).
     new = [
@@ -358,14 +371,13 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         for leaf in leaves
         if not value_in(request, leaf) and not any(leaf == a for a in arguments)
     ]
-    flags = {flag for m in results for flag in _flags(_result_value(m))}
     if not leaves and flags:
         # Only yes/no in the results (``true``, ``[false, false]``): the answer must say it,
         # and not the opposite; without this no answer to a flag could ever be grounded.
         if not all(_says(text, flag) and not _says(text, not flag) for flag in flags):
             found.append(("ungrounded_answer", f"{where}: answer does not say {sorted(flags)}"))
     # A computed number may be quoted rounded ("2.33" for 2.3333333333333335).
-    elif not any(value_in(text, leaf, rounded=True) for leaf in (new or leaves)):
+    elif not empty and not any(value_in(text, leaf, rounded=True) for leaf in (new or leaves)):
         found.append(("ungrounded_answer", f"{where}: answer repeats no value of the result"))
     overlaps = content_words(request) & content_words(text)
     if not overlaps and not any(value_in(text, leaf) for leaf in arguments if _meaningful(leaf)):
