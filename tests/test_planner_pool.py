@@ -76,6 +76,33 @@ def test_multiple_offers_same_domain_hard_negatives_and_another_domain():
     assert mixed >= 10, "hard negatives from the target's own domain should be common"
 
 
+def test_irrelevance_offers_near_misses_or_unrelated_tools_never_the_asked_one():
+    from tooldojo.synth.planner import NEAR_MISS_MAX_COSINE
+    from tooldojo.synth.similarity import ToolSimilarity
+
+    tools = [
+        *pool(),
+        # Could serve a request written for getForecast: must never be its near miss.
+        tool("getForecastByDay", "weather", "Weather forecast for a city by day.", {"city": S}),
+    ]
+    sim = ToolSimilarity(tools)
+    assert sim.cosine("getForecast", "getForecastByDay") >= NEAR_MISS_MAX_COSINE
+    scenarios = plan(tools, n=40, mix={"irrelevance": 1}, min_per_tool=0, seed=5)
+    kinds = {True: 0, False: 0}
+    for scenario in scenarios:
+        asked = scenario.metadata["asks"][0][0]["tool"]
+        assert asked not in scenario.tools
+        near = scenario.metadata["near_miss"]
+        kinds[near] += 1
+        for name in scenario.tools:
+            if near:
+                assert sim.cosine(asked, name) < NEAR_MISS_MAX_COSINE, (asked, name)
+                assert sim.score(asked, name) >= 0.1, (asked, name)
+            else:
+                assert sim.cosine(asked, name) <= 0.05, (asked, name)
+    assert kinds[True] >= 10 and kinds[False] >= 10, kinds
+
+
 def test_multi_step_follows_graph_edges():
     tools = pool()
     scenarios = plan(tools, n=4, mix={"multi_step": 1}, min_per_tool=0)

@@ -313,6 +313,11 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
             "tokens": timer.tokens,
             "user_sources": sources,
             "value_sources": scenario.metadata.get("value_sources", []),
+            **(
+                {"near_miss": scenario.metadata["near_miss"]}
+                if "near_miss" in scenario.metadata
+                else {}
+            ),
             "max_steps_hit": max_steps_hit,
             "unbound_references": unbound,
             "failed_steps": failed_steps,

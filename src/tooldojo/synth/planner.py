@@ -462,7 +462,7 @@ class Planner:
 
     async def _build(self, index: int, category: str, target: str, rng: random.Random) -> Scenario:
         builder = getattr(self, f"_build_{category}")
-        offered, turns, asks, sources = await builder(target, rng)
+        offered, turns, asks, sources, *extra = await builder(target, rng)
         rng.shuffle(offered)
         for name in offered:
             self.appearances[name] += 1
@@ -474,7 +474,7 @@ class Planner:
             tools=offered,
             turns=turns,
             seed=rng.randrange(2**31),
-            metadata={"asks": asks, "value_sources": sources},
+            metadata={"asks": asks, "value_sources": sources, **(extra[0] if extra else {})},
         )
 
     def _call_turn(self, intent: str, calls: list, **extra: Any) -> ScenarioTurn:
@@ -577,11 +577,12 @@ class Planner:
         return offered, [turn], [[self._ask(drafted, told)]], [drafted.source]
 
     async def _build_irrelevance(self, target: str, rng: random.Random):
-        unrelated = self.sim.unrelated(target)
-        if unrelated:
+        near = self._near_misses(target, rng) if rng.random() < NEAR_MISS_SHARE else []
+        candidates = near or sorted(self.sim.unrelated(target))
+        if candidates:
             drafted = await self._draft(target, rng)
-            count = min(len(unrelated), rng.randint(1, max(1, self.options.max_distractors)))
-            offered = rng.sample(sorted(unrelated), count)
+            count = min(len(candidates), rng.randint(1, max(1, self.options.max_distractors)))
+            offered = rng.sample(candidates, count)
             intent = _intent(self.tools[target])
             asks = [[{**self._ask(drafted), "offered": False}]]
             sources = [drafted.source]
@@ -592,7 +593,31 @@ class Planner:
             asks = [[{"tool": None, "description": intent, "values": {}, "offered": False}]]
             sources = ["builtin"]
         turn = ScenarioTurn(intent=intent, steps=[Label(kind="refuse")])
-        return offered, [turn], asks, sources
+        return offered, [turn], asks, sources, {"near_miss": bool(near)}
+
+    def _near_misses(self, target: str, rng: random.Random) -> list[str]:
+        """Tools that share the request's vocabulary or API but do something else: the
+        target's hard negatives with the target itself taken away, as when a tool set simply
+        lacks the one operation asked for. Those too close to the target
+        (:data:`NEAR_MISS_MAX_COSINE`) are left out, since they might serve the request."""
+        return [
+            name
+            for name in self._related(target, rng)
+            if self.sim.score(target, name) >= NEAR_MISS_MIN_SCORE
+            and self.sim.cosine(target, name) < NEAR_MISS_MAX_COSINE
+        ][: 2 * max(1, self.options.max_distractors)]
+
+
+NEAR_MISS_SHARE = 0.5
+"""Share of ``irrelevance`` scenarios that offer near misses rather than unrelated tools.
+Why: with unrelated tools only, "no tool shares a word with the request" decides every
+irrelevance scenario, and a model trained on them calls whatever tool looks related."""
+NEAR_MISS_MIN_SCORE = 0.1
+"""Relatedness (cosine plus the same-spec bonus) a near miss needs: it must look related."""
+NEAR_MISS_MAX_COSINE = 0.45
+"""Above this lexical cosine a tool may do what was asked (``smsSend`` for a request written
+for ``smsSendBatch`` scores 0.53; ``FetchFactor`` for ``ListChallenge``, which cannot list,
+0.57, so some safe ones are lost too): such tools are never offered as near misses."""
 
 
 RELATED_SAMPLE = 400
