@@ -663,6 +663,54 @@ def test_selfplay_record_carries_the_n_behind_each_rate(tmp_path):
     assert row["bfcl"] == {"fc": {"simple_python": {"correct": 7, "total": 20}}}
 
 
+def test_error_classes_and_expansions_reach_selfplay_json_and_the_report(tmp_path):
+    from tooldojo.loop.controller import selfplay_record
+    from tooldojo.report import collect_run
+    from tooldojo.report.tables import error_class_table, expansion_table
+
+    it = tmp_path / "iter-001"
+    it.mkdir()
+    stats = {
+        "iteration": 1,
+        "selfplay_roles": ["assistant"],
+        "forced_cap": 0.5,
+        "roles": {},
+        "assistant_call_turns": {"synthesized": {"shares": {}}},
+        "gate_pass_rate": 0.5,
+        "gate_pass_rate_by_role": {},
+        "probe": {"error_class": {"heldout/call/wrong_tool": {"count": 1, "share": 0.5}}},
+        "expanded": {"wrong_tool": 2},
+        "previous_expansions": {
+            "missing_arg": {"scenarios": 2, "played": 2, "passed": 1, "probed": 3, "correct": 2}
+        },
+    }
+    (it / "loop_stats.json").write_text(json.dumps(stats))
+    common = {"split": "heldout", "kind": "call", "label": {"kind": "call", "calls": []}}
+    rows = [
+        {**common, "category": "multiple", "correct": False, "trajectory_id": "t1",
+         "error_class": "wrong_tool"},
+        {**common, "category": "single", "correct": True, "trajectory_id": "t2",
+         "error_class": None},
+    ]  # fmt: skip
+    (it / "probe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    row = selfplay_record(tmp_path)["iterations"][0]
+    assert row["probe_error_classes"] == stats["probe"]["error_class"]
+    assert row["expanded"] == {"wrong_tool": 2}
+    assert row["previous_expansions"]["missing_arg"]["correct"] == 2
+
+    stage = collect_run(tmp_path).stages[0]
+    columns = [("iter-001", stage)]
+    errors = error_class_table(columns)
+    assert [(key, str(cells[0])) for key, cells in errors.rows] == [
+        ("heldout / call / wrong_tool", str(stage.error_classes["heldout / call / wrong_tool"]))
+    ]
+    rate = stage.error_classes["heldout / call / wrong_tool"]
+    assert (rate.k, rate.n) == (1, 2)  # one wrong tool of two call turns probed
+    expansions = dict(expansion_table(columns).rows)
+    assert expansions["wrong_tool"] == ["made 2"]
+    assert expansions["missing_arg"] == ["earlier ones: 2 played, 1 passed, probe 2/3"]
+
+
 # --- resume by inputs ----------------------------------------------------------------------
 
 

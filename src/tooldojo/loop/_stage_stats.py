@@ -120,7 +120,9 @@ def stats_stage(context: LoopContext, it: Path, prev: Path | None) -> dict[str, 
 
 def selfplay_record(root: Path) -> dict[str, Any]:
     """Per iteration and role: own, forced and templated shares, gate pass rates, and the
-    held-out call-turn and no-call accuracy (the base model's too) — ``selfplay.json``."""
+    held-out call-turn and no-call accuracy (the base model's too); per iteration the probe's
+    errors by class, the scenarios expanded per class and how the previous iteration's
+    expansions fared — ``selfplay.json``."""
     from tooldojo.verify.accounting import normalize_roles
 
     record: dict[str, Any] = {"iterations": []}
@@ -167,6 +169,9 @@ def selfplay_record(root: Path) -> dict[str, Any]:
                     part: row.get("counts", {})
                     for part, row in stats["assistant_call_turns"].items()
                 },
+                "probe_error_classes": stats["probe"].get("error_class", {}),
+                "expanded": stats.get("expanded", {}),
+                "previous_expansions": stats.get("previous_expansions", {}),
                 "bfcl": _bfcl_cells(folder / "eval" / "bfcl.json"),
             }
         )

@@ -74,6 +74,14 @@ class StageData:
     accounting: dict[str, dict[str, int]] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     probe_errors: list[ProbeErrorGroup] = field(default_factory=list)
+    error_classes: dict[str, Rate] = field(default_factory=dict)
+    """``split / kind / error class`` → the share of that split's probed turns of that kind
+    with that error (the probe's verdict, see ``loop.classify``)."""
+    expanded: dict[str, int] = field(default_factory=dict)
+    """Error class → scenarios EDDE expanded from this stage's verified errors."""
+    expansion_outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Error class → how the previous stage's expansions fared here (played, passed, probed,
+    correct), from ``loop_stats.json``."""
 
 
 HEADLINE_MODELS = ("base", "final")
@@ -201,6 +209,7 @@ def collect_stage(folder: Path, seed: int, sample_size: int) -> StageData:
     stage.bfcl = _bfcl(load_json(folder / "eval" / "bfcl.json") or {})
     probe_rows = [row for _, row in iter_jsonl_dicts(folder / "probe.jsonl")]
     stage.probe, stage.schema_pass, stage.capability = _probe_rates(probe_rows)
+    stage.error_classes = _error_class_rates(probe_rows)
     if folder.name == "base":
         return stage  # the starting model has only its evaluations
     verified = folder / "verified.jsonl"
@@ -209,6 +218,9 @@ def collect_stage(folder: Path, seed: int, sample_size: int) -> StageData:
     stage.samples = sample_passed(verified, sample_size, seed=f"{seed}:{folder.name}")
     stage.probe_errors = probe_error_groups(probe_rows, verified)
     stage.curves = _curve(folder / "train" / "metrics.csv")
+    loop_stats = load_json(folder / "loop_stats.json") or {}
+    stage.expanded = {str(k): int(v) for k, v in (loop_stats.get("expanded") or {}).items()}
+    stage.expansion_outcomes = dict(loop_stats.get("previous_expansions") or {})
     accounting = load_json(folder / "accounting.json") or {}
     # older loop runs named the tool role "server"; the report shows today's name, "tool"
     stage.accounting = {LEGACY_ROLES.get(r, r): counts for r, counts in accounting.items()}
@@ -235,6 +247,19 @@ def _bfcl(summary: dict[str, Any]) -> dict[str, BfclMode]:
                 mode_data.rates[category] = Rate(correct, total)
         modes[mode] = mode_data
     return modes
+
+
+def _error_class_rates(rows: list[dict[str, Any]]) -> dict[str, Rate]:
+    """Per split and kind, each error class's share of the probed turns (correct turns
+    count in the total, under no class)."""
+    totals: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for row in rows:
+        group = f"{row['split']} / {probe_kind(row)}"
+        totals[group] += 1
+        if not row.get("correct") and row.get("error_class"):
+            errors[f"{group} / {row['error_class']}"] += 1
+    return {key: Rate(k, totals[key.rsplit(" / ", 1)[0]]) for key, k in sorted(errors.items())}
 
 
 def _probe_rates(

@@ -102,6 +102,44 @@ def probe_table(columns: list[Column]) -> Table:
     )
 
 
+def error_class_table(columns: list[Column]) -> Table:
+    return _table(
+        "Probe errors by class (split / kind / error class)",
+        columns,
+        sorted(_union(columns, lambda s: s.error_classes)),
+        lambda stage, key: stage.error_classes.get(key),
+        note="Share of the split's probed turns of that kind that the model got wrong in that "
+        "way (wrong tool, missing or extra argument, wrong value, a call where none was due, "
+        "no call where one was, a missed parallel call, or broken format).",
+    )
+
+
+def expansion_table(columns: list[Column]) -> Table:
+    """EDDE per error class: scenarios made from a stage's errors, and how the previous
+    stage's expansions fared in this one (played, passed every gate, probe correct)."""
+
+    def cell(stage: StageData, key: str) -> Cell:
+        made = stage.expanded.get(key)
+        fared = stage.expansion_outcomes.get(key)
+        parts = [f"made {made}"] if made else []
+        if fared:
+            parts.append(
+                f"earlier ones: {fared.get('played', 0)} played, {fared.get('passed', 0)} "
+                f"passed, probe {fared.get('correct', 0)}/{fared.get('probed', 0)}"
+            )
+        return "; ".join(parts) or None
+
+    keys = sorted(_union(columns, lambda s: [*s.expanded, *s.expansion_outcomes]))
+    return _table(
+        "Error-driven expansion (EDDE) by error class",
+        columns,
+        keys,
+        cell,
+        note="'made': new scenarios conditioned on this stage's verified model errors of that "
+        "class; 'earlier ones': the previous stage's expansions in this stage.",
+    )
+
+
 def schema_table(columns: list[Column]) -> Table:
     return _table(
         "Probe: schema-gate pass on turns that call a tool",
@@ -281,6 +319,8 @@ def all_tables(columns: list[Column]) -> list[Table]:
     tables = [
         *bfcl_tables(columns),
         probe_table(columns),
+        error_class_table(columns),
+        expansion_table(columns),
         schema_table(columns),
         funnel_table(columns),
         volume_table(columns),
