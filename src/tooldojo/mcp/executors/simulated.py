@@ -26,7 +26,7 @@ from typing import Any
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.mcp.episodes import Episode
 from tooldojo.mcp.executors.base import ToolExecutionError, ToolOutcome
-from tooldojo.mcp.executors.response_schema import UnboundedSchema, plan_response
+from tooldojo.mcp.executors.response_schema import LADDER, Bounds, UnboundedSchema, plan_response
 from tooldojo.mcp.registry import compile_validator, describe_errors
 from tooldojo.model import Message, Tool
 
@@ -125,6 +125,7 @@ class SimulatedExecutor:
         history: int = 20,
         sampling: SamplingParams | None = None,
         budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        bounds: Bounds = LADDER[0],
     ):
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
@@ -140,6 +141,8 @@ class SimulatedExecutor:
             sampling = sampling.model_copy(update={"frequency_penalty": SERVER_FREQUENCY_PENALTY})
         self.sampling = sampling
         self.budget_tokens = budget_tokens
+        self.bounds = bounds
+        """The loosest narrowing tried first (see :func:`.response_schema.plan_response`)."""
         self.min_tokens_per_s = TOKENS_PER_SECOND_FLOOR
         self.prompt_allowance_s = 60.0
         """Seconds allowed for reading the prompt (and waiting for a model slot) per attempt."""
@@ -201,7 +204,11 @@ class SimulatedExecutor:
     async def _simulate(self, tool: Tool, arguments: dict[str, Any], episode: Episode) -> Any:
         try:
             plan = plan_response(
-                tool.output_schema, arguments, self.budget_tokens, keep=episode.result_fields
+                tool.output_schema,
+                arguments,
+                self.budget_tokens,
+                start=self.bounds,
+                keep=episode.result_fields,
             )
         except UnboundedSchema as error:
             raise ToolExecutionError(

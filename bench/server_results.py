@@ -1,0 +1,158 @@
+"""How often the simulated server's answer is a valid result on the first try, per bound.
+
+The simulated server (the InfTool "MCP server" agent) decodes each tool result under a
+bounded response schema (:mod:`tooldojo.mcp.executors.response_schema`). A string that
+reaches its length bound was closed by the grammar, not by the model; when it holds prose or a
+runaway, the result is a failure and its trajectory fails the execution gate. In a
+400-scenario run on the refined corpus that was the largest single cause of failed
+trajectories (about 50 of 302). This replays recorded simulated calls (the tool, its
+arguments) with the embedded model for each variant of the loosest string bound, in one run,
+and counts valid results, failures by cause, tries and tokens.
+
+Each call is replayed in a fresh episode (no earlier calls in the prompt), so a result is
+judged on its own; the recorded run had the episode's history, which makes prompts longer.
+
+    python bench/server_results.py runs/scale1/trajectories.jsonl --n 60 --chars 48,96
+
+Measured 2026-11-26 (80 calls of the 400-scenario run, load 2-5): bound 48 gave 69/80 valid
+(11 cut); bound 96 gave 70/80 (6 cut, 4 not JSON: above 64 characters the string's pattern
+is dropped, see ``llm.llamacpp._plain_pattern``, and control characters get in), 10 % more
+tokens. So the bound stays at 48: most cuts are at the tighter rungs of large schemas anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+
+def simulated_calls(paths: list[Path], n: int, seed: int) -> list[tuple]:
+    """(tool, arguments) of ``n`` recorded calls whose result a model wrote (or failed to),
+    drawn with a fixed seed; a tool with a response schema and one without alike."""
+    from tooldojo.jsonl import read_jsonl
+    from tooldojo.model import Trajectory
+
+    calls: list[tuple] = []
+    for path in paths:
+        for trajectory in read_jsonl(path, Trajectory):
+            tools = {tool.name: tool for tool in trajectory.tools}
+            pending = {}
+            for message in trajectory.messages:
+                for call in message.tool_calls or []:
+                    pending[call.id] = call
+                if message.role != "tool" or message.tool_call_id not in pending:
+                    continue
+                call = pending[message.tool_call_id]
+                simulated = getattr(message, "origin", None) == "model" or (
+                    message.is_error and "simulated" in (message.content or "")
+                )
+                if simulated and call.name in tools:
+                    calls.append((tools[call.name], call.arguments))
+    random.Random(seed).shuffle(calls)
+    return calls[:n]
+
+
+def cause(problem: str) -> str:
+    """A failure's cause in a word: ``cut`` (a string closed at its bound), ``schema``,
+    ``json``, ``budget`` or ``other``."""
+    for word, pattern in (
+        ("cut", r"was cut at"),
+        ("schema", r"output schema"),
+        ("json", r"not JSON"),
+        ("budget", r"hit its budget|cannot answer"),
+    ):
+        if re.search(pattern, problem):
+            return word
+    return "other"
+
+
+async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dict:
+    import anyio
+
+    from tooldojo.llm.base import SamplingParams
+    from tooldojo.mcp.episodes import Episode
+    from tooldojo.mcp.executors.base import ToolExecutionError
+    from tooldojo.mcp.executors.response_schema import LADDER
+    from tooldojo.mcp.executors.simulated import SimulatedExecutor
+
+    # The server role's sampling in configs/selfplay.yaml (the scale run's config).
+    sampling = SamplingParams(temperature=0.3, max_tokens=200, seed=0)
+    executor = SimulatedExecutor(
+        model, sampling=sampling, bounds=replace(LADDER[0], string_chars=chars)
+    )
+    outcomes: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    generated_before = model.stats.generated_tokens
+    prompt_before = model.stats.prompt_tokens
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def one(number: int, tool, arguments) -> None:
+        async with limiter:
+            try:
+                await executor.execute(tool, arguments, Episode(id=f"replay-{number}"))
+            except ToolExecutionError as error:
+                kind = cause(str(error))
+                outcomes[kind] += 1
+                examples.setdefault(kind, str(error)[-160:])
+            else:
+                outcomes["valid"] += 1
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for number, (tool, arguments) in enumerate(calls):
+            group.start_soon(one, number, tool, arguments)
+    return {
+        "seconds": time.perf_counter() - started,
+        "outcomes": outcomes,
+        "examples": examples,
+        "generated": model.stats.generated_tokens - generated_before,
+        "prompt": model.stats.prompt_tokens - prompt_before,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="trajectory JSONL files")
+    parser.add_argument("--n", type=int, default=60, help="recorded calls to replay")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chars", default="48,96", help="loosest string bounds to compare")
+    parser.add_argument("--concurrency", type=int, default=16)
+    options = parser.parse_args()
+
+    import anyio
+
+    from tooldojo.llm.llamacpp import LlamaCppChatModel
+
+    calls = simulated_calls(options.paths, options.n, options.seed)
+    with_schema = sum(bool(tool.output_schema) for tool, _ in calls)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
+    print(f"{len(calls)} recorded simulated calls ({with_schema} with a response schema)")
+    model = LlamaCppChatModel(pool_size=2, n_threads=1, n_ctx=8192)
+    baseline = None
+    try:
+        for chars in (int(c) for c in options.chars.split(",")):
+            result = anyio.run(replay, model, calls, chars, options.concurrency)
+            valid = result["outcomes"]["valid"]
+            baseline = valid if baseline is None else baseline
+            print(
+                f"string bound {chars:3d}: valid {valid}/{len(calls)} "
+                f"({valid / max(baseline, 1):.2f} x the first variant); "
+                f"failures {dict(result['outcomes'] - Counter(valid=valid))}; "
+                f"{result['generated'] / len(calls):.0f} generated and "
+                f"{result['prompt'] / len(calls):.0f} prompt tokens per call, "
+                f"{result['seconds']:.0f} s"
+            )
+            for kind, text in sorted(result["examples"].items()):
+                print(f"    e.g. {kind}: ...{text}")
+    finally:
+        model.close()
+
+
+if __name__ == "__main__":
+    main()
