@@ -225,6 +225,30 @@ def test_a_calling_model_is_right_on_call_turns(tmp_path):
     assert "error_class" in table and not table["error_class"]
 
 
+def test_near_miss_refusals_are_also_scored_apart(tmp_path):
+    plain = single_trajectory("plain", category="irrelevance", with_refuse=True)
+    near = single_trajectory("near", category="irrelevance", with_refuse=True)
+    near.metadata["near_miss"] = True
+
+    def answers(messages, tools):
+        return Completion(  # calls every time: wrong on both refusals
+            tool_calls=[call("get_weather", city="Paris")], finish_reason="tool_calls"
+        )
+
+    table = probe(ScriptedChatModel(answers), [plain, near], tmp_path)
+    assert table["category"]["heldout/no_call/irrelevance"]["total"] == 2
+    assert table["category"]["heldout/no_call/irrelevance (near miss)"] == {
+        "correct": 0,
+        "total": 1,
+        "accuracy": 0.0,
+    }
+    from tooldojo.report.collect import _probe_rates
+
+    rows = [json.loads(line) for line in (tmp_path / "probe.jsonl").read_text().splitlines()]
+    rates = _probe_rates(rows)[0]
+    assert rates["heldout / no_call / irrelevance (near miss)"].n == 1
+
+
 def test_probe_samples_are_stratified_when_the_pool_is_larger():
     from tooldojo.loop.probe import probeable
 

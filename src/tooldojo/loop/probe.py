@@ -60,6 +60,9 @@ class ProbeRecord(BaseModel):
     schema_ok: bool = False
     """The answer made at least one call and every call names an offered tool with
     schema-valid arguments (the schema gate)."""
+    near_miss: bool = False
+    """An irrelevance turn whose tools look related to the request but cannot serve it
+    (``synth.planner.NEAR_MISS_SHARE``): scored also apart, as the harder refusal."""
 
     @property
     def target_tools(self) -> list[str]:
@@ -213,9 +216,14 @@ async def run_probe(
     if progress is not None:
         progress(total=len(todo))
 
+    near_misses = {
+        t.id for trajectories in pools.values() for t in trajectories if t.metadata.get("near_miss")
+    }
+
     async def one(split: str, sample: TurnSample) -> None:
         async with limiter:
             record = await _probe_one(model, sample, split, max_tokens)
+        record.near_miss = sample.trajectory_id in near_misses
         append_jsonl(out, [record])
         if progress is not None:
             progress()
@@ -241,7 +249,8 @@ def accuracy_table(
     """The probe's figures, call turns and no-call decisions always apart:
 
     - ``kind``: ``<split>/call`` and ``<split>/no_call`` accuracy;
-    - ``category``: ``<split>/<kind>/<category>``; ``tool``: ``<split>/<tool>`` (call turns);
+    - ``category``: ``<split>/<kind>/<category>``, near-miss irrelevance turns also under
+      ``<split>/no_call/irrelevance (near miss)``; ``tool``: ``<split>/<tool>`` (call turns);
     - ``decision``: ``<split>/refuse`` and ``<split>/clarify`` (the no-call decisions);
     - ``error_class``: ``<split>/<kind>/<class>`` counts, with their share of that kind's turns;
     - ``schema_pass``: per split, the schema-gate pass rate of call turns;
@@ -252,6 +261,8 @@ def accuracy_table(
     for record in records:
         prefix = f"{record.split}/{record.kind}"
         keys = [("kind", prefix), ("category", f"{prefix}/{record.category}")]
+        if record.near_miss:
+            keys.append(("category", f"{prefix}/{record.category} (near miss)"))
         if record.kind == "call":
             keys += [("tool", f"{record.split}/{tool}") for tool in record.target_tools]
             keys.append(("schema_pass", record.split))
