@@ -126,6 +126,16 @@ async def test_drafter_repairs_a_value_that_repeats_the_tool_name() -> None:
     drafted = await ArgumentDrafter(stuck, max_repairs=1).draft(TOOL, random.Random(0))
     assert drafted.source == "schema"
 
+    looping = ScriptedChatModel(
+        lambda m, t: (
+            '{"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, '
+            '"reason": "sale_ids_ids_ids_ids_ids"}'
+        )
+    )
+    drafted = await ArgumentDrafter(looping, max_repairs=1).draft(TOOL, random.Random(0))
+    assert drafted.source == "schema"
+    assert "repeats itself" in looping.calls[1][0][-1].content
+
 
 def _scenario(**turn) -> Scenario:
     return Scenario(

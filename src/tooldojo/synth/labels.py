@@ -184,6 +184,8 @@ class ArgumentDrafter:
                         problem = "placeholder values; use concrete realistic values"
                     if problem is None and _names_tool(arguments, tool):
                         problem = "a value repeats the tool's name; use a realistic value"
+                    if problem is None and _loops(arguments):
+                        problem = "a value repeats itself; use a realistic value"
                     if problem is None and arguments in avoid:
                         problem = "repeats earlier values; choose different ones"
                     if problem is None:
@@ -237,6 +239,20 @@ def _names_tool(value: Any, tool: Tool) -> bool:
         return any(_names_tool(v, tool) for v in value.values())
     if isinstance(value, list):
         return any(_names_tool(v, tool) for v in value)
+    return False
+
+
+def _loops(value: Any) -> bool:
+    """Whether a drafted string loops (``projects_page_token_ids_ids_ids_ids``): the user
+    simulator may not write a looping request, so such a plan is dropped unwritten."""
+    from tooldojo.verify.requests import loops
+
+    if isinstance(value, str):
+        return loops(value)
+    if isinstance(value, dict):
+        return any(_loops(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_loops(v) for v in value)
     return False
 
 
