@@ -38,6 +38,7 @@ from llama_cpp._internals import LlamaModel
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import SchemaConverter
 
+from tooldojo.cache_dir import cache_path
 from tooldojo.errors import ToolDojoError
 from tooldojo.llm._shared import (
     base_fields,
@@ -550,7 +551,7 @@ sooner; not the default until a model's scores are shown unchanged on it.
 
 
 def _cache_folder() -> Path:
-    return Path(os.environ.get("TOOLDOJO_CACHE", Path.home() / ".cache" / "tooldojo"))
+    return cache_path()
 
 
 _FILE_TYPES = {
