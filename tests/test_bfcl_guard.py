@@ -58,7 +58,7 @@ def _bfcl_question(category: str, index: int) -> str:
 
 
 def test_load_is_cached_in_process_and_on_disk(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("TOOLDOJO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TOOLDOJO_CACHE", str(tmp_path))
     bfcl_guard._load_cached.cache_clear()
     try:
         started = time.perf_counter()

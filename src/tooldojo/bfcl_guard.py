@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tooldojo.cache_dir import cache_path
 from tooldojo.errors import ToolDojoError
 
 log = logging.getLogger(__name__)
@@ -358,11 +359,9 @@ def bfcl_data_dir() -> tuple[Path | None, str | None]:
 
 
 def _cache_dir() -> Path:
-    configured = os.environ.get("TOOLDOJO_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "tooldojo"
+    """tooldojo's cache folder (:func:`tooldojo.cache_dir.cache_path`): ``$TOOLDOJO_CACHE``,
+    not the ``$TOOLDOJO_CACHE_DIR`` this module alone used to read."""
+    return cache_path()
 
 
 def _data_digest(data_root: Path) -> str:

@@ -44,6 +44,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from tooldojo.cache_dir import cache_path
 from tooldojo.hashing import content_hash
 from tooldojo.jsonl import drop_partial_tail
 
@@ -76,8 +77,7 @@ def cache_dir() -> Path:
     own = os.environ.get("TOOLDOJO_BFCL_CACHE")
     if own:
         return Path(own)
-    base = os.environ.get("TOOLDOJO_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "tooldojo") / "bfcl"
+    return cache_path("bfcl")
 
 
 def _version(distribution: str) -> str | None:

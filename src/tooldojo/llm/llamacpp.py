@@ -36,8 +36,9 @@ import jsonschema
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-from llama_cpp.llama_grammar import json_schema_to_gbnf
+from llama_cpp.llama_grammar import SchemaConverter
 
+from tooldojo.cache_dir import cache_path
 from tooldojo.errors import ToolDojoError
 from tooldojo.llm._shared import (
     base_fields,
@@ -169,8 +170,38 @@ def grammar_friendly(schema: Any) -> Any:
     return out
 
 
+_LITERAL_ESCAPES = {"\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
+_LITERAL_ESCAPE_RE = re.compile(r'[\r\n"\\]')
+
+
+class _SchemaConverter(SchemaConverter):
+    """llama-cpp-python's JSON-Schema converter with literals escaped the way GBNF reads them.
+
+    Why: its ``_format_literal`` (0.3.36) escapes quotes and line breaks but not backslashes,
+    so the JSON text of a value holding a quote, ``"\\"Latency\\""`` (an enum of Telnyx's and
+    Vercel's OpenAPI specs), became ``"\\"\\\\"Latency..."``: the bare backslash escaped the
+    next one and the quote after it closed the literal early. llama.cpp rejected the whole
+    grammar, so every constrained request offering such a tool failed (``grammar_rejected``).
+    Upstream llama.cpp's converter escapes backslashes too.
+    """
+
+    def _format_literal(self, literal: str) -> str:
+        return '"' + _LITERAL_ESCAPE_RE.sub(lambda m: _LITERAL_ESCAPES[m.group(0)], literal) + '"'
+
+    def _generate_constant_rule(self, value: Any) -> str:
+        # Non-ASCII stays raw: with backslashes now kept, json.dumps's "\\u00e9" would make the
+        # model spell the six characters out, where the literal admitted "é" before.
+        return self._format_literal(json.dumps(value, ensure_ascii=False))
+
+
 def schema_grammar(schema: dict[str, Any]) -> str:
-    return json_schema_to_gbnf(json.dumps(grammar_friendly(schema)))
+    """GBNF admitting the JSON documents valid under ``schema`` (as far as it can express)."""
+    # A copy through JSON, as llama-cpp-python's json_schema_to_gbnf makes: resolve_refs
+    # rewrites "$ref"s in place, and enum values are shared with the tool's own schema.
+    friendly = json.loads(json.dumps(grammar_friendly(schema)))
+    converter = _SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(friendly, "stdin"), "")
+    return converter.format_grammar()
 
 
 def _grammar_safe(tool: Tool) -> Tool:
@@ -520,7 +551,7 @@ sooner; not the default until a model's scores are shown unchanged on it.
 
 
 def _cache_folder() -> Path:
-    return Path(os.environ.get("TOOLDOJO_CACHE", Path.home() / ".cache" / "tooldojo"))
+    return cache_path()
 
 
 _FILE_TYPES = {

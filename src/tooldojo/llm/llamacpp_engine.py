@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -879,8 +880,18 @@ def grammar_too_deep(grammar: str) -> bool:
     262,144 deep, and parsing it overflowed the engine thread's stack: a segmentation fault
     that killed a synthesis run twice. Such a grammar is refused like an unparsable one.
     Parentheses inside quoted literals and character classes are not groups."""
-    if len(grammar) > MAX_GRAMMAR_CHARS:
-        return True
+    return len(grammar) > MAX_GRAMMAR_CHARS or _nests_too_deep(grammar)
+
+
+@lru_cache(maxsize=256)
+def _nests_too_deep(grammar: str) -> bool:
+    """The depth scan of :func:`grammar_too_deep`, remembered per grammar text.
+
+    Why cached: every constrained request is checked, and a tool set's grammar (the same text
+    turn after turn, episode after episode) took 0.9 ms to scan at 15k characters and 3.6 ms
+    at 58k, in Python, per request; a hit costs the string's hash, which CPython keeps on the
+    object. 256 entries like ``hermes_grammar``'s cache, whose strings these mostly are, so the
+    cache holds little text of its own; over-long grammars never get here."""
     depth = 0
     quoted = in_class = escaped = False
     for char in grammar:

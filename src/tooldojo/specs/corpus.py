@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tooldojo.cache_dir import cache_path
 from tooldojo.errors import ToolDojoError
 
 
@@ -54,10 +54,8 @@ CORPORA: dict[str, CorpusSpec] = {
 
 
 def cache_root() -> Path:
-    """``$TOOLDOJO_CACHE/corpus`` when set, else ``~/.cache/tooldojo/corpus``."""
-    base = os.environ.get("TOOLDOJO_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "tooldojo"
-    return root / "corpus"
+    """``corpus/`` in tooldojo's cache folder (:func:`tooldojo.cache_dir.cache_path`)."""
+    return cache_path("corpus")
 
 
 def corpus_spec(name: str) -> CorpusSpec:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tooldojo.cache_dir import cache_path as cache_root
 from tooldojo.model import Tool
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,8 @@ _DISTRIBUTIONS = ("numpy", "scipy", "docstring-parser", "jsonschema", "bfcl-eval
 
 
 def cache_dir() -> Path:
-    """``$TOOLDOJO_CACHE/pylib`` when set, else ``~/.cache/tooldojo/pylib``."""
-    base = os.environ.get("TOOLDOJO_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "tooldojo"
-    return root / "pylib"
+    """``pylib/`` in tooldojo's cache folder (:func:`tooldojo.cache_dir.cache_path`)."""
+    return cache_root("pylib")
 
 
 def _version(distribution: str) -> str | None:
