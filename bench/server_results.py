@@ -72,6 +72,20 @@ def cause(problem: str) -> str:
     return "other"
 
 
+LADDERS = {
+    "default": None,
+    # Fewer fields before shorter strings: the 135M server fills any string to its bound when
+    # it writes prose, so a tighter string bound cuts more of them.
+    "fields": (
+        dict(string_chars=48, items=2, optional_properties=3),
+        dict(string_chars=48, items=1, optional_properties=1, depth=3),
+        dict(string_chars=32, items=1, optional_properties=0, depth=2, echo=3),
+        dict(string_chars=16, items=1, optional_properties=0, depth=2, echo=3),
+    ),
+}
+"""Rungs after the first (see ``response_schema.LADDER``): ``None`` keeps the code's own."""
+
+
 async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dict:
     import anyio
 
@@ -122,6 +136,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=60, help="recorded calls to replay")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chars", default="48,96", help="loosest string bounds to compare")
+    parser.add_argument("--ladders", default="default", help=", ".join(LADDERS))
     parser.add_argument("--concurrency", type=int, default=16)
     options = parser.parse_args()
 
@@ -135,13 +150,25 @@ def main() -> None:
     print(f"{len(calls)} recorded simulated calls ({with_schema} with a response schema)")
     model = LlamaCppChatModel(pool_size=2, n_threads=1, n_ctx=8192)
     baseline = None
+    from tooldojo.mcp.executors import response_schema
+
+    own_ladder = response_schema.LADDER
+    variants = [
+        (int(c), name) for c in options.chars.split(",") for name in options.ladders.split(",")
+    ]
     try:
-        for chars in (int(c) for c in options.chars.split(",")):
+        for chars, ladder in variants:
+            rungs = LADDERS[ladder]
+            response_schema.LADDER = (
+                own_ladder
+                if rungs is None
+                else (own_ladder[0], *(response_schema.Bounds(**r) for r in rungs))
+            )
             result = anyio.run(replay, model, calls, chars, options.concurrency)
             valid = result["outcomes"]["valid"]
             baseline = valid if baseline is None else baseline
             print(
-                f"string bound {chars:3d}: valid {valid}/{len(calls)} "
+                f"string bound {chars:3d}, ladder {ladder}: valid {valid}/{len(calls)} "
                 f"({valid / max(baseline, 1):.2f} x the first variant); "
                 f"failures {dict(result['outcomes'] - Counter(valid=valid))}; "
                 f"{result['generated'] / len(calls):.0f} generated and "

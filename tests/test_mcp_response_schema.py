@@ -102,6 +102,22 @@ def test_plan_tightens_until_it_fits_and_says_why_when_it_cannot() -> None:
         plan_response(ORDER, {}, 20)
 
 
+def test_a_large_schema_loses_fields_before_its_strings_get_shorter() -> None:
+    # A string the 135M server fills up to a shorter bound is cut there and fails the call,
+    # so when a schema does not fit, optional fields and items go first.
+    wide = {
+        "type": "object",
+        "properties": {f"field{n}": {"type": "string"} for n in range(12)},
+        "required": ["field0", "field1"],
+    }
+    roomy = plan_response(wide, {}, 4000)
+    budget = roomy.max_tokens - 1
+    fitted = plan_response(wide, {}, budget)
+    assert fitted.max_tokens <= budget
+    assert fitted.bounds.string_chars == roomy.bounds.string_chars == 48
+    assert len(fitted.schema["properties"]) < len(roomy.schema["properties"])
+
+
 def test_a_required_field_that_recurses_forever_cannot_be_bounded() -> None:
     forever = {
         "$ref": "#/$defs/node",
