@@ -169,6 +169,31 @@ def test_samples_over_max_length_are_dropped_and_counted(tiny):
     assert all(len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) <= limit for r in rows)
 
 
+def test_grpo_prompts_that_leave_no_room_for_the_completion_are_dropped_and_counted(tiny):
+    # TRL's GRPO truncates no prompt: one long multi-turn prompt once took a generation batch
+    # past the machine's memory.
+    from transformers import AutoTokenizer
+
+    from tooldojo.train.grpo import grpo_dataset
+    from tooldojo.train.settings import GRPOSettings
+
+    base, trajectories = tiny
+    tokenizer = AutoTokenizer.from_pretrained(base / "model")
+    renderer = PromptRenderer(tokenizer)
+    samples = turn_samples(trajectories)
+    rows, summary = grpo_dataset(samples, renderer, GRPOSettings(max_length=8192))
+    lengths = sorted(
+        len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]) for r in rows
+    )
+    assert summary["dropped_too_long"] == 0 and rows
+    room = 16
+    limit = lengths[len(lengths) // 2] + room
+    settings = GRPOSettings(max_length=limit, max_completion_length=room)
+    rows, summary = grpo_dataset(samples, renderer, settings)
+    assert summary["dropped_too_long"] == sum(1 for n in lengths if n + room > limit) > 0
+    assert summary["samples"] == len(rows) == len(lengths) - summary["dropped_too_long"]
+
+
 def test_length_grouped_batches_cover_every_sample_in_neighbouring_groups():
     from tooldojo.train.batching import LengthGroupedBatches
 

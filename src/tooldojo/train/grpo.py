@@ -36,12 +36,33 @@ def grpo_config(
 def grpo_dataset(
     samples: list[TurnSample], renderer: PromptRenderer, settings: GRPOSettings
 ) -> tuple[list[dict], dict]:
-    """GRPO rows (labelled call/refusal turns) and the share rendered for Python calls."""
+    """GRPO rows (labelled call/refusal turns) and what they hold: the share rendered for
+    Python calls, the no-call share, and the rows dropped as too long.
+
+    A prompt whose tokens plus ``max_completion_length`` exceed ``max_length`` is dropped and
+    counted: TRL's GRPO truncates no prompt, and one multi-turn prompt of several thousand
+    tokens took the attention of a 4 x 4 generation batch to 24 GB and the loop was killed
+    for memory (a 70-trajectory pool of the refined corpus, 2026-11-26).
+    """
     rows = grpo_rows(samples, renderer, python_share=settings.python_share, seed=settings.seed)
+    budget = settings.max_length - settings.max_completion_length if settings.max_length else 0
+    dropped = 0
+    if settings.max_length:
+        tokenizer = renderer.tokenizer
+        kept = []
+        for row in rows:
+            prompt = len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
+            if prompt > budget:
+                dropped += 1
+            else:
+                kept.append(row)
+        rows = kept
     python = sum(1 for row in rows if row["codec"] == "pythonic")
     no_call = sum(1 for row in rows if json.loads(row["label"]).get("kind") != "call")
     return rows, {
         "samples": len(rows),
+        "dropped_too_long": dropped,
+        "max_length": settings.max_length,
         "python_call_share": round(python / len(rows), 4) if rows else 0.0,
         "no_call_share": round(no_call / len(rows), 4) if rows else 0.0,
     }

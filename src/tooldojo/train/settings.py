@@ -26,7 +26,9 @@ class CommonSettings:
     batch_size: int = 4
     grad_accum: int = 1
     max_length: int = 1024
-    """Longest prompt+completion in tokens; longer samples are truncated (prompts carry tools)."""
+    """Longest prompt+completion in tokens (prompts carry tools); a longer sample is dropped and
+    counted, never truncated (SFT: the whole sample; GRPO: a prompt that leaves less than
+    ``max_completion_length`` for the answer)."""
     lora_r: int = 0
     """LoRA rank; 0 trains all weights. The saved checkpoint is always merged."""
     lora_alpha: int | None = None
