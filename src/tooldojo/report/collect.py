@@ -273,8 +273,9 @@ def _probe_rates(
         kind = probe_kind(row)
         correct = int(bool(row.get("correct")))
         if row.get("near_miss"):  # the harder refusals, also apart
-            accuracy[f"{row['split']} / {kind} / {row['category']} (near miss)"][0] += correct
-            accuracy[f"{row['split']} / {kind} / {row['category']} (near miss)"][1] += 1
+            cell = accuracy[f"{row['split']} / {kind} / {row['category']} (near miss)"]
+            cell[0] += correct
+            cell[1] += 1
         for key, tally, hit in (
             (f"{row['split']} / {kind} / {row['category']}", accuracy, correct),
             (row["split"], schema if kind == "call" else None, int(bool(row.get("schema_ok")))),
