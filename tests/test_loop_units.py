@@ -687,6 +687,43 @@ def test_selfplay_record_carries_the_n_behind_each_rate(tmp_path):
     assert row["bfcl"] == {"fc": {"simple_python": {"correct": 7, "total": 20}}}
 
 
+def test_heldout_fixed_compares_every_model_on_the_first_iterations_turns(tmp_path):
+    # The held-out split grows each iteration; a rate over a grown split mixes item sets.
+    from tooldojo.loop.controller import selfplay_record
+
+    stats = {
+        "iteration": 0,
+        "selfplay_roles": [],
+        "forced_cap": 1.0,
+        "roles": {},
+        "assistant_call_turns": {"synthesized": {"shares": {}}},
+        "gate_pass_rate": 0.5,
+        "gate_pass_rate_by_role": {},
+        "probe": {},
+    }
+
+    def row(rid: str, correct: bool, kind: str = "call", split: str = "heldout") -> str:
+        return json.dumps({"id": rid, "split": split, "kind": kind, "correct": correct}) + "\n"
+
+    for name, rows in {
+        "iter-000": [row("a", False), row("b", False), row("r", True, "no_call")],
+        "iter-001": [
+            row("a", True),
+            row("b", False),
+            row("c", True),
+            row("t", True, "call", "train"),
+        ],
+    }.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "loop_stats.json").write_text(json.dumps(stats))
+        (folder / "probe.jsonl").write_text("".join(rows))
+    first, second = (it["heldout_fixed"] for it in selfplay_record(tmp_path)["iterations"])
+    assert first == {"call": {"correct": 0, "total": 2}, "no_call": {"correct": 1, "total": 1}}
+    # "c" joined the split later and "t" is a training turn: neither counts.
+    assert second == {"call": {"correct": 1, "total": 2}, "no_call": {"correct": 0, "total": 0}}
+
+
 def test_error_classes_and_expansions_reach_selfplay_json_and_the_report(tmp_path):
     from tooldojo.loop.controller import selfplay_record
     from tooldojo.report import collect_run

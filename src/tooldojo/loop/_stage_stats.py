@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tooldojo.jsonl import read_jsonl
+from tooldojo.jsonl import iter_jsonl_dicts, read_jsonl
 from tooldojo.loop._context import LoopContext, write_json
 from tooldojo.model import Scenario, Trajectory
 
@@ -120,12 +120,14 @@ def stats_stage(context: LoopContext, it: Path, prev: Path | None) -> dict[str, 
 
 def selfplay_record(root: Path) -> dict[str, Any]:
     """Per iteration and role: own, forced and templated shares, gate pass rates, and the
-    held-out call-turn and no-call accuracy (the base model's too); per iteration the probe's
+    held-out call-turn and no-call accuracy (the base model's too), also on the first
+    iteration's held-out turns alone (``heldout_fixed``); per iteration the probe's
     errors by class, the scenarios expanded per class and how the previous iteration's
     expansions fared — ``selfplay.json``."""
     from tooldojo.verify.accounting import normalize_roles
 
     record: dict[str, Any] = {"iterations": []}
+    fixed = _first_heldout(root)
     base = root / "base" / "probe_summary.json"
     if base.is_file():
         kinds = json.loads(base.read_text()).get("kind", {})
@@ -133,6 +135,7 @@ def selfplay_record(root: Path) -> dict[str, Any]:
             "heldout_call_accuracy": kinds.get("heldout/call", {}).get("accuracy"),
             "heldout_no_call_accuracy": kinds.get("heldout/no_call", {}).get("accuracy"),
             **_counts(kinds),
+            "heldout_fixed": _fixed_counts(root / "base" / "probe.jsonl", fixed),
             "bfcl": _bfcl_cells(root / "base" / "eval" / "bfcl.json"),
         }
     for folder in sorted(root.glob("iter-[0-9][0-9][0-9]")):
@@ -169,6 +172,7 @@ def selfplay_record(root: Path) -> dict[str, Any]:
                     part: row.get("counts", {})
                     for part, row in stats["assistant_call_turns"].items()
                 },
+                "heldout_fixed": _fixed_counts(folder / "probe.jsonl", fixed),
                 "probe_error_classes": stats["probe"].get("error_class", {}),
                 "expanded": stats.get("expanded", {}),
                 "previous_expansions": stats.get("previous_expansions", {}),
@@ -176,6 +180,32 @@ def selfplay_record(root: Path) -> dict[str, Any]:
             }
         )
     return record
+
+
+def _first_heldout(root: Path) -> set[str]:
+    """Ids of the held-out turns the first iteration probed. The held-out split grows each
+    iteration, so its accuracy mixes item sets; on these turns every model is compared on the
+    same items."""
+    first = next(iter(sorted(root.glob("iter-[0-9][0-9][0-9]"))), None)
+    path = first / "probe.jsonl" if first is not None else None
+    if path is None or not path.is_file():
+        return set()
+    rows = (row for _, row in iter_jsonl_dicts(path))
+    return {row["id"] for row in rows if row.get("split") == "heldout" and row.get("id")}
+
+
+def _fixed_counts(path: Path, ids: set[str]) -> dict[str, dict[str, int]]:
+    """``{call, no_call: {correct, total}}`` over the probe rows of ``path`` among ``ids``."""
+    out = {kind: {"correct": 0, "total": 0} for kind in ("call", "no_call")}
+    if not path.is_file():
+        return out
+    for _, row in iter_jsonl_dicts(path):
+        if row.get("split") == "heldout" and row.get("id") in ids:
+            cell = out.get(row.get("kind") or "call")
+            if cell is not None:
+                cell["total"] += 1
+                cell["correct"] += bool(row.get("correct"))
+    return out
 
 
 def _counts(kinds: dict[str, Any]) -> dict[str, Any]:
