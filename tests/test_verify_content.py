@@ -463,3 +463,15 @@ async def test_an_answer_to_an_empty_result_must_say_nothing_was_found() -> None
     assert await stopped_by(empty("There are no messages about dune.")) == (None, [])
     invented = empty("Your messages about dune are from Anna and Tom.")
     assert await stopped_by(invented) == ("turns", ["ungrounded_answer"])
+
+
+@pytest.mark.anyio
+async def test_a_result_of_zero_is_a_value_not_an_empty_result() -> None:
+    # A count of 0 is a value to repeat, not "nothing came back".
+    def zero(answer: str) -> Trajectory:
+        ask = "How many of my messages mention dune?"
+        return _single_call_episode(SEARCH, ask, {"query": "dune"}, '{"count": 0}', answer)
+
+    assert await stopped_by(zero("You have 0 messages that mention dune.")) == (None, [])
+    invented = zero("Your dune messages are from Anna and Tom.")
+    assert await stopped_by(invented) == ("turns", ["ungrounded_answer"])
