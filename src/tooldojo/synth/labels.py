@@ -19,6 +19,8 @@ from typing import Any
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.model import RESULT_REF_KEY, LabelCall, Message, Tool
 from tooldojo.synth.values import ValueSampler, _flatten, schema_error
+from tooldojo.verify.grounding import scalar_leaves
+from tooldojo.verify.requests import loops
 
 DRAFT_SYSTEM = (
     "You write realistic example calls of software tools. Given a tool, reply with ONLY a JSON "
@@ -217,14 +219,13 @@ def draft_prompt(tool: Tool, avoid: list[dict[str, Any]]) -> str:
 _PLACEHOLDERS = re.compile(r"^(string|example|value|test|foo|bar|xxx+|none|null|n/a)$", re.I)
 
 
+def _strings(value: Any) -> list[str]:
+    """The strings anywhere in a drafted JSON value (what the checks below read)."""
+    return [leaf for leaf in scalar_leaves(value) if isinstance(leaf, str)]
+
+
 def _placeholder(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(_PLACEHOLDERS.match(value.strip())) or not value.strip()
-    if isinstance(value, dict):
-        return any(_placeholder(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_placeholder(v) for v in value)
-    return False
+    return any(_PLACEHOLDERS.match(s.strip()) or not s.strip() for s in _strings(value))
 
 
 def _names_tool(value: Any, tool: Tool) -> bool:
@@ -233,27 +234,13 @@ def _names_tool(value: Any, tool: Tool) -> bool:
     tool, so such a plan cannot be written as a request and its scenario is dropped (about a
     quarter of the drops in a 400-scenario run on the refined corpus)."""
     names = {n.lower() for n in (tool.name, tool.original_name) if n and len(n) > 3}
-    if isinstance(value, str):
-        return any(name in value.lower() for name in names)
-    if isinstance(value, dict):
-        return any(_names_tool(v, tool) for v in value.values())
-    if isinstance(value, list):
-        return any(_names_tool(v, tool) for v in value)
-    return False
+    return any(name in s.lower() for s in _strings(value) for name in names)
 
 
 def _loops(value: Any) -> bool:
     """Whether a drafted string loops (``projects_page_token_ids_ids_ids_ids``): the user
     simulator may not write a looping request, so such a plan is dropped unwritten."""
-    from tooldojo.verify.requests import loops
-
-    if isinstance(value, str):
-        return loops(value)
-    if isinstance(value, dict):
-        return any(_loops(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_loops(v) for v in value)
-    return False
+    return any(loops(s) for s in _strings(value))
 
 
 def _strip_fences(text: str) -> str:
