@@ -45,18 +45,16 @@ def grpo_dataset(
     for memory (a 70-trajectory pool of the refined corpus, 2026-11-26).
     """
     rows = grpo_rows(samples, renderer, python_share=settings.python_share, seed=settings.seed)
-    budget = settings.max_length - settings.max_completion_length if settings.max_length else 0
     dropped = 0
     if settings.max_length:
+        budget = settings.max_length - settings.max_completion_length
         tokenizer = renderer.tokenizer
-        kept = []
-        for row in rows:
-            prompt = len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
-            if prompt > budget:
-                dropped += 1
-            else:
-                kept.append(row)
-        rows = kept
+        kept = [
+            row
+            for row in rows
+            if len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]) <= budget
+        ]
+        dropped, rows = len(rows) - len(kept), kept
     python = sum(1 for row in rows if row["codec"] == "pythonic")
     no_call = sum(1 for row in rows if json.loads(row["label"]).get("kind") != "call")
     return rows, {
