@@ -3,6 +3,7 @@ user simulator's checks and fallbacks, near-duplicate filtering, lexical similar
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -117,24 +118,15 @@ async def test_drafter_repairs_a_value_that_repeats_the_tool_name() -> None:
     assert drafted.arguments["reason"] == "sale"
     assert "tool's name" in model.calls[1][0][-1].content
 
-    stuck = ScriptedChatModel(
-        lambda m, t: (
-            '{"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, '
-            '"reason": "call set_price"}'
+    # A model that keeps writing such a value (the name, or a loop) gets the sampler's.
+    for reason, problem in (("call set_price", "tool's name"), ("sale_ids_ids_ids_ids", "itself")):
+        answer = json.dumps(
+            {"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, "reason": reason}
         )
-    )
-    drafted = await ArgumentDrafter(stuck, max_repairs=1).draft(TOOL, random.Random(0))
-    assert drafted.source == "schema"
-
-    looping = ScriptedChatModel(
-        lambda m, t: (
-            '{"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, '
-            '"reason": "sale_ids_ids_ids_ids_ids"}'
-        )
-    )
-    drafted = await ArgumentDrafter(looping, max_repairs=1).draft(TOOL, random.Random(0))
-    assert drafted.source == "schema"
-    assert "repeats itself" in looping.calls[1][0][-1].content
+        stuck = ScriptedChatModel(lambda m, t, answer=answer: answer)
+        drafted = await ArgumentDrafter(stuck, max_repairs=1).draft(TOOL, random.Random(0))
+        assert drafted.source == "schema"
+        assert problem in stuck.calls[1][0][-1].content
 
 
 def _scenario(**turn) -> Scenario:
