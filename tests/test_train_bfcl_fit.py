@@ -181,3 +181,27 @@ def test_cli_sft_takes_the_new_options_and_reports_the_data(grpo_data):
     settings = json.loads((out / "checkpoint" / "tooldojo_train.json").read_text())["settings"]
     assert settings["group_by_length"] is False and settings["python_share"] == 1.0
     assert report["training"]["tokens_per_s"] > 0
+
+
+def test_python_prompts_lay_the_tools_out_in_more_than_one_way():
+    """Lines of compact JSON or an indented JSON array, drawn per trajectory: every layout
+    names every tool with its parameters, and a draw over many keys meets them all."""
+    from tooldojo.train.python_calls import TOOL_LAYOUTS, python_prompt
+
+    other = WEATHER.model_copy(update={"name": "get_forecast"})
+    for layout in TOOL_LAYOUTS:
+        prompt = python_prompt([WEATHER, other], "k", layout)
+        for tool in (WEATHER, other):
+            assert f'"name": "{tool.name}"' in prompt or f'"name":"{tool.name}"' in prompt
+            assert all(p in prompt for p in WEATHER.parameters["properties"])
+    assert python_prompt([WEATHER], "k", "array2").count("\n") > 5
+    assert python_prompt([WEATHER], "k", "lines").count("\n") < python_prompt(
+        [WEATHER], "k", "array2"
+    ).count("\n")
+    drawn = {python_prompt([WEATHER], f"key{i}") for i in range(60)}
+    layouts = {
+        name
+        for name, render in TOOL_LAYOUTS.items()
+        if any(render([WEATHER]) in prompt for prompt in drawn)
+    }
+    assert layouts == set(TOOL_LAYOUTS)

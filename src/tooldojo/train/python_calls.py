@@ -7,24 +7,28 @@ and the answer written in that syntax, by the same codec that parses it at evalu
 
 The system prompts below are our own words, written without reference to any benchmark's
 prompt (BFCL is test data only; its text must never reach training). Several wordings are
-rotated so the model learns the request, not one sentence.
+rotated so the model learns the request, not one sentence, and the tool list is laid out in
+several ways (one compact JSON object per line, or one indented JSON array), because the layout
+is up to whoever writes the system prompt: a model that has seen a single layout tends to
+continue an unfamiliar one (copying the schemas) instead of answering with calls.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 
 from tooldojo.llm.codecs import _tool_lines, get_codec
 from tooldojo.model import Message, Tool
 
 PYTHON_CALL_PROMPTS: tuple[str, ...] = (
-    "Functions you can use are listed below as JSON schemas, one per line. To use them, "
+    "Functions you can use are listed below as JSON schemas. To use them, "
     "reply with only a Python list of calls written with keyword arguments, for example "
     '[get_price(item="tea", count=2)]. Several calls go in the same list. When no function '
     "here fits the request, reply in plain text and call nothing.\n\n"
     "Functions:\n{tools}",
-    "You have access to these tools (JSON, one per line):\n{tools}\n\n"
+    "You have access to these tools, described in JSON:\n{tools}\n\n"
     "Answer a request that needs tools with a single Python list of function calls and "
     'nothing else, e.g. [lookup(city="Lima"), convert(value=3.5, unit="km")]. Use the '
     "argument names exactly as the schemas spell them. When no tool fits, answer the user "
@@ -44,10 +48,29 @@ def _unit_interval(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def python_prompt(tools: list[Tool], key: str) -> str:
-    """One of our system prompts asking for Python calls, with ``tools`` listed."""
-    wording = PYTHON_CALL_PROMPTS[int(_unit_interval("wording", key) * len(PYTHON_CALL_PROMPTS))]
-    return wording.format(tools=_tool_lines(tools))
+def _indented_array(tools: list[Tool], indent: int) -> str:
+    return json.dumps(
+        [tool.to_openai()["function"] for tool in tools], indent=indent, ensure_ascii=False
+    )
+
+
+TOOL_LAYOUTS: dict[str, Callable[[list[Tool]], str]] = {
+    "lines": _tool_lines,  # one compact object per line, as the native prompt has them
+    "array2": lambda tools: _indented_array(tools, 2),
+    "array4": lambda tools: _indented_array(tools, 4),
+}
+
+
+def _pick(options: tuple | list, *parts: object) -> object:
+    return options[int(_unit_interval(*parts) * len(options))]
+
+
+def python_prompt(tools: list[Tool], key: str, layout: str | None = None) -> str:
+    """One of our system prompts asking for Python calls, with ``tools`` listed in one of the
+    :data:`TOOL_LAYOUTS` (``layout``, else drawn from ``key`` like the wording)."""
+    wording = _pick(PYTHON_CALL_PROMPTS, "wording", key)
+    layout = layout or _pick(list(TOOL_LAYOUTS), "layout", key)
+    return wording.format(tools=TOOL_LAYOUTS[layout](tools))
 
 
 def writable_in_python(messages: Iterable[Message]) -> bool:
