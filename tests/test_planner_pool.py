@@ -263,3 +263,22 @@ def test_planning_drafts_scenarios_at_once_and_plans_the_same_scenarios():
     assert most_alone == 1 and most_together > 1  # the drafts really ran at once
     assert together == one_at_a_time
     assert "city-" in json_module.dumps(together)  # the values are the drafter's, not a fallback
+
+
+def test_clarify_withholds_a_value_no_other_planned_value_carries():
+    """Withholding "12" while "12 Main Street" must be told makes the request unwritable (the
+    user simulator drops the episode); the planner withholds another parameter instead."""
+    from tooldojo.agents.user import RequestCheck
+    from tooldojo.synth.planner import _cleanly_withholdable, _withholdable
+
+    visit = tool("bookVisit", "travel", "Book a visit.", {"number": S, "address": S, "city": S})
+    arguments = {"number": "12", "address": "12 Main Street", "city": "Oslo"}
+    assert _withholdable(visit) == ["number", "address", "city"]
+    assert _cleanly_withholdable(visit, arguments) == ["address", "city"]
+    told = [v for k, v in arguments.items() if k != "number"]
+    assert RequestCheck(required=told, forbidden=["12"], tool_names=[]).unwritable()
+    assert not RequestCheck(
+        required=["12", "Oslo"], forbidden=["12 Main Street"], tool_names=[]
+    ).unwritable()
+    # No clean choice: every withholdable parameter stays possible (the old behaviour).
+    assert _cleanly_withholdable(visit, {"number": "7", "address": "7", "city": "7"}) == []

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tooldojo.agents.user import leaves, mentions, render_value
 from tooldojo.errors import ToolDojoError
 from tooldojo.model import CATEGORIES, Label, Scenario, ScenarioTurn, Tool
 from tooldojo.synth.labels import (
@@ -122,6 +123,25 @@ def _withholdable(tool: Tool) -> list[str]:
     for name in tool.required:
         flat = _flatten(tool.properties.get(name, {}), tool.parameters)
         if flat.get("type") in ("string", "integer", "number") and "const" not in flat:
+            out.append(name)
+    return out
+
+
+def _cleanly_withholdable(tool: Tool, arguments: Mapping[str, Any]) -> list[str]:
+    """Withholdable parameters whose value no other planned value carries. A withheld "12"
+    inside a told "12 Main Street" cannot be kept out of the request, so the user simulator
+    gives the episode up (``RequestCheck.unwritable``); withholding another parameter saves it.
+    """
+    out = []
+    for name in _withholdable(tool):
+        hidden = leaves(arguments.get(name))
+        shown = [
+            render_value(leaf)
+            for key, value in arguments.items()
+            if key != name
+            for leaf in leaves(value)
+        ]
+        if not any(mentions(text, value) for value in hidden for text in shown):
             out.append(name)
     return out
 
@@ -593,7 +613,9 @@ class Planner:
     async def _build_clarify(self, target: str, rng: random.Random):
         tool = self.tools[target]
         drafted = await self._draft(target, rng)
-        withheld_name = rng.choice(_withholdable(tool))
+        withheld_name = rng.choice(
+            _cleanly_withholdable(tool, drafted.arguments) or _withholdable(tool)
+        )
         withheld = {withheld_name: drafted.arguments[withheld_name]}
         told = {k: v for k, v in drafted.arguments.items() if k != withheld_name}
         turn = ScenarioTurn(
