@@ -11,7 +11,7 @@ import pytest
 from tooldojo import Label, Message, Trajectory, append_jsonl
 from tooldojo.llm.codecs import get_codec
 from tooldojo.train import GRPOSettings, run_grpo
-from tooldojo.train.data import PromptRenderer, sample_syntax, sft_rows, turn_samples
+from tooldojo.train.data import PromptRenderer, sft_rows, syntax_plan, turn_samples
 from tooldojo.train.python_calls import PYTHON_CALL_PROMPTS
 from tooldojo.train.rewards import RewardVariance
 from tooldojo.train.settings import SFTSettings
@@ -84,7 +84,23 @@ def test_unwritable_calls_stay_native(renderer):
         for call in message.tool_calls or []:
             call.name = "get-weather"  # a valid tool name, not a Python identifier
     samples = turn_samples([bad])
-    assert {sample_syntax(s, 1.0, 0) for s in samples} == {"native"}
+    assert syntax_plan(samples, 1.0, 0) == {bad.id: "native"}
+
+
+def test_the_python_share_is_exact_over_the_writable_trajectories():
+    """30 % of 50 trajectories is 15, whatever the seed; independent draws per trajectory
+    gave anywhere from about 9 to 21. Unwritable trajectories stay native and do not count."""
+    trajectories = [weather_trajectory(i, f"Town{i}") for i in range(50)]
+    bad = weather_trajectory(99, "Oslo")
+    for message in bad.messages:
+        for call in message.tool_calls or []:
+            call.name = "get-weather"
+    samples = turn_samples([*trajectories, bad])
+    for seed in range(5):
+        plan = syntax_plan(samples, 0.3, seed)
+        assert list(plan.values()).count("python") == 15 and plan[bad.id] == "native"
+    assert syntax_plan(samples, 0.3, 0) != syntax_plan(samples, 0.3, 1)  # the seed draws
+    assert set(syntax_plan(samples, 0.0, 0).values()) == {"native"}
 
 
 def test_data_summary_measures_python_and_no_call_shares(renderer):

@@ -23,8 +23,8 @@ from tooldojo.model import Label, Message, Tool, Trajectory
 from tooldojo.train.python_calls import (
     NATIVE_SYNTAX,
     PYTHON_SYNTAX,
+    choose_python,
     render_python_chat,
-    wants_python,
     writable_in_python,
 )
 
@@ -171,14 +171,18 @@ class PromptRenderer:
         return completion
 
 
-def sample_syntax(sample: TurnSample, python_share: float, seed: int) -> str:
-    """``python`` for a sample drawn for Python-call syntax whose calls can be written so,
-    else ``native`` (the model's own format)."""
-    if not wants_python(sample.trajectory_id, python_share, seed):
-        return NATIVE_SYNTAX
-    if not writable_in_python([*sample.history, sample.target]):
-        return NATIVE_SYNTAX
-    return PYTHON_SYNTAX
+def syntax_plan(samples: list[TurnSample], python_share: float, seed: int) -> dict[str, str]:
+    """Per trajectory id, its syntax: exactly ``round(python_share x n)`` of the ``n``
+    trajectories whose calls can all be written as Python calls, chosen by a seeded hash.
+
+    Why not one draw per trajectory: over the ~50 trajectories of an iteration, independent
+    draws at 0.3 gave 9 (17 %), so the configured share was not what the model saw."""
+    writable: dict[str, bool] = {}
+    for sample in samples:
+        ok = writable.get(sample.trajectory_id, True)
+        writable[sample.trajectory_id] = ok and writable_in_python([*sample.history, sample.target])
+    chosen = choose_python([t for t, ok in writable.items() if ok], python_share, seed)
+    return {t: PYTHON_SYNTAX if t in chosen else NATIVE_SYNTAX for t in writable}
 
 
 def sft_row(sample: TurnSample, renderer: PromptRenderer, syntax: str) -> dict[str, str]:
@@ -204,7 +208,8 @@ def sft_rows(
     About ``python_share`` of the trajectories are rendered for Python-call syntax (see
     :mod:`tooldojo.train.python_calls`); the rest in the model's native format.
     """
-    return [sft_row(s, renderer, sample_syntax(s, python_share, seed)) for s in samples]
+    plan = syntax_plan(samples, python_share, seed)
+    return [sft_row(s, renderer, plan[s.trajectory_id]) for s in samples]
 
 
 def grpo_rows(
@@ -222,12 +227,13 @@ def grpo_rows(
     ``pythonic`` codec.
     """
     rows = []
+    plan = syntax_plan(samples, python_share, seed)
     for s in samples:
         # A final prose answer after tool results has no checkable ground truth: the gated
         # reward would pay any text, so such turns are left to SFT.
         if s.label is None or s.label.kind == "text":
             continue
-        python = sample_syntax(s, python_share, seed) == PYTHON_SYNTAX
+        python = plan[s.trajectory_id] == PYTHON_SYNTAX
         rows.append(
             {
                 "prompt": renderer.prompt(

@@ -85,10 +85,12 @@ def writable_in_python(messages: Iterable[Message]) -> bool:
     return True
 
 
-def wants_python(trajectory_id: str, share: float, seed: int) -> bool:
-    """Whether the trajectory's samples are drawn for Python syntax (all of its turns alike,
-    so a multi-turn history never mixes the two syntaxes)."""
-    return share > 0 and _unit_interval("python-share", seed, trajectory_id) < share
+def choose_python(trajectory_ids: Iterable[str], share: float, seed: int) -> set[str]:
+    """``round(share x n)`` of the ``n`` trajectories, by a seeded hash, whose samples are
+    rendered for Python syntax (all of a trajectory's turns alike, so a multi-turn history
+    never mixes the two syntaxes)."""
+    ranked = sorted(set(trajectory_ids), key=lambda t: _unit_interval("python-share", seed, t))
+    return set(ranked[: round(share * len(ranked))])
 
 
 def render_python_chat(messages: list[Message], tools: list[Tool], key: str) -> list[dict]:

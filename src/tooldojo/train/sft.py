@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tooldojo.train.data import PromptRenderer, TurnSample, sample_syntax, sft_row
+from tooldojo.train.data import PromptRenderer, TurnSample, sft_row, syntax_plan
 from tooldojo.train.python_calls import PYTHON_SYNTAX
 from tooldojo.train.runner import TrainResult, lora_config, run_training, trainer_arguments
 from tooldojo.train.settings import SFTSettings
@@ -44,8 +44,9 @@ def sft_dataset(
     rows: list[dict[str, str]] = []
     kept: list[tuple[TurnSample, str]] = []
     dropped = tokens = completion_tokens = 0
+    plan = syntax_plan(samples, settings.python_share, settings.seed)
     for sample in samples:
-        syntax = sample_syntax(sample, settings.python_share, settings.seed)
+        syntax = plan[sample.trajectory_id]
         row = sft_row(sample, renderer, syntax)
         prompt = len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
         total = len(
