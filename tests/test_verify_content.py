@@ -452,12 +452,18 @@ SEARCH = Tool(
 )
 
 
+def _dune_search(ask: str, result: str, answer: str) -> Trajectory:
+    """A search for "dune" that returned ``result``, answered with ``answer``."""
+    return _single_call_episode(SEARCH, ask, {"query": "dune"}, result, answer)
+
+
 @pytest.mark.anyio
 async def test_an_answer_to_an_empty_result_must_say_nothing_was_found() -> None:
     # Before, no answer to an empty result could pass: it had no value to repeat.
     def empty(answer: str) -> Trajectory:
-        ask = "Can you find my messages that mention dune?"
-        return _single_call_episode(SEARCH, ask, {"query": "dune"}, '{"messages": []}', answer)
+        return _dune_search(
+            "Can you find my messages that mention dune?", '{"messages": []}', answer
+        )
 
     assert await stopped_by(empty("I couldn't find any messages that mention dune.")) == (None, [])
     assert await stopped_by(empty("There are no messages about dune.")) == (None, [])
@@ -469,8 +475,7 @@ async def test_an_answer_to_an_empty_result_must_say_nothing_was_found() -> None
 async def test_a_result_of_zero_is_a_value_not_an_empty_result() -> None:
     # A count of 0 is a value to repeat, not "nothing came back".
     def zero(answer: str) -> Trajectory:
-        ask = "How many of my messages mention dune?"
-        return _single_call_episode(SEARCH, ask, {"query": "dune"}, '{"count": 0}', answer)
+        return _dune_search("How many of my messages mention dune?", '{"count": 0}', answer)
 
     assert await stopped_by(zero("You have 0 messages that mention dune.")) == (None, [])
     invented = zero("Your dune messages are from Anna and Tom.")

@@ -120,6 +120,13 @@ def leaves(value: Any) -> list[Any]:
     return [value]
 
 
+def carried(hidden: list[Any], shown: list[Any]) -> list[Any]:
+    """The values of ``hidden`` that a value of ``shown``, written out, contains: a request
+    must carry the shown values, so it cannot leave these out."""
+    texts = [render_value(v) for v in shown]
+    return [v for v in hidden if any(mentions(text, v) for text in texts)]
+
+
 def mentions(text: str, value: Any) -> bool:
     """Whether ``text`` carries ``value`` (case-insensitive; numbers in common spellings)."""
     lowered = text.lower()
@@ -162,7 +169,7 @@ class RequestCheck:
         by itself. No try can pass, so none is made."""
         out = []
         shown = [render_value(v) for v in self.required]
-        withheld = [v for v in self.forbidden if any(mentions(text, v) for text in shown)]
+        withheld = carried(self.forbidden, self.required)
         if withheld:
             out.append("a planned value holds withheld " + ", ".join(map(render_value, withheld)))
         named = [n for n in self.tool_names if n and any(n.lower() in t.lower() for t in shown)]

@@ -196,12 +196,14 @@ def _first_heldout(root: Path) -> set[str]:
 
 def _fixed_counts(path: Path, ids: set[str]) -> dict[str, dict[str, int]]:
     """``{call, no_call: {correct, total}}`` over the probe rows of ``path`` among ``ids``."""
+    from tooldojo.report.examples import probe_kind
+
     out = {kind: {"correct": 0, "total": 0} for kind in ("call", "no_call")}
     if not path.is_file():
         return out
     for _, row in iter_jsonl_dicts(path):
         if row.get("split") == "heldout" and row.get("id") in ids:
-            cell = out.get(row.get("kind") or "call")
+            cell = out.get(probe_kind(row))
             if cell is not None:
                 cell["total"] += 1
                 cell["correct"] += bool(row.get("correct"))

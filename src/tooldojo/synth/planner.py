@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tooldojo.agents.user import leaves, mentions, render_value
+from tooldojo.agents.user import carried, leaves
 from tooldojo.errors import ToolDojoError
 from tooldojo.model import CATEGORIES, Label, Scenario, ScenarioTurn, Tool
 from tooldojo.synth.labels import (
@@ -132,18 +132,14 @@ def _cleanly_withholdable(tool: Tool, arguments: Mapping[str, Any]) -> list[str]
     inside a told "12 Main Street" cannot be kept out of the request, so the user simulator
     gives the episode up (``RequestCheck.unwritable``); withholding another parameter saves it.
     """
-    out = []
-    for name in _withholdable(tool):
-        hidden = leaves(arguments.get(name))
-        shown = [
-            render_value(leaf)
-            for key, value in arguments.items()
-            if key != name
-            for leaf in leaves(value)
-        ]
-        if not any(mentions(text, value) for value in hidden for text in shown):
-            out.append(name)
-    return out
+    return [
+        name
+        for name in _withholdable(tool)
+        if not carried(
+            leaves(arguments.get(name)),
+            [leaf for key, value in arguments.items() if key != name for leaf in leaves(value)],
+        )
+    ]
 
 
 _DESTRUCTIVE = ("delete", "remove", "cancel", "drop", "destroy")
