@@ -129,6 +129,60 @@ async def test_drafter_repairs_a_value_that_repeats_the_tool_name() -> None:
         assert problem in stuck.calls[1][0][-1].content
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "reason",
+    [
+        ",<city>",
+        "projects/{project_number}/locations",
+        "{{userId}}",
+        "${TOKEN}",
+        "/users/:id",
+        "][",
+    ],
+)
+async def test_drafter_repairs_a_template_slot_or_bare_punctuation(reason: str) -> None:
+    # Seen in passed data: a party id ",<city>" and a spec example "{{userId}}". The user
+    # simulator would have to copy the slot into the request, and the label would ask for it.
+    answer = json.dumps(
+        {"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, "reason": reason}
+    )
+    stuck = ScriptedChatModel(lambda m, t: answer)
+    drafted = await ArgumentDrafter(stuck, max_repairs=1).draft(TOOL, random.Random(0))
+    assert drafted.source == "schema"
+    assert "placeholder" in stuck.calls[1][0][-1].content
+
+
+@pytest.mark.anyio
+async def test_the_sampler_skips_a_spec_example_that_is_a_template_slot() -> None:
+    # The spec's example is tried first (the first three attempts use hints); a slot in it
+    # sends the drafter on to the attempts that draw without hints.
+    tool = Tool(
+        name="get_user",
+        description="Fetch a user.",
+        parameters={
+            "type": "object",
+            "required": ["user_id"],
+            "properties": {"user_id": {"type": "string", "example": "{{userId}}"}},
+        },
+    )
+    for seed in range(5):
+        drafted = await ArgumentDrafter().draft(tool, random.Random(seed))
+        assert drafted.source == "schema" and drafted.arguments["user_id"] != "{{userId}}"
+        assert drafted.attempts > 3
+
+
+@pytest.mark.anyio
+async def test_the_drafter_keeps_values_that_only_look_like_slots() -> None:
+    for reason in ("meet at 12:30, x < 7 > 2", "sale {50% off", "a/b:c", "C++ book: 20% off"):
+        answer = json.dumps(
+            {"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, "reason": reason}
+        )
+        model = ScriptedChatModel(lambda m, t, answer=answer: answer)
+        drafted = await ArgumentDrafter(model).draft(TOOL, random.Random(0))
+        assert drafted.source == "model", reason
+
+
 def _scenario(**turn) -> Scenario:
     return Scenario(
         id="x",

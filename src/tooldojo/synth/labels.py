@@ -149,7 +149,11 @@ class ArgumentDrafter:
             # Later attempts ignore the spec's examples, which would repeat the same values.
             sampler = ValueSampler(rng, use_hints=attempt <= 3)
             arguments = sampler.arguments(tool.parameters)
-            if schema_error(tool.parameters, arguments) is None and arguments not in avoid:
+            if (
+                schema_error(tool.parameters, arguments) is None
+                and arguments not in avoid
+                and not _unfilled(arguments)
+            ):
                 return DraftedCall(tool.name, arguments, "schema", attempt)
         if schema_error(tool.parameters, arguments) is None:
             return DraftedCall(tool.name, arguments, "schema", 8)
@@ -217,6 +221,12 @@ def draft_prompt(tool: Tool, avoid: list[dict[str, Any]]) -> str:
 
 
 _PLACEHOLDERS = re.compile(r"^(string|example|value|test|foo|bar|xxx+|none|null|n/a)$", re.I)
+# A slot left to fill: ``<city>``, ``{project_number}``, ``{{userId}}``, ``${TOKEN}``, ``:id``
+# as a whole path segment. Seen in passed data as ``,<city>`` for a party id (drafted by the
+# model) and ``{{userId}}`` (a spec's own example): no request a person writes holds one.
+_TEMPLATE_SLOT = re.compile(
+    r"<[A-Za-z_][\w -]*>|\{\{?\s*[A-Za-z_][\w.-]*\s*\}\}?|\$\{|(?:^|/):[a-z_]+(?:/|$)"
+)
 
 
 def _strings(value: Any) -> list[str]:
@@ -225,7 +235,18 @@ def _strings(value: Any) -> list[str]:
 
 
 def _placeholder(value: Any) -> bool:
-    return any(_PLACEHOLDERS.match(s.strip()) or not s.strip() for s in _strings(value))
+    return any(_PLACEHOLDERS.match(s.strip()) or not s.strip() for s in _strings(value)) or (
+        _unfilled(value)
+    )
+
+
+def _unfilled(value: Any) -> bool:
+    """Whether a string is a template slot or bare punctuation (``","``, ``"]["``): a value
+    no person would type, which the user simulator must still copy into the request."""
+    return any(
+        _TEMPLATE_SLOT.search(s) or (s.strip() and not any(c.isalnum() for c in s))
+        for s in _strings(value)
+    )
 
 
 def _names_tool(value: Any, tool: Tool) -> bool:
