@@ -183,6 +183,20 @@ async def test_the_drafter_keeps_values_that_only_look_like_slots() -> None:
         assert drafted.source == "model", reason
 
 
+def test_a_short_value_is_mentioned_only_as_a_word_of_its_own() -> None:
+    # Withholding "A" (a seat class) used to leak through any request with an "a" in it, so
+    # such clarify scenarios were always dropped.
+    assert mentions("Upgrade me to class A, please", "A")
+    assert mentions("region eu, then us", "eu") and mentions("(A)", "A")
+    assert not mentions("Book a seat for Maria", "A") and not mentions("Europe", "eu")
+    assert mentions("Deliver to 12 Main Street", "12") and not mentions("a 120 m walk", "12")
+    assert mentions("pay 9.5 EUR", "EUR") and mentions("the Parisian office", "Paris")
+    check = RequestCheck(required=["Maria"], forbidden=["A"], tool_names=[])
+    assert not check.unwritable()
+    assert check.problems("Book a seat for Maria, please.") == []
+    assert check.problems("Book seat A for Maria, please.") == ["mentions withheld A"]
+
+
 def _scenario(**turn) -> Scenario:
     return Scenario(
         id="x",

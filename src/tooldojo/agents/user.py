@@ -128,10 +128,18 @@ def carried(hidden: list[Any], shown: list[Any]) -> list[Any]:
 
 
 def mentions(text: str, value: Any) -> bool:
-    """Whether ``text`` carries ``value`` (case-insensitive; numbers in common spellings)."""
+    """Whether ``text`` carries ``value`` (case-insensitive; numbers in common spellings; a
+    value of up to three characters only as a word of its own)."""
     lowered = text.lower()
     if isinstance(value, str):
-        return value.lower() in lowered
+        size = len(value.strip())
+        if size > 3:
+            return value.lower() in lowered
+        # A short value ("A", "eu", "on") is inside nearly any text: it counts only as a word of
+        # its own, and one letter in its own case (seat "A" is not the article "a"), or a
+        # clarify turn withholding "A" could never be written without it.
+        haystack, needle = (text, value) if size == 1 else (lowered, value.lower())
+        return bool(re.search(rf"(?<![^\W_]){re.escape(needle)}(?![^\W_])", haystack))
     spellings = {str(value)}
     if isinstance(value, float) and value.is_integer():
         spellings |= {str(int(value)), f"{int(value):,}"}
