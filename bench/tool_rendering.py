@@ -1,0 +1,221 @@
+"""Does the compact tool rendering cost a trained model accuracy? Two trainings, one held-out probe.
+
+The native (Hermes) prompt lists tools as compact signatures (``llm.codecs.compact_signature``,
+about half the tokens of a JSON Schema line). This bench trains the same SFT data twice from
+the same starting model, once per rendering, and probes each model greedily on the same
+held-out synthetic turns with the rendering it was trained on:
+
+* ``compact``: the rendering used everywhere (synthesis, training, inference);
+* ``json``: each tool as its OpenAI JSON object on one line (the rendering compact replaced).
+
+The JSON rendering exists only here: the bench swaps ``compact_signature`` for the run of one
+arm (training rows and probe prompts both go through ``HermesCodec.render``). Python-call
+samples are switched off in both arms, so every sample shows the rendering under test.
+
+Decisions use held-out synthetic turns, never BFCL. Each held-out turn counts once: a run's
+``heldout.jsonl`` is cumulative, so files of several iterations repeat turns.
+
+    python bench/tool_rendering.py --data runs/full/iter-000/train_data.jsonl \\
+        --heldout runs/full/iter-001/heldout.jsonl \\
+        --heldout runs/selfplay3/iter-002/heldout.jsonl \\
+        --config configs/full.yaml --out runs/rendering
+    # -> runs/rendering/tool_rendering.json, <arm>/sft/..., <arm>/probe.jsonl
+
+Resumable: a finished arm's ``result.json`` is kept; its training resumes from checkpoints and
+its probe from the rows already written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+ARMS = ("compact", "json")
+
+
+def json_line(tool: Any) -> str:
+    """The rendering compact signatures replaced: the tool's OpenAI JSON object, one line."""
+    return json.dumps(tool.to_openai(), ensure_ascii=False, separators=(",", ":"))
+
+
+def use_rendering(arm: str) -> None:
+    """Make ``HermesCodec.render`` list tools in ``arm``'s rendering (module-level swap)."""
+    from tooldojo.llm import codecs
+
+    if not hasattr(codecs, "_bench_compact"):
+        codecs._bench_compact = codecs.compact_signature  # type: ignore[attr-defined]
+    codecs.compact_signature = (  # type: ignore[assignment]
+        codecs._bench_compact if arm == "compact" else json_line  # type: ignore[attr-defined]
+    )
+
+
+def distinct_heldout(files: list[Path]) -> list[Any]:
+    """Passed held-out trajectories of ``files``, each conversation once."""
+    from tooldojo.jsonl import read_jsonl
+    from tooldojo.model import Trajectory
+
+    seen: set[str] = set()
+    out = []
+    for path in files:
+        for trajectory in read_jsonl(path, Trajectory):
+            key = json.dumps([m.model_dump(mode="json") for m in trajectory.messages])
+            if trajectory.split == "heldout" and trajectory.passed and key not in seen:
+                seen.add(key)
+                out.append(trajectory)
+    return out
+
+
+def tokens_per_tool(trajectories: list[Any], checkpoint: Path) -> dict[str, float]:
+    """Mean tokens per distinct tool of the probe set, in each rendering (the tokenizer of a
+    trained checkpoint, which is the starting model's)."""
+    from transformers import AutoTokenizer
+
+    from tooldojo.llm import codecs
+
+    compact = getattr(codecs, "_bench_compact", codecs.compact_signature)
+    tools = {tool.name: tool for t in trajectories for tool in t.tools}.values()
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    count = max(len(tools), 1)
+
+    def mean(render) -> float:
+        return round(sum(len(tokenizer(render(t)).input_ids) for t in tools) / count, 1)
+
+    return {"tools": len(tools), "compact": mean(compact), "json": mean(json_line)}
+
+
+def summarize(rows: list[Any]) -> dict[str, Any]:
+    """Call turns and no-call decisions apart, with two partial measures of call turns."""
+    calls = [r for r in rows if r.kind == "call"]
+    decisions = [r for r in rows if r.kind != "call"]
+
+    def right_tools(r: Any) -> bool:
+        wanted = sorted(c.name for c in r.label.calls)
+        return bool(r.calls) and sorted(c.name for c in r.calls) == wanted
+
+    return {
+        "call": [sum(r.correct for r in calls), len(calls)],
+        "call_right_tools": [sum(right_tools(r) for r in calls), len(calls)],
+        "call_format_errors": [sum(r.error_class == "format" for r in calls), len(calls)],
+        "no_call": [sum(r.correct for r in decisions), len(decisions)],
+        "errors": dict(
+            Counter(f"{r.kind}/{r.error_class}" for r in rows if r.error_class).most_common()
+        ),
+    }
+
+
+def run_arm(
+    arm: str,
+    data: Path,
+    heldout: list[Any],
+    cfg: Any,
+    out: Path,
+    *,
+    probe_tokens: int,
+    max_length: int,
+) -> dict[str, Any]:
+    import anyio
+
+    from tooldojo.jsonl import read_jsonl
+    from tooldojo.llm.llamacpp import LlamaCppChatModel
+    from tooldojo.loop.probe import ProbeRecord, run_probe
+    from tooldojo.train.settings import SFTSettings
+    from tooldojo.train.sft import run_sft
+
+    folder = out / arm
+    if (folder / "result.json").is_file():
+        return json.loads((folder / "result.json").read_text())
+    use_rendering(arm)
+    # One max_length for both arms, long enough that JSON prompts are not dropped more often.
+    overrides = {"python_share": 0.0, "export_gguf": "f16", "max_length": max_length}
+    settings = SFTSettings(**(dict(cfg.train.sft) | overrides))
+    sft = run_sft(data, cfg.model, folder / "sft", settings)
+    started = time.perf_counter()
+    model = LlamaCppChatModel(model_path=str(sft.gguf), pool_size=2, n_threads=1, n_ctx=8192)
+    probe = folder / "probe.jsonl"
+    try:
+        run = lambda: run_probe(  # noqa: E731
+            model,
+            {"heldout": heldout},
+            probe,
+            limit=100_000,
+            seed=cfg.seed,
+            max_tokens=probe_tokens,
+            concurrency=16,
+        )
+        counts = anyio.run(run)
+    finally:
+        model.close()
+    record = {
+        "arm": arm,
+        "samples": sft.samples,
+        "train_s": round(sft.seconds, 1),
+        "train_tokens": sft.data.get("tokens"),
+        "dropped_too_long": sft.data.get("dropped_too_long"),
+        "tokens_per_s": sft.training.get("tokens_per_s"),
+        "probe_s": round(time.perf_counter() - started, 1),
+        "probe_counts": counts,
+        **summarize(list(read_jsonl(probe, ProbeRecord))),
+    }
+    tmp = folder / ".result.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, folder / "result.json")
+    return record
+
+
+def main() -> None:
+    from tooldojo.loop.config import load_loop_config
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="a loop's train_data.jsonl")
+    parser.add_argument("--heldout", type=Path, action="append", required=True)
+    parser.add_argument("--config", type=Path, required=True, help="the loop config (training)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--probe-tokens", type=int, default=256)
+    parser.add_argument("--max-length", type=int, default=4096, help="training tokens per sample")
+    args = parser.parse_args()
+    cfg = load_loop_config(args.config)
+    heldout = distinct_heldout(args.heldout)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {
+        arm: run_arm(
+            arm,
+            args.data,
+            heldout,
+            cfg,
+            args.out,
+            probe_tokens=args.probe_tokens,
+            max_length=args.max_length,
+        )
+        for arm in ARMS
+    }
+    use_rendering("compact")
+    report = {
+        "question": "Does a model trained and asked with compact tool signatures lose accuracy "
+        "against the JSON Schema rendering?",
+        "data": str(args.data),
+        "heldout": [str(p) for p in args.heldout],
+        "heldout_trajectories": len(heldout),
+        "tokens_per_tool": tokens_per_tool(heldout, args.out / "compact" / "sft" / "checkpoint"),
+        "arms": results,
+    }
+    (args.out / "tool_rendering.json").write_text(json.dumps(report, indent=2) + "\n")
+    for arm, r in results.items():
+        print(
+            f"{arm:8s} call {r['call'][0]}/{r['call'][1]}  right tools "
+            f"{r['call_right_tools'][0]}/{r['call_right_tools'][1]}  format errors "
+            f"{r['call_format_errors'][0]}  no-call {r['no_call'][0]}/{r['no_call'][1]}  "
+            f"train {r['train_s']:.0f} s ({r['train_tokens']} tokens)"
+        )
+    print(json.dumps(report["tokens_per_tool"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""bench/tool_rendering.py's parts that decide what it measures: the rendering swap reaches the
+native prompt (so an arm really trains and asks in its rendering), held-out turns count once,
+and call turns and no-call decisions are counted apart."""
+
+from __future__ import annotations
+
+from bench.tool_rendering import distinct_heldout, summarize, use_rendering
+
+from tooldojo.jsonl import append_jsonl
+from tooldojo.llm._shared import render_chat
+from tooldojo.llm.codecs import get_codec
+from tooldojo.loop.probe import ProbeRecord
+from tooldojo.model import Label, LabelCall, Message, ToolCall
+from train_support import WEATHER, weather_trajectory
+
+
+def test_the_swap_reaches_the_native_prompt_and_is_undone() -> None:
+    def system() -> str:
+        chat = render_chat([Message(role="user", content="hi")], [WEATHER], get_codec("hermes"))
+        return chat[0]["content"]
+
+    compact = system()
+    try:
+        use_rendering("json")
+        as_json = system()
+    finally:
+        use_rendering("compact")
+    assert '"parameters":{' in as_json and '"parameters":{' not in compact
+    assert f"{WEATHER.name}(" in compact and system() == compact
+
+
+def test_each_heldout_conversation_counts_once(tmp_path) -> None:
+    # A run's heldout.jsonl is cumulative: iteration 1's file repeats iteration 0's turns.
+    first = [weather_trajectory(i, city) for i, city in enumerate(["Oslo", "Rome"])]
+    for trajectory in first:
+        trajectory.split = "heldout"
+    later = [*first, weather_trajectory(5, "Lima").model_copy(update={"split": "heldout"})]
+    failed = weather_trajectory(6, "Bern").model_copy(update={"split": "heldout", "passed": False})
+    train = weather_trajectory(7, "Kyiv")
+    append_jsonl(tmp_path / "a.jsonl", first)
+    append_jsonl(tmp_path / "b.jsonl", [*later, failed, train])
+    held = distinct_heldout([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+    assert [t.id for t in held] == ["t0", "t1", "t5"]
+
+
+def _record(i: int, *, kind: str, correct: bool, called: str | None, error: str | None):
+    wanted = [LabelCall(name="get_weather", arguments={"location": ["Oslo"]})]
+    return ProbeRecord(
+        id=f"r{i}",
+        trajectory_id=f"t{i}",
+        turn=0,
+        split="heldout",
+        category="single" if kind == "call" else "irrelevance",
+        label=Label(kind="call", calls=wanted) if kind == "call" else Label(kind="refuse"),
+        kind=kind,
+        calls=[ToolCall(id="c", name=called, arguments={})] if called else [],
+        correct=correct,
+        error_class=error,
+    )
+
+
+def test_call_turns_and_decisions_are_counted_apart() -> None:
+    rows = [
+        _record(0, kind="call", correct=True, called="get_weather", error=None),
+        _record(1, kind="call", correct=False, called="get_weather", error="wrong_value"),
+        _record(2, kind="call", correct=False, called=None, error="format"),
+        _record(
+            3, kind="no_call", correct=False, called="get_weather", error="called_when_should_not"
+        ),
+        _record(4, kind="no_call", correct=True, called=None, error=None),
+    ]
+    summary = summarize(rows)
+    assert summary["call"] == [1, 3] and summary["call_right_tools"] == [2, 3]
+    assert summary["call_format_errors"] == [1, 3] and summary["no_call"] == [1, 2]
+    assert summary["errors"] == {
+        "call/wrong_value": 1,
+        "call/format": 1,
+        "no_call/called_when_should_not": 1,
+    }
