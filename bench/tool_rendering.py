@@ -112,19 +112,14 @@ def summarize(rows: list[Any]) -> dict[str, Any]:
 
 
 def run_arm(
-    arm: str,
-    data: Path,
-    heldout: list[Any],
-    cfg: Any,
-    out: Path,
-    *,
-    probe_tokens: int,
-    max_length: int,
+    arm: str, data: Path, heldout: list[Any], cfg: Any, out: Path, *, max_length: int
 ) -> dict[str, Any]:
+    """Train ``arm`` (SFT as the loop config says) and probe it as the loop probes."""
     import anyio
 
     from tooldojo.jsonl import read_jsonl
-    from tooldojo.llm.llamacpp import LlamaCppChatModel
+    from tooldojo.loop._context import release
+    from tooldojo.loop._stage_probe import probe_model
     from tooldojo.loop.probe import ProbeRecord, run_probe
     from tooldojo.train.settings import SFTSettings
     from tooldojo.train.sft import run_sft
@@ -134,25 +129,25 @@ def run_arm(
         return json.loads((folder / "result.json").read_text())
     use_rendering(arm)
     # One max_length for both arms, long enough that JSON prompts are not dropped more often.
-    overrides = {"python_share": 0.0, "export_gguf": "f16", "max_length": max_length}
-    settings = SFTSettings(**(dict(cfg.train.sft) | overrides))
-    sft = run_sft(data, cfg.model, folder / "sft", settings)
+    overrides = {"python_share": 0.0, "max_length": max_length}
+    sft = run_sft(data, cfg.model, folder / "sft", SFTSettings(**(dict(cfg.train.sft) | overrides)))
     started = time.perf_counter()
-    model = LlamaCppChatModel(model_path=str(sft.gguf), pool_size=2, n_threads=1, n_ctx=8192)
+    model = probe_model(sft.checkpoint)  # llama.cpp on the exported GGUF, as the loop probes
     probe = folder / "probe.jsonl"
     try:
-        run = lambda: run_probe(  # noqa: E731
-            model,
-            {"heldout": heldout},
-            probe,
-            limit=100_000,
-            seed=cfg.seed,
-            max_tokens=probe_tokens,
-            concurrency=16,
+        counts = anyio.run(
+            lambda: run_probe(
+                model,
+                {"heldout": heldout},
+                probe,
+                limit=100_000,
+                seed=cfg.seed,
+                max_tokens=cfg.probe.max_tokens,
+                concurrency=cfg.probe.concurrency,
+            )
         )
-        counts = anyio.run(run)
     finally:
-        model.close()
+        release(model)
     record = {
         "arm": arm,
         "samples": sft.samples,
@@ -170,44 +165,46 @@ def run_arm(
     return record
 
 
-def main() -> None:
+def run_rendering_check(
+    data: Path, heldout_files: list[Path], config: Path, out: Path, *, max_length: int = 4096
+) -> dict[str, Any]:
+    """Both arms, then ``tool_rendering.json`` in ``out``."""
     from tooldojo.loop.config import load_loop_config
 
+    cfg = load_loop_config(config)
+    heldout = distinct_heldout(heldout_files)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        results = {
+            arm: run_arm(arm, data, heldout, cfg, out, max_length=max_length) for arm in ARMS
+        }
+    finally:
+        use_rendering("compact")
+    report = {
+        "question": "Does a model trained and asked with compact tool signatures lose accuracy "
+        "against the JSON Schema rendering?",
+        "data": str(data),
+        "heldout": [str(p) for p in heldout_files],
+        "heldout_trajectories": len(heldout),
+        "tokens_per_tool": tokens_per_tool(heldout, out / "compact" / "sft" / "checkpoint"),
+        "arms": results,
+    }
+    (out / "tool_rendering.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="a loop's train_data.jsonl")
     parser.add_argument("--heldout", type=Path, action="append", required=True)
     parser.add_argument("--config", type=Path, required=True, help="the loop config (training)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--probe-tokens", type=int, default=256)
     parser.add_argument("--max-length", type=int, default=4096, help="training tokens per sample")
     args = parser.parse_args()
-    cfg = load_loop_config(args.config)
-    heldout = distinct_heldout(args.heldout)
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = {
-        arm: run_arm(
-            arm,
-            args.data,
-            heldout,
-            cfg,
-            args.out,
-            probe_tokens=args.probe_tokens,
-            max_length=args.max_length,
-        )
-        for arm in ARMS
-    }
-    use_rendering("compact")
-    report = {
-        "question": "Does a model trained and asked with compact tool signatures lose accuracy "
-        "against the JSON Schema rendering?",
-        "data": str(args.data),
-        "heldout": [str(p) for p in args.heldout],
-        "heldout_trajectories": len(heldout),
-        "tokens_per_tool": tokens_per_tool(heldout, args.out / "compact" / "sft" / "checkpoint"),
-        "arms": results,
-    }
-    (args.out / "tool_rendering.json").write_text(json.dumps(report, indent=2) + "\n")
-    for arm, r in results.items():
+    report = run_rendering_check(
+        args.data, args.heldout, args.config, args.out, max_length=args.max_length
+    )
+    for arm, r in report["arms"].items():
         print(
             f"{arm:8s} call {r['call'][0]}/{r['call'][1]}  right tools "
             f"{r['call_right_tools'][0]}/{r['call_right_tools'][1]}  format errors "
@@ -215,6 +212,7 @@ def main() -> None:
             f"train {r['train_s']:.0f} s ({r['train_tokens']} tokens)"
         )
     print(json.dumps(report["tokens_per_tool"]))
+    print(f"report in {args.out / 'tool_rendering.json'}")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,16 @@ and call turns and no-call decisions are counted apart."""
 
 from __future__ import annotations
 
-from bench.tool_rendering import distinct_heldout, summarize, use_rendering
+import pytest
+import yaml
+from bench.tool_rendering import distinct_heldout, run_rendering_check, summarize, use_rendering
 
 from tooldojo.jsonl import append_jsonl
 from tooldojo.llm._shared import render_chat
 from tooldojo.llm.codecs import get_codec
 from tooldojo.loop.probe import ProbeRecord
 from tooldojo.model import Label, LabelCall, Message, ToolCall
-from train_support import WEATHER, weather_trajectory
+from train_support import WEATHER, build_tiny_model, corpus_for, weather_trajectory
 
 
 def test_the_swap_reaches_the_native_prompt_and_is_undone() -> None:
@@ -77,3 +79,39 @@ def test_call_turns_and_decisions_are_counted_apart() -> None:
         "call/format": 1,
         "no_call/called_when_should_not": 1,
     }
+
+
+@pytest.mark.slow
+def test_both_arms_train_probe_and_resume(tmp_path) -> None:
+    """A tiny random Llama, real TRL training, the loop's probe: each arm's prompts carry its
+    rendering (the JSON arm trains on more tokens), and a second run reuses both arms."""
+    train = [weather_trajectory(i, city) for i, city in enumerate(["Paris", "Lyon", "Oslo"])]
+    held = [
+        weather_trajectory(10 + i, city).model_copy(update={"split": "heldout"})
+        for i, city in enumerate(["Rome", "Lima"])
+    ]
+    append_jsonl(tmp_path / "train.jsonl", train)
+    append_jsonl(tmp_path / "heldout.jsonl", held)
+    model = build_tiny_model(tmp_path / "model", corpus_for([*train, *held]))
+    config = tmp_path / "loop.yaml"
+    sft = {"max_steps": 1, "batch_size": 2, "export_gguf": None}
+    probe = {"max_tokens": 8, "concurrency": 2}
+    config.write_text(
+        yaml.safe_dump({"loop": {"model": str(model), "train": {"sft": sft}, "probe": probe}})
+    )
+    out = tmp_path / "rendering"
+    report = run_rendering_check(
+        tmp_path / "train.jsonl", [tmp_path / "heldout.jsonl"], config, out, max_length=2048
+    )
+    arms = report["arms"]
+    assert arms["json"]["train_tokens"] > arms["compact"]["train_tokens"]
+    for arm in arms.values():
+        assert arm["samples"] == 6 and arm["dropped_too_long"] == 0
+        assert arm["call"][1] == 2 and arm["no_call"][1] == 0  # two held-out call turns
+    tools = report["tokens_per_tool"]
+    assert tools["tools"] == 1 and tools["json"] > tools["compact"]
+    stamp = (out / "json" / "result.json").stat().st_mtime_ns
+    again = run_rendering_check(
+        tmp_path / "train.jsonl", [tmp_path / "heldout.jsonl"], config, out, max_length=2048
+    )
+    assert again["arms"] == arms and (out / "json" / "result.json").stat().st_mtime_ns == stamp
