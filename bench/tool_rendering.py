@@ -31,12 +31,13 @@ import argparse
 import json
 import os
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # tooldojo, and bench's own modules
+
+from bench.heldout_probe import distinct_heldout, probe_heldout  # noqa: E402
 
 ARMS = ("compact", "json")
 
@@ -57,22 +58,6 @@ def use_rendering(arm: str) -> None:
     )
 
 
-def distinct_heldout(files: list[Path]) -> list[Any]:
-    """Passed held-out trajectories of ``files``, each conversation once."""
-    from tooldojo.jsonl import read_jsonl
-    from tooldojo.model import Trajectory
-
-    seen: set[str] = set()
-    out = []
-    for path in files:
-        for trajectory in read_jsonl(path, Trajectory):
-            key = json.dumps([m.model_dump(mode="json") for m in trajectory.messages])
-            if trajectory.split == "heldout" and trajectory.passed and key not in seen:
-                seen.add(key)
-                out.append(trajectory)
-    return out
-
-
 def tokens_per_tool(trajectories: list[Any], checkpoint: Path) -> dict[str, float]:
     """Mean tokens per distinct tool of the probe set, in each rendering (the tokenizer of a
     trained checkpoint, which is the starting model's)."""
@@ -91,36 +76,12 @@ def tokens_per_tool(trajectories: list[Any], checkpoint: Path) -> dict[str, floa
     return {"tools": len(tools), "compact": mean(compact), "json": mean(json_line)}
 
 
-def summarize(rows: list[Any]) -> dict[str, Any]:
-    """Call turns and no-call decisions apart, with two partial measures of call turns."""
-    calls = [r for r in rows if r.kind == "call"]
-    decisions = [r for r in rows if r.kind != "call"]
-
-    def right_tools(r: Any) -> bool:
-        wanted = sorted(c.name for c in r.label.calls)
-        return bool(r.calls) and sorted(c.name for c in r.calls) == wanted
-
-    return {
-        "call": [sum(r.correct for r in calls), len(calls)],
-        "call_right_tools": [sum(right_tools(r) for r in calls), len(calls)],
-        "call_format_errors": [sum(r.error_class == "format" for r in calls), len(calls)],
-        "no_call": [sum(r.correct for r in decisions), len(decisions)],
-        "errors": dict(
-            Counter(f"{r.kind}/{r.error_class}" for r in rows if r.error_class).most_common()
-        ),
-    }
-
-
 def run_arm(
     arm: str, data: Path, heldout: list[Any], cfg: Any, out: Path, *, max_length: int
 ) -> dict[str, Any]:
     """Train ``arm`` (SFT as the loop config says) and probe it as the loop probes."""
-    import anyio
-
-    from tooldojo.jsonl import read_jsonl
     from tooldojo.loop._context import release
     from tooldojo.loop._stage_probe import probe_model
-    from tooldojo.loop.probe import ProbeRecord, run_probe
     from tooldojo.train.settings import SFTSettings
     from tooldojo.train.sft import run_sft
 
@@ -131,21 +92,9 @@ def run_arm(
     # One max_length for both arms, long enough that JSON prompts are not dropped more often.
     overrides = {"python_share": 0.0, "max_length": max_length}
     sft = run_sft(data, cfg.model, folder / "sft", SFTSettings(**(dict(cfg.train.sft) | overrides)))
-    started = time.perf_counter()
     model = probe_model(sft.checkpoint)  # llama.cpp on the exported GGUF, as the loop probes
-    probe = folder / "probe.jsonl"
     try:
-        counts = anyio.run(
-            lambda: run_probe(
-                model,
-                {"heldout": heldout},
-                probe,
-                limit=100_000,
-                seed=cfg.seed,
-                max_tokens=cfg.probe.max_tokens,
-                concurrency=cfg.probe.concurrency,
-            )
-        )
+        probed = probe_heldout(model, heldout, folder / "probe.jsonl", cfg)
     finally:
         release(model)
     record = {
@@ -155,9 +104,7 @@ def run_arm(
         "train_tokens": sft.data.get("tokens"),
         "dropped_too_long": sft.data.get("dropped_too_long"),
         "tokens_per_s": sft.training.get("tokens_per_s"),
-        "probe_s": round(time.perf_counter() - started, 1),
-        "probe_counts": counts,
-        **summarize(list(read_jsonl(probe, ProbeRecord))),
+        **probed,
     }
     tmp = folder / ".result.json.tmp"
     tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from bench.tool_rendering import distinct_heldout, run_rendering_check, summarize, use_rendering
+from bench.heldout_probe import distinct_heldout, summarize
+from bench.tool_rendering import run_rendering_check, use_rendering
 
 from tooldojo.jsonl import append_jsonl
 from tooldojo.llm._shared import render_chat
