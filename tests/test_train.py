@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,54 @@ def test_grpo_five_steps_with_reward_variance(workspace, cold_started):
     assert "kl" not in rows[0]  # beta 0 by default: no reference model, no KL term
     assert 0 < result.training["steps_with_reward_variance"] <= 1
     assert result.training["reward_batches"] == 5
+    memory = result.training["memory"]  # a tiny model: its activations fit, nothing switched
+    assert memory["step_tokens"] > 4 * 48 and memory["gradient_checkpointing"] is False
+
+
+def test_grpo_switches_on_gradient_checkpointing_when_a_step_would_not_fit(
+    workspace, cold_started, monkeypatch
+):
+    from tooldojo.train import grpo
+
+    built = []
+    original = grpo.build_grpo_trainer
+
+    def keep(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(grpo, "physical_memory", lambda: 2**20)  # 1 MiB: nothing fits
+    monkeypatch.setattr(grpo, "build_grpo_trainer", keep)
+    settings = GRPOSettings(
+        max_steps=1, batch_size=4, num_generations=4, max_completion_length=8, export_gguf=None
+    )
+    result = run_grpo(workspace / "verified.jsonl", str(cold_started), workspace / "gc", settings)
+    assert result.training["memory"]["gradient_checkpointing_auto"] is True
+    assert built[0].args.gradient_checkpointing is True
+
+
+def test_the_memory_estimate_would_have_caught_the_grpo_step_killed_at_24_gb():
+    from types import SimpleNamespace
+
+    from tooldojo.train.grpo import activation_bytes_per_token, memory_plan
+
+    smollm2_135m = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_hidden_layers=30)
+    per_token = activation_bytes_per_token(smollm2_135m)
+    assert per_token >= 1.8e6  # at least what the killed step held per token
+
+    class Tokenizer:  # one token per word
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": text.split()}
+
+    settings = GRPOSettings(batch_size=8, num_generations=8, max_completion_length=96)
+    killed = [{"prompt": "w " * 1536}, {"prompt": "short"}]
+    plan = memory_plan(killed, Tokenizer(), settings, per_token, 24 * 2**30)
+    assert plan["step_tokens"] == 8 * (1536 + 96) and plan["gradient_checkpointing_auto"]
+    small = memory_plan([{"prompt": "w " * 100}], Tokenizer(), settings, per_token, 24 * 2**30)
+    assert not small["gradient_checkpointing"] and not small["gradient_checkpointing_auto"]
+    forced = replace(settings, gradient_checkpointing=True)
+    plan = memory_plan([{"prompt": "w " * 100}], Tokenizer(), forced, per_token, 24 * 2**30)
+    assert plan["gradient_checkpointing"] and not plan["gradient_checkpointing_auto"]
 
 
 def test_grpo_rejects_a_batch_that_does_not_hold_whole_groups(workspace):

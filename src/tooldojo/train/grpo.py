@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 from tooldojo.errors import ToolDojoError
@@ -66,6 +68,50 @@ def grpo_dataset(
     }
 
 
+ACTIVATION_SAFETY = 1.5
+"""Headroom over the counted activations, for what the attention kernel, the optimizer and
+GRPO's log-probabilities add. Calibrated on SmolLM2-135M: a GRPO step of 8 sequences of up
+to 1,632 tokens (the loop's settings) was killed for memory at 24 GB on 2026-11-27 (about
+1.8 MB a token or more); the estimate below gives 2.4 MB."""
+
+
+def activation_bytes_per_token(config: object) -> float:
+    """What a training step keeps per token for the backward pass, without gradient
+    checkpointing (fp32): per layer about 12 vectors of the hidden size (norms, q/k/v,
+    attention output, residuals) and 4 of the MLP's (gate, up, activation, product)."""
+    hidden = int(config.hidden_size)
+    inner = int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden)
+    layers = int(config.num_hidden_layers)
+    return layers * (12 * hidden + 4 * inner) * 4 * ACTIVATION_SAFETY
+
+
+def physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_plan(
+    rows: list[dict], tokenizer, settings: GRPOSettings, per_token: float, memory: int
+) -> dict[str, object]:
+    """Whether a step of ``batch_size`` of the longest rows fits in half of ``memory``
+    without gradient checkpointing. When it does not, checkpointing is switched on: GRPO
+    trains on whole prompts, and 8 sequences of 1.6k tokens held 24 GB of activations, so a
+    run died at the first long batch instead of finishing slower (about one extra forward
+    pass per step; generation, most of a step, is unchanged)."""
+    longest = max(
+        len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]) for row in rows
+    )
+    step_tokens = settings.batch_size * (longest + settings.max_completion_length)
+    estimate = step_tokens * per_token
+    return {
+        "step_tokens": step_tokens,
+        "activation_gb": round(estimate / 2**30, 1),
+        "memory_gb": round(memory / 2**30, 1),
+        "gradient_checkpointing": settings.gradient_checkpointing or estimate > memory / 2,
+        "gradient_checkpointing_auto": not settings.gradient_checkpointing
+        and estimate > memory / 2,
+    }
+
+
 def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSettings, out_dir: Path):
     """A ``GRPOTrainer`` whose reward reads the ``label``/``tools`` columns of ``rows``."""
     from datasets import Dataset
@@ -76,6 +122,10 @@ def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSetting
             f"batch size {settings.batch_size} must be a multiple of the group size "
             f"{settings.num_generations} (--num-generations)"
         )
+    memory = memory_plan(
+        rows, tokenizer, settings, activation_bytes_per_token(model.config), physical_memory()
+    )
+    settings = replace(settings, gradient_checkpointing=bool(memory["gradient_checkpointing"]))
     functions, weights = grpo_reward_functions(settings.codec, settings.gate_metrics)
     # The optimized reward (the only one with weight) decides the advantages: watch its groups.
     variance = RewardVariance(functions[0], settings.num_generations)
@@ -90,7 +140,7 @@ def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSetting
         processing_class=tokenizer,
         peft_config=lora_config(settings),
     )
-    trainer.tooldojo_summary = variance.summary
+    trainer.tooldojo_summary = lambda: variance.summary() | {"memory": memory}
     return trainer
 
 
