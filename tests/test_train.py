@@ -128,7 +128,7 @@ def test_grpo_five_steps_with_reward_variance(workspace, cold_started):
     assert memory["step_tokens"] > 4 * 48 and memory["gradient_checkpointing"] is False
 
 
-def test_grpo_switches_on_gradient_checkpointing_when_a_step_would_not_fit(
+def test_grpo_trains_in_micro_batches_when_a_step_would_not_fit(
     workspace, cold_started, monkeypatch
 ):
     from tooldojo.train import grpo
@@ -146,8 +146,14 @@ def test_grpo_switches_on_gradient_checkpointing_when_a_step_would_not_fit(
         max_steps=1, batch_size=4, num_generations=4, max_completion_length=8, export_gguf=None
     )
     result = run_grpo(workspace / "verified.jsonl", str(cold_started), workspace / "gc", settings)
-    assert result.training["memory"]["gradient_checkpointing_auto"] is True
-    assert built[0].args.gradient_checkpointing is True
+    memory = result.training["memory"]
+    assert memory["micro_batch"] == 1 and memory["grad_accum"] == 4
+    assert memory["gradient_checkpointing_auto"] is True  # one sequence alone does not fit
+    args = built[0].args
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (1, 4)
+    assert args.gradient_checkpointing is True
+    # Still one generation batch of one whole group, and one update, per step.
+    assert result.steps == 1 and result.training["reward_batches"] == 1
 
 
 def test_the_memory_estimate_would_have_caught_the_grpo_step_killed_at_24_gb():
@@ -166,12 +172,20 @@ def test_the_memory_estimate_would_have_caught_the_grpo_step_killed_at_24_gb():
     settings = GRPOSettings(batch_size=8, num_generations=8, max_completion_length=96)
     killed = [{"prompt": "w " * 1536}, {"prompt": "short"}]
     plan = memory_plan(killed, Tokenizer(), settings, per_token, 24 * 2**30)
-    assert plan["step_tokens"] == 8 * (1536 + 96) and plan["gradient_checkpointing_auto"]
+    assert plan["step_tokens"] == 8 * (1536 + 96) and plan["activation_gb"] > 24
+    # Micro-batches of 2 fit in 12 GB (4 would not); no recomputation needed.
+    assert (plan["micro_batch"], plan["grad_accum"]) == (2, 4)
+    assert not plan["gradient_checkpointing"]
     small = memory_plan([{"prompt": "w " * 100}], Tokenizer(), settings, per_token, 24 * 2**30)
+    assert (small["micro_batch"], small["grad_accum"]) == (8, 1)
     assert not small["gradient_checkpointing"] and not small["gradient_checkpointing_auto"]
     forced = replace(settings, gradient_checkpointing=True)
     plan = memory_plan([{"prompt": "w " * 100}], Tokenizer(), forced, per_token, 24 * 2**30)
     assert plan["gradient_checkpointing"] and not plan["gradient_checkpointing_auto"]
+    # A micro-batching the user chose is kept, and checkpointing rescues what does not fit.
+    chosen = replace(settings, grad_accum=2)
+    plan = memory_plan(killed, Tokenizer(), chosen, per_token, 24 * 2**30)
+    assert (plan["micro_batch"], plan["grad_accum"]) == (8, 2) and plan["gradient_checkpointing"]
 
 
 def test_grpo_rejects_a_batch_that_does_not_hold_whole_groups(workspace):
