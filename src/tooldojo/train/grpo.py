@@ -86,6 +86,12 @@ def activation_bytes_per_token(config: object) -> float:
 
 
 def physical_memory() -> int:
+    """Where the activations live: the first GPU's memory when training runs on one, else
+    the machine's RAM."""
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(0).total_memory)
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
