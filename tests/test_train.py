@@ -172,20 +172,20 @@ def test_the_memory_estimate_would_have_caught_the_grpo_step_killed_at_24_gb():
     settings = GRPOSettings(batch_size=8, num_generations=8, max_completion_length=96)
     killed = [{"prompt": "w " * 1536}, {"prompt": "short"}]
     plan = memory_plan(killed, Tokenizer(), settings, per_token, 24 * 2**30)
-    assert plan["step_tokens"] == 8 * (1536 + 96) and plan["activation_gb"] > 24
+    assert plan.step_tokens == 8 * (1536 + 96) and plan.activation_gb > 24
     # Micro-batches of 2 fit in 12 GB (4 would not); no recomputation needed.
-    assert (plan["micro_batch"], plan["grad_accum"]) == (2, 4)
-    assert not plan["gradient_checkpointing"]
+    assert (plan.micro_batch, plan.grad_accum) == (2, 4)
+    assert not plan.gradient_checkpointing
     small = memory_plan([{"prompt": "w " * 100}], Tokenizer(), settings, per_token, 24 * 2**30)
-    assert (small["micro_batch"], small["grad_accum"]) == (8, 1)
-    assert not small["gradient_checkpointing"] and not small["gradient_checkpointing_auto"]
+    assert (small.micro_batch, small.grad_accum) == (8, 1)
+    assert not small.gradient_checkpointing and not small.gradient_checkpointing_auto
     forced = replace(settings, gradient_checkpointing=True)
     plan = memory_plan([{"prompt": "w " * 100}], Tokenizer(), forced, per_token, 24 * 2**30)
-    assert plan["gradient_checkpointing"] and not plan["gradient_checkpointing_auto"]
+    assert plan.gradient_checkpointing and not plan.gradient_checkpointing_auto
     # A micro-batching the user chose is kept, and checkpointing rescues what does not fit.
     chosen = replace(settings, grad_accum=2)
     plan = memory_plan(killed, Tokenizer(), chosen, per_token, 24 * 2**30)
-    assert (plan["micro_batch"], plan["grad_accum"]) == (8, 2) and plan["gradient_checkpointing"]
+    assert (plan.micro_batch, plan.grad_accum) == (8, 2) and plan.gradient_checkpointing
 
 
 def test_grpo_rejects_a_batch_that_does_not_hold_whole_groups(workspace):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tooldojo.errors import ToolDojoError
@@ -95,9 +95,22 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a GRPO step is laid out to fit in memory (``result.training["memory"]``)."""
+
+    step_tokens: int
+    activation_gb: float
+    memory_gb: float
+    micro_batch: int
+    grad_accum: int
+    gradient_checkpointing: bool
+    gradient_checkpointing_auto: bool
+
+
 def memory_plan(
     rows: list[dict], tokenizer, settings: GRPOSettings, per_token: float, memory: int
-) -> dict[str, object]:
+) -> MemoryPlan:
     """How a step of ``batch_size`` of the longest rows fits in half of ``memory``.
 
     GRPO trains on whole prompts: 8 sequences of 1.6k tokens held 24 GB of activations, and
@@ -116,15 +129,15 @@ def memory_plan(
         fitting = [d for d in range(1, micro + 1) if micro % d == 0 and d * sequence <= budget]
         micro = max(fitting, default=1)
     checkpointing = settings.gradient_checkpointing or micro * sequence > budget
-    return {
-        "step_tokens": settings.batch_size * (longest + settings.max_completion_length),
-        "activation_gb": round(settings.batch_size * sequence / 2**30, 1),
-        "memory_gb": round(memory / 2**30, 1),
-        "micro_batch": micro,
-        "grad_accum": settings.grad_accum * settings.batch_size // micro,
-        "gradient_checkpointing": checkpointing,
-        "gradient_checkpointing_auto": checkpointing and not settings.gradient_checkpointing,
-    }
+    return MemoryPlan(
+        step_tokens=settings.batch_size * (longest + settings.max_completion_length),
+        activation_gb=round(settings.batch_size * sequence / 2**30, 1),
+        memory_gb=round(memory / 2**30, 1),
+        micro_batch=micro,
+        grad_accum=settings.grad_accum * settings.batch_size // micro,
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_auto=checkpointing and not settings.gradient_checkpointing,
+    )
 
 
 def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSettings, out_dir: Path):
@@ -137,14 +150,14 @@ def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSetting
             f"batch size {settings.batch_size} must be a multiple of the group size "
             f"{settings.num_generations} (--num-generations)"
         )
-    memory = memory_plan(
+    plan = memory_plan(
         rows, tokenizer, settings, activation_bytes_per_token(model.config), physical_memory()
     )
     settings = replace(
         settings,
-        batch_size=int(memory["micro_batch"]),  # type: ignore[call-overload]
-        grad_accum=int(memory["grad_accum"]),  # type: ignore[call-overload]
-        gradient_checkpointing=bool(memory["gradient_checkpointing"]),
+        batch_size=plan.micro_batch,
+        grad_accum=plan.grad_accum,
+        gradient_checkpointing=plan.gradient_checkpointing,
     )
     functions, weights = grpo_reward_functions(settings.codec, settings.gate_metrics)
     # The optimized reward (the only one with weight) decides the advantages: watch its groups.
@@ -160,7 +173,7 @@ def build_grpo_trainer(model, tokenizer, rows: list[dict], settings: GRPOSetting
         processing_class=tokenizer,
         peft_config=lora_config(settings),
     )
-    trainer.tooldojo_summary = lambda: variance.summary() | {"memory": memory}
+    trainer.tooldojo_summary = lambda: variance.summary() | {"memory": asdict(plan)}
     return trainer
 
 
