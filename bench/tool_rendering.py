@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # tooldojo, and bench's own modules
 
-from bench.heldout_probe import distinct_heldout, probe_heldout  # noqa: E402
+from bench.heldout_probe import distinct_heldout, line, probe_heldout  # noqa: E402
 
 ARMS = ("compact", "json")
 
@@ -152,12 +152,7 @@ def main() -> None:
         args.data, args.heldout, args.config, args.out, max_length=args.max_length
     )
     for arm, r in report["arms"].items():
-        print(
-            f"{arm:8s} call {r['call'][0]}/{r['call'][1]}  right tools "
-            f"{r['call_right_tools'][0]}/{r['call_right_tools'][1]}  format errors "
-            f"{r['call_format_errors'][0]}  no-call {r['no_call'][0]}/{r['no_call'][1]}  "
-            f"train {r['train_s']:.0f} s ({r['train_tokens']} tokens)"
-        )
+        print(f"{line(arm, r)}  train {r['train_s']:.0f} s ({r['train_tokens']} tokens)")
     print(json.dumps(report["tokens_per_tool"]))
     print(f"report in {args.out / 'tool_rendering.json'}")
 
