@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import jsonschema
@@ -17,7 +18,13 @@ from tooldojo.model import Scenario, ScenarioTurn, Tool
 from tooldojo.synth.dedup import NearDuplicateFilter
 from tooldojo.synth.labels import ArgumentDrafter, find_pointer, label_call, possible_answers
 from tooldojo.synth.similarity import ToolSimilarity
-from tooldojo.synth.values import ValueSampler, sample_regex, schema_error
+from tooldojo.synth.values import (
+    ValueSampler,
+    echoed_names,
+    realistic_text,
+    sample_regex,
+    schema_error,
+)
 
 PRICE = {
     "type": "object",
@@ -170,6 +177,89 @@ async def test_the_sampler_skips_a_spec_example_that_is_a_template_slot() -> Non
         drafted = await ArgumentDrafter().draft(tool, random.Random(seed))
         assert drafted.source == "schema" and drafted.arguments["user_id"] != "{{userId}}"
         assert drafted.attempts > 3
+
+
+# Names whose fallback values reached passed training data as "filter-401",
+# "resourcegroupname-939", "parent-453", "maxresults-945" and "creatorrequestid-407".
+FALLBACK_NAMES = [
+    "filter",
+    "resourceGroupName",
+    "parent",
+    "MaxResults",
+    "CreatorRequestId",
+    "photoID",
+    "pageToken",
+    "namespace",
+    "fileName",
+    "callbackUrl",
+    "title",
+]
+
+
+def test_the_fallback_string_never_spells_out_its_parameter_name() -> None:
+    for seed in range(10):
+        rng = random.Random(seed)
+        for name in FALLBACK_NAMES:
+            value = ValueSampler(rng).value({"type": "string"}, {}, name=name)
+            assert not echoed_names({name: value}, {"properties": {name: {"type": "string"}}})
+            assert not re.fullmatch(r"[a-z]+-\d{3}", value), (name, value)
+    rng = random.Random(0)
+    assert realistic_text("callbackUrl", rng).startswith("http")
+    assert realistic_text("CreatorRequestId", rng).replace("-", "").isalnum()
+    assert " " in realistic_text("displayName", rng)  # a person's name
+    # The same seed gives the same plan.
+    assert realistic_text("filter", random.Random(3)) == realistic_text("filter", random.Random(3))
+
+
+def test_the_word_pools_match_a_name_by_word_not_by_substring() -> None:
+    names = {"name": {"type": "string"}, "fileName": {"type": "string"}}
+    for seed in range(10):
+        drawn = ValueSampler(random.Random(seed)).arguments(
+            {"type": "object", "required": ["name", "fileName"], "properties": names}
+        )
+        assert drawn["name"] in (
+            "Maria Lopez",
+            "Kenji Ito",
+            "Amara Okafor",
+            "Lars Eriksen",
+            "Priya Nair",
+        )
+        assert "." in drawn["fileName"] and " " not in drawn["fileName"]
+
+
+def test_an_echoed_name_is_found_at_any_depth_unless_the_schema_fixes_it() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "store_id": {"type": "string"},
+            "shortName": {"type": "string"},
+            "sort": {"type": "string"},
+            "order": {"type": "string", "enum": ["order_asc", "order_desc"]},
+            "body": {"type": "object", "properties": {"MaxResults": {"type": "string"}}},
+        },
+    }
+    drafted = {
+        "store_id": "example_store_id",
+        "shortName": "ShortName",
+        "sort": "sort",  # under five letters: too common inside real values to judge
+        "order": "order_asc",
+        "body": {"MaxResults": "maxresults-945"},
+    }
+    assert echoed_names(drafted, schema) == ["store_id", "shortName", "MaxResults"]
+    real = {"store_id": "st_4471", "shortName": "Kenji", "body": {"MaxResults": "50"}}
+    assert echoed_names(real, schema) == []
+
+
+@pytest.mark.anyio
+async def test_drafter_repairs_a_value_that_repeats_its_parameter_name() -> None:
+    answer = json.dumps(
+        {"book_id": "bk_ab12", "price": {"amount": 1, "currency": "USD"}, "reason": "the_reason"}
+    )
+    stuck = ScriptedChatModel(lambda m, t: answer)
+    drafted = await ArgumentDrafter(stuck, max_repairs=1).draft(TOOL, random.Random(0))
+    assert drafted.source == "schema"
+    assert "value of reason repeats its name" in stuck.calls[1][0][-1].content
+    assert "reason" not in str(drafted.arguments.get("reason", "")).lower()
 
 
 @pytest.mark.anyio

@@ -18,7 +18,7 @@ from typing import Any
 
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.model import RESULT_REF_KEY, LabelCall, Message, Tool
-from tooldojo.synth.values import ValueSampler, _flatten, schema_error
+from tooldojo.synth.values import ValueSampler, _flatten, echoed_names, schema_error
 from tooldojo.verify.grounding import scalar_leaves
 from tooldojo.verify.requests import loops
 
@@ -153,6 +153,7 @@ class ArgumentDrafter:
                 schema_error(tool.parameters, arguments) is None
                 and arguments not in avoid
                 and not _unfilled(arguments)
+                and not echoed_names(arguments, tool.parameters)
             ):
                 return DraftedCall(tool.name, arguments, "schema", attempt)
         if schema_error(tool.parameters, arguments) is None:
@@ -188,6 +189,9 @@ class ArgumentDrafter:
                     problem = schema_error(tool.parameters, arguments)
                     if problem is None and _placeholder(arguments):
                         problem = "placeholder values; use concrete realistic values"
+                    echoed = echoed_names(arguments, tool.parameters) if problem is None else []
+                    if echoed:
+                        problem = f"the value of {echoed[0]} repeats its name; use a real value"
                     if problem is None and _names_tool(arguments, tool):
                         problem = "a value repeats the tool's name; use a realistic value"
                     if problem is None and _loops(arguments):

@@ -301,12 +301,11 @@ class ValueSampler:
                 if _valid_for(schema, text, root):
                     return text
         low = int(flat.get("minLength", 1))
-        high = int(flat.get("maxLength", max(low, 24)))
-        words = [w for w in re.split(r"[^a-z]+", name.lower()) if w] or ["sample"]
-        text = f"{words[-1]}-{self.rng.randint(100, 999)}"
+        high = int(flat.get("maxLength", max(low, 64)))
+        text = realistic_text(name, self.rng)
         if len(text) < low:
-            text += "x" * (low - len(text))
-        return text[: max(high, 1)]
+            text += "".join(self.rng.choice(string.ascii_lowercase) for _ in range(low - len(text)))
+        return text[: max(high, 1)].strip() or text[: max(high, 1)]
 
     def _formatted(self, fmt: str) -> str | None:
         day = date(2025, 1, 1) + timedelta(days=self.rng.randint(0, 364))
@@ -334,6 +333,139 @@ _NAMED_RANGES = (
 )
 
 
+def name_words(name: str) -> list[str]:
+    """``resourceGroupName`` → ``["resource", "group", "name"]`` (camelCase, snake and kebab)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+# What a string parameter with no format, pattern, example or pool gets, by the words of its
+# name, drawn with Faker (seeded from the plan's rng, so plans stay reproducible). The fallback
+# was ``<last word>-<3 digits>`` ("filter-401", "resourcegroupname-939"): a quarter of the call
+# trajectories that passed in the headline run carried one, no person types such a value, and
+# the user simulator had to copy it into the request.
+# Faker method → the name words it serves (a space-separated list).
+_FAKER_BY_WORD: dict[str, str] = {
+    "url": "url uri link website href endpoint callback webhook",
+    "email": "email mail",
+    "phone_number": "phone mobile fax msisdn",
+    "ipv4": "ip ipaddress",
+    "domain_name": "domain host hostname",
+    "user_name": "username login handle nickname user",
+    "first_name": "firstname first given",
+    "last_name": "lastname last surname family",
+    "name": "author owner person contact customer assignee recipient",
+    "company": "company organization organisation org vendor brand",
+    "street_address": "street address line1 line2 addr",
+    "city": "city town",
+    "state": "state province region",
+    "postcode": "zip postcode postal zipcode",
+    "country": "country",
+    "color_name": "color colour",
+    "job": "job occupation profession",
+    "file_name": "file filename attachment",
+    "file_path": "path directory folder dir",
+    "catch_phrase": "title subject headline summary label caption",
+    "sentence": "description message text comment note notes body content reason details bio",
+    "language_name": "language",
+    "language_code": "lang locale",
+    "word": "q query search keyword keywords term filter tag tags topic category genre type kind",
+    "currency_code": "currency",
+    "timezone": "timezone tz",
+    "numerify:#.#.#": "version",
+}
+_ID_WORDS = frozenset(
+    {
+        "id",
+        "ids",
+        "key",
+        "token",
+        "code",
+        "ref",
+        "reference",
+        "uuid",
+        "guid",
+        "number",
+        "no",
+        "num",
+        "sku",
+        "slug",
+        "hash",
+        "arn",
+        "secret",
+        "cursor",
+    }
+)
+
+
+@lru_cache(maxsize=1)
+def _faker() -> Any:
+    from faker import Faker
+
+    return Faker("en_US")
+
+
+def realistic_text(name: str, rng: random.Random) -> str:
+    """A value a person could type for a string parameter called ``name``: an opaque id for
+    id-like names, a Faker value matching a word of the name, else a plain English word pair."""
+    words = name_words(name)
+    fake = _faker()
+    fake.seed_instance(rng.getrandbits(32))
+    joined, last = "".join(words), (words[-1] if words else "")
+    for method, keys in _FAKER_BY_WORD.items():
+        if joined in keys.split() or last in keys.split():
+            if method.startswith("numerify:"):
+                return fake.numerify(method.split(":", 1)[1])
+            text = str(getattr(fake, method)())
+            return text.rstrip(".") if method in ("sentence", "catch_phrase") else text
+    if last in _ID_WORDS:
+        return fake.bothify(rng.choice(["########", "??######", "????-####", "#######"])).lower()
+    for method, keys in _FAKER_BY_WORD.items():  # any word of the name, not only its last
+        if set(keys.split()) & set(words) and not method.startswith("numerify:"):
+            return str(getattr(fake, method)()).rstrip(".")
+    if _person_name(words):
+        return fake.name()
+    if last == "name":  # a thing's name: a resource group, a project, a bucket
+        return f"{fake.word()}-{fake.word()}"
+    return f"{fake.word()} {fake.word()}"
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def echoes_name(name: str, value: str) -> bool:
+    """Whether ``value`` spells out its parameter's name (``"ShortName"`` for ``shortName``,
+    ``"example_store_id"`` for ``store_id``, ``"filter-401"`` for ``filter``): a small model
+    copies the name from the prompt, and the request must then carry it as if it were a value.
+    Names under five letters (``q``, ``id``, ``sort``) are too common inside real values."""
+    key = _alnum(name)
+    return len(key) >= 5 and key in _alnum(value)
+
+
+def echoed_names(arguments: Any, parameters: dict[str, Any]) -> list[str]:
+    """The parameters (at any depth) whose string value echoes the parameter's name, except a
+    value the schema itself fixes (``enum``/``const``)."""
+    found: list[str] = []
+
+    def walk(value: Any, schema: Any, key: str) -> None:
+        flat = _flatten(schema, parameters) if isinstance(schema, dict) else {}
+        if isinstance(value, dict):
+            properties = flat.get("properties") or {}
+            for sub_key, sub in value.items():
+                walk(sub, properties.get(sub_key, {}), sub_key)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, flat.get("items", {}), key)
+        elif isinstance(value, str):
+            fixed = [*(flat.get("enum") or []), *([flat["const"]] if "const" in flat else [])]
+            if value not in fixed and echoes_name(key, value):
+                found.append(key)
+
+    walk(arguments, parameters, "")
+    return found
+
+
 def _range_for(name: str) -> tuple[float, float] | None:
     """Plausible bounds a parameter's name implies when its schema states none."""
     words = re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower().replace("-", "_").split("_")
@@ -353,14 +485,40 @@ def _as_number(text: str, *, integer: bool) -> int | float | None:
     return value
 
 
+_PERSON_WORDS = frozenset(
+    {
+        "full",
+        "display",
+        "first",
+        "last",
+        "user",
+        "contact",
+        "customer",
+        "author",
+        "owner",
+        "person",
+        "sender",
+        "recipient",
+        "your",
+        "my",
+    }
+)
+
+
+def _person_name(words: list[str]) -> bool:
+    """``name``/``displayName`` name a person; ``resourceGroupName``/``fileName`` do not."""
+    return words[-1:] == ["name"] and (len(words) == 1 or words[-2] in _PERSON_WORDS)
+
+
 def _pool_for(name: str) -> list[str]:
-    lowered = name.lower()
-    if re.search(r"(_|\b)?id$", lowered):
+    """The pool of the name's last word (``userEmail`` → emails). Matched by word, not by
+    substring: ``fileName`` holding "name" got a person's name."""
+    words = name_words(name)
+    if not words or words[-1] in _ID_WORDS:
         return []  # an id of a message is not a message
-    for key, pool in _WORD_POOLS.items():
-        if key in lowered:
-            return pool
-    return []
+    if words[-1] == "name":
+        return _WORD_POOLS["name"] if _person_name(words) else []
+    return _WORD_POOLS.get(words[-1], [])
 
 
 # --- a small regex sampler --------------------------------------------------------------------
