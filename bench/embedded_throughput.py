@@ -183,9 +183,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--layouts",
-        default="2x1:file,2x1:f16",
-        help="ENGINESxTHREADS[:WEIGHTS], comma-separated (file: the 4-bit GGUF as it is; f16, "
-        "the default: converted to 16-bit floats; q8_0)",
+        default="2x1:f16:noflash,2x1:f16",
+        help="ENGINESxTHREADS[:WEIGHTS][:noflash], comma-separated (file: the 4-bit GGUF as it "
+        "is; f16, the default: converted to 16-bit floats; q8_0; noflash: flash attention off)",
     )
     parser.add_argument("--streams", type=int, default=16, help="concurrent generation streams")
     parser.add_argument("--max-batch", type=int, default=8, help="sequences per engine")
@@ -213,13 +213,14 @@ def main() -> None:
     per_core = limits[1] / GFLOP_PER_TOKEN
 
     for layout in options.layouts.split(","):
-        shape, _, weights = layout.partition(":")
+        shape, *rest = layout.split(":")
         engines, threads = (int(part) for part in shape.split("x"))
         model = LlamaCppChatModel(
             pool_size=engines,
             n_threads=threads,
             max_batch=options.max_batch,
-            weights=weights or "f16",
+            weights=next((part for part in rest if part != "noflash"), "f16"),
+            flash_attn="noflash" not in rest,
         )
         if layout == options.layouts.split(",")[0]:
             old, new = tool_tokens(model.tokenize)

@@ -310,6 +310,7 @@ class LlamaCppChatModel:
         prefix_store: bool = False,
         reuse_prefixes: bool = True,
         draft_tokens: int = DRAFT_TOKENS,
+        flash_attn: bool = True,
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")
@@ -333,7 +334,10 @@ class LlamaCppChatModel:
             identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
             # llama.cpp reads a state back only into a context with as many KV streams.
             digest = hashlib.sha256(identity).hexdigest()[:12]
-            key = f"{self.model_path.stem}-{digest}-{_streams(max_batch, warm_streams)}"
+            # The KV layout differs with flash attention (V is not transposed), so each
+            # setting keeps its own states.
+            fa = "-fa" if flash_attn else ""
+            key = f"{self.model_path.stem}-{digest}-{_streams(max_batch, warm_streams)}{fa}"
             store = PrefixStore(_cache_folder() / "kv" / key)
         self._engines = [
             BatchEngine(
@@ -347,6 +351,7 @@ class LlamaCppChatModel:
                 prefix_store=store,
                 reuse_prefixes=reuse_prefixes,
                 draft_tokens=draft_tokens,
+                flash_attn=flash_attn,
             )
             for _ in range(pool_size)
         ]
