@@ -430,6 +430,70 @@ def test_scenarios_file_round_trips(tmp_path: Path):
     again = list(read_jsonl(tmp_path / "out" / "scenarios.jsonl", Scenario))
     assert [s.model_dump() for s in again] == [s.model_dump() for s in scenarios]
     assert seen == [s.id for s in scenarios] and len(seen) >= 8  # progress saw each one
-    assert not list((tmp_path / "out").glob(".scenarios.jsonl.tmp*"))  # renamed into place
+    assert not (tmp_path / "out" / "scenarios.jsonl.partial").exists()  # renamed into place
+    assert not (tmp_path / "out" / "plan.partial.json").exists()
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["config"]["plan"]["executor"] == OFFICE
+
+
+class _Killed(Exception):
+    """Stands in for a kill in the middle of planning."""
+
+
+def _plan_until_killed(tmp_path: Path, after: int, **options) -> list[str]:
+    seen: list[str] = []
+
+    def kill_after(scenario: Scenario) -> None:
+        seen.append(scenario.id)
+        if len(seen) == after:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        anyio.run(lambda: prepare_run(request(tmp_path, **options), kill_after))
+    return seen
+
+
+def _plan(tmp_path: Path, **options) -> tuple[list[Scenario], list[str]]:
+    seen: list[str] = []
+
+    async def plan() -> list[Scenario]:
+        prepared = await prepare_run(request(tmp_path, **options), lambda s: seen.append(s.id))
+        return list(prepared.scenarios)
+
+    return anyio.run(plan), seen
+
+
+def test_a_plan_killed_midway_resumes_with_only_the_rest(tmp_path: Path) -> None:
+    # Drafting values with a model is most of a plan's time (hours for a few thousand
+    # scenarios): a kill must not throw the planned ones away.
+    options = dict(n=20, concurrency=3, min_per_tool=0)
+    whole, _ = _plan(tmp_path / "whole", **options)
+    first = _plan_until_killed(tmp_path / "cut", after=7, **options)
+    out = tmp_path / "cut" / "out"
+    assert not (out / "scenarios.jsonl").exists()  # nothing looks whole
+    partial = out / "scenarios.jsonl.partial"
+    assert [r["id"] for _, r in iter_jsonl_dicts(partial)] == first
+    kept = partial.read_bytes()
+    with partial.open("a", encoding="utf-8") as handle:  # a line cut short by the kill
+        handle.write('{"id": "s0-000')
+
+    resumed, seen = _plan(tmp_path / "cut", **options)
+    assert set(seen).isdisjoint(first) and len(seen) == len(whole) - len(first)
+    assert (out / "scenarios.jsonl").read_bytes().startswith(kept)
+    assert [s.model_dump() for s in resumed] == [s.model_dump() for s in whole]
+
+    # Another plan's leftovers are refused, named, and left as they are.
+    _plan_until_killed(tmp_path / "other", after=4, **options)
+    with pytest.raises(ToolDojoError, match=r"scenarios\.jsonl\.partial .*other options"):
+        anyio.run(lambda: prepare_run(request(tmp_path / "other", n=21, concurrency=3)))
+
+
+def test_a_resumed_plan_still_covers_every_tool_once(tmp_path: Path) -> None:
+    first = _plan_until_killed(tmp_path, after=5, n=6, concurrency=2)
+    resumed, _ = _plan(tmp_path, n=6, concurrency=2)
+    ids = [s.id for s in resumed]
+    assert len(ids) == len(set(ids)) and set(first) <= set(ids)
+    offered = {name for s in resumed for name in s.tools}
+    tools = {t.name for t in anyio.run(lambda: prepare_run(request(tmp_path / "x", n=1))).tools}
+    asked = {a["tool"] for s in resumed for turn in s.metadata["asks"] for a in turn}
+    assert tools <= offered | asked

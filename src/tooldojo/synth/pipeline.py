@@ -22,7 +22,7 @@ from tooldojo.agents.guidance import GUIDANCE
 from tooldojo.agents.user import DEFAULT_TEMPLATE_CAP
 from tooldojo.bfcl_guard import GuardHit, GuardMode, enforce_tools, guard_mode
 from tooldojo.errors import ToolDojoError
-from tooldojo.jsonl import atomic_jsonl_writer, existing_ids
+from tooldojo.jsonl import append_jsonl, drop_partial_tail, existing_ids, read_jsonl
 from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
 from tooldojo.llm.faults import fault_counts
 from tooldojo.model import RunManifest, Scenario, Tool, utc_now
@@ -90,6 +90,26 @@ class SynthRequest:
             "weights": self.weights,
             "executor": self.executor,
         }
+
+
+PARTIAL_PLAN = "scenarios.jsonl.partial"
+PARTIAL_PLAN_KEY = "plan.partial.json"
+
+
+def _interrupted_plan(out: Path, plan_key: dict[str, Any]) -> list[Scenario]:
+    """The scenarios an interrupted plan of the same options wrote to ``out`` (none when it
+    left nothing); an error when they were planned with other options."""
+    partial, key_file = out / PARTIAL_PLAN, out / PARTIAL_PLAN_KEY
+    if not partial.exists() or not key_file.exists():
+        partial.unlink(missing_ok=True)
+        return []
+    if json.loads(key_file.read_text("utf-8")) != json.loads(json.dumps(plan_key, sort_keys=True)):
+        raise ToolDojoError(
+            f"{partial} holds part of a plan made with other options; re-run with the same "
+            "options to finish it, or use a new --out"
+        )
+    drop_partial_tail(partial)  # a scenario cut off mid-line by the kill
+    return list(read_jsonl(partial, Scenario))
 
 
 @dataclass
@@ -216,6 +236,7 @@ async def prepare_run(
         PlanFile(out / SCENARIOS).check()
         reused = True
     else:
+        planned = _interrupted_plan(out, plan_key)
         weights = request.weights
         drafter = ArgumentDrafter(models.get("user") if request.values == "model" else None)
         planner = Planner(
@@ -232,11 +253,15 @@ async def prepare_run(
             ),
             drafter,
         )
-        with atomic_jsonl_writer(out / SCENARIOS) as write:  # streamed: memory stays flat
-            async for scenario in planner.scenarios():
-                write(scenario)
-                if on_planned is not None:
-                    on_planned(scenario)
+        # Streamed to a partial file, one fsynced line per scenario: a kill keeps what was
+        # planned, and the next run with the same options plans only the rest.
+        partial = out / PARTIAL_PLAN
+        (out / PARTIAL_PLAN_KEY).write_text(json.dumps(plan_key, sort_keys=True), "utf-8")
+        async for scenario in planner.scenarios(planned):
+            append_jsonl(partial, [scenario])
+            if on_planned is not None:
+                on_planned(scenario)
+        partial.touch()
         warnings = planner.warnings
         manifest = RunManifest(
             name=out.name,
@@ -255,6 +280,11 @@ async def prepare_run(
         stage = manifest.stage("synth")
         stage.inputs = {path: _digest(path) for path in request.specs}
         _write_manifest(manifest_path, manifest)
+        # The plan is whole only now: the manifest first, so a kill between the two steps
+        # leaves a partial plan that resumes (with nothing left to plan), never a plan that
+        # looks whole without its manifest.
+        partial.replace(out / SCENARIOS)
+        (out / PARTIAL_PLAN_KEY).unlink(missing_ok=True)
     scenarios = PlanFile(out / SCENARIOS)
 
     env = EpisodeEnv(

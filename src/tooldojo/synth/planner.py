@@ -307,22 +307,50 @@ class Planner:
         scenarios = [scenario async for scenario in self.scenarios()]
         return Plan(scenarios, self.warnings, self.coverage_added)
 
-    async def scenarios(self) -> AsyncIterator[Scenario]:
+    def scenario_id(self, index: int) -> str:
+        return f"{self.options.id_prefix}{self.options.seed}-{index:05d}"
+
+    def _replay(self, planned: Sequence[Scenario]) -> set[str]:
+        """Count the tools of scenarios an interrupted plan already wrote (as :meth:`_build`
+        counts them), so coverage goes on from where it stopped; their ids."""
+        for scenario in planned:
+            for name in scenario.tools:
+                self.appearances[name] += 1
+            if scenario.category == "irrelevance":  # its target: asked for, not offered
+                for turn_asks in scenario.metadata.get("asks") or []:
+                    for ask in turn_asks:
+                        if ask.get("tool"):
+                            self.appearances[ask["tool"]] += 1
+        return {scenario.id for scenario in planned}
+
+    async def scenarios(self, planned: Sequence[Scenario] = ()) -> AsyncIterator[Scenario]:
         """The plan one scenario at a time, so a plan of any size can stream to disk; the
-        coverage fill-ins come last and :attr:`warnings` is complete once it is exhausted."""
+        coverage fill-ins come last and :attr:`warnings` is complete once it is exhausted.
+
+        ``planned``: the scenarios an interrupted run of the same plan already wrote. They are
+        not built again (drafting values with a model is most of a plan's time: hours for a
+        few thousand scenarios), and only the rest is yielded."""
         options = self.options
+        done = self._replay(planned)
         rng = random.Random(f"plan|{options.seed}")
         categories = [c for c, k in sorted(self.category_counts().items()) for _ in range(k)]
         rng.shuffle(categories)
         coverage = [name for name in self.tools for _ in range(options.min_per_tool)]
         rng.shuffle(coverage)
         window = max(1, options.concurrency)
-        numbered = list(enumerate(categories))
+        numbered = [
+            (index, category)
+            for index, category in enumerate(categories)
+            if self.scenario_id(index) not in done
+        ]
         for start in range(0, len(numbered), window):
             for scenario in await self._build_window(numbered[start : start + window], coverage):
                 if scenario is not None:
                     yield scenario
         index = len(categories)
+        self.coverage_added = sum(
+            1 for scenario_id in done if int(scenario_id.rsplit("-", 1)[1]) >= len(categories)
+        )
         if len(self.tools) > options.coverage_pool_limit and options.min_per_tool > 0:
             self.warnings.append(
                 f"no coverage fill-ins: the pool has {len(self.tools):,} tools "
@@ -331,6 +359,8 @@ class Planner:
             return
         for name in self.tools:
             while self.appearances[name] < options.min_per_tool and name not in self.undrawable:
+                while self.scenario_id(index) in done:
+                    index += 1
                 scenario_rng = random.Random(f"{options.seed}|{index}")
                 try:
                     yield await self._build(index, "single", name, scenario_rng)
@@ -517,7 +547,7 @@ class Planner:
         if category == "irrelevance":
             self.appearances[target] += 1  # its request was written, just not offered
         return Scenario(
-            id=f"{self.options.id_prefix}{self.options.seed}-{index:05d}",
+            id=self.scenario_id(index),
             category=category,  # type: ignore[arg-type]
             tools=offered,
             turns=turns,
