@@ -207,8 +207,10 @@ def test_the_fallback_string_never_spells_out_its_parameter_name() -> None:
     assert realistic_text("callbackUrl", rng).startswith("http")
     assert realistic_text("CreatorRequestId", rng).replace("-", "").isalnum()
     assert " " in realistic_text("displayName", rng)  # a person's name
-    # The same seed gives the same plan.
-    assert realistic_text("filter", random.Random(3)) == realistic_text("filter", random.Random(3))
+    # The same seed gives the same plan, on any day (no date relative to today).
+    for name in ("filter", "expireTime", "startDate"):
+        assert realistic_text(name, random.Random(3)) == realistic_text(name, random.Random(3))
+    assert realistic_text("expireTime", rng).startswith("2025-")
 
 
 def test_the_word_pools_match_a_name_by_word_not_by_substring() -> None:

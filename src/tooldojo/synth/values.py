@@ -373,6 +373,8 @@ _FAKER_BY_WORD: dict[str, str] = {
     "currency_code": "currency",
     "timezone": "timezone tz",
     "numerify:#.#.#": "version",
+    "iso8601": "time timestamp datetime since until expires expiry deadline created updated",
+    "date": "date day birthday",
 }
 _ID_WORDS = frozenset(
     {
@@ -405,6 +407,22 @@ def _faker() -> Any:
     return Faker("en_US")
 
 
+_FIRST_DAY, _LAST_DAY = date(2025, 1, 1), date(2025, 12, 31)
+
+
+def _fake(fake: Any, method: str) -> str:
+    """One Faker value, trimmed to what a person types (no final dot, a UTC stamp)."""
+    if method.startswith("numerify:"):
+        return fake.numerify(method.split(":", 1)[1])
+    # Fixed bounds, as ``_formatted`` uses: relative ones ("-1y") would change with the day.
+    if method == "iso8601":
+        return f"{fake.date_between(_FIRST_DAY, _LAST_DAY).isoformat()}T{fake.time()}Z"
+    if method == "date":
+        return fake.date_between(_FIRST_DAY, _LAST_DAY).isoformat()
+    text = str(getattr(fake, method)())
+    return text.rstrip(".") if method in ("sentence", "catch_phrase") else text
+
+
 def realistic_text(name: str, rng: random.Random) -> str:
     """A value a person could type for a string parameter called ``name``: an opaque id for
     id-like names, a Faker value matching a word of the name, else a plain English word pair."""
@@ -414,15 +432,12 @@ def realistic_text(name: str, rng: random.Random) -> str:
     joined, last = "".join(words), (words[-1] if words else "")
     for method, keys in _FAKER_BY_WORD.items():
         if joined in keys.split() or last in keys.split():
-            if method.startswith("numerify:"):
-                return fake.numerify(method.split(":", 1)[1])
-            text = str(getattr(fake, method)())
-            return text.rstrip(".") if method in ("sentence", "catch_phrase") else text
+            return _fake(fake, method)
     if last in _ID_WORDS:
         return fake.bothify(rng.choice(["########", "??######", "????-####", "#######"])).lower()
     for method, keys in _FAKER_BY_WORD.items():  # any word of the name, not only its last
-        if set(keys.split()) & set(words) and not method.startswith("numerify:"):
-            return str(getattr(fake, method)()).rstrip(".")
+        if set(keys.split()) & set(words):
+            return _fake(fake, method)
     if _person_name(words):
         return fake.name()
     if last == "name":  # a thing's name: a resource group, a project, a bucket
