@@ -67,6 +67,12 @@ def main() -> int:
     parser.add_argument(
         "--mode", default="prompting", choices=["prompting", "fc"], help="fc: the hermes codec"
     )
+    parser.add_argument(
+        "--no-flash-attn", action="store_true", help="both paths without flash attention"
+    )
+    parser.add_argument(
+        "--draft-tokens", type=int, default=None, help="the batched path's guesses per step"
+    )
     options = parser.parse_args()
     SETUP["mode"] = options.mode
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
@@ -79,6 +85,8 @@ def main() -> int:
         pool_size=options.pool_size,
         max_batch=options.max_batch,
         weights=options.weights,
+        flash_attn=not options.no_flash_attn,
+        **({} if options.draft_tokens is None else {"draft_tokens": options.draft_tokens}),
     )
     reference = LlamaCppChatModel(
         options.model,
@@ -87,6 +95,7 @@ def main() -> int:
         weights=options.weights,
         reuse_prefixes=False,
         draft_tokens=0,
+        flash_attn=not options.no_flash_attn,
     )
     with tempfile.TemporaryDirectory() as folder:
         settings.concurrency = options.pool_size * options.max_batch
