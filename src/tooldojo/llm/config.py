@@ -88,8 +88,9 @@ class BackendConfig(BaseModel):
     (prompt lookup) and checked in the same forward pass (4 is a good value; 0, the default,
     turns guessing off: see ``tooldojo.llm.llamacpp.DRAFT_TOKENS``)."""
     flash_attn: bool = True
-    """llamacpp: flash attention (prompts 8-10 % and 16 batched streams 13 % faster on this
-    2-core machine, the same greedy answers; ``false`` for a build whose kernels lack it)."""
+    """llamacpp: flash attention (prompts 8 % and 16 batched streams 13 % faster on this 2-core
+    machine; batched greedy answers part from unbatched ones a little more often in long prose:
+    docs/llm.md). ``false`` for the other trade, or a build whose kernels lack it."""
     n_ctx: int = Field(default=8192, ge=256)
     """llamacpp / transformers: context window (8192 is what SmolLM2 was trained with)."""
     max_in_flight: int = Field(default=64, ge=1)
