@@ -47,6 +47,8 @@ def llamacpp_server() -> Iterator[str]:
         "1",
         "--n_threads_batch",
         "1",
+        "--flash_attn",  # as in process (its default): irrelevance_91 parted without it
+        "true",
         "--host",
         "127.0.0.1",
         "--port",
