@@ -207,6 +207,10 @@ def test_the_fallback_string_never_spells_out_its_parameter_name() -> None:
     assert realistic_text("callbackUrl", rng).startswith("http")
     assert realistic_text("CreatorRequestId", rng).replace("-", "").isalnum()
     assert " " in realistic_text("displayName", rng)  # a person's name
+    assert realistic_text("MaxResults", rng).isdigit()  # a count, even typed as a string
+    assert realistic_text("pid", rng).replace("-", "").isalnum()
+    # A name with no known word gets one word: two drawn apart read as a broken phrase.
+    assert " " not in realistic_text("NameContains", rng)
     # The same seed gives the same plan, on any day (no date relative to today).
     for name in ("filter", "expireTime", "startDate"):
         assert realistic_text(name, random.Random(3)) == realistic_text(name, random.Random(3))

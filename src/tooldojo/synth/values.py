@@ -373,6 +373,7 @@ _FAKER_BY_WORD: dict[str, str] = {
     "currency_code": "currency",
     "timezone": "timezone tz",
     "numerify:#.#.#": "version",
+    "numerify:%#": "max limit count size page per offset skip top total quantity amount results",
     "iso8601": "time timestamp datetime since until expires expiry deadline created updated",
     "date": "date day birthday",
 }
@@ -425,7 +426,7 @@ def _fake(fake: Any, method: str) -> str:
 
 def realistic_text(name: str, rng: random.Random) -> str:
     """A value a person could type for a string parameter called ``name``: an opaque id for
-    id-like names, a Faker value matching a word of the name, else a plain English word pair."""
+    id-like names, a Faker value matching a word of the name, else a plain English word."""
     words = name_words(name)
     fake = _faker()
     fake.seed_instance(rng.getrandbits(32))
@@ -433,7 +434,7 @@ def realistic_text(name: str, rng: random.Random) -> str:
     for method, keys in _FAKER_BY_WORD.items():
         if joined in keys.split() or last in keys.split():
             return _fake(fake, method)
-    if last in _ID_WORDS:
+    if last in _ID_WORDS or re.fullmatch(r"[a-z]id", last):  # pid, uid, gid
         return fake.bothify(rng.choice(["########", "??######", "????-####", "#######"])).lower()
     for method, keys in _FAKER_BY_WORD.items():  # any word of the name, not only its last
         if set(keys.split()) & set(words):
@@ -442,7 +443,8 @@ def realistic_text(name: str, rng: random.Random) -> str:
         return fake.name()
     if last == "name":  # a thing's name: a resource group, a project, a bucket
         return f"{fake.word()}-{fake.word()}"
-    return f"{fake.word()} {fake.word()}"
+    # One word: two drawn apart read as a broken phrase ("work or", "paper official").
+    return fake.word()
 
 
 def _alnum(text: str) -> str:
