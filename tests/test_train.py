@@ -300,3 +300,27 @@ def test_missing_data_file_is_a_clear_error(tmp_path, workspace):
     with pytest.raises(ToolDojoError, match=r"nope\.jsonl: no such data file"):
         run_sft(tmp_path / "nope.jsonl", str(workspace / "model"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_grpo_draws_the_asked_share_of_no_call_decisions() -> None:
+    from tooldojo.train.grpo import with_no_call_share
+
+    def row(kind: str, n: int) -> dict:
+        return {"prompt": f"{kind}-{n}", "label": json.dumps({"kind": kind}), "codec": "hermes"}
+
+    rows = [row("call", n) for n in range(9)] + [row("refuse", n) for n in range(3)]
+
+    def share(drawn: list[dict]) -> float:
+        return sum(json.loads(r["label"])["kind"] != "call" for r in drawn) / len(drawn)
+
+    for wanted in (0.0, 0.25, 0.75, 1.0):
+        drawn = with_no_call_share(rows, wanted, seed=0)
+        assert len(drawn) == len(rows) and share(drawn) == wanted
+    half = with_no_call_share(rows, 0.5, seed=0)
+    decisions = [r["prompt"] for r in half if r["prompt"].startswith("refuse")]
+    assert sorted(set(decisions)) == ["refuse-0", "refuse-1", "refuse-2"]  # all, then repeats
+    assert half == with_no_call_share(rows, 0.5, seed=0)  # seeded
+    calls_only = [r for r in rows if r["prompt"].startswith("call")]
+    assert with_no_call_share(calls_only, 0.5, seed=0) == calls_only  # nothing to draw
+    with pytest.raises(ToolDojoError, match="no_call_share"):
+        with_no_call_share(rows, 1.5, seed=0)

@@ -135,6 +135,10 @@ def grpo_command(
     use_vllm: Annotated[bool, typer.Option("--use-vllm", help="GPU: generate with vLLM.")] = False,
     gguf: Gguf = "f16",
     python_share: PythonShare = 0.3,
+    no_call_share: Annotated[
+        float | None,
+        typer.Option("--no-call-share", help="Share of prompts that are no-call decisions."),
+    ] = None,
 ) -> None:
     """GRPO with the gated reward (TRL GRPOTrainer)."""
     from tooldojo.train.grpo import run_grpo
@@ -149,6 +153,7 @@ def grpo_command(
         max_completion_length=max_completion_length,
         temperature=temperature,
         use_vllm=use_vllm,
+        no_call_share=no_call_share,
     )
     settings.batch_size = batch_size or num_generations
     _print_result(run_grpo(data, model, out, settings))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def grpo_dataset(
             if len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]) <= budget
         ]
         dropped, rows = len(rows) - len(kept), kept
+    if settings.no_call_share is not None:
+        rows = with_no_call_share(rows, settings.no_call_share, settings.seed)
     python = sum(1 for row in rows if row["codec"] == "pythonic")
     no_call = sum(1 for row in rows if json.loads(row["label"]).get("kind") != "call")
     return rows, {
@@ -66,6 +69,30 @@ def grpo_dataset(
         "python_call_share": round(python / len(rows), 4) if rows else 0.0,
         "no_call_share": round(no_call / len(rows), 4) if rows else 0.0,
     }
+
+
+def with_no_call_share(rows: list[dict], share: float, seed: int) -> list[dict]:
+    """``rows`` resampled (seeded, as many as before) so that ``share`` of them are no-call
+    decisions: decisions and calls are each drawn without repeats while they last, then
+    again. Unchanged when either kind is missing, since no share of nothing can be drawn."""
+    if not 0.0 <= share <= 1.0:
+        raise ToolDojoError(f"grpo: no_call_share must be within 0 and 1, not {share}")
+    decisions = [row for row in rows if json.loads(row["label"]).get("kind") != "call"]
+    calls = [row for row in rows if json.loads(row["label"]).get("kind") == "call"]
+    if not rows or (share > 0 and not decisions) or (share < 1 and not calls):
+        return rows
+    rng = random.Random(f"no-call|{seed}")
+    wanted = round(share * len(rows))
+
+    def draw(pool: list[dict], count: int) -> list[dict]:
+        out: list[dict] = []
+        while len(out) < count:
+            out += rng.sample(pool, min(len(pool), count - len(out)))
+        return out
+
+    mixed = draw(decisions, wanted) + draw(calls, len(rows) - wanted)
+    rng.shuffle(mixed)
+    return mixed
 
 
 ACTIVATION_SAFETY = 1.5

@@ -92,6 +92,10 @@ class GRPOSettings(CommonSettings):
     """GPU only: generate with TRL's vLLM integration (colocated)."""
     gate_metrics: bool = True
     """Log format/schema/label gate pass rates as zero-weight rewards."""
+    no_call_share: float | None = None
+    """Share of the prompts that are no-call decisions (refuse, clarify), drawn to it with a
+    seeded resample; ``None`` keeps the data's own share. A step of 8 completions holds one
+    prompt, so 8 steps see about 3 decisions at the data's usual 40 %."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further GRPOConfig fields, passed through as given."""
 
