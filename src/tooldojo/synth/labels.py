@@ -18,7 +18,14 @@ from typing import Any
 
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.model import RESULT_REF_KEY, LabelCall, Message, Tool
-from tooldojo.synth.values import ValueSampler, _flatten, echoed_names, schema_error
+from tooldojo.synth.values import (
+    ValueSampler,
+    _flatten,
+    alnum_key,
+    echoed_names,
+    name_words,
+    schema_error,
+)
 from tooldojo.verify.grounding import scalar_leaves
 from tooldojo.verify.requests import loops
 
@@ -283,8 +290,7 @@ def id_like(name: str) -> bool:
 
 
 def _words(text: str) -> set[str]:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text)
-    return {w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if len(w) > 1}
+    return {w for w in name_words(text) if len(w) > 1}
 
 
 def producer_score(producer: Tool, consumer: Tool, param: str) -> float:
@@ -311,19 +317,15 @@ def producer_score(producer: Tool, consumer: Tool, param: str) -> float:
 
 
 def _mentions_key(schema: Any, key: str) -> bool:
-    target = _norm_key(key)
+    target = alnum_key(key)
     if isinstance(schema, dict):
         props = schema.get("properties")
-        if isinstance(props, dict) and any(_norm_key(k) == target for k in props):
+        if isinstance(props, dict) and any(alnum_key(k) == target for k in props):
             return True
         return any(_mentions_key(v, key) for v in schema.values())
     if isinstance(schema, list):
         return any(_mentions_key(v, key) for v in schema)
     return False
-
-
-def _norm_key(key: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", key.lower())
 
 
 def find_pointer(result: Any, field: str) -> str | None:
@@ -332,8 +334,8 @@ def find_pointer(result: Any, field: str) -> str | None:
     Keys are compared loosely (``bookId`` ~ ``book_id``); an id-like parameter also accepts a
     plain ``id`` key. Breadth-first, so the top-level match wins over a nested one.
     """
-    wanted = _norm_key(field)
-    stripped = _norm_key(_ID_SUFFIX.sub("", field))
+    wanted = alnum_key(field)
+    stripped = alnum_key(_ID_SUFFIX.sub("", field))
     fallbacks = {"id"} if id_like(field) else set()
     queue: list[tuple[str, Any]] = [("", result)]
     fallback: str | None = None
@@ -345,7 +347,7 @@ def find_pointer(result: Any, field: str) -> str | None:
                 if isinstance(item, dict | list):
                     queue.append((pointer, item))
                     continue
-                norm = _norm_key(str(key))
+                norm = alnum_key(str(key))
                 if norm == wanted or (stripped and norm == f"{stripped}id"):
                     return pointer
                 if norm in fallbacks and fallback is None:

@@ -344,8 +344,8 @@ def name_words(name: str) -> list[str]:
 # was ``<last word>-<3 digits>`` ("filter-401", "resourcegroupname-939"): a quarter of the call
 # trajectories that passed in the headline run carried one, no person types such a value, and
 # the user simulator had to copy it into the request.
-# Faker method → the name words it serves (a space-separated list).
-_FAKER_BY_WORD: dict[str, str] = {
+# Faker method → the name words it serves (a space-separated list, split once below).
+_FAKER_TABLE: dict[str, str] = {
     "url": "url uri link website href endpoint callback webhook",
     "email": "email mail",
     "phone_number": "phone mobile fax msisdn",
@@ -377,6 +377,7 @@ _FAKER_BY_WORD: dict[str, str] = {
     "iso8601": "time timestamp datetime since until expires expiry deadline created updated",
     "date": "date day birthday",
 }
+_FAKER_BY_WORD = {method: frozenset(words.split()) for method, words in _FAKER_TABLE.items()}
 _ID_WORDS = frozenset(
     {
         "id",
@@ -432,12 +433,12 @@ def realistic_text(name: str, rng: random.Random) -> str:
     fake.seed_instance(rng.getrandbits(32))
     joined, last = "".join(words), (words[-1] if words else "")
     for method, keys in _FAKER_BY_WORD.items():
-        if joined in keys.split() or last in keys.split():
+        if joined in keys or last in keys:
             return _fake(fake, method)
     if last in _ID_WORDS or re.fullmatch(r"[a-z]id", last):  # pid, uid, gid
         return fake.bothify(rng.choice(["########", "??######", "????-####", "#######"])).lower()
     for method, keys in _FAKER_BY_WORD.items():  # any word of the name, not only its last
-        if set(keys.split()) & set(words):
+        if keys.intersection(words):
             return _fake(fake, method)
     if _person_name(words):
         return fake.name()
@@ -447,7 +448,8 @@ def realistic_text(name: str, rng: random.Random) -> str:
     return fake.word()
 
 
-def _alnum(text: str) -> str:
+def alnum_key(text: str) -> str:
+    """``photo_ID`` → ``photoid``: a name or value compared without case or separators."""
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
@@ -456,8 +458,8 @@ def echoes_name(name: str, value: str) -> bool:
     ``"example_store_id"`` for ``store_id``, ``"filter-401"`` for ``filter``): a small model
     copies the name from the prompt, and the request must then carry it as if it were a value.
     Names under five letters (``q``, ``id``, ``sort``) are too common inside real values."""
-    key = _alnum(name)
-    return len(key) >= 5 and key in _alnum(value)
+    key = alnum_key(name)
+    return len(key) >= 5 and key in alnum_key(value)
 
 
 def echoed_names(arguments: Any, parameters: dict[str, Any]) -> list[str]:
