@@ -61,7 +61,7 @@ def grpo_dataset(
     if settings.no_call_share is not None:
         rows = with_no_call_share(rows, settings.no_call_share, settings.seed)
     python = sum(1 for row in rows if row["codec"] == "pythonic")
-    no_call = sum(1 for row in rows if json.loads(row["label"]).get("kind") != "call")
+    no_call = sum(1 for row in rows if _no_call(row))
     return rows, {
         "samples": len(rows),
         "dropped_too_long": dropped,
@@ -71,14 +71,19 @@ def grpo_dataset(
     }
 
 
+def _no_call(row: dict) -> bool:
+    """Whether a GRPO row's label is a no-call decision (refuse, clarify)."""
+    return json.loads(row["label"]).get("kind") != "call"
+
+
 def with_no_call_share(rows: list[dict], share: float, seed: int) -> list[dict]:
     """``rows`` resampled (seeded, as many as before) so that ``share`` of them are no-call
     decisions: decisions and calls are each drawn without repeats while they last, then
     again. Unchanged when either kind is missing, since no share of nothing can be drawn."""
     if not 0.0 <= share <= 1.0:
         raise ToolDojoError(f"grpo: no_call_share must be within 0 and 1, not {share}")
-    decisions = [row for row in rows if json.loads(row["label"]).get("kind") != "call"]
-    calls = [row for row in rows if json.loads(row["label"]).get("kind") == "call"]
+    decisions = [row for row in rows if _no_call(row)]
+    calls = [row for row in rows if not _no_call(row)]
     if not rows or (share > 0 and not decisions) or (share < 1 and not calls):
         return rows
     rng = random.Random(f"no-call|{seed}")
