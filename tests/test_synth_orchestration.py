@@ -486,6 +486,7 @@ def test_a_plan_killed_midway_resumes_with_only_the_rest(tmp_path: Path) -> None
     _plan_until_killed(tmp_path / "other", after=4, **options)
     with pytest.raises(ToolDojoError, match=r"scenarios\.jsonl\.partial .*other options"):
         anyio.run(lambda: prepare_run(request(tmp_path / "other", n=21, concurrency=3)))
+    assert len(list(iter_jsonl_dicts(tmp_path / "other" / "out" / "scenarios.jsonl.partial"))) == 4
 
 
 def test_a_resumed_plan_still_covers_every_tool_once(tmp_path: Path) -> None:
