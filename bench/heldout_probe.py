@@ -27,19 +27,36 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
-def distinct_heldout(files: list[Path]) -> list[Any]:
-    """Passed held-out trajectories of ``files``, each conversation once."""
+def distinct_heldout(files: list[Path], fraction: float | None = None) -> list[Any]:
+    """Passed held-out trajectories of ``files``, each conversation once.
+
+    A trajectory is held out when its ``split`` says so, or, with ``fraction``, when the loop's
+    stable split (:func:`tooldojo.loop.controller.is_heldout`) puts its scenario there: that
+    reads a plain ``tooldojo synth`` output, where every trajectory is ``train``, the way the
+    loop would split it. Ids are unique in the result: another run's trajectory that reuses an
+    id (each run numbers its scenarios from zero) is renamed ``<file index>:<id>``, so the
+    probe's per-turn records stay apart and can be paired across models.
+    """
     from tooldojo.jsonl import read_jsonl
+    from tooldojo.loop.controller import is_heldout
     from tooldojo.model import Trajectory
 
     seen: set[str] = set()
+    ids: set[str] = set()
     out = []
-    for path in files:
+    for index, path in enumerate(files):
         for trajectory in read_jsonl(path, Trajectory):
+            held = trajectory.split == "heldout" or (
+                fraction is not None and is_heldout(trajectory.scenario_id, fraction)
+            )
             key = json.dumps([m.model_dump(mode="json") for m in trajectory.messages])
-            if trajectory.split == "heldout" and trajectory.passed and key not in seen:
-                seen.add(key)
-                out.append(trajectory)
+            if not (held and trajectory.passed) or key in seen:
+                continue
+            seen.add(key)
+            if trajectory.id in ids:
+                trajectory = trajectory.model_copy(update={"id": f"{index}:{trajectory.id}"})
+            ids.add(trajectory.id)
+            out.append(trajectory.model_copy(update={"split": "heldout"}))
     return out
 
 
@@ -114,11 +131,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="loop config (probe, seed)")
     parser.add_argument("--heldout", type=Path, action="append", required=True)
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        help="also hold out this share of scenarios by the loop's stable split (for a synth run)",
+    )
     parser.add_argument("--model", action="append", required=True, help="NAME=PATH (.gguf or dir)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     cfg = load_loop_config(args.config)
-    heldout = distinct_heldout(args.heldout)
+    heldout = distinct_heldout(args.heldout, args.fraction)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for spec in args.model:
@@ -135,6 +157,7 @@ def main() -> None:
         print(line(name, results[name]), flush=True)
     report = {
         "heldout": [str(p) for p in args.heldout],
+        "fraction": args.fraction,
         "heldout_trajectories": len(heldout),
         "models": results,
     }

@@ -12,6 +12,7 @@ from bench.tool_rendering import run_rendering_check, use_rendering
 from tooldojo.jsonl import append_jsonl
 from tooldojo.llm._shared import render_chat
 from tooldojo.llm.codecs import get_codec
+from tooldojo.loop.controller import is_heldout
 from tooldojo.loop.probe import ProbeRecord
 from tooldojo.model import Label, LabelCall, Message, ToolCall
 from train_support import WEATHER, build_tiny_model, corpus_for, weather_trajectory
@@ -44,6 +45,27 @@ def test_each_heldout_conversation_counts_once(tmp_path) -> None:
     append_jsonl(tmp_path / "b.jsonl", [*later, failed, train])
     held = distinct_heldout([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
     assert [t.id for t in held] == ["t0", "t1", "t5"]
+
+
+def test_heldout_ids_stay_unique_across_runs_and_a_fraction_splits_a_synth_run(tmp_path) -> None:
+    # Two runs number their scenarios alike: run b's t0 is another conversation than run a's.
+    a = weather_trajectory(0, "Oslo").model_copy(update={"split": "heldout"})
+    b = weather_trajectory(0, "Lima").model_copy(update={"split": "heldout"})
+    append_jsonl(tmp_path / "a.jsonl", [a])
+    append_jsonl(tmp_path / "b.jsonl", [b])
+    held = distinct_heldout([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+    assert [t.id for t in held] == ["t0", "1:t0"]
+    # A synth run's trajectories are all "train": a fraction picks the loop's held-out side.
+    synth = [
+        weather_trajectory(i, "Oslo").model_copy(update={"scenario_id": f"s-{i}"})
+        for i in range(40)
+    ]
+    append_jsonl(tmp_path / "synth.jsonl", synth)
+    assert distinct_heldout([tmp_path / "synth.jsonl"]) == []
+    picked = distinct_heldout([tmp_path / "synth.jsonl"], 0.25)
+    expected = [t.id for t in synth if is_heldout(t.scenario_id, 0.25)]
+    assert [t.id for t in picked] == expected and 0 < len(expected) < 40
+    assert {t.split for t in picked} == {"heldout"}
 
 
 def _record(i: int, *, kind: str, correct: bool, called: str | None, error: str | None):
