@@ -402,3 +402,60 @@ def test_a_loop_whose_data_all_fails_verification_stops_and_still_reports(tmp_pa
     assert not (rundir.root / "iter-000" / "train_data.jsonl").exists()
     report = (rundir.root / "report.html").read_text()
     assert "iter-000" in report
+
+
+def test_iteration_zero_takes_a_finished_synth_run_and_refuses_one_under_way(tmp_path):
+    """``loop.synth.first_from``: a large synthesis run made on its own becomes iteration 0's
+    data, copied whole; new data there redoes the stage; a run not yet done is refused."""
+    from tooldojo.errors import ToolDojoError
+    from tooldojo.jsonl import append_jsonl
+    from train_support import weather_trajectory
+
+    source = tmp_path / "synth"
+    source.mkdir()
+    append_jsonl(source / "trajectories.jsonl", [weather_trajectory(i, "Oslo") for i in range(3)])
+    manifest = {"stages": {"synth": {"status": "running", "counts": {}}}}
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    config = LoopConfig(
+        model="embedded",
+        synth=SynthSection(first_from=str(source), executor=OFFICE),
+        eval=EvalSection(baseline=False),
+    )
+
+    def run_once(lines: list[str]) -> None:
+        with pytest.raises(StopLoop):
+            run_loop(
+                LoopRequest(
+                    specs=[],
+                    run=tmp_path / "run",
+                    iterations=1,
+                    config=config,
+                    models={},
+                    stop_after="iter-000/synth",
+                    progress=lines.append,
+                )
+            )
+
+    with pytest.raises(ToolDojoError, match=r"synth/manifest.json: the synthesis is running"):
+        run_once([])
+    assert not (tmp_path / "run/iter-000/trajectories.jsonl").exists()
+    manifest["stages"]["synth"]["status"] = "done"
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    run_once([])
+    copied = tmp_path / "run/iter-000/trajectories.jsonl"
+    assert copied.read_bytes() == (source / "trajectories.jsonl").read_bytes()
+    record = RunManifest.model_validate_json((tmp_path / "run/manifest.json").read_text())
+    assert record.stages["iter-000/synth"].counts == {
+        "planned": 0,
+        "finished": 3,
+        "dropped": 0,
+        "imported": 1,
+    }
+    again: list[str] = []
+    run_once(again)
+    assert "iter-000/synth: done, skipped" in again
+    append_jsonl(source / "trajectories.jsonl", [weather_trajectory(3, "Rome")])
+    more: list[str] = []
+    run_once(more)
+    assert "iter-000/synth: inputs changed, redoing" in more
+    assert len(list(read_jsonl(copied, Trajectory))) == 4

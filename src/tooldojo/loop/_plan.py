@@ -7,6 +7,8 @@ downstream of it after it. Files are named relative to the iteration folder.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tooldojo.loop._context import LoopContext
 from tooldojo.loop._resume import StagePlan, spec_hashes
 from tooldojo.loop._stage_eval import eval_stage
@@ -14,7 +16,7 @@ from tooldojo.loop._stage_judge import expand_stage, judge_stage, weights_stage
 from tooldojo.loop._stage_pool import pool_stage, verify_stage
 from tooldojo.loop._stage_probe import base_probe_stage, probe_stage
 from tooldojo.loop._stage_stats import stats_stage
-from tooldojo.loop._stage_synth import synth_stage
+from tooldojo.loop._stage_synth import IMPORTED_FILES, import_synth_stage, synth_stage
 from tooldojo.loop._stage_train import train_stage
 
 
@@ -26,24 +28,9 @@ def iteration_plan(context: LoopContext, k: int) -> list[StagePlan]:
     prev = context.rundir.root / f"iter-{k - 1:03d}" if k else None
     start_model = cfg.model if prev is None else str(prev / "train" / "checkpoint")
     checkpoint = str(it / "train" / "checkpoint")
-    selfplay = prev is not None and bool(cfg.selfplay.roles)
     before = f"../{prev.name}/" if prev is not None else None  # the previous iteration's folder
     plan = [
-        StagePlan(
-            "synth",
-            lambda: synth_stage(context, it, prev, k),
-            files=[before + "weights.json", before + "expanded.jsonl"] if before else [],
-            models={"selfplay": start_model} if selfplay else {},
-            values={
-                "synth": cfg.synth.model_dump(),
-                "seed": cfg.seed,
-                "specs": spec_hashes(context.request.specs),
-                "roles": context.roles_identity(),
-                "selfplay": cfg.selfplay.roles if selfplay else [],
-            },
-            outputs=["trajectories.jsonl"],
-            clears=["scenarios.jsonl", "dropped.jsonl", "manifest.json", "role_calls.jsonl"],
-        ),
+        _synth_plan(context, it, prev, k, start_model),
         StagePlan(
             "verify",
             lambda: verify_stage(context, it),
@@ -156,3 +143,39 @@ def iteration_plan(context: LoopContext, k: int) -> list[StagePlan]:
         ),
     ]
     return plan
+
+
+def _synth_plan(
+    context: LoopContext, it: Path, prev: Path | None, k: int, start_model: str
+) -> StagePlan:
+    """Synthesis, or on iteration 0 with ``loop.synth.first_from`` the copy of a finished
+    synthesis run (its files are the inputs, so new data there redoes it)."""
+    cfg = context.cfg
+    if k == 0 and cfg.synth.first_from:
+        source = Path(cfg.synth.first_from).resolve()
+        return StagePlan(
+            "synth",
+            lambda: import_synth_stage(source, it),
+            files=[str(source / name) for name in IMPORTED_FILES],
+            values={"first_from": str(source)},
+            outputs=["trajectories.jsonl"],
+            clears=["scenarios.jsonl", "dropped.jsonl", "manifest.json"],
+        )
+    selfplay = prev is not None and bool(cfg.selfplay.roles)
+    before = f"../{prev.name}/" if prev is not None else None
+    return StagePlan(
+        "synth",
+        lambda: synth_stage(context, it, prev, k),
+        files=[before + "weights.json", before + "expanded.jsonl"] if before else [],
+        models={"selfplay": start_model} if selfplay else {},
+        values={
+            # without first_from (iteration 0's alone): runs from before it stay done
+            "synth": cfg.synth.model_dump(exclude={"first_from"}),
+            "seed": cfg.seed,
+            "specs": spec_hashes(context.request.specs),
+            "roles": context.roles_identity(),
+            "selfplay": cfg.selfplay.roles if selfplay else [],
+        },
+        outputs=["trajectories.jsonl"],
+        clears=["scenarios.jsonl", "dropped.jsonl", "manifest.json", "role_calls.jsonl"],
+    )

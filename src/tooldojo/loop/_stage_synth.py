@@ -5,6 +5,8 @@ roles."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,51 @@ def synth_stage(context: LoopContext, it: Path, prev: Path | None, k: int) -> di
     # runner skips finished and dropped scenarios), and what follows sees the new data.
     counts["incomplete"] = counts["failed"]
     return counts | {f"assistant_{key}": v for key, v in guidance.items()}
+
+
+IMPORTED_FILES = ("scenarios.jsonl", "trajectories.jsonl", "dropped.jsonl", "manifest.json")
+"""What a ``tooldojo synth --out`` folder holds, and what iteration 0 copies from one."""
+
+
+def import_synth_stage(source: Path, it: Path) -> dict[str, int]:
+    """Iteration 0's ``trajectories.jsonl`` (and its plan, drops and manifest) copied from the
+    finished synthesis run in ``source`` (``loop.synth.first_from``).
+
+    Only a finished run is taken: a run still under way (or stopped by a kill) would freeze a
+    partial sample into the loop, so it is refused with the way to finish it. Each file lands
+    whole (copied beside, then renamed), so a kill mid-copy leaves nothing half-written."""
+    manifest_path = source / "manifest.json"
+    if not manifest_path.is_file():
+        raise ToolDojoError(
+            f"{manifest_path}: not found; loop.synth.first_from must name a "
+            "'tooldojo synth --out' folder"
+        )
+    try:
+        record = json.loads(manifest_path.read_text("utf-8"))["stages"]["synth"]
+        status = record["status"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ToolDojoError(f"{manifest_path}: no synth stage record ({error!r})") from error
+    if status != "done":
+        raise ToolDojoError(
+            f"{manifest_path}: the synthesis is {status}, not done; finish it by running the "
+            "same 'tooldojo synth' command again, then resume the loop"
+        )
+    it.mkdir(parents=True, exist_ok=True)
+    for name in IMPORTED_FILES:
+        if (source / name).is_file():
+            partial = it / f"{name}.partial"
+            shutil.copyfile(source / name, partial)
+            os.replace(partial, it / name)
+    counts = {
+        "planned": _lines(it / "scenarios.jsonl"),
+        "finished": _lines(it / "trajectories.jsonl"),
+        "dropped": _lines(it / "dropped.jsonl"),
+    }
+    return counts | {"imported": 1}
+
+
+def _lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())

@@ -40,6 +40,12 @@ class SynthSection(_Section):
     """What the synthesis assistant learns of the planned label (tooldojo.agents.guidance):
     ``label`` teacher-forces the steps it gets wrong — the cold start a model that cannot call
     tools yet needs; use ``none`` with a capable assistant model."""
+    first_from: str | None = None
+    """A finished ``tooldojo synth --out`` folder that iteration 0 takes its synthesized data
+    from instead of synthesizing (its scenarios, trajectories, drops and manifest are copied
+    in): a large cold-start synthesis, run and resumed on its own over hours, then looped on.
+    The stage's inputs are that folder's files, so new data there redoes iteration 0; later
+    iterations synthesize ``n`` scenarios as usual."""
 
 
 class VerifySection(_Section):
