@@ -168,3 +168,22 @@ def test_a_success_that_carries_an_error_object_is_a_failed_result() -> None:
     assert recorded_failures(with_result({"rows": 3, "errors": []})) == []
     # A real tool's own error answer is its result (the turn gates read what is said of it).
     assert recorded_failures(with_result({"error": "no file /notes/x.txt"}, "executed")) == []
+    # Any top-level error-like field with content, or a state flag that says so, from the
+    # scale run's passed data (s21-01569, -02559, -03068, -02376): each must fail.
+    for failed in (
+        {"remoteException": {"message": "The file is not a file. The file is a directory"}},
+        {"Items": [], "WebException": {"Errors": [], "StatusCode": 100}},
+        {"Count": 1, "ErrorMessages": [{"Code": "1", "FaultMessage": "1.1.0.0"}]},
+        {"Count": 1, "IsFaulted": True},
+        {"balance": "0", "ok": False},
+        {"isSuccessful": False},
+    ):
+        (found,) = recorded_failures(with_result(failed))
+        assert found[0] == "failed_result", failed
+    # Settings that name errors, empty error lists and states that say all is well pass.
+    for fine in (
+        {"activeErrorOverride": True, "isError": False, "success": True},
+        {"ErrorMessages": [], "WebException": {"Errors": [], "Code": ""}},
+        {"LastFailureTime": "", "terror": "a film"},
+    ):
+        assert recorded_failures(with_result(fine)) == [], fine

@@ -125,9 +125,12 @@ def _reads_as_failure(text: str, simulated: bool = False) -> str | None:
         # {"done": true, "error": {...}}): the simulated server filled the schema's optional
         # "error", and the result passed as a success; 1 of 30 samples of the scale run held
         # one. A real tool's own {"error": ...} answer is its result, read by the turn gates.
-        for key in ("error", "errors"):
-            if value.get(key):
-                return f"{key}: {json.dumps(value[key], ensure_ascii=False)}"[:80]
+        # The same for any top-level error-like field ("remoteException", "ErrorMessages",
+        # "WebException") with content, or a flag saying so ({"IsFaulted": true}): 3 of 353
+        # passed trajectories of the issue-15 scale run (s21-01569, -02559, -03068) held one.
+        for key, field_value in value.items():
+            if (said := _error_field(key, field_value)) is not None:
+                return said
     stack = [value]
     while stack:
         item = stack.pop()
@@ -138,6 +141,46 @@ def _reads_as_failure(text: str, simulated: bool = False) -> str | None:
         elif isinstance(item, str) and SUCCESS_SAYS_FAILURE.search(item):
             return item[:80]
     return None
+
+
+ERROR_WORDS = frozenset({"error", "errors", "exception", "fault", "faults"})
+"""Words of a result field that carries a failure when it has content."""
+FAILED_FLAG_WORDS = frozenset({"error", "errors", "failed", "faulted", "failure"})
+"""Words of a boolean field that reports a failure when true ({"isFaulted": true})."""
+SUCCESS_FLAG_WORDS = frozenset({"success", "succeeded", "successful", "ok"})
+"""Words of a boolean field that reports a failure when false ({"success": false})."""
+FLAG_PREFIXES = frozenset({"is", "has", "was", "did"})
+
+
+def _key_words(key: str) -> set[str]:
+    # a field name's words (camelCase, snake_case, kebab-case); verify cannot use the synth
+    # layer's name splitter (verify sits beside synth, not above it)
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", key)
+    return set(re.split(r"[^a-z0-9]+", spaced.lower())) - {""}
+
+
+def _has_content(value: Any) -> bool:
+    """Some non-empty scalar at any depth ({"Errors": [], "Code": ""} has none)."""
+    if isinstance(value, dict):
+        return any(_has_content(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_content(v) for v in value)
+    return value not in (None, "", False)
+
+
+def _error_field(key: str, value: Any) -> str | None:
+    """``key: value`` (short) when this top-level field of a result reports a failure."""
+    words = _key_words(key)
+    if isinstance(value, bool):
+        # a flag that is only a state ("isFaulted", "success"), not a setting that names an
+        # error ("activeErrorOverride": true)
+        state = words - FLAG_PREFIXES
+        failed = bool(state) and (
+            (value and state <= FAILED_FLAG_WORDS) or (not value and state <= SUCCESS_FLAG_WORDS)
+        )
+    else:
+        failed = bool(words & ERROR_WORDS) and _has_content(value)
+    return f"{key}: {json.dumps(value, ensure_ascii=False)}"[:80] if failed else None
 
 
 def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
