@@ -640,3 +640,24 @@ def test_template_cap_out_of_range_is_a_clear_cli_error(tmp_path, monkeypatch, c
     assert stopped.value.code == 2
     assert "--template-cap must be between 0 and 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.anyio
+async def test_the_user_does_not_parrot_the_assistant():
+    """A draft that mostly repeats the assistant's message is retried (the request gate's
+    echo_request would fail it), for an answer to a question and for a later request."""
+    question = "Which book would you like to reprice, and could you give me its id please?"
+    clarify = _scenario(withheld={"book_id": "bk_ab12"})
+    parrot = "Which book would you like to reprice, and could you give me its id bk_ab12?"
+    user = UserSimulator(ScriptedChatModel([parrot, "It is bk_ab12."]), attempts=2)
+    answer = await user.clarification(clarify, 0, question, random.Random(0))
+    assert answer.source == "model" and answer.text == "It is bk_ab12." and answer.attempts == 2
+    assert answer.problems == ["repeats the assistant's message"]  # the first draft's
+    said = "You can set the price of a book by its id and the amount in euros, whenever you like."
+    later = "Please set the price of a book by its id and the amount in euros: bk_ab12, 9.5 EUR."
+    fresh = "Please set the price of bk_ab12 to 9.5 EUR."
+    user = UserSimulator(ScriptedChatModel([later, fresh]), attempts=2)
+    text = await user.request(_scenario(), 0, random.Random(0), after=said)
+    assert text.text == fresh and text.attempts == 2
+    user = UserSimulator(ScriptedChatModel([later]), attempts=1)
+    assert (await user.request(_scenario(), 0, random.Random(0))).text == later  # nothing said

@@ -480,3 +480,29 @@ async def test_a_result_of_zero_is_a_value_not_an_empty_result() -> None:
     assert await stopped_by(zero("You have 0 messages that mention dune.")) == (None, [])
     invented = zero("Your dune messages are from Anna and Tom.")
     assert await stopped_by(invented) == ("turns", ["ungrounded_answer"])
+
+
+@pytest.mark.anyio
+async def test_a_user_turn_that_repeats_the_assistant_fails_and_an_answer_passes() -> None:
+    ask = "For how many days ahead should the forecast for Lisbon go, and in which unit?"
+
+    def clarified(reply: str) -> Trajectory:
+        return episode(
+            messages=[
+                Message(role="system", content="You can call tools."),
+                Message(role="user", content="What will the weather be in Lisbon?"),
+                Message(role="assistant", content=ask),
+                Message(role="user", content=reply),
+                Message(role="assistant", tool_calls=[CALL]),
+                Message(
+                    role="tool", tool_call_id="c1", name="get_forecast", content=json.dumps(RESULT)
+                ),
+                Message(role="assistant", content=ANSWER),
+            ],
+            labels=[Label(kind="clarify", missing=["days"]), LABEL, Label(kind="text")],
+        )
+
+    assert await stopped_by(clarified("Three days, please, in celsius.")) == (None, [])
+    # from the scale run: the weak user model parrots the question with the value slipped in
+    parrot = "For how many days ahead should the forecast for Lisbon go, 3, in celsius?"
+    assert await stopped_by(clarified(parrot)) == ("request", ["echo_request"])

@@ -34,7 +34,7 @@ from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
 from tooldojo.verify.content import STOPWORDS, content_words, not_english
 from tooldojo.verify.grounding import normalize
-from tooldojo.verify.requests import ASK, loops, number_dump, numbers_in
+from tooldojo.verify.requests import ASK, echoes, loops, number_dump, numbers_in
 
 
 class TemplateCapReached(Exception):
@@ -167,6 +167,9 @@ class RequestCheck:
     topic_word: str | None = None
     """The start of the first asked tool's most telling word (see :func:`topic_word`), which
     the values grammar requires."""
+    echo_of: str = ""
+    """The assistant's message before this one: a message that mostly repeats it (the request
+    gate's ``echo_request``) is retried, not kept to fail there."""
     opens: bool = False
     """The message opens a turn, so it may not be a dump of numbers (the request gate's
     ``number_dump``); an answer to a clarifying question may be just the value."""
@@ -218,6 +221,8 @@ class RequestCheck:
             out.append("loops (a word or phrase over and over)")
         if not_english(text):
             out.append("not English")
+        if self.echo_of and echoes(text, self.echo_of):
+            out.append("repeats the assistant's message")
         if self.opens and number_dump(text, expected):
             out.append("not a message: mostly numbers and symbols")
         said = content_words(text)
@@ -399,8 +404,11 @@ class UserSimulator:
         self.templated.add(scenario.id)
         return True
 
-    async def request(self, scenario: Scenario, turn_index: int, rng: random.Random) -> UserText:
-        """The user message opening ``turn_index`` of ``scenario``."""
+    async def request(
+        self, scenario: Scenario, turn_index: int, rng: random.Random, after: str = ""
+    ) -> UserText:
+        """The user message opening ``turn_index`` of ``scenario``; ``after``: the assistant's
+        last message, which it must not parrot."""
         asks = _asks(scenario, turn_index)
         turn = scenario.turns[turn_index]
         withheld = list(turn.withheld)
@@ -417,6 +425,7 @@ class UserSimulator:
         )
         check.keys = [k for ask in asks for k in ask.get("values", {})]
         check.must_ask = turn_index == 0
+        check.echo_of = after
         check.opens = True
         first = next((ask for ask in asks if ask.get("tool")), None)
         check.topic_word = topic_word(first) if first else None
@@ -473,6 +482,7 @@ class UserSimulator:
             forbidden=[],
             tool_names=[],
             keys=list(withheld),
+            echo_of=question,
         )
         details = details_text({words(k): v for k, v in withheld.items()})
         prompt = (

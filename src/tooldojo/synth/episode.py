@@ -217,7 +217,9 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                 if failed_steps:
                     break
                 try:
-                    user = await _user(env, scenario, turn_index, rng, timer, None)
+                    user = await _user(
+                        env, scenario, turn_index, rng, timer, None, _last_prose(state.messages)
+                    )
                 except TemplateCapReached as error:
                     return Dropped(scenario.id, f"template cap: {error}", "")
                 sources.append(user.source)
@@ -338,6 +340,11 @@ def _user_message(text: UserText) -> Message:
     return message
 
 
+def _last_prose(messages: list[Message]) -> str:
+    """The assistant's last message with text ("" before it has written any)."""
+    return next((m.content for m in reversed(messages) if m.role == "assistant" and m.content), "")
+
+
 async def _user(
     env: EpisodeEnv,
     scenario: Scenario,
@@ -345,10 +352,11 @@ async def _user(
     rng: random.Random,
     timer: _Timer,
     question: str | None,
+    after: str = "",
 ) -> UserText:
     began = time.perf_counter()
     if question is None:
-        text = await env.user.request(scenario, turn_index, rng)
+        text = await env.user.request(scenario, turn_index, rng, after)
     else:
         text = await env.user.clarification(scenario, turn_index, question, rng)
     timer.add("user", began, text.usage)

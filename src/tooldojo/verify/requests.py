@@ -17,6 +17,9 @@ Checked independently of the user simulator (which has its own, weaker check):
   one three-word phrase four times ("a total of a total of ...") or one content word five
   times; a parallel request repeats its phrase at most three times ("the log of 2, the log
   of 5 and the log of 9");
+- ``echo_request``: a later user message that mostly repeats the assistant's message before it
+  (half or more of its four-word runs, at least three of them, are the assistant's): a weak
+  user model parroting, not a person answering;
 - ``not_english``: a user message that is not English (``content.not_english``: under 15%
   function words in six words or more: German, French or word salad);
 - ``number_dump``: a message opening a turn that holds far more numbers than the labels
@@ -151,6 +154,34 @@ def loops(text: str) -> bool:
     return bool(grams) and grams.most_common(1)[0][1] >= 4
 
 
+ECHO_RUN = 4
+"""Words in a run that counts as repeated (three-word runs are common phrases: "I would like")."""
+
+
+def echoes(text: str, before: str) -> bool:
+    """Whether half or more of ``text``'s four-word runs (at least three) are in ``before``."""
+
+    def runs(words: list[str]) -> set[tuple[str, ...]]:
+        return {tuple(words[i : i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)}
+
+    mine = runs(WORD.findall(text.lower()))
+    if len(mine) < 3 or not before:
+        return False
+    return 2 * len(mine & runs(WORD.findall(before.lower()))) >= len(mine)
+
+
+def _assistant_text_before(messages: Sequence[Message], index: int) -> str:
+    """The assistant's last prose before message ``index`` ("" when none)."""
+    return next(
+        (
+            m.content or ""
+            for m in reversed(messages[:index])
+            if m.role == "assistant" and m.content
+        ),
+        "",
+    )
+
+
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*")
 
 
@@ -207,6 +238,8 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
             found.append(("user_code", f"user message {position}: carries {code}"))
         if loops(text):
             found.append(("loop_request", f"user message {position}: loops"))
+        if echoes(text, _assistant_text_before(trajectory.messages, position)):
+            found.append(("echo_request", f"user message {position}: repeats the assistant"))
         if not_english(text):
             found.append(("not_english", f"user message {position}: not English"))
         if position not in answers and number_dump(text, needed):
