@@ -196,3 +196,23 @@ def test_cut_text_at_the_string_bound_is_prose_or_a_runaway_not_a_whole_token():
     assert _cut_text({"id": "com.google.apps.vue.ComV"}, 24) == ""
     assert _cut_text({"url": "https://www.ebay.com/en/"}, 24) == ""
     assert _cut_text({"id": "com.google.apps.vue.ComV"}, 48) == ""  # under the bound
+
+
+@pytest.mark.anyio
+async def test_prose_cut_at_the_bound_ends_at_its_last_full_sentence_or_fails() -> None:
+    from tooldojo.mcp.executors.simulated import _end_at_sentence
+
+    note = "Deleted the note. It will be gone from all devices"  # 50 characters, cut at 48
+    assert _end_at_sentence({"status": note[:48]}, 48) == {"status": "Deleted the note."}
+    assert _end_at_sentence(["Done. It will be gone from every device in a day"], 48) == [
+        "Done. It will be gone from every device in a day"  # "Done." is too short to keep
+    ]
+    assert _end_at_sentence({"id": "v1.2. x"}, 48) == {"id": "v1.2. x"}  # under the bound
+    cut = '{"id": "A1", "status": "%s"}' % note[:48]
+    executor = SimulatedExecutor(ScriptedChatModel([cut]), max_retries=0)
+    outcome = await executor.execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
+    assert outcome.value == {"id": "A1", "status": "Deleted the note."}
+    runon = '{"id": "A1", "status": "%s"}' % ("the note is gone from all of the devices " * 2)[:48]
+    executor = SimulatedExecutor(ScriptedChatModel([runon]), max_retries=0)
+    with pytest.raises(ToolExecutionError, match="was cut at 48 characters"):
+        await executor.execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))

@@ -248,6 +248,7 @@ class SimulatedExecutor:
                 except ValueError as error:
                     problem = f"the reply is not JSON ({error}); backend said: {completion.error}"
                 else:
+                    value = _end_at_sentence(value, plan.bounds.string_chars)
                     problem = self._output_problem(tool, value) or _cut_text(
                         value, plan.bounds.string_chars
                     )
@@ -339,6 +340,28 @@ def _cut_text(value: Any, chars: int) -> str:
     ):
         return f"the text {value[:24]!r}... was cut at {chars} characters; write shorter values"
     return ""
+
+
+def _end_at_sentence(value: Any, chars: int) -> Any:
+    """``value`` with each prose string the bound cut ended at its last full sentence, when one
+    of at least ``SENTENCE_MIN`` characters ends before the cut: "Deleted the note. It will
+    be gone from all dev" becomes "Deleted the note.", as a stop at the sentence's end would
+    have left it. A cut with no sentence end before it stays cut (and fails the call)."""
+    if isinstance(value, dict):
+        return {k: _end_at_sentence(v, chars) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_end_at_sentence(v, chars) for v in value]
+    if isinstance(value, str) and len(value) >= chars and any(c.isspace() for c in value):
+        ends = [m.end() for m in _SENTENCE_END.finditer(value)]
+        kept = value[: ends[-1]] if ends else ""
+        if len(kept) >= SENTENCE_MIN and not _RUNAWAY.search(kept):
+            return kept
+    return value
+
+
+SENTENCE_MIN = 12
+_SENTENCE_END = re.compile(r"[a-z0-9)][.!?](?=\s)")
+"""A sentence's end: a word, then a stop, then a space (not "e.g.x" or "v1.2")."""
 
 
 _RUNAWAY = re.compile(r"\d{12}|(.{2,}?)\1{2,}")
