@@ -208,11 +208,11 @@ async def test_prose_cut_at_the_bound_ends_at_its_last_full_sentence_or_fails() 
         "Done. It will be gone from every device in a day"  # "Done." is too short to keep
     ]
     assert _end_at_sentence({"id": "v1.2. x"}, 48) == {"id": "v1.2. x"}  # under the bound
-    cut = '{"id": "A1", "status": "%s"}' % note[:48]
+    cut = json.dumps({"id": "A1", "status": note[:48]})
     executor = SimulatedExecutor(ScriptedChatModel([cut]), max_retries=0)
     outcome = await executor.execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
     assert outcome.value == {"id": "A1", "status": "Deleted the note."}
-    runon = '{"id": "A1", "status": "%s"}' % ("the note is gone from all of the devices " * 2)[:48]
+    runon = json.dumps({"id": "A1", "status": ("the note is gone from all devices " * 2)[:48]})
     executor = SimulatedExecutor(ScriptedChatModel([runon]), max_retries=0)
     with pytest.raises(ToolExecutionError, match="was cut at 48 characters"):
         await executor.execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
