@@ -18,14 +18,8 @@ from typing import Any
 
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.model import RESULT_REF_KEY, LabelCall, Message, Tool
-from tooldojo.synth.values import (
-    ValueSampler,
-    _flatten,
-    alnum_key,
-    echoed_names,
-    name_words,
-    schema_error,
-)
+from tooldojo.names import alnum_key, name_words
+from tooldojo.synth.values import ValueSampler, _flatten, echoed_names, schema_error
 from tooldojo.verify.grounding import scalar_leaves
 from tooldojo.verify.requests import loops
 

@@ -24,6 +24,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
+from tooldojo.names import alnum_key, name_words
+
 MAX_DEPTH = 4
 """Recursive schemas (a category with subcategories) are cut here: optional parts are dropped."""
 
@@ -333,12 +335,6 @@ _NAMED_RANGES = (
 )
 
 
-def name_words(name: str) -> list[str]:
-    """``resourceGroupName`` → ``["resource", "group", "name"]`` (camelCase, snake and kebab)."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
-
-
 # What a string parameter with no format, pattern, example or pool gets, by the words of its
 # name, drawn with Faker (seeded from the plan's rng, so plans stay reproducible). The fallback
 # was ``<last word>-<3 digits>`` ("filter-401", "resourcegroupname-939"): a quarter of the call
@@ -448,11 +444,6 @@ def realistic_text(name: str, rng: random.Random) -> str:
     return fake.word()
 
 
-def alnum_key(text: str) -> str:
-    """``photo_ID`` → ``photoid``: a name or value compared without case or separators."""
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
 def echoes_name(name: str, value: str) -> bool:
     """Whether ``value`` spells out its parameter's name (``"ShortName"`` for ``shortName``,
     ``"example_store_id"`` for ``store_id``, ``"filter-401"`` for ``filter``): a small model
@@ -487,7 +478,7 @@ def echoed_names(arguments: Any, parameters: dict[str, Any]) -> list[str]:
 
 def _range_for(name: str) -> tuple[float, float] | None:
     """Plausible bounds a parameter's name implies when its schema states none."""
-    words = re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower().replace("-", "_").split("_")
+    words = name_words(name)
     for keys, bounds in _NAMED_RANGES:
         if any(word.rstrip("0123456789") in keys for word in words):
             return bounds

@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 import mcp.types as types
 
 from tooldojo.model import Message, Trajectory, Verdict
+from tooldojo.names import name_words
 from tooldojo.verify.turns import Turn
 
 Consistency = Literal["exact", "shape", "none"]
@@ -152,13 +153,6 @@ SUCCESS_FLAG_WORDS = frozenset({"success", "succeeded", "successful", "ok"})
 FLAG_PREFIXES = frozenset({"is", "has", "was", "did"})
 
 
-def _key_words(key: str) -> set[str]:
-    # a field name's words (camelCase, snake_case, kebab-case); verify cannot use the synth
-    # layer's name splitter (verify sits beside synth, not above it)
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", key)
-    return set(re.split(r"[^a-z0-9]+", spaced.lower())) - {""}
-
-
 def _has_content(value: Any) -> bool:
     """Some non-empty scalar at any depth ({"Errors": [], "Code": ""} has none)."""
     if isinstance(value, dict):
@@ -170,7 +164,7 @@ def _has_content(value: Any) -> bool:
 
 def _error_field(key: str, value: Any) -> str | None:
     """``key: value`` (short) when this top-level field of a result reports a failure."""
-    words = _key_words(key)
+    words = set(name_words(key))
     if isinstance(value, bool):
         # a flag that is only a state ("isFaulted", "success"), not a setting that names an
         # error ("activeErrorOverride": true)

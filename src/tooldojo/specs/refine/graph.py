@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tooldojo.model import Tool
+from tooldojo.names import alnum_key, name_words
 
 MAX_FEEDS = 12
 """Edges kept per producer, most specific first: enough to chain, few enough to read."""
@@ -32,13 +33,8 @@ _SCALARS = {"string", "integer", "number", "boolean"}
 _ID_SUFFIX = re.compile(r"(?i)(_id|id|_ids|ids|_key|_code|_uuid|uuid|_slug|slug)$")
 
 
-def norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 def _words(text: str) -> set[str]:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text)
-    words = {w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if len(w) > 1}
+    words = {w for w in name_words(text) if len(w) > 1}
     return words | {w[:-1] for w in words if w.endswith("s") and len(w) > 3}
 
 
@@ -70,7 +66,7 @@ def response_fields(schema: Any, depth: int = 0) -> dict[str, str]:
         for name, sub in props.items():
             kind = _scalar_type(sub)
             if kind:
-                fields.setdefault(norm(name), kind)
+                fields.setdefault(alnum_key(name), kind)
             elif isinstance(sub, dict):
                 fields.update({k: v for k, v in response_fields(sub, depth + 1).items()
                                if k not in fields})  # fmt: skip
@@ -84,7 +80,7 @@ def _compatible(produced: str, wanted: str) -> bool:
 def _consumer_index(
     tools: Sequence[Tool],
 ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str, frozenset[str]]]]]:
-    """Who consumes what: ``by_name[norm(param)] → [(tool, type)]`` for exact matches, and
+    """Who consumes what: ``by_name[alnum_key(param)] → [(tool, type)]`` for exact matches, and
     ``by_stem[word] → [(tool, type, stem words)]`` for ``<entity>Id`` parameters.
 
     Indexing consumers once keeps the graph near-linear: a 3,000-operation API (Microsoft
@@ -95,7 +91,7 @@ def _consumer_index(
     for consumer in tools:
         for param, schema in consumer.properties.items():
             kind = _scalar_type(schema)
-            key = norm(param)
+            key = alnum_key(param)
             if kind is None or key in _GENERIC:
                 continue
             id_param = bool(_ID_SUFFIX.search(param))
