@@ -60,7 +60,13 @@ def trainer_for(tiny, tmp_path, **overrides):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base, trajectories = tiny
-    options = {"batch_size": 2, "export_gguf": None, "python_share": 0.0, "max_length": 512}
+    options = {
+        "batch_size": 2,
+        "export_gguf": None,
+        "python_share": 0.0,
+        "max_length": 512,
+        "conversation_rows": False,  # a row per turn unless a test asks for conversations
+    }
     settings = SFTSettings(**{**options, **overrides})
     tokenizer = AutoTokenizer.from_pretrained(base / "model")
     renderer = PromptRenderer(tokenizer)
@@ -91,6 +97,65 @@ def test_prompt_tokens_are_masked_and_the_answer_is_learned(tiny, tmp_path):
             learned += int((labels != -100).sum())
     assert learned == summary["completion_tokens"]
     assert summary["completion_tokens"] < summary["tokens"] / 3
+
+
+def _answer_nll(model, rows: list[dict]) -> float:
+    """Summed negative log-likelihood of every answer token of ``rows`` (pre-tokenized)."""
+    import torch
+
+    total = 0.0
+    with torch.no_grad():
+        for row in rows:
+            ids = torch.tensor([row["input_ids"]])
+            log_probs = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+            targets = ids[0, 1:]
+            picked = log_probs.gather(1, targets[:, None])[:, 0]
+            mask = torch.tensor(row["completion_mask"][1:], dtype=torch.bool)
+            total -= float(picked[mask].sum())
+    return total
+
+
+def test_a_conversation_row_learns_each_turn_in_the_context_its_own_row_gives(tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tooldojo.train.sft import _Tokens
+
+    base, trajectories = tiny
+    tokenizer = AutoTokenizer.from_pretrained(base / "model")
+    renderer = PromptRenderer(tokenizer)
+    samples = turn_samples(trajectories)
+    settings = SFTSettings(python_share=0.0, max_length=4096)
+    rows, summary = sft_dataset(samples, renderer, settings)
+    turns, per_turn = sft_dataset(
+        samples, renderer, SFTSettings(**{**settings.to_dict(), "conversation_rows": False})
+    )
+    assert summary["conversation_rows"] == len(rows) == len(trajectories)
+    assert summary["samples"] == per_turn["samples"] == len(samples) == 2 * len(trajectories)
+    # Every answer token is learned once in each mode; the history is computed once, not twice.
+    assert summary["completion_tokens"] == per_turn["completion_tokens"]
+    assert summary["tokens"] < 0.75 * per_turn["tokens"]
+    tokens = _Tokens(tokenizer)
+    for row, pair in zip(rows, [turns[i : i + 2] for i in range(0, len(turns), 2)], strict=True):
+        learned = [t for t, m in zip(row["input_ids"], row["completion_mask"], strict=True) if m]
+        assert tokenizer.decode(learned) == pair[0]["completion"] + pair[1]["completion"]
+        assert "<tool_response>" not in tokenizer.decode(learned)
+    # The same terms: a causal model scores each answer token alike in either row.
+    model = AutoModelForCausalLM.from_pretrained(base / "model").eval()
+    one_per_turn = [tokens.turn(t) for t in turns]
+    assert abs(_answer_nll(model, rows) - _answer_nll(model, one_per_turn)) < 1e-3 * len(rows)
+    # A trajectory listed twice (a hard sample added again) stays two rows.
+    twice, summary = sft_dataset(turn_samples([trajectories[0]] * 2), renderer, settings)
+    assert len(twice) == summary["conversation_rows"] == 2 and twice[0] == twice[1]
+    # A conversation is as long as its last turn's row. One over max_length falls back to its
+    # turns: the last is dropped and counted, the earlier ones kept.
+    lasts = sorted(len(r["input_ids"]) for r in one_per_turn[1::2])
+    capped = SFTSettings(**{**settings.to_dict(), "max_length": lasts[len(lasts) // 2]})
+    rows, summary = sft_dataset(samples, renderer, capped)
+    over = sum(1 for n in lasts if n > capped.max_length)
+    assert over and summary["conversation_rows"] == len(trajectories) - over
+    assert summary["dropped_too_long"] == over and len(rows) == len(trajectories)
+    assert summary["samples"] == len(samples) - over
+    assert all(len(r["input_ids"]) <= capped.max_length for r in rows)
 
 
 def padding(batch_list: list[dict]) -> int:
@@ -158,12 +223,14 @@ def test_samples_over_max_length_are_dropped_and_counted(tiny):
     tokenizer = AutoTokenizer.from_pretrained(base / "model")
     renderer = PromptRenderer(tokenizer)
     samples = turn_samples(trajectories)
-    everything = SFTSettings(python_share=0.0, max_length=4096)
+    everything = SFTSettings(python_share=0.0, max_length=4096, conversation_rows=False)
     rows, summary = sft_dataset(samples, renderer, everything)
     lengths = sorted(len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in rows)
     assert summary["dropped_too_long"] == 0 and summary["tokens"] == sum(lengths)
     limit = lengths[len(lengths) // 2]
-    rows, summary = sft_dataset(samples, renderer, SFTSettings(python_share=0.0, max_length=limit))
+    rows, summary = sft_dataset(
+        samples, renderer, SFTSettings(python_share=0.0, max_length=limit, conversation_rows=False)
+    )
     assert summary["dropped_too_long"] == sum(1 for n in lengths if n > limit) > 0
     assert summary["samples"] == len(rows) == len(samples) - summary["dropped_too_long"]
     assert all(len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) <= limit for r in rows)

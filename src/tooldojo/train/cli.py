@@ -95,6 +95,13 @@ def sft_command(
             help="Pack samples into max-length rows (no cross-sample attention).",
         ),
     ] = False,
+    conversation_rows: Annotated[
+        bool,
+        typer.Option(
+            "--conversation-rows/--turn-rows",
+            help="One row per trajectory with the loss on every assistant turn, or one per turn.",
+        ),
+    ] = True,
 ) -> None:
     """Supervised cold start (TRL SFTTrainer; loss on assistant turns only)."""
     from tooldojo.train.settings import SFTSettings
@@ -104,6 +111,7 @@ def sft_command(
         **_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share),
         group_by_length=group_by_length,
         packing=packing,
+        conversation_rows=conversation_rows,
     )
     if batch_size:
         settings.batch_size = batch_size

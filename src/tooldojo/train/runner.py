@@ -49,6 +49,8 @@ class TrainResult:
     steps: int
     seconds: float
     samples: int
+    """Samples trained on: assistant turns for SFT (one conversation row holds several), rows
+    for GRPO."""
     skipped: bool = False
     """True when an identical finished run was found and nothing was trained."""
     data: dict[str, Any] = field(default_factory=dict)
@@ -271,7 +273,8 @@ def run_training(
         tokenizer=tokenizer,
         settings=settings,
         fingerprint=fingerprint,
-        samples=len(rows),
+        # turns learned: an SFT conversation row holds several (data["rows"] counts rows)
+        samples=data_summary.get("samples", len(rows)),
         metrics=MetricsCSVCallback(out_dir / "metrics.csv"),
         data_summary=data_summary,
         training_summary=getattr(trainer, "tooldojo_summary", None),

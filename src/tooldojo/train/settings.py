@@ -67,6 +67,10 @@ class SFTSettings(CommonSettings):
     over the whole row and then masked."""
     loss_positions_only: bool = True
     """Project onto the vocabulary only the positions the loss is taken on (see train/head.py)."""
+    conversation_rows: bool = True
+    """One row per trajectory, the loss on each of its assistant turns, instead of one row per
+    turn that repeats the conversation so far as its prompt: the same (context, token) pairs
+    to learn, each token computed once (see :func:`tooldojo.train.sft.sft_dataset`)."""
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:

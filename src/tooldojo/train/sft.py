@@ -32,39 +32,57 @@ def _share(count: int, total: int) -> float:
 
 def sft_dataset(
     samples: list[TurnSample], renderer: PromptRenderer, settings: SFTSettings
-) -> tuple[list[dict[str, str]], dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows to train on and what they hold (the ``data`` section of ``result.json``).
 
-    Reported shares are over the rows kept: ``python_call_share`` (rendered for Python-call
-    syntax), ``no_call_share`` (the answer is text, no call), of which ``refusal_share``
-    (no offered tool fits), ``clarify_share`` (asks for a missing value) and
-    ``final_answer_share`` (the answer after tool results).
+    With ``conversation_rows`` (the default) a trajectory is one pre-tokenized row (``input_ids``
+    and ``completion_mask``) whose mask covers every assistant turn: a causal model gives each
+    turn the same context as a row per turn would (the conversation before it), so the loss
+    has the same terms, but the shared history is computed once, not once per turn (a
+    single-call trajectory's final answer row repeats the whole call row). The tokens are what
+    TRL makes of each turn's prompt and completion; a trajectory whose turns do not tokenize
+    as prefixes of the whole, or that is longer than ``max_length``, falls back to its turns'
+    own rows. Otherwise each turn is a prompt-completion row (TRL masks the prompt).
+
+    ``samples`` counts turns kept, ``rows`` rows. Reported shares are over the turns kept:
+    ``python_call_share`` (rendered for Python-call syntax), ``no_call_share`` (the answer is
+    text, no call), of which ``refusal_share`` (no offered tool fits), ``clarify_share`` (asks
+    for a missing value) and ``final_answer_share`` (the answer after tool results).
     """
-    tokenizer = renderer.tokenizer
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     kept: list[tuple[TurnSample, str]] = []
-    dropped = tokens = completion_tokens = 0
+    dropped = tokens = completion_tokens = conversations = 0
     plan = syntax_plan(samples, settings.python_share, settings.seed)
-    for sample in samples:
-        syntax = plan[sample.trajectory_id]
-        row = sft_row(sample, renderer, syntax)
-        prompt = len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
-        total = len(
-            tokenizer(row["prompt"] + row["completion"], add_special_tokens=False)["input_ids"]
-        )
-        if settings.max_length and total > settings.max_length:
-            dropped += 1
+    tokenize = _Tokens(renderer.tokenizer)
+    for group in _by_trajectory(samples):
+        syntax = plan[group[0].trajectory_id]
+        texts = [sft_row(sample, renderer, syntax) for sample in group]
+        whole = tokenize.conversation(texts) if settings.conversation_rows else None
+        if whole is not None and len(group) > 1 and _fits(whole, settings.max_length):
+            rows.append(whole)
+            kept += [(sample, syntax) for sample in group]
+            conversations += 1
+            tokens += len(whole["input_ids"])
+            completion_tokens += sum(whole["completion_mask"])
             continue
-        rows.append(row)
-        kept.append((sample, syntax))
-        tokens += total
-        completion_tokens += total - prompt
+        for sample, text in zip(group, texts, strict=True):
+            row = tokenize.turn(text) if settings.conversation_rows else text
+            length, answer = tokenize.lengths(text)
+            if settings.max_length and length > settings.max_length:
+                dropped += 1
+                continue
+            rows.append(row)
+            kept.append((sample, syntax))
+            tokens += length
+            completion_tokens += answer
     kinds = [
         s.label.kind if s.label else ("call" if s.target.tool_calls else "text") for s, _ in kept
     ]
     no_call = sum(1 for s, _ in kept if not s.target.tool_calls)
     summary = {
-        "samples": len(rows),
+        "samples": len(kept),
+        "rows": len(rows),
+        "conversation_rows": conversations,
         "dropped_too_long": dropped,
         "max_length": settings.max_length,
         "tokens": tokens,
@@ -77,6 +95,80 @@ def sft_dataset(
         "final_answer_share": _share(kinds.count("text"), len(kept)),
     }
     return rows, summary
+
+
+def _by_trajectory(samples: list[TurnSample]) -> list[list[TurnSample]]:
+    """Consecutive turns of one trajectory, in order (as :func:`turn_samples` lists them); a
+    trajectory listed twice (a hard sample added again) stays two groups, two rows."""
+    groups: list[list[TurnSample]] = []
+    for sample in samples:
+        last = groups[-1][-1] if groups else None
+        if (
+            last is not None
+            and last.trajectory_id == sample.trajectory_id
+            and sample.turn > last.turn
+        ):
+            groups[-1].append(sample)
+        else:
+            groups.append([sample])
+    return groups
+
+
+def _fits(row: dict[str, list[int]], max_length: int | None) -> bool:
+    return not max_length or len(row["input_ids"]) <= max_length
+
+
+class _Tokens:
+    """Token ids as TRL's SFT preparation makes them from prompt-completion text: the EOS
+    text appended to a completion that lacks it, ``tokenizer(text=...)``, and the completion
+    starting where the prompt's ids and the whole's part (``common_prefix_length``)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.eos = getattr(tokenizer, "eos_token", None) or ""
+
+    def ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text=text)["input_ids"])
+
+    def _completion(self, text: dict[str, str]) -> str:
+        completion = text["completion"]
+        return completion if completion.endswith(self.eos) else completion + self.eos
+
+    def lengths(self, text: dict[str, str]) -> tuple[int, int]:
+        """Tokens of the turn's row and of its answer."""
+        row = self.turn(text)
+        return len(row["input_ids"]), sum(row["completion_mask"])
+
+    def turn(self, text: dict[str, str]) -> dict[str, list[int]]:
+        """One turn's row, as TRL would tokenize its prompt-completion text."""
+        from trl.data_utils import common_prefix_length
+
+        whole = self.ids(text["prompt"] + self._completion(text))
+        start = common_prefix_length(self.ids(text["prompt"]), whole)
+        return {"input_ids": whole, "completion_mask": [0] * start + [1] * (len(whole) - start)}
+
+    def conversation(self, texts: list[dict[str, str]]) -> dict[str, list[int]] | None:
+        """The last turn's row with every earlier turn's answer marked too, or ``None`` when
+        an earlier turn's prompt and answer are not a prefix of the whole (in text or ids) or
+        lack the EOS that would close them."""
+        from trl.data_utils import common_prefix_length
+
+        last = texts[-1]
+        full_text = last["prompt"] + self._completion(last)
+        whole = self.ids(full_text)
+        mask = [0] * len(whole)
+        for text in texts:
+            if text is not last and not text["completion"].endswith(self.eos):
+                return None
+            answered = text["prompt"] + self._completion(text)
+            if not full_text.startswith(answered):
+                return None
+            end = self.ids(answered)
+            if common_prefix_length(end, whole) < len(end):
+                return None
+            start = common_prefix_length(self.ids(text["prompt"]), whole)
+            mask[start : len(end)] = [1] * (len(end) - start)
+        return {"input_ids": whole, "completion_mask": mask}
 
 
 def sft_config(settings: SFTSettings, out_dir: Path):
