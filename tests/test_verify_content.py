@@ -171,6 +171,15 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
             "request",
             "loop_request",
         ),
+        # a one-digit number turns up in any text: "day 1" is not the result's reading
+        (
+            {
+                "result": {"forecast": [{"day": 1, "outlook": "Sunny spells"}]},
+                "answer": "In Lisbon day 1 of 3 will be what it will be.",
+            },
+            "turns",
+            "ungrounded_answer",
+        ),
     ],
 )
 async def test_each_gate_fails_the_episode_built_to_fail_it(changes, gate, reason) -> None:
@@ -506,3 +515,13 @@ async def test_a_user_turn_that_repeats_the_assistant_fails_and_an_answer_passes
     # from the scale run: the weak user model parrots the question with the value slipped in
     parrot = "For how many days ahead should the forecast for Lisbon go, 3, in celsius?"
     assert await stopped_by(clarified(parrot)) == ("request", ["echo_request"])
+
+
+@pytest.mark.anyio
+async def test_a_result_of_small_counts_alone_grounds_an_answer_that_quotes_them() -> None:
+    answer = "Lisbon has 3 forecast days ready for you."
+    assert await stopped_by(episode(result={"days_found": 3}, answer=answer)) == (None, [])
+    assert await stopped_by(episode(result={"days_found": 4}, answer=answer)) == (
+        "turns",
+        ["ungrounded_answer"],
+    )

@@ -187,3 +187,21 @@ def test_a_success_that_carries_an_error_object_is_a_failed_result() -> None:
         {"LastFailureTime": "", "terror": "a film"},
     ):
         assert recorded_failures(with_result(fine)) == [], fine
+
+
+def test_a_simulated_value_that_says_nothing_is_a_junk_result() -> None:
+    from tooldojo.model import Message, Trajectory
+    from tooldojo.verify.execution import recorded_failures
+
+    def with_result(body: object, origin: str = "model") -> Trajectory:
+        result = Message(role="tool", name="patch", tool_call_id="c1", content=json.dumps(body))
+        result.origin = origin
+        return Trajectory(id="t", messages=[Message(role="user", content="Patch it."), result])
+
+    # from the scale run: the simulated server's filler, which a forced call then copied
+    (found,) = recorded_failures(with_result({"status": 200, "workgroup_id": ");;;;;;;;"}))
+    assert found[0] == "junk_result" and "');;;;;;;;'" in found[1]
+    assert recorded_failures(with_result({"tags": [{"value": ");"}]}))[0][0] == "junk_result"
+    # a single symbol may be a value (a delimiter), and a real tool's answer is its own
+    assert recorded_failures(with_result({"delimiter": ",", "price": "$5.00"})) == []
+    assert recorded_failures(with_result({"sep": ";;"}, origin="executed")) == []

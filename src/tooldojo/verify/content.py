@@ -251,8 +251,13 @@ def _result_value(message: Message) -> Any:
 
 
 def _meaningful(leaf: Any) -> bool:
+    """A value whose presence in an answer says it was read: not "ok" or a one-digit count,
+    which turn up in any text ("1 TOTALLY!" was grounded by a ``deactivation_reason_id`` of 1
+    in the scale run's passed data)."""
     if isinstance(leaf, str):
         return len(leaf.strip()) >= 3 and leaf.strip().lower() not in {"ok", "yes", "no", "none"}
+    if isinstance(leaf, int | float) and not isinstance(leaf, bool):
+        return not (float(leaf).is_integer() and abs(leaf) < 10)
     return True
 
 
@@ -348,8 +353,10 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         for call in (message.tool_calls or [])
         for leaf in scalar_leaves(call.arguments)
     ]
-    leaves = [
-        leaf for m in results for leaf in scalar_leaves(_result_value(m)) if _meaningful(leaf)
+    every = [leaf for m in results for leaf in scalar_leaves(_result_value(m))]
+    # small counts and short words ground an answer only when the result holds nothing else
+    leaves = [leaf for leaf in every if _meaningful(leaf)] or [
+        leaf for leaf in every if not isinstance(leaf, bool)
     ]
     flags = {flag for m in results for flag in _flags(_result_value(m))}
     empty = not flags and not any(scalar_leaves(_result_value(m)) for m in results)

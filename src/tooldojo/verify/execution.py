@@ -177,6 +177,31 @@ def _error_field(key: str, value: Any) -> str | None:
     return f"{key}: {json.dumps(value, ensure_ascii=False)}"[:80] if failed else None
 
 
+def _junk_value(text: str) -> str | None:
+    """A string of two or more characters and no letter or digit in a simulated result
+    (``");"``, ``");;;;;;;;;"``, ``", "``): the server model's filler where a value belongs,
+    which a forced call then copied; 42 of 438 passed trajectories of the scale run held one.
+    A single character (``","`` for a delimiter) may be a value."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and len(item.strip()) >= 2 and not _ALNUM.search(item):
+            return item[:40]
+    return None
+
+
+_ALNUM = re.compile(r"[^\W_]")
+"""A letter or digit (in any script)."""
+
+
 def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
     """(code, message) for each failed result or step that nobody planned."""
     found: list[tuple[str, str]] = []
@@ -193,6 +218,13 @@ def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
         elif (dressed := _reads_as_failure(text, message.origin == "model")) is not None:
             found.append(
                 ("failed_result", f"message {position} ({message.name}): success says {dressed!r}")
+            )
+        elif message.origin == "model" and (junk := _junk_value(text)) is not None:
+            found.append(
+                (
+                    "junk_result",
+                    f"message {position} ({message.name}): a value {junk!r} says nothing",
+                )
             )
     for step in trajectory.metadata.get("failed_steps") or []:
         found.append(("failed_step", f"step {step.get('step')}: {step.get('reason')}"))
