@@ -23,11 +23,17 @@ Measured 2026-11-27 (100 calls of the issue-15 scale run, load 2-4, bound 48): 9
 (10 cut) before prose cut at the bound was ended at its last full sentence
 (``simulated._end_at_sentence``), 92/100 (8 cut) after: the 135M model seldom ends a sentence
 within 48 characters.
+
+A valid result with a value that says nothing (``");"``, the execution gate's ``junk_result``)
+counts as ``junk``. Measured 2026-11-27 (100 calls of the scale run, load 2-4): 85/100 valid,
+9 junk, 5 cut, before bounded strings had to hold a letter or digit
+(``response_schema._safe_string``); 92/100 valid, 1 junk, 6 cut after.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -99,6 +105,7 @@ async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dic
     from tooldojo.mcp.executors.base import ToolExecutionError
     from tooldojo.mcp.executors.response_schema import LADDER
     from tooldojo.mcp.executors.simulated import SimulatedExecutor
+    from tooldojo.verify.execution import _junk_value
 
     # The server role's sampling in configs/selfplay.yaml (the scale run's config).
     sampling = SamplingParams(temperature=0.3, max_tokens=200, seed=0)
@@ -114,13 +121,17 @@ async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dic
     async def one(number: int, tool, arguments) -> None:
         async with limiter:
             try:
-                await executor.execute(tool, arguments, Episode(id=f"replay-{number}"))
+                outcome = await executor.execute(tool, arguments, Episode(id=f"replay-{number}"))
             except ToolExecutionError as error:
                 kind = cause(str(error))
                 outcomes[kind] += 1
                 examples.setdefault(kind, str(error)[-160:])
             else:
-                outcomes["valid"] += 1
+                # valid, but a value that says nothing fails the execution gate (junk_result)
+                junk = _junk_value(json.dumps(outcome.value))
+                outcomes["valid" if junk is None else "junk"] += 1
+                if junk is not None:
+                    examples.setdefault("junk", repr(junk))
 
     started = time.perf_counter()
     async with anyio.create_task_group() as group:

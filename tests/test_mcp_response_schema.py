@@ -148,3 +148,27 @@ def test_spec_patterns_and_formats_stay_valid_and_bounded() -> None:
     assert bounded["properties"]["code"]["pattern"] == "^[A-Z]{1,48}$"
     grammar = schema_grammar(bounded)
     assert "@" in grammar and token_bound(bounded) < 1000
+
+
+def test_a_bounded_string_says_something_and_still_reaches_its_bound() -> None:
+    """The server model filled free strings with ');' and ');;;;;;;;': a simulated value must
+    hold a letter or digit (after one symbol at most), or be empty when it may be."""
+    import re
+
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from tooldojo.mcp.executors.response_schema import _safe_string
+
+    for minimum in (0, 1):
+        schema = _safe_string(48, minimum)
+        pattern = re.compile(schema["pattern"])
+        assert not any(pattern.match(junk) for junk in (");", ");;;;;;;;", ", ", "..."))
+        assert all(pattern.match(ok) for ok in ("$5.00", "#tag", "(555) 123", "Lisbon", "7"))
+        # a cut string is seen as cut: an unprefixed one still reaches the bound exactly
+        assert pattern.match("x" * 48) and not pattern.match("x" * 49)
+        assert bool(pattern.match("")) == (minimum == 0)
+        # llama.cpp's converter takes it (the grammar the server decodes under)
+        wrapped = {"type": "object", "properties": {"v": schema}, "required": ["v"]}
+        grammar = schema_grammar(wrapped)
+        assert "[A-Za-z0-9]" in grammar
+        LlamaGrammar.from_string(grammar, verbose=False)
