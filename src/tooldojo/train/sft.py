@@ -66,15 +66,14 @@ def sft_dataset(
             completion_tokens += sum(whole["completion_mask"])
             continue
         for sample, text in zip(group, texts, strict=True):
-            row = tokenize.turn(text) if settings.conversation_rows else text
-            length, answer = tokenize.lengths(text)
-            if settings.max_length and length > settings.max_length:
+            ids = tokenize.turn(text)
+            if not _fits(ids, settings.max_length):
                 dropped += 1
                 continue
-            rows.append(row)
+            rows.append(ids if settings.conversation_rows else text)
             kept.append((sample, syntax))
-            tokens += length
-            completion_tokens += answer
+            tokens += len(ids["input_ids"])
+            completion_tokens += sum(ids["completion_mask"])
     kinds = [
         s.label.kind if s.label else ("call" if s.target.tool_calls else "text") for s, _ in kept
     ]
@@ -133,11 +132,6 @@ class _Tokens:
     def _completion(self, text: dict[str, str]) -> str:
         completion = text["completion"]
         return completion if completion.endswith(self.eos) else completion + self.eos
-
-    def lengths(self, text: dict[str, str]) -> tuple[int, int]:
-        """Tokens of the turn's row and of its answer."""
-        row = self.turn(text)
-        return len(row["input_ids"]), sum(row["completion_mask"])
 
     def turn(self, text: dict[str, str]) -> dict[str, list[int]]:
         """One turn's row, as TRL would tokenize its prompt-completion text."""
