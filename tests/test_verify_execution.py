@@ -185,6 +185,7 @@ def test_a_success_that_carries_an_error_object_is_a_failed_result() -> None:
         {"activeErrorOverride": True, "isError": False, "success": True},
         {"ErrorMessages": [], "WebException": {"Errors": [], "Code": ""}},
         {"LastFailureTime": "", "terror": "a film"},
+        {"errorCount": 3, "maxErrors": 10, "errorPolicy": "retry"},
     ):
         assert recorded_failures(with_result(fine)) == [], fine
 

@@ -151,6 +151,12 @@ FAILED_FLAG_WORDS = frozenset({"error", "errors", "failed", "faulted", "failure"
 SUCCESS_FLAG_WORDS = frozenset({"success", "succeeded", "successful", "ok"})
 """Words of a boolean field that reports a failure when false ({"success": false})."""
 FLAG_PREFIXES = frozenset({"is", "has", "was", "did"})
+NOT_A_REPORT = frozenset(
+    {"count", "counts", "total", "number", "num", "rate", "ratio", "percent", "threshold",
+     "limit", "max", "min", "override", "enabled", "allowed", "policy", "mode", "type", "types"}
+)  # fmt: skip
+"""Words of a field that counts or configures errors ("errorCount", "maxErrors",
+"errorPolicy"): a value there is not a failure of this call."""
 
 
 def _has_content(value: Any) -> bool:
@@ -173,7 +179,7 @@ def _error_field(key: str, value: Any) -> str | None:
             (value and state <= FAILED_FLAG_WORDS) or (not value and state <= SUCCESS_FLAG_WORDS)
         )
     else:
-        failed = bool(words & ERROR_WORDS) and _has_content(value)
+        failed = bool(words & ERROR_WORDS) and not words & NOT_A_REPORT and _has_content(value)
     return f"{key}: {json.dumps(value, ensure_ascii=False)}"[:80] if failed else None
 
 
