@@ -103,3 +103,41 @@ async def test_an_interrupt_mid_run_keeps_finished_work_and_says_so(tmp_path: Pa
     assert sorted(_done_ids(out)) == sorted(seen)
     await run_prepared(prepared)
     assert sorted(_done_ids(out)) == sorted(s.id for s in prepared.scenarios)
+
+
+@pytest.mark.anyio
+async def test_sigterm_mid_run_keeps_finished_work_and_the_manifest_adds_up_the_time(
+    tmp_path: Path,
+):
+    """SIGTERM (kill, timeout, a scheduler's limit) ends the run as an error does: finished
+    work kept, the manifest says interrupted, and its wall time and session count add up
+    over the resumed sessions."""
+    import os
+    import signal
+    import threading
+
+    from tooldojo.synth.interrupt import Terminated
+
+    assert threading.current_thread() is threading.main_thread()  # else SIGTERM kills pytest
+    prepared = await prepare_run(request(tmp_path, n=12, concurrency=3))
+    seen: list[str] = []
+
+    def terminate_after_three(outcome) -> None:  # type: ignore[no-untyped-def]
+        seen.append(outcome.scenario_id)
+        if len(seen) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Terminated, match="stopped by SIGTERM"):
+        await run_prepared(prepared, terminate_after_three)
+    out = tmp_path / "out"
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["synth"]
+    assert stage["status"] == "failed" and "interrupted (Terminated)" in stage["error"]
+    assert stage["sessions"] == 1 and stage["wall_seconds"] >= 0
+    assert set(seen) <= set(_done_ids(out)) and len(set(_done_ids(out))) == len(_done_ids(out))
+    first = stage["wall_seconds"]
+    await anyio.sleep(0.2)
+    await run_prepared(prepared)
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["synth"]
+    assert stage["status"] == "done" and stage["sessions"] == 2
+    assert stage["wall_seconds"] >= first  # the second session added to the first's
+    assert sorted(_done_ids(out)) == sorted(s.id for s in prepared.scenarios)

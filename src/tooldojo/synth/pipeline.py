@@ -27,6 +27,7 @@ from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
 from tooldojo.llm.faults import fault_counts
 from tooldojo.model import RunManifest, Scenario, Tool, utc_now
 from tooldojo.synth.environment import build_tool_server, in_memory_connect, refuse_bfcl_inputs
+from tooldojo.synth.interrupt import until_sigterm
 from tooldojo.synth.plan_file import PlanFile
 from tooldojo.synth.runner import (
     DROPPED,
@@ -39,6 +40,8 @@ from tooldojo.synth.runner import (
 )
 
 MANIFEST = "manifest.json"
+MANIFEST_EVERY_S = 60.0
+"""While episodes run, the manifest's wall time is brought up to date at most this often."""
 
 
 @dataclass
@@ -321,26 +324,49 @@ async def run_prepared(
     stage.started_at = utc_now()
     engines_before = engine_counters(prepared.role_models)
     episodes_started = time.perf_counter()
+    # Wall time over every session of a resumed run (StageRecord keeps extra keys): the
+    # episodes' time, planning and model loading left out.
+    spent_before = float(getattr(stage, "wall_seconds", 0.0) or 0.0)
+    stage.sessions = int(getattr(stage, "sessions", 0) or 0) + 1  # type: ignore[attr-defined]
+    flushed = [episodes_started]
+
+    def account() -> None:
+        now = time.perf_counter()
+        stage.wall_seconds = round(spent_before + now - episodes_started, 1)  # type: ignore[attr-defined]
+        flushed[0] = now
+
+    def outcome(result: Outcome) -> None:
+        if on_outcome is not None:
+            on_outcome(result)
+        if time.perf_counter() - flushed[0] >= MANIFEST_EVERY_S:  # a SIGKILL loses no more
+            account()
+            _write_manifest(request.out / MANIFEST, prepared.manifest)
+
+    account()
     _write_manifest(request.out / MANIFEST, prepared.manifest)
     try:
-        summary = await synth_to_dir(
-            request.out,
-            prepared.scenarios,
-            prepared.env,
-            concurrency=request.concurrency,
-            dedup_threshold=request.dedup or None,
-            max_consecutive_failures=request.max_failures,
-            on_outcome=on_outcome,
-            retries=request.retries,
-            bfcl_guard=request.guard_mode(),
+        summary = await until_sigterm(
+            lambda: synth_to_dir(
+                request.out,
+                prepared.scenarios,
+                prepared.env,
+                concurrency=request.concurrency,
+                dedup_threshold=request.dedup or None,
+                max_consecutive_failures=request.max_failures,
+                on_outcome=outcome,
+                retries=request.retries,
+                bfcl_guard=request.guard_mode(),
+            )
         )
     except BaseException as error:
-        # Cancelled or killed by an exception: what finished is on disk; say so in the
-        # manifest (written atomically, no await: a cancel cannot cut it short).
+        # Cancelled, stopped by SIGTERM or by an exception: what finished is on disk; say so
+        # in the manifest (written atomically, no await: a cancel cannot cut it short).
         stage.status = "failed"
         stage.error = f"interrupted ({type(error).__name__}); finished episodes are kept"
+        account()
         _write_manifest(request.out / MANIFEST, prepared.manifest)
         raise
+    account()
     stage.finished_at = utc_now()
     incomplete = summary.aborted or summary.total("failed")
     stage.status = "failed" if incomplete else "done"
