@@ -155,26 +155,20 @@ def result_values(messages: list[Message]) -> list[str]:
     ]
     new: list[str] = []
     known: list[str] = []
-    for message in reversed(results):
-        try:
-            value = json.loads(message.content or "")
-        except ValueError:
-            value = (message.content or "").strip()
-        for leaf in scalar_leaves(value):
-            text = render_value(leaf).strip()
-            if isinstance(leaf, float) and value_in(f"{leaf:g}", leaf):
-                text = f"{leaf:g}"  # 2.3333333333333335 is quoted as 2.33333, as people do
-            if (
-                not _meaningful(leaf)
-                or not text
-                or len(text) > 40
-                or not re.fullmatch(f"[{PROSE_CHARS}]+", text)
-            ):
-                continue
-            said = value_in(request, leaf) or any(leaf == a for a in arguments)
-            target = known if said else new
-            if text not in target:
-                target.append(text)
+    values = [_loaded((m.content or "").strip()) for m in reversed(results)]
+    leaves = [leaf for value in values for leaf in scalar_leaves(value)]
+    # as the gate reads them: small counts and short words only when nothing else came back
+    meaningful = [leaf for leaf in leaves if _meaningful(leaf)]
+    for leaf in meaningful or [leaf for leaf in leaves if not isinstance(leaf, bool)]:
+        text = render_value(leaf).strip()
+        if isinstance(leaf, float) and value_in(f"{leaf:g}", leaf):
+            text = f"{leaf:g}"  # 2.3333333333333335 is quoted as 2.33333, as people do
+        if not text or len(text) > 40 or not re.fullmatch(f"[{PROSE_CHARS}]+", text):
+            continue
+        said = value_in(request, leaf) or any(leaf == a for a in arguments)
+        target = known if said else new
+        if text not in target:
+            target.append(text)
     if not new and not known:  # only yes/no results: the flag, as the turns gate reads it
         flags = {flag for message in results for flag in _flags(_loaded(message.content or ""))}
         return ["true"] if flags == {True} else ["false"] if flags == {False} else []
