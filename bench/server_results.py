@@ -33,7 +33,6 @@ counts as ``junk``. Measured 2026-11-27 (100 calls of the scale run, load 2-4): 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -128,7 +127,7 @@ async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dic
                 examples.setdefault(kind, str(error)[-160:])
             else:
                 # valid, but a value that says nothing fails the execution gate (junk_result)
-                junk = _junk_value(json.dumps(outcome.value))
+                junk = _junk_value(outcome.value)
                 outcomes["valid" if junk is None else "junk"] += 1
                 if junk is not None:
                     examples.setdefault("junk", repr(junk))

@@ -31,6 +31,7 @@ import mcp.types as types
 
 from tooldojo.model import Message, Trajectory, Verdict
 from tooldojo.names import name_words
+from tooldojo.verify.grounding import scalar_leaves
 from tooldojo.verify.turns import Turn
 
 Consistency = Literal["exact", "shape", "none"]
@@ -113,14 +114,11 @@ SUCCESS_SAYS_FAILURE = re.compile(
 )
 
 
-def _reads_as_failure(text: str, simulated: bool = False) -> str | None:
-    """A text value of a *successful* result that reports a failure (a simulator that could
-    not make the call succeed but returned it as success), or ``None``. ``simulated``: the
-    server model wrote the result, so an error object in it is a failure it made up."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = text
+def _reads_as_failure(value: Any, simulated: bool = False) -> str | None:
+    """What in a *successful* result's value (its JSON, or its text) reports a failure (a
+    simulator that could not make the call succeed but returned it as success), or ``None``.
+    ``simulated``: the server model wrote the result, so an error object in it is a failure it
+    made up."""
     if simulated and isinstance(value, dict):
         # An error object in a model-written success (Google's long-running Operation:
         # {"done": true, "error": {...}}): the simulated server filled the schema's optional
@@ -132,16 +130,14 @@ def _reads_as_failure(text: str, simulated: bool = False) -> str | None:
         for key, field_value in value.items():
             if (said := _error_field(key, field_value)) is not None:
                 return said
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str) and SUCCESS_SAYS_FAILURE.search(item):
-            return item[:80]
-    return None
+    return next(
+        (
+            leaf[:80]
+            for leaf in scalar_leaves(value)
+            if isinstance(leaf, str) and SUCCESS_SAYS_FAILURE.search(leaf)
+        ),
+        None,
+    )
 
 
 ERROR_WORDS = frozenset({"error", "errors", "exception", "fault", "faults"})
@@ -183,25 +179,19 @@ def _error_field(key: str, value: Any) -> str | None:
     return f"{key}: {json.dumps(value, ensure_ascii=False)}"[:80] if failed else None
 
 
-def _junk_value(text: str) -> str | None:
-    """A string of two or more characters and no letter or digit in a simulated result
-    (``");"``, ``");;;;;;;;;"``, ``", "``): the server model's filler where a value belongs,
-    which a forced call then copied; 42 of 438 passed trajectories of the scale run held one.
-    A single character (``","`` for a delimiter) may be a value."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str) and len(item.strip()) >= 2 and not _ALNUM.search(item):
-            return item[:40]
-    return None
+def _junk_value(value: Any) -> str | None:
+    """A string of two or more characters and no letter or digit in a simulated result's JSON
+    value (``");"``, ``");;;;;;;;;"``, ``", "``): the server model's filler where a value
+    belongs, which a forced call then copied; 42 of 438 passed trajectories of the scale run
+    held one. A single character (``","`` for a delimiter) may be a value."""
+    return next(
+        (
+            leaf[:40]
+            for leaf in scalar_leaves(value)
+            if isinstance(leaf, str) and len(leaf.strip()) >= 2 and not _ALNUM.search(leaf)
+        ),
+        None,
+    )
 
 
 _ALNUM = re.compile(r"[^\W_]")
@@ -215,17 +205,22 @@ def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
         if message.role != "tool":
             continue
         text = message.content or ""
+        value = _json_or_text(text)  # parsed once for both checks below
         failed = bool(message.is_error) or bool(FAILURE_TEXT.search(text))
         if failed and getattr(message, "injected", False):
             continue
         if failed:
             code = "timeout" if "timed out" in text else "failed_result"
             found.append((code, f"message {position} ({message.name}): {text[:160]}"))
-        elif (dressed := _reads_as_failure(text, message.origin == "model")) is not None:
+        elif (dressed := _reads_as_failure(value, message.origin == "model")) is not None:
             found.append(
                 ("failed_result", f"message {position} ({message.name}): success says {dressed!r}")
             )
-        elif message.origin == "model" and (junk := _junk_value(text)) is not None:
+        elif (
+            message.origin == "model"
+            and value is not text  # parsed as JSON: plain text is not checked for junk
+            and (junk := _junk_value(value)) is not None
+        ):
             found.append(
                 (
                     "junk_result",
