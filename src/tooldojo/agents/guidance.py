@@ -137,7 +137,7 @@ def result_values(messages: list[Message]) -> list[str]:
     1), any of their values grounds the answer, and a result that is not JSON ("nan") is one
     value. Results that failed are left out."""
     from tooldojo.agents.user import render_value
-    from tooldojo.verify.content import _flags, _meaningful
+    from tooldojo.verify.content import _flags, grounding_leaves
     from tooldojo.verify.grounding import scalar_leaves, value_in
 
     request, results = "", []
@@ -156,10 +156,8 @@ def result_values(messages: list[Message]) -> list[str]:
     new: list[str] = []
     known: list[str] = []
     values = [_loaded((m.content or "").strip()) for m in reversed(results)]
-    leaves = [leaf for value in values for leaf in scalar_leaves(value)]
-    # as the gate reads them: small counts and short words only when nothing else came back
-    meaningful = [leaf for leaf in leaves if _meaningful(leaf)]
-    for leaf in meaningful or [leaf for leaf in leaves if not isinstance(leaf, bool)]:
+    # as the turns gate reads them
+    for leaf in grounding_leaves([leaf for value in values for leaf in scalar_leaves(value)]):
         text = render_value(leaf).strip()
         if isinstance(leaf, float) and value_in(f"{leaf:g}", leaf):
             text = f"{leaf:g}"  # 2.3333333333333335 is quoted as 2.33333, as people do

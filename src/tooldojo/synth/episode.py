@@ -38,6 +38,7 @@ from tooldojo.model import RESULT_REF_KEY, Label, Message, Scenario, Tool, Traje
 from tooldojo.synth.labels import find_pointer
 from tooldojo.verify.accounting import message_origins
 from tooldojo.verify.label import UnresolvedReference
+from tooldojo.verify.requests import assistant_text_before
 
 
 class EpisodeFailed(Exception):
@@ -218,7 +219,13 @@ async def run_episode(scenario: Scenario, env: EpisodeEnv) -> Trajectory | Dropp
                     break
                 try:
                     user = await _user(
-                        env, scenario, turn_index, rng, timer, None, _last_prose(state.messages)
+                        env,
+                        scenario,
+                        turn_index,
+                        rng,
+                        timer,
+                        None,
+                        assistant_text_before(state.messages),
                     )
                 except TemplateCapReached as error:
                     return Dropped(scenario.id, f"template cap: {error}", "")
@@ -338,11 +345,6 @@ def _user_message(text: UserText) -> Message:
     if text.constrained:
         message.constrained = "values"  # the planned values were required by a grammar
     return message
-
-
-def _last_prose(messages: list[Message]) -> str:
-    """The assistant's last message with text ("" before it has written any)."""
-    return next((m.content for m in reversed(messages) if m.role == "assistant" and m.content), "")
 
 
 async def _user(

@@ -261,6 +261,14 @@ def _meaningful(leaf: Any) -> bool:
     return True
 
 
+def grounding_leaves(leaves: list[Any]) -> list[Any]:
+    """The result values that ground an answer: the meaningful ones; small counts and short
+    words only when the results hold nothing else (flags never: they are read as yes/no)."""
+    return [leaf for leaf in leaves if _meaningful(leaf)] or [
+        leaf for leaf in leaves if not isinstance(leaf, bool)
+    ]
+
+
 def _flags(value: Any) -> list[bool]:
     """The booleans inside a JSON value."""
     if isinstance(value, dict):
@@ -353,11 +361,7 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         for call in (message.tool_calls or [])
         for leaf in scalar_leaves(call.arguments)
     ]
-    every = [leaf for m in results for leaf in scalar_leaves(_result_value(m))]
-    # small counts and short words ground an answer only when the result holds nothing else
-    leaves = [leaf for leaf in every if _meaningful(leaf)] or [
-        leaf for leaf in every if not isinstance(leaf, bool)
-    ]
+    leaves = grounding_leaves([leaf for m in results for leaf in scalar_leaves(_result_value(m))])
     flags = {flag for m in results for flag in _flags(_result_value(m))}
     empty = not flags and not any(scalar_leaves(_result_value(m)) for m in results)
     if empty:

@@ -170,8 +170,9 @@ def echoes(text: str, before: str) -> bool:
     return 2 * len(mine & runs(WORD.findall(before.lower()))) >= len(mine)
 
 
-def _assistant_text_before(messages: Sequence[Message], index: int) -> str:
-    """The assistant's last prose before message ``index`` ("" when none)."""
+def assistant_text_before(messages: Sequence[Message], index: int | None = None) -> str:
+    """The assistant's last prose before message ``index`` (the end when ``None``; "" when
+    none): what a user message must not parrot."""
     return next(
         (
             m.content or ""
@@ -238,7 +239,7 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
             found.append(("user_code", f"user message {position}: carries {code}"))
         if loops(text):
             found.append(("loop_request", f"user message {position}: loops"))
-        if echoes(text, _assistant_text_before(trajectory.messages, position)):
+        if echoes(text, assistant_text_before(trajectory.messages, position)):
             found.append(("echo_request", f"user message {position}: repeats the assistant"))
         if not_english(text):
             found.append(("not_english", f"user message {position}: not English"))
