@@ -125,6 +125,23 @@ def request(run: Path, model_dir: Path, **extra) -> LoopRequest:
     )
 
 
+def synth_only(run: Path, config: LoopConfig, models: dict, lines: list[str]) -> RunManifest:
+    """One loop run stopped after iteration 0's synth stage, its progress lines in ``lines``."""
+    with pytest.raises(StopLoop):
+        run_loop(
+            LoopRequest(
+                specs=[],
+                run=run,
+                iterations=1,
+                config=config,
+                models=models,
+                stop_after="iter-000/synth",
+                progress=lines.append,
+            )
+        )
+    return RunManifest.model_validate_json((run / "manifest.json").read_text())
+
+
 def check_iteration_contents(it: Path, k: int) -> None:
     """What each artifact of an iteration must say, beyond existing."""
     from tooldojo.loop.judge import JudgedRecord
@@ -288,19 +305,7 @@ def test_failed_synthesis_episodes_are_retried_when_the_loop_resumes(tmp_path, t
             "user": ScriptedChatModel(copying_user, name="scripted-user"),
             "assistant": ScriptedChatModel(flaky, name="flaky"),
         }
-        with pytest.raises(StopLoop):
-            run_loop(
-                LoopRequest(
-                    specs=[],
-                    run=tmp_path / "run",
-                    iterations=1,
-                    config=config,
-                    models=models,
-                    stop_after="iter-000/synth",
-                    progress=lines.append,
-                )
-            )
-        return RunManifest.model_validate_json((tmp_path / "run" / "manifest.json").read_text())
+        return synth_only(tmp_path / "run", config, models, lines)
 
     first = run_once([])
     record = first.stages["iter-000/synth"]
@@ -423,18 +428,7 @@ def test_iteration_zero_takes_a_finished_synth_run_and_refuses_one_under_way(tmp
     )
 
     def run_once(lines: list[str]) -> None:
-        with pytest.raises(StopLoop):
-            run_loop(
-                LoopRequest(
-                    specs=[],
-                    run=tmp_path / "run",
-                    iterations=1,
-                    config=config,
-                    models={},
-                    stop_after="iter-000/synth",
-                    progress=lines.append,
-                )
-            )
+        synth_only(tmp_path / "run", config, {}, lines)
 
     with pytest.raises(ToolDojoError, match=r"synth/manifest.json: the synthesis is running"):
         run_once([])
