@@ -75,7 +75,7 @@ def canonical_calls(label: Label, messages: list[Message], tools: list[Tool]) ->
     """The label's calls with their first acceptable values (references resolved)."""
     turns = assistant_turns(Trajectory(id="guidance", tools=tools, messages=messages))
     calls = []
-    for number, expected in enumerate(resolved_label_calls(label, turns, messages)):
+    for number, expected in enumerate(resolved_label_calls(label, turns, messages, tools)):
         arguments = {}
         for name, possible in expected.arguments.items():
             present, value = first_value(possible)
@@ -256,7 +256,7 @@ def matches_label(
         return not text_problems(completion, label, messages, tools)
     turns = assistant_turns(Trajectory(id="guidance", tools=tools, messages=messages))
     try:
-        expected = resolved_label_calls(label, turns, messages)
+        expected = resolved_label_calls(label, turns, messages, tools)
     except UnresolvedReference:
         return False
     return calls_mismatch(completion.tool_calls, expected, shapes_of(tools)) is None

@@ -92,7 +92,8 @@ def judge_turn(
         if not gate.passed:
             return False, gate.gate, gate.reason
     replaced = [*turns[:index], turn, *turns[index + 1 :]]
-    error = turn_label_error(turn, shapes_of(trajectory.tools), replaced, trajectory.messages)
+    tools = trajectory.tools
+    error = turn_label_error(turn, shapes_of(tools), replaced, trajectory.messages, tools)
     if error is not None:
         return False, "label", error
     return True, None, "passes format, schema and label"

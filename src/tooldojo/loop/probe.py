@@ -90,7 +90,7 @@ def judge_answer(sample: TurnSample, answer: Message) -> tuple[ErrorClass | None
     expected = None
     if label.kind == "call":
         try:
-            expected = resolved_label_calls(label, turns, trajectory.messages)
+            expected = resolved_label_calls(label, turns, trajectory.messages, sample.tools)
         except UnresolvedReference as error:
             return "wrong_value", f"label reference unresolved: {error}"
     error_class = classify_error(

@@ -42,7 +42,7 @@ async def _agrees(
     sample = Turn(turn.index, turn.message_index, calls=calls, text=text, label=turn.label)
     if turn.label is not None and turn.label.kind == "call" and not calls:
         return False
-    return turn_label_error(sample, shapes, turns, trajectory.messages) is None
+    return turn_label_error(sample, shapes, turns, trajectory.messages, trajectory.tools) is None
 
 
 async def agreement_gate(

@@ -126,7 +126,7 @@ def verl_rows(trajectory: Trajectory, codec: str = DEFAULT_CODEC) -> list[dict[s
         label = turn.label
         if label.kind == "call":
             try:
-                calls = resolved_label_calls(label, turns, trajectory.messages)
+                calls = resolved_label_calls(label, turns, trajectory.messages, trajectory.tools)
             except UnresolvedReference as error:
                 raise ToolDojoError(f"trajectory {trajectory.id}: {error}") from None
             label = Label(kind="call", calls=calls)
