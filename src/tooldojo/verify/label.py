@@ -4,7 +4,8 @@
 rules, order-free, exact count); ``text``/``clarify``/``refuse`` labels pass only when no call
 was made (BFCL's irrelevance rule). Multi-step labels may refer to an earlier tool result with
 ``{"$result": {"step": i, "call": j, "pointer": "/a/b"}}``; such references are resolved
-against the trajectory's recorded tool messages before matching.
+against the trajectory's recorded tool messages before matching, and the value is read in the
+parameter's type where that loses nothing (:func:`coerce_to_schema`).
 """
 
 from __future__ import annotations
