@@ -91,6 +91,9 @@ class BackendConfig(BaseModel):
     """llamacpp: flash attention (prompts 8 % and 16 batched streams 13 % faster on this 2-core
     machine; batched greedy answers part from unbatched ones a little more often in long prose:
     docs/llm.md). ``false`` for the other trade, or a build whose kernels lack it."""
+    gpu_layers: int = Field(default=0, ge=-1)
+    """llamacpp: layers whose weights and KV cache live on a GPU, for a llama.cpp built with one
+    (``CMAKE_ARGS=-DGGML_CUDA=on``); -1: all of them. 0 (the default) computes on the CPU."""
     n_ctx: int = Field(default=8192, ge=256)
     """llamacpp / transformers: context window (8192 is what SmolLM2 was trained with)."""
     max_in_flight: int = Field(default=64, ge=1)
@@ -161,6 +164,7 @@ def _load_backend(config: BackendConfig) -> ChatModel:
             prefix_store=config.prefix_store,
             draft_tokens=config.draft_tokens,
             flash_attn=config.flash_attn,
+            gpu_layers=config.gpu_layers,
         )
     if config.kind == "openai":
         from tooldojo.llm.openai_compat import OpenAIChatModel

@@ -311,6 +311,7 @@ class LlamaCppChatModel:
         reuse_prefixes: bool = True,
         draft_tokens: int = DRAFT_TOKENS,
         flash_attn: bool = True,
+        gpu_layers: int = 0,
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")
@@ -323,7 +324,7 @@ class LlamaCppChatModel:
         self._n_ctx = n_ctx
         path = self.weights_path = weights_file(self.model_path, weights)
         try:
-            self._model = load_llama_model(str(path))
+            self._model = load_llama_model(str(path), gpu_layers)
         except (ValueError, RuntimeError) as error:
             raise ToolDojoError(f"{self.model_path}: llama.cpp cannot load it ({error})") from None
         self._formatter = self._chat_formatter(self._model)

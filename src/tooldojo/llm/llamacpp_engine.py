@@ -339,13 +339,17 @@ class PrefixStore:
 # ----------------------------------------------------------------------------- engine
 
 
-def load_llama_model(path: str) -> LlamaModel:
-    """Load a GGUF once; every engine (context) built on it shares the weights."""
+def load_llama_model(path: str, gpu_layers: int = 0) -> LlamaModel:
+    """Load a GGUF once; every engine (context) built on it shares the weights.
+
+    ``gpu_layers`` (-1: all) are offloaded when llama.cpp was built for a GPU; without one,
+    llama.cpp keeps them on the CPU and says so only in its log."""
     from llama_cpp._logger import set_verbose
 
     set_verbose(False)
     llama_cpp.llama_backend_init()
     params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = 2**31 - 1 if gpu_layers < 0 else gpu_layers
     return LlamaModel(path_model=path, params=params, verbose=False)
 
 

@@ -98,6 +98,13 @@ def synth_command(
     plan_only: Annotated[
         bool, typer.Option("--plan-only", help="Write scenarios.jsonl and stop.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Processes that play the plan side by side, each with its own models and "
+            "--concurrency episodes (for machines with many cores or a GPU; 1: this process).",
+        ),
+    ] = 1,
 ) -> None:
     """Role-play labelled tool-calling episodes: user simulator ⇄ assistant ⇄ MCP server."""
     import anyio
@@ -109,6 +116,8 @@ def synth_command(
         raise ToolDojoError(f"--values must be model or schema, not {values!r}")
     if n < 1:
         raise ToolDojoError("--n must be at least 1")
+    if workers < 1:
+        raise ToolDojoError("--workers must be at least 1")
     if not 0.0 <= template_cap <= 1.0:
         raise ToolDojoError(f"--template-cap must be between 0 and 1, not {template_cap}")
     request = SynthRequest(
@@ -156,7 +165,10 @@ def synth_command(
             await prepared.aclose()
 
     try:
-        summary = anyio.run(plan_and_play)
+        if workers > 1 and not plan_only:
+            summary = _run_workers(request, workers)
+        else:
+            summary = anyio.run(plan_and_play)
     except KeyboardInterrupt:
         err_console.print(
             "interrupted: finished episodes are saved; re-run the same command to resume"
@@ -232,6 +244,35 @@ async def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
             progress.update(task, advance=1, failed=failed, rate=rate)
 
         return await run_prepared(prepared, tick)
+
+
+def _run_workers(request: Any, workers: int) -> Any:
+    """``--workers``: plan here, play in worker processes, with one progress bar over them."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from tooldojo.synth.workers import run_with_workers
+
+    with Progress(
+        TextColumn(f"[bold]synth[/] ({workers} workers)"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task("synth", total=None)
+
+        def show(done: int, pending: int) -> None:
+            progress.update(task, completed=done, total=pending)
+
+        return run_with_workers(request, workers, show)
 
 
 def _print_engines(out: Path) -> None:

@@ -319,31 +319,19 @@ async def run_prepared(
 ) -> SynthSummary:
     """Play the prepared run's pending scenarios and record the stage in the manifest."""
     request = prepared.request
-    stage = prepared.manifest.stage("synth")
-    stage.status = "running"
-    stage.started_at = utc_now()
     engines_before = engine_counters(prepared.role_models)
     episodes_started = time.perf_counter()
-    # Wall time over every session of a resumed run (StageRecord keeps extra keys): the
-    # episodes' time, planning and model loading left out.
-    spent_before = float(getattr(stage, "wall_seconds", 0.0) or 0.0)
-    stage.sessions = int(getattr(stage, "sessions", 0) or 0) + 1  # type: ignore[attr-defined]
+    account = start_stage(prepared)
     flushed = [episodes_started]
-
-    def account() -> None:
-        now = time.perf_counter()
-        stage.wall_seconds = round(spent_before + now - episodes_started, 1)  # type: ignore[attr-defined]
-        flushed[0] = now
 
     def outcome(result: Outcome) -> None:
         if on_outcome is not None:
             on_outcome(result)
         if time.perf_counter() - flushed[0] >= MANIFEST_EVERY_S:  # a SIGKILL loses no more
+            flushed[0] = time.perf_counter()
             account()
-            _write_manifest(request.out / MANIFEST, prepared.manifest)
+            write_manifest(prepared)
 
-    account()
-    _write_manifest(request.out / MANIFEST, prepared.manifest)
     try:
         summary = await until_sigterm(
             lambda: synth_to_dir(
@@ -359,14 +347,65 @@ async def run_prepared(
             )
         )
     except BaseException as error:
-        # Cancelled, stopped by SIGTERM or by an exception: what finished is on disk; say so
-        # in the manifest (written atomically, no await: a cancel cannot cut it short).
-        stage.status = "failed"
-        stage.error = f"interrupted ({type(error).__name__}); finished episodes are kept"
         account()
-        _write_manifest(request.out / MANIFEST, prepared.manifest)
+        mark_interrupted(prepared, error)
         raise
     account()
+    engines = engine_work(
+        engines_before,
+        engine_counters(prepared.role_models),
+        time.perf_counter() - episodes_started,
+    )
+    faults = fault_counts(prepared.role_models)
+    hits = [hit.to_dict() for hit in [*prepared.bfcl_tool_hits, *summary.bfcl_hits]]
+    finish_stage(prepared, summary, engines=engines, faults=faults, hits=hits)
+    return summary
+
+
+def start_stage(prepared: PreparedRun) -> Callable[[], None]:
+    """Mark the synth stage running in the manifest (one more session of it) and return the
+    function that brings its wall time up to date: the episodes' time over every session of
+    a resumed run (StageRecord keeps extra keys), planning and model loading left out."""
+    stage = prepared.manifest.stage("synth")
+    stage.status = "running"
+    stage.started_at = utc_now()
+    started = time.perf_counter()
+    spent_before = float(getattr(stage, "wall_seconds", 0.0) or 0.0)
+    stage.sessions = int(getattr(stage, "sessions", 0) or 0) + 1  # type: ignore[attr-defined]
+
+    def account() -> None:
+        stage.wall_seconds = round(spent_before + time.perf_counter() - started, 1)  # type: ignore[attr-defined]
+
+    account()
+    write_manifest(prepared)
+    return account
+
+
+def write_manifest(prepared: PreparedRun) -> None:
+    _write_manifest(prepared.request.out / MANIFEST, prepared.manifest)
+
+
+def mark_interrupted(prepared: PreparedRun, error: BaseException) -> None:
+    """Cancelled, stopped by SIGTERM or by an exception: what finished is on disk; say so in
+    the manifest (written atomically, no await: a cancel cannot cut it short)."""
+    stage = prepared.manifest.stage("synth")
+    stage.status = "failed"
+    stage.error = f"interrupted ({type(error).__name__}); finished episodes are kept"
+    write_manifest(prepared)
+
+
+def finish_stage(
+    prepared: PreparedRun,
+    summary: SynthSummary,
+    *,
+    engines: dict[str, dict[str, float]],
+    faults: dict[str, Any],
+    hits: list[dict[str, str]],
+) -> None:
+    """Record the finished stage in the manifest: status, counts per outcome, BFCL hits, the
+    engines' work, the output's hash and who wrote the turns."""
+    request = prepared.request
+    stage = prepared.manifest.stage("synth")
     stage.finished_at = utc_now()
     incomplete = summary.aborted or summary.total("failed")
     stage.status = "failed" if incomplete else "done"
@@ -380,27 +419,19 @@ async def run_prepared(
         name: summary.total(name)
         for name in ("planned", "finished", "failed", "dropped", "skipped", "retried")
     }
-    hits = [*prepared.bfcl_tool_hits, *summary.bfcl_hits]
     stage.counts["bfcl_hits"] = len(hits)
     if hits:  # refused episodes are in dropped.jsonl; warned ones are listed here too
         stage.bfcl_guard = {  # type: ignore[attr-defined]  # StageRecord keeps extra keys
             "mode": request.guard_mode(),
-            "hits": [hit.to_dict() for hit in hits],
+            "hits": hits,
         }
-    faults = fault_counts(prepared.role_models)
     if faults:  # a soak run with injected faults: how many, of which kind, per role
         stage.faults = faults  # type: ignore[attr-defined]  # StageRecord keeps extra keys
-    engines = engine_work(
-        engines_before,
-        engine_counters(prepared.role_models),
-        time.perf_counter() - episodes_started,
-    )
     if engines:  # where the local engines' compute went while the episodes ran
         stage.engines = engines  # type: ignore[attr-defined]  # StageRecord keeps extra keys
     stage.outputs = {TRAJECTORIES: _digest(str(request.out / TRAJECTORIES))}
     stage.accounting = _accounting(request.out / TRAJECTORIES)  # who wrote the turns, per role
-    _write_manifest(request.out / MANIFEST, prepared.manifest)
-    return summary
+    write_manifest(prepared)
 
 
 def engine_counters(models: dict[str, ChatModel]) -> dict[str, dict[str, float]]:

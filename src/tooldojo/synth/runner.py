@@ -10,6 +10,7 @@ loses at most the episodes in flight) and a stop when the backend keeps failing.
 from __future__ import annotations
 
 import math
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from tooldojo.synth.plan_file import PlanFile, ids_and_categories, longest_first
 TRAJECTORIES = "trajectories.jsonl"
 DROPPED = "dropped.jsonl"
 SCENARIOS = "scenarios.jsonl"
+WORKERS = "workers"
 
 
 @dataclass
@@ -216,31 +218,44 @@ async def synth_to_dir(
     on_outcome: Callable[[Outcome], None] | None = None,
     retries: int = 2,
     bfcl_guard: GuardMode | None = "refuse",
+    share: tuple[int, int] | None = None,
 ) -> SynthSummary:
     """Play the scenarios not yet done into ``out_dir/trajectories.jsonl`` (resumable).
 
     With ``bfcl_guard`` set, every user message of a finished episode is checked against
     BFCL's questions: ``refuse`` drops the episode (recorded in ``dropped.jsonl``, so a resume
     does not replay it), ``warn`` keeps it; either way the hit is in the summary.
+
+    ``share=(i, k)``: one of ``k`` worker processes (:mod:`tooldojo.synth.workers`) plays only
+    the scenarios :func:`worker_of` gives to ``i`` and writes them to :func:`worker_dir` (the
+    parent merges them); the folder's own files still count as done.
     """
     guard = BfclGuard.load() if bfcl_guard else None  # loaded before the first episode
     out = Path(out_dir)
-    traj_path, dropped_path = out / TRAJECTORIES, out / DROPPED
+    folders = [out] if share is None else [out, worker_dir(out, share[0])]
+    traj_path, dropped_path = folders[-1] / TRAJECTORIES, folders[-1] / DROPPED
     done: set[str] = set()
     dedup = NearDuplicateFilter(dedup_threshold) if dedup_threshold else None
-    for _, record in iter_jsonl_dicts(traj_path):
-        key = str(record.get("scenario_id") or record.get("id"))
-        done.add(key)
-        request = first_request(record)
-        if dedup is not None and request is not None:
-            dedup.add(key, request)
-    done |= {str(r.get("scenario_id") or r.get("id")) for _, r in iter_jsonl_dicts(dropped_path)}
+    for folder in folders:
+        for _, record in iter_jsonl_dicts(folder / TRAJECTORIES):
+            key = str(record.get("scenario_id") or record.get("id"))
+            done.add(key)
+            request = first_request(record)
+            if dedup is not None and request is not None:
+                dedup.add(key, request)
+        done |= {
+            str(r.get("scenario_id") or r.get("id")) for _, r in iter_jsonl_dicts(folder / DROPPED)
+        }
 
     if not isinstance(scenarios, PlanFile | Sequence):
         scenarios = list(scenarios)  # read twice below: counted, then played longest first
     summary = SynthSummary()
     category_of: dict[str, str] = {}  # of the pending scenarios, for their dropped records
+    others: set[str] = set()  # another worker's scenarios: neither counted nor played here
     for scenario_id, category in ids_and_categories(scenarios):
+        if share is not None and worker_of(scenario_id, share[1]) != share[0]:
+            others.add(scenario_id)
+            continue
         row = summary.rows[category]
         row.planned += 1
         if scenario_id in done:
@@ -301,7 +316,7 @@ async def synth_to_dir(
 
     try:
         await run_shard(
-            longest_first(scenarios, done),
+            longest_first(scenarios, done | others),
             env,
             concurrency=concurrency,
             on_outcome=record,
@@ -312,6 +327,17 @@ async def synth_to_dir(
     except SynthAborted as error:
         summary.aborted = str(error)
     return summary
+
+
+def worker_of(scenario_id: str, workers: int) -> int:
+    """The worker (of ``workers``) that plays a scenario: a stable hash of its id, so a resumed
+    run with as many workers gives each the same scenarios."""
+    return zlib.crc32(scenario_id.encode("utf-8")) % workers
+
+
+def worker_dir(out: Path, index: int) -> Path:
+    """Where worker ``index`` of a run in ``out`` writes its episodes until they are merged."""
+    return out / WORKERS / str(index)
 
 
 def _count_retry(summary: SynthSummary, failed: Failed) -> None:
