@@ -15,8 +15,8 @@ Checked independently of the user simulator (which has its own, weaker check):
   statement or an equation is not a request;
 - ``loop_request``: a user message that loops: one word three times in a row ("x, x, x"),
   one three-word phrase four times ("a total of a total of ...") or one content word five
-  times; a parallel request repeats its phrase at most three times ("the log of 2, the log
-  of 5 and the log of 9");
+  times; a parallel request may repeat its phrase once per planned call, at least three times
+  ("the log of 2, the log of 5 and the log of 9"; four times for four calls);
 - ``echo_request``: a later user message that mostly repeats the assistant's message before it
   (half or more of its four-word runs, at least three of them, are the assistant's): a weak
   user model parroting, not a person answering;
@@ -142,16 +142,23 @@ is one word ("52a1"), not the letters inside it: read letter by letter, the plan
 "2382-0003-52A1-0A37-5A11" held "a a a" (a loop) and sank every request carrying it."""
 
 
-def loops(text: str) -> bool:
-    """Whether ``text`` loops (see ``loop_request``)."""
+def loops(text: str, parallel: int = 1) -> bool:
+    """Whether ``text`` loops (see ``loop_request``).
+
+    ``parallel``: the calls the request plans side by side. Each may name its value with the
+    same phrase ("the log of 2, the log of 3, the log of 4, the log of 5" for four calls), so
+    a phrase may come that many times (at least three) and a content word as often (at least
+    four); a fixed three rejected every four-call request written that way.
+    """
+    phrases = max(3, parallel)
     words = WORD.findall(text.lower())
     if any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)):
         return True
     counts = Counter(w for w in words if w not in FUNCTION_WORDS and len(w) > 1)
-    if counts and counts.most_common(1)[0][1] >= 5:  # "Scale; Loc; Scale; Scale; Loc; ..."
+    if counts and counts.most_common(1)[0][1] > max(4, parallel):  # "Scale; Loc; Scale; ..."
         return True
     grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
-    return bool(grams) and grams.most_common(1)[0][1] >= 4
+    return bool(grams) and grams.most_common(1)[0][1] > phrases
 
 
 ECHO_RUN = 4
@@ -221,6 +228,25 @@ def _first_user(messages: Sequence[Message]) -> int:
     return next((i for i, m in enumerate(messages) if m.role == "user"), -1)
 
 
+def parallel_calls(turns: Sequence[Turn], messages: Sequence[Message], position: int) -> int:
+    """The most calls one label plans between user message ``position`` and the next user
+    message (1 when none): how many values that message may name with one phrase."""
+    end = next(
+        (i for i in range(position + 1, len(messages)) if messages[i].role == "user"),
+        len(messages),
+    )
+    return max(
+        (
+            len(turn.label.calls)
+            for turn in turns
+            if position < turn.message_index < end
+            and turn.label is not None
+            and turn.label.kind == "call"
+        ),
+        default=1,
+    )
+
+
 def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
     """Pass when every user turn reads like a person's and grounds the labels after it."""
     found: list[tuple[str, str]] = []
@@ -237,7 +263,7 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         code = code_in(text)
         if code is not None:
             found.append(("user_code", f"user message {position}: carries {code}"))
-        if loops(text):
+        if loops(text, parallel_calls(turns, trajectory.messages, position)):
             found.append(("loop_request", f"user message {position}: loops"))
         if echoes(text, assistant_text_before(trajectory.messages, position)):
             found.append(("echo_request", f"user message {position}: repeats the assistant"))
