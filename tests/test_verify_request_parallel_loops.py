@@ -88,3 +88,14 @@ def test_the_allowance_is_the_calls_planned_after_that_user_message() -> None:
     assert [parallel_calls(turns, messages, position) for position in (0, 3)] == [1, 4]
     verdict = request_gate(turns, trajectory)
     assert verdict.details["errors"] == ["user message 0: loops"]
+
+
+def test_the_user_simulator_allows_the_same_repeats_as_the_gate() -> None:
+    """A draft the gate would pass is not retried (nor the scenario dropped) as looping."""
+    from tooldojo.agents.user import RequestCheck
+
+    text = _request([2, 3, 4, 5])
+    four = RequestCheck(required=[2, 3, 4, 5], forbidden=[], tool_names=[], parallel=4)
+    one = RequestCheck(required=[2, 3, 4, 5], forbidden=[], tool_names=[])
+    assert not any("loops" in problem for problem in four.problems(text))
+    assert any("loops" in problem for problem in one.problems(text))

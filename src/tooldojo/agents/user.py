@@ -173,6 +173,9 @@ class RequestCheck:
     opens: bool = False
     """The message opens a turn, so it may not be a dump of numbers (the request gate's
     ``number_dump``); an answer to a clarifying question may be just the value."""
+    parallel: int = 1
+    """The most calls one planned step of the turn makes: a parallel request may say its
+    phrase once per call, as the request gate's ``loop_request`` allows."""
 
     def unwritable(self) -> list[str]:
         """Problems every message carrying the required values has (the plan's, not the
@@ -217,7 +220,7 @@ class RequestCheck:
         if re.search(r"```|</?tool_|\{\s*\"", text):
             out.append("carries code or markup")
         expected = numbers_in(self.required)
-        if loops(text):
+        if loops(text, self.parallel):
             out.append("loops (a word or phrase over and over)")
         if not_english(text):
             out.append("not English")
@@ -427,6 +430,9 @@ class UserSimulator:
         check.must_ask = turn_index == 0
         check.echo_of = after
         check.opens = True
+        check.parallel = max(
+            (len(step.calls) for step in turn.steps if step.kind == "call"), default=1
+        )
         first = next((ask for ask in asks if ask.get("tool")), None)
         check.topic_word = topic_word(first) if first else None
         check.topics = [
