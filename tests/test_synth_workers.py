@@ -27,8 +27,7 @@ from server_support import serve_in_thread
 from test_synth_cli_openai import OFFICE, Endpoint
 from tooldojo.cli import app
 from tooldojo.jsonl import iter_jsonl_dicts
-from tooldojo.synth.runner import worker_dir, worker_of
-from tooldojo.synth.workers import merge_worker_files
+from tooldojo.synth.runner import merge_worker_files, worker_dir, worker_of
 
 
 class SlowEndpoint(Endpoint):
@@ -125,7 +124,7 @@ def test_sigterm_to_the_parent_stops_the_workers_keeps_their_episodes_and_resume
     interrupted manifest and whole merged lines, and the same command finishes the rest."""
     endpoint = SlowEndpoint()
     with serve_in_thread(endpoint.app) as url:
-        args = _args(tmp_path, url, n=40, workers=2)
+        args = _args(tmp_path, url, n=20, workers=2)
         command = [sys.executable, "-m", "tooldojo.cli", *args]
         env = dict(os.environ, OMP_NUM_THREADS="1")
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -140,9 +139,29 @@ def test_sigterm_to_the_parent_stops_the_workers_keeps_their_episodes_and_resume
         assert stage["status"] == "failed" and "interrupted" in stage["error"]
         assert not list(out.glob("workers/*/*.jsonl"))  # merged on the way out
         kept = _finished_ids(out)
-        assert 0 < len(kept) < 40 and len(set(kept)) == len(kept)
+        assert 0 < len(kept) < 20 and len(set(kept)) == len(kept)
 
         resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert resumed.returncode == 0, resumed.stderr
         planned = [str(r["id"]) for _, r in iter_jsonl_dicts(out / "scenarios.jsonl")]
         assert sorted(_finished_ids(out)) == sorted(planned)
+
+
+def test_a_single_process_run_merges_what_workers_left_and_does_not_replay_it(
+    tmp_path: Path, endpoint_url: str
+):
+    """A run killed with episodes still in a worker's file, resumed without --workers."""
+    args = _args(tmp_path, endpoint_url, n=6, workers=2)
+    assert CliRunner().invoke(app, args).exit_code == 0
+    out = tmp_path / "out"
+    lines = (out / "trajectories.jsonl").read_text().splitlines(keepends=True)
+    (out / "trajectories.jsonl").write_text("".join(lines[1:]))
+    worker_dir(out, 1).mkdir(parents=True)
+    (worker_dir(out, 1) / "trajectories.jsonl").write_text(lines[0])
+    single = [*args[:-4], "--concurrency", "2"]  # the same run, --workers left out
+    result = CliRunner().invoke(app, single)
+    assert result.exit_code == 0, result.output
+    planned = [str(r["id"]) for _, r in iter_jsonl_dicts(out / "scenarios.jsonl")]
+    assert sorted(_finished_ids(out)) == sorted(planned)  # merged once, not played again
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["synth"]
+    assert stage["counts"]["skipped"] == 6 and not (out / "workers").exists()

@@ -10,6 +10,7 @@ loses at most the episodes in flight) and a stop when the backend keeps failing.
 from __future__ import annotations
 
 import math
+import shutil
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,7 @@ import anyio.lowlevel
 
 from tooldojo.bfcl_guard import BfclGuard, GuardHit, GuardMode, message_hits
 from tooldojo.errors import ToolDojoError
-from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts
+from tooldojo.jsonl import append_jsonl, drop_partial_tail, iter_jsonl_dicts
 from tooldojo.model import Scenario, Trajectory
 from tooldojo.synth.dedup import NearDuplicateFilter
 from tooldojo.synth.episode import Dropped, EpisodeEnv, EpisodeFailed, run_episode
@@ -232,6 +233,8 @@ async def synth_to_dir(
     """
     guard = BfclGuard.load() if bfcl_guard else None  # loaded before the first episode
     out = Path(out_dir)
+    if share is None:  # what worker processes of an earlier session left unmerged
+        merge_worker_files(out)
     folders = [out] if share is None else [out, worker_dir(out, share[0])]
     traj_path, dropped_path = folders[-1] / TRAJECTORIES, folders[-1] / DROPPED
     done: set[str] = set()
@@ -338,6 +341,42 @@ def worker_of(scenario_id: str, workers: int) -> int:
 def worker_dir(out: Path, index: int) -> Path:
     """Where worker ``index`` of a run in ``out`` writes its episodes until they are merged."""
     return out / WORKERS / str(index)
+
+
+def merge_worker_files(out: Path) -> int:
+    """Move every worker's finished episodes into the run's own files; returns how many moved.
+
+    Records whose id the run's file already holds are skipped (a merge cut short by a kill is
+    simply done again), and a worker's file is removed only after its lines are fsynced in
+    the run's file.
+    """
+    moved = 0
+    root = out / WORKERS
+    if not root.is_dir():
+        return 0
+    for folder in sorted(path for path in root.iterdir() if path.is_dir()):
+        for name, key in ((TRAJECTORIES, "scenario_id"), (DROPPED, "id")):
+            source = folder / name
+            if not source.exists():
+                continue
+            drop_partial_tail(source)  # the episode a killed worker was writing
+            target = out / name
+            present = {_key(record, key) for _, record in iter_jsonl_dicts(target)}
+            fresh = [
+                record for _, record in iter_jsonl_dicts(source) if _key(record, key) not in present
+            ]
+            moved += append_jsonl(target, fresh, batch=True) if fresh else 0
+            source.unlink()
+        if not any(path.suffix == ".jsonl" for path in folder.iterdir()):
+            shutil.rmtree(folder)  # what is left is the worker's summary.json
+    if not any(root.iterdir()):
+        root.rmdir()
+    return moved
+
+
+def _key(record: dict[str, Any], key: str) -> str:
+    """A finished episode's scenario id, as :func:`~tooldojo.synth.runner.synth_to_dir` reads it."""
+    return str(record.get(key) or record.get("id"))
 
 
 def _count_retry(summary: SynthSummary, failed: Failed) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -35,7 +34,6 @@ from typing import Any
 import anyio
 
 from tooldojo.errors import ToolDojoError
-from tooldojo.jsonl import append_jsonl, drop_partial_tail, iter_jsonl_dicts
 from tooldojo.synth.interrupt import Terminated, until_sigterm
 from tooldojo.synth.pipeline import (
     MANIFEST_EVERY_S,
@@ -51,50 +49,15 @@ from tooldojo.synth.pipeline import (
 from tooldojo.synth.runner import (
     DROPPED,
     TRAJECTORIES,
-    WORKERS,
     CategoryCounts,
     SynthSummary,
+    merge_worker_files,
     synth_to_dir,
     worker_dir,
 )
 
 SUMMARY = "summary.json"
 EXIT_TERMINATED = 2
-
-
-def merge_worker_files(out: Path) -> int:
-    """Move every worker's finished episodes into the run's own files; returns how many moved.
-
-    Records whose id the run's file already holds are skipped (a merge cut short by a kill is
-    simply done again), and a worker's file is removed only after its lines are fsynced in
-    the run's file.
-    """
-    moved = 0
-    root = out / WORKERS
-    if not root.is_dir():
-        return 0
-    for folder in sorted(path for path in root.iterdir() if path.is_dir()):
-        for name, key in ((TRAJECTORIES, "scenario_id"), (DROPPED, "id")):
-            source = folder / name
-            if not source.exists():
-                continue
-            drop_partial_tail(source)  # the episode a killed worker was writing
-            target = out / name
-            present = {_key(record, key) for _, record in iter_jsonl_dicts(target)}
-            fresh = [
-                record for _, record in iter_jsonl_dicts(source) if _key(record, key) not in present
-            ]
-            moved += append_jsonl(target, fresh, batch=True) if fresh else 0
-            source.unlink()
-        summary = folder / SUMMARY
-        if not any(path != summary for path in folder.iterdir()):
-            shutil.rmtree(folder)
-    return moved
-
-
-def _key(record: dict[str, Any], key: str) -> str:
-    """A finished episode's scenario id, as :func:`~tooldojo.synth.runner.synth_to_dir` reads it."""
-    return str(record.get(key) or record.get("id"))
 
 
 def run_with_workers(
@@ -184,10 +147,6 @@ def run_with_workers(
         *[hit for item in summaries for hit in item.get("hits", [])],
     ]
     finish_stage(prepared, summary, engines=engines, faults=faults, hits=hits)
-    for index in range(workers):
-        shutil.rmtree(worker_dir(out, index), ignore_errors=True)
-    if (out / WORKERS).is_dir() and not any((out / WORKERS).iterdir()):
-        (out / WORKERS).rmdir()
     return summary
 
 
