@@ -7,6 +7,7 @@ from tooldojo.synth.labels import ArgumentDrafter, find_pointer, label_call, pos
 from tooldojo.synth.pipeline import SynthRequest, prepare_run, run_prepared
 from tooldojo.synth.planner import Plan, PlanOptions, plan_scenarios
 from tooldojo.synth.runner import Failed, SynthAborted, run_shard, synth_to_dir
+from tooldojo.synth.workers import run_with_workers
 
 __all__ = [
     "CURRENT_EPISODE",
@@ -27,5 +28,6 @@ __all__ = [
     "run_episode",
     "run_prepared",
     "run_shard",
+    "run_with_workers",
     "synth_to_dir",
 ]
