@@ -17,7 +17,7 @@ from tooldojo.llm.llamacpp_engine import load_llama_model
 
 
 def test_gpu_layers_is_all_a_count_or_none() -> None:
-    assert BackendConfig(kind="llamacpp").gpu_layers == 0  # the CPU unless asked
+    assert BackendConfig(kind="llamacpp").gpu_layers is None  # llama.cpp's own default
     assert BackendConfig(kind="llamacpp", gpu_layers=-1).gpu_layers == -1
     with pytest.raises(ValidationError, match="gpu_layers"):
         BackendConfig(kind="llamacpp", gpu_layers=-2)

@@ -65,6 +65,7 @@ def test_batched_greedy_matches_the_unbatched_path_and_reuses_the_prefix():
         n_ctx=4096,
         n_threads=1,
         n_threads_batch=1,
+        flash_attn=True,  # as the engine: the comparison is of batching and the cache alone
         verbose=False,
     )
     expected = []

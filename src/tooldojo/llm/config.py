@@ -91,9 +91,10 @@ class BackendConfig(BaseModel):
     """llamacpp: flash attention (prompts 8 % and 16 batched streams 13 % faster on this 2-core
     machine; batched greedy answers part from unbatched ones a little more often in long prose:
     docs/llm.md). ``false`` for the other trade, or a build whose kernels lack it."""
-    gpu_layers: int = Field(default=0, ge=-1)
+    gpu_layers: int | None = Field(default=None, ge=-1)
     """llamacpp: layers whose weights and KV cache live on a GPU, for a llama.cpp built with one
-    (``CMAKE_ARGS=-DGGML_CUDA=on``); -1: all of them. 0 (the default) computes on the CPU."""
+    (``CMAKE_ARGS=-DGGML_CUDA=on``); -1: all of them, 0: none. ``None`` (the default) is
+    llama.cpp's own default: all of them when it was built for a GPU, the CPU otherwise."""
     n_ctx: int = Field(default=8192, ge=256)
     """llamacpp / transformers: context window (8192 is what SmolLM2 was trained with)."""
     max_in_flight: int = Field(default=64, ge=1)

@@ -311,7 +311,7 @@ class LlamaCppChatModel:
         reuse_prefixes: bool = True,
         draft_tokens: int = DRAFT_TOKENS,
         flash_attn: bool = True,
-        gpu_layers: int = 0,
+        gpu_layers: int | None = None,
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")

@@ -339,17 +339,20 @@ class PrefixStore:
 # ----------------------------------------------------------------------------- engine
 
 
-def load_llama_model(path: str, gpu_layers: int = 0) -> LlamaModel:
+def load_llama_model(path: str, gpu_layers: int | None = None) -> LlamaModel:
     """Load a GGUF once; every engine (context) built on it shares the weights.
 
-    ``gpu_layers`` (-1: all) are offloaded when llama.cpp was built for a GPU; without one,
-    llama.cpp keeps them on the CPU and says so only in its log."""
+    ``gpu_layers`` (-1: all) are offloaded when llama.cpp was built for a GPU; ``None`` keeps
+    llama.cpp's default (all of them; on a CPU build that changes nothing, and setting 0 there
+    changed greedy answers, since the CPU then handles the weights as host memory of no
+    device)."""
     from llama_cpp._logger import set_verbose
 
     set_verbose(False)
     llama_cpp.llama_backend_init()
     params = llama_cpp.llama_model_default_params()
-    params.n_gpu_layers = 2**31 - 1 if gpu_layers < 0 else gpu_layers
+    if gpu_layers is not None:
+        params.n_gpu_layers = gpu_layers
     return LlamaModel(path_model=path, params=params, verbose=False)
 
 
