@@ -433,6 +433,12 @@ def test_iteration_zero_takes_a_finished_synth_run_and_refuses_one_under_way(tmp
     with pytest.raises(ToolDojoError, match=r"synth/manifest.json: the synthesis is running"):
         run_once([])
     assert not (tmp_path / "run/iter-000/trajectories.jsonl").exists()
+    # Taken as it stands when asked (first_from_partial), and said so in the counts.
+    config.synth.first_from_partial = True
+    synth_only(tmp_path / "partial", config, {}, [])
+    record = RunManifest.model_validate_json((tmp_path / "partial/manifest.json").read_text())
+    assert record.stages["iter-000/synth"].counts["partial"] == 1
+    config.synth.first_from_partial = False
     manifest["stages"]["synth"]["status"] = "done"
     (source / "manifest.json").write_text(json.dumps(manifest))
     run_once([])

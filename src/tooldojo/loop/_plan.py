@@ -155,9 +155,11 @@ def _synth_plan(
         source = Path(cfg.synth.first_from).resolve()
         return StagePlan(
             "synth",
-            lambda: import_synth_stage(source, it),
+            lambda: import_synth_stage(source, it, partial=cfg.synth.first_from_partial),
             files=[str(source / name) for name in IMPORTED_FILES],
-            values={"first_from": str(source)},
+            # "partial" only when set, so runs from before the option keep their stage done
+            values={"first_from": str(source)}
+            | ({"partial": True} if cfg.synth.first_from_partial else {}),
             outputs=["trajectories.jsonl"],
             clears=["scenarios.jsonl", "dropped.jsonl", "manifest.json"],
         )
@@ -170,7 +172,7 @@ def _synth_plan(
         models={"selfplay": start_model} if selfplay else {},
         values={
             # without first_from (iteration 0's alone): runs from before it stay done
-            "synth": cfg.synth.model_dump(exclude={"first_from"}),
+            "synth": cfg.synth.model_dump(exclude={"first_from", "first_from_partial"}),
             "seed": cfg.seed,
             "specs": spec_hashes(context.request.specs),
             "roles": context.roles_identity(),

@@ -84,13 +84,15 @@ IMPORTED_FILES = ("scenarios.jsonl", "trajectories.jsonl", "dropped.jsonl", "man
 """What a ``tooldojo synth --out`` folder holds, and what iteration 0 copies from one."""
 
 
-def import_synth_stage(source: Path, it: Path) -> dict[str, int]:
+def import_synth_stage(source: Path, it: Path, *, partial: bool = False) -> dict[str, int]:
     """Iteration 0's ``trajectories.jsonl`` (and its plan, drops and manifest) copied from the
     finished synthesis run in ``source`` (``loop.synth.first_from``).
 
-    Only a finished run is taken: a run still under way (or stopped by a kill) would freeze a
-    partial sample into the loop, so it is refused with the way to finish it. Each file lands
-    whole (copied beside, then renamed), so a kill mid-copy leaves nothing half-written."""
+    Only a finished run is taken unless ``partial``: a run still under way (or stopped by a
+    kill) would freeze a partial sample into the loop, so it is refused with the way to finish
+    it. With ``partial`` it is taken as it stands, and the counts say so (``partial: 1``). Each
+    file lands whole (copied beside, then renamed), so a kill mid-copy leaves nothing
+    half-written."""
     manifest_path = source / "manifest.json"
     if not manifest_path.is_file():
         raise ToolDojoError(
@@ -102,10 +104,11 @@ def import_synth_stage(source: Path, it: Path) -> dict[str, int]:
         status = record["status"]
     except (ValueError, KeyError, TypeError) as error:
         raise ToolDojoError(f"{manifest_path}: no synth stage record ({error!r})") from error
-    if status != "done":
+    if status != "done" and not partial:
         raise ToolDojoError(
             f"{manifest_path}: the synthesis is {status}, not done; finish it by running the "
-            "same 'tooldojo synth' command again, then resume the loop"
+            "same 'tooldojo synth' command again, then resume the loop (or set "
+            "loop.synth.first_from_partial to take it as it stands)"
         )
     it.mkdir(parents=True, exist_ok=True)
     for name in IMPORTED_FILES:
@@ -118,7 +121,7 @@ def import_synth_stage(source: Path, it: Path) -> dict[str, int]:
         "finished": _lines(it / "trajectories.jsonl"),
         "dropped": _lines(it / "dropped.jsonl"),
     }
-    return counts | {"imported": 1}
+    return counts | {"imported": 1} | ({"partial": 1} if status != "done" else {})
 
 
 def _lines(path: Path) -> int:

@@ -46,6 +46,11 @@ class SynthSection(_Section):
     in): a large cold-start synthesis, run and resumed on its own over hours, then looped on.
     The stage's inputs are that folder's files, so new data there redoes iteration 0; later
     iterations synthesize ``n`` scenarios as usual."""
+    first_from_partial: bool = False
+    """Take ``first_from`` as it stands when its synthesis is not done (still running, or
+    stopped and not yet resumed), instead of refusing it: for a run that outlasts a machine's
+    session. Its files stay the stage's inputs, so when the synthesis goes on, iteration 0 and
+    everything after it are redone on the larger data."""
 
 
 class VerifySection(_Section):
