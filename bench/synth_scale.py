@@ -65,6 +65,8 @@ def _lines(path: Path) -> int:
 
 def _manifest_seconds(manifest: dict) -> float | None:
     stage = (manifest.get("stages") or {}).get("synth") or {}
+    if stage.get("wall_seconds"):  # the episodes' time summed over every session of the run
+        return float(stage["wall_seconds"])
     if not stage.get("finished_at"):
         return None
     start = datetime.fromisoformat(stage["started_at"])
@@ -214,6 +216,9 @@ def main() -> None:
         help="with --from: the synthesis wall time of a run that was resumed (its manifest "
         "times only the last segment)",
     )
+    parser.add_argument(
+        "--note", default=None, help="recorded as is: how the run was made (segments, machines)"
+    )
     parser.add_argument("--json", default=str(ROOT / "docs/results/synth_scale.json"))
     parser.add_argument("--samples", default=str(ROOT / "docs/samples"))
     parser.add_argument("--n-samples", type=int, default=30)
@@ -238,6 +243,8 @@ def main() -> None:
         commands = {"synth": shlex.join(synth), "verify": shlex.join(verify)}
         seconds = {"synth": round(_run(synth), 1), "verify": round(_run(verify), 1)}
     report = record(out, commands, seconds, args)
+    if args.note:
+        report = {"note": args.note, **report}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
