@@ -85,6 +85,31 @@ async def stopped_by(trajectory: Trajectory) -> tuple[str | None, list[str]]:
 
 
 @pytest.mark.anyio
+async def test_an_answer_that_repeats_an_earlier_answer_fails_and_a_new_one_passes() -> None:
+    """Seen in the scale run's passed data: a second request answered with the first answer."""
+    second = "And what about Porto for 3 days in celsius?"
+
+    def two_turns(last: str) -> Trajectory:
+        base = episode()
+        call = Message(role="assistant", tool_calls=[CALL.model_copy(update={"id": "c2"})])
+        result = base.messages[3].model_copy(update={"tool_call_id": "c2"})
+        messages = [
+            *base.messages,
+            Message(role="user", content=second, origin="model"),
+            call,
+            result,
+            Message(role="assistant", content=last, origin="model"),
+        ]
+        labels = [LABEL, Label(kind="text"), LABEL, Label(kind="text")]
+        return base.model_copy(update={"messages": messages, "labels": labels})
+
+    gate, reasons = await stopped_by(two_turns(ANSWER))
+    assert gate == "turns" and "repeated_answer" in reasons
+    fresh = "Porto too: Monday reaches a high of 21 degrees there, and it stays dry all week."
+    assert await stopped_by(two_turns(fresh)) == (None, [])
+
+
+@pytest.mark.anyio
 async def test_a_sound_episode_passes_every_default_gate() -> None:
     assert await stopped_by(episode()) == (None, [])
 

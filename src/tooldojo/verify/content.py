@@ -18,6 +18,9 @@ whenever it was not empty. This gate reads the text turns:
 - ``empty_text``: a text turn with no text;
 - ``degenerate``: not prose: mostly digits and symbols (a value dump), fewer than three
   words, the same phrase looping, or not English (:func:`not_english`).
+- ``repeated_answer``: a text turn that mostly repeats an earlier assistant message of the
+  same conversation (half of its four-word runs, :func:`echoes`): the 135M model answered a
+  new request with its last answer, word for word, and such turns passed every other check.
 
 Each finding is one line in ``reason`` and its code in ``details["reasons"]``, so failures can
 be counted by cause.
@@ -312,6 +315,24 @@ def _mentions_any(text: str, words: set[str]) -> bool:
     return any(re.search(rf"\b{re.escape(w)}", plain) for w in words if w)
 
 
+WORD = re.compile(r"[a-z0-9']*[a-z][a-z0-9']*")
+
+ECHO_RUN = 4
+"""Words in a run that counts as repeated (three-word runs are common phrases: "I would like")."""
+
+
+def echoes(text: str, before: str) -> bool:
+    """Whether half or more of ``text``'s four-word runs (at least three) are in ``before``."""
+
+    def runs(words: list[str]) -> set[tuple[str, ...]]:
+        return {tuple(words[i : i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)}
+
+    mine = runs(WORD.findall(text.lower()))
+    if len(mine) < 3 or not before:
+        return False
+    return 2 * len(mine & runs(WORD.findall(before.lower()))) >= len(mine)
+
+
 def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, str]]:
     """(code, message) for everything wrong with one text turn's content."""
     if turn.calls or turn.parse_error is not None:
@@ -324,6 +345,13 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
     if not text:
         return [("empty_text", f"{where}: empty answer")]
     found: list[tuple[str, str]] = []
+    earlier = [
+        m.content
+        for m in trajectory.messages[: turn.message_index]
+        if m.role == "assistant" and m.content
+    ]
+    if any(echoes(text, before) for before in earlier):
+        found.append(("repeated_answer", f"{where}: repeats an earlier answer of the conversation"))
     if FILLER.search(text):
         found.append(("filler", f"{where}: template filler instead of an answer"))
     code = code_in(text)

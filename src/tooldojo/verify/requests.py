@@ -36,7 +36,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from tooldojo.model import RESULT_REF_KEY, Label, Message, Tool, Trajectory, Verdict
-from tooldojo.verify.content import FUNCTION_WORDS, code_in, content_words, not_english
+from tooldojo.verify.content import (
+    FUNCTION_WORDS,
+    WORD,
+    code_in,
+    content_words,
+    echoes,
+    not_english,
+)
 from tooldojo.verify.grounding import normalize, value_in
 from tooldojo.verify.turns import Turn
 
@@ -136,7 +143,6 @@ ASK = re.compile(
 """A request asks: a question mark or a verb of asking or doing."""
 
 
-WORD = re.compile(r"[a-z0-9']*[a-z][a-z0-9']*")
 """A word as :func:`loops` counts it: letters and digits together, at least one letter. An id
 is one word ("52a1"), not the letters inside it: read letter by letter, the planned id
 "2382-0003-52A1-0A37-5A11" held "a a a" (a loop) and sank every request carrying it."""
@@ -159,22 +165,6 @@ def loops(text: str, parallel: int = 1) -> bool:
         return True
     grams = Counter(tuple(words[i : i + 3]) for i in range(len(words) - 2))
     return bool(grams) and grams.most_common(1)[0][1] > phrases
-
-
-ECHO_RUN = 4
-"""Words in a run that counts as repeated (three-word runs are common phrases: "I would like")."""
-
-
-def echoes(text: str, before: str) -> bool:
-    """Whether half or more of ``text``'s four-word runs (at least three) are in ``before``."""
-
-    def runs(words: list[str]) -> set[tuple[str, ...]]:
-        return {tuple(words[i : i + ECHO_RUN]) for i in range(len(words) - ECHO_RUN + 1)}
-
-    mine = runs(WORD.findall(text.lower()))
-    if len(mine) < 3 or not before:
-        return False
-    return 2 * len(mine & runs(WORD.findall(before.lower()))) >= len(mine)
 
 
 def assistant_text_before(messages: Sequence[Message], index: int | None = None) -> str:
