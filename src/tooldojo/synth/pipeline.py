@@ -318,7 +318,6 @@ async def run_prepared(
     prepared: PreparedRun, on_outcome: Callable[[Outcome], None] | None = None
 ) -> SynthSummary:
     """Play the prepared run's pending scenarios and record the stage in the manifest."""
-    request = prepared.request
     engines_before = engine_counters(prepared.role_models)
     episodes_started = time.perf_counter()
     account = start_stage(prepared)
@@ -333,19 +332,7 @@ async def run_prepared(
             write_manifest(prepared)
 
     try:
-        summary = await until_sigterm(
-            lambda: synth_to_dir(
-                request.out,
-                prepared.scenarios,
-                prepared.env,
-                concurrency=request.concurrency,
-                dedup_threshold=request.dedup or None,
-                max_consecutive_failures=request.max_failures,
-                on_outcome=outcome,
-                retries=request.retries,
-                bfcl_guard=request.guard_mode(),
-            )
-        )
+        summary = await play_until_sigterm(prepared, on_outcome=outcome)
     except BaseException as error:
         account()
         mark_interrupted(prepared, error)
@@ -360,6 +347,31 @@ async def run_prepared(
     hits = [hit.to_dict() for hit in [*prepared.bfcl_tool_hits, *summary.bfcl_hits]]
     finish_stage(prepared, summary, engines=engines, faults=faults, hits=hits)
     return summary
+
+
+async def play_until_sigterm(
+    prepared: PreparedRun,
+    *,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    share: tuple[int, int] | None = None,
+) -> SynthSummary:
+    """The run's pending episodes (of worker ``share`` only, when given) with the request's
+    options, stopped by SIGTERM as by an error (:func:`until_sigterm`)."""
+    request = prepared.request
+    return await until_sigterm(
+        lambda: synth_to_dir(
+            request.out,
+            prepared.scenarios,
+            prepared.env,
+            concurrency=request.concurrency,
+            dedup_threshold=request.dedup or None,
+            max_consecutive_failures=request.max_failures,
+            on_outcome=on_outcome,
+            retries=request.retries,
+            bfcl_guard=request.guard_mode(),
+            share=share,
+        )
+    )
 
 
 def start_stage(prepared: PreparedRun) -> Callable[[], None]:

@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 
 from tooldojo.errors import ToolDojoError
-from tooldojo.synth.interrupt import Terminated, until_sigterm
+from tooldojo.synth.interrupt import Terminated
 from tooldojo.synth.pipeline import (
     MANIFEST_EVERY_S,
     SynthRequest,
@@ -42,6 +42,7 @@ from tooldojo.synth.pipeline import (
     engine_work,
     finish_stage,
     mark_interrupted,
+    play_until_sigterm,
     prepare_run,
     start_stage,
     write_manifest,
@@ -52,7 +53,6 @@ from tooldojo.synth.runner import (
     CategoryCounts,
     SynthSummary,
     merge_worker_files,
-    synth_to_dir,
     worker_dir,
 )
 
@@ -180,19 +180,7 @@ async def _play_share(request: SynthRequest, index: int, workers: int) -> None:
     before = engine_counters(prepared.role_models)
     record: dict[str, Any] = {"worker": index, "workers": workers}
     try:
-        summary = await until_sigterm(
-            lambda: synth_to_dir(
-                request.out,
-                prepared.scenarios,
-                prepared.env,
-                concurrency=request.concurrency,
-                dedup_threshold=request.dedup or None,
-                max_consecutive_failures=request.max_failures,
-                retries=request.retries,
-                bfcl_guard=request.guard_mode(),
-                share=(index, workers),
-            )
-        )
+        summary = await play_until_sigterm(prepared, share=(index, workers))
     except Terminated:
         record["terminated"] = True
         _write_summary(request.out, index, record)
