@@ -421,10 +421,32 @@ def _planned(sid: str, steps: int, turns: int = 1, withheld: bool = False) -> Sc
     return Scenario(id=sid, category="single", tools=["t"], turns=[turn] * turns)
 
 
+def test_play_order_interleaves_categories_and_runs_each_block_longest_first():
+    from tooldojo.synth.plan_file import play_order
+
+    # planned as the scale run's plan puts them: all of one category, then the next
+    pending = [("multi_turn", 9)] * 4 + [("single", 3)] * 8 + [("clarify", 5)] * 4
+    order = play_order(pending, block=4)
+    assert sorted(order) == list(range(16))  # every scenario, once
+    for start in range(0, 16, 4):  # every stretch of the run holds each category in its share
+        block = [pending[i] for i in order[start : start + 4]]
+        assert sorted(category for category, _ in block) == [
+            "clarify",
+            "multi_turn",
+            "single",
+            "single",
+        ]
+        assert [calls for _, calls in block] == sorted((c for _, c in block), reverse=True)
+    # the old order, longest first over the whole run, fails the first check: two categories
+    old = sorted(range(16), key=lambda i: -pending[i][1])
+    assert {pending[i][0] for i in old[:8]} == {"multi_turn", "clarify"}
+    assert {pending[i][0] for i in order[:8]} == {"multi_turn", "single", "clarify"}
+
+
 def test_plan_file_serves_longest_episodes_first_without_holding_the_plan(tmp_path):
     from tooldojo.errors import DataError
     from tooldojo.jsonl import write_jsonl_atomic
-    from tooldojo.synth.plan_file import PlanFile, expected_model_calls, longest_first
+    from tooldojo.synth.plan_file import PlanFile, expected_model_calls, in_play_order
 
     plan = [
         _planned("a", 1),
@@ -438,13 +460,14 @@ def test_plan_file_serves_longest_episodes_first_without_holding_the_plan(tmp_pa
     write_jsonl_atomic(path, plan)
     stored = PlanFile(path)
     assert len(stored) == 5 and [s.id for s in stored] == ["a", "b", "c", "d", "e"]
-    assert [s.id for s in stored.longest_first(skip={"e"})] == ["b", "d", "c", "a"]
+    # one category, under one block: longest first, ties in plan order
+    assert [s.id for s in stored.in_play_order(skip={"e"})] == ["b", "d", "c", "a"]
     stored.extend([_planned("x", 4)])  # added after planning (the loop's expansions)
     assert len(stored) == 6 and [s.id for s in stored][-1] == "x"
-    order = [s.id for s in stored.longest_first(skip=set())]
+    order = [s.id for s in stored.in_play_order(skip=set())]
     assert order == ["b", "e", "x", "d", "c", "a"]
-    assert next(s.model_dump() for s in stored.longest_first(set())) == plan[1].model_dump()
-    assert [s.id for s in longest_first(plan, {"b"})] == ["e", "d", "c", "a"]  # a list too
+    assert next(s.model_dump() for s in stored.in_play_order(set())) == plan[1].model_dump()
+    assert [s.id for s in in_play_order(plan, {"b"})] == ["e", "d", "c", "a"]  # a list too
 
     path.write_text(path.read_text() + '{"id": "broken"}\n')
     with pytest.raises(DataError, match=r"scenarios\.jsonl"):

@@ -206,3 +206,10 @@ def test_a_simulated_value_that_says_nothing_is_a_junk_result() -> None:
     # a single symbol may be a value (a delimiter), and a real tool's answer is its own
     assert recorded_failures(with_result({"delimiter": ",", "price": "$5.00"})) == []
     assert recorded_failures(with_result({"sep": ";;"}, origin="executed")) == []
+    # runaway values below the string bound, from the scale3 run (8 of 21 had passed)
+    for runaway in ("CJHU7oI2_CJHU7oI2_CJHU7oI2_C", "lars.john.john.john.v1.2.0", "/v2/v2/v2/v2"):
+        (found,) = recorded_failures(with_result({"id": runaway, "ok": True}))
+        assert found[0] == "junk_result", runaway
+    # repeats that are values: digits, a piece twice, short units, a UUID
+    for fine in ("1000000000", "new-york-new-york", "aaa-bb", "3f2b-4c1d-3f2b-9e8a-0d1c"):
+        assert recorded_failures(with_result({"id": fine})) == [], fine

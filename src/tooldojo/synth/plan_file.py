@@ -3,7 +3,7 @@
 Planned scenarios are large objects (labels, asks, value sources: about 6 KB each in
 memory), so a run of 10,000 episodes would hold some 60 MB just for its plan. The plan is
 streamed to disk when it is made (:func:`tooldojo.jsonl.atomic_jsonl_writer`) and read back
-from there: counted once, iterated lazily, and served longest episode first by seeking to
+from there: counted once, iterated lazily, and served in play order by seeking to
 each line's offset. Scenarios added after planning (the loop's expansions from failures) are
 few and kept in memory beside the file.
 """
@@ -49,8 +49,8 @@ class PlanFile:
     """The scenarios of ``scenarios.jsonl`` (plus any added later), read lazily.
 
     One JSON pass builds :meth:`entries` (id, category, expected length, offset), which
-    serves counting, resume bookkeeping and the longest-first order; whole scenarios are
-    parsed only when they are played.
+    serves counting, resume bookkeeping and the play order; whole scenarios are parsed only
+    when they are played.
     """
 
     def __init__(self, path: str | Path):
@@ -91,24 +91,50 @@ class PlanFile:
     def extend(self, scenarios: Iterable[Scenario]) -> None:
         self.added.extend(scenarios)
 
-    def longest_first(self, skip: set[str]) -> Iterator[Scenario]:
-        """Scenarios not in ``skip``, longest expected episode first (ties in plan order).
-
-        Longest first (LPT scheduling): a long multi-turn episode started last would hold the
-        whole run open while the other slots sit idle.
-        """
-        order = sorted(
-            (-entry.calls, position, entry.offset)
-            for position, entry in enumerate(self.entries())
-            if entry.id not in skip
-        )
+    def in_play_order(self, skip: set[str]) -> Iterator[Scenario]:
+        """Scenarios not in ``skip``, in :func:`play_order`, each parsed when it is reached."""
+        pending = [entry for entry in self.entries() if entry.id not in skip]
+        order = play_order([(entry.category, entry.calls) for entry in pending])
         with self.path.open("rb") as handle:
-            for _, _, offset in order:
+            for index in order:
+                offset = pending[index].offset
                 if offset < 0:
                     yield self.added[-1 - offset]
                 else:
                     handle.seek(offset)
                     yield Scenario.model_validate_json(handle.readline())
+
+
+ORDER_BLOCK = 256
+"""Scenarios per block of :func:`play_order`: a multiple of any usual ``--concurrency``."""
+
+
+def play_order(pending: list[tuple[str, int]], block: int = ORDER_BLOCK) -> list[int]:
+    """Indices of ``pending`` (``(category, expected model calls)`` in plan order) in the
+    order to play them: categories interleaved in proportion, longest episode first within
+    each block of ``block``.
+
+    Why interleaved: a run that outlasts its session (6,400 scenarios at 2-3 multi-turn
+    episodes a minute here) is taken as it stands, so every stretch of it should hold every
+    category in its planned share; playing all the longest ones first left a stopped run with
+    two categories out of eight. Why longest first within a block (LPT scheduling): a long
+    multi-turn episode started last would hold the run open while the other slots sit idle,
+    and the last block ends on its shortest episodes.
+    """
+    totals: dict[str, int] = {}
+    for category, _ in pending:
+        totals[category] = totals.get(category, 0) + 1
+    seen: dict[str, int] = {}
+    spread = []  # the k-th of n scenarios of a category at (k + 0.5) / n of the run
+    for position, (category, _) in enumerate(pending):
+        rank = seen[category] = seen.get(category, -1) + 1
+        spread.append(((rank + 0.5) / totals[category], position))
+    interleaved = [position for _, position in sorted(spread)]
+    order: list[int] = []
+    for start in range(0, len(interleaved), block):
+        chunk = interleaved[start : start + block]
+        order += sorted(chunk, key=lambda position: -pending[position][1])  # stable: ties keep
+    return order
 
 
 def ids_and_categories(scenarios: Iterable[Scenario]) -> Iterator[tuple[str, str]]:
@@ -118,10 +144,10 @@ def ids_and_categories(scenarios: Iterable[Scenario]) -> Iterator[tuple[str, str
     return ((scenario.id, scenario.category) for scenario in scenarios)
 
 
-def longest_first(scenarios: Iterable[Scenario], skip: set[str]) -> Iterator[Scenario]:
-    """:meth:`PlanFile.longest_first` for a plan file, a sort in memory for anything else."""
+def in_play_order(scenarios: Iterable[Scenario], skip: set[str]) -> Iterator[Scenario]:
+    """:meth:`PlanFile.in_play_order` for a plan file, :func:`play_order` in memory otherwise."""
     if isinstance(scenarios, PlanFile):
-        return scenarios.longest_first(skip)
+        return scenarios.in_play_order(skip)
     pending = [scenario for scenario in scenarios if scenario.id not in skip]
-    pending.sort(key=lambda scenario: expected_model_calls(scenario.turns), reverse=True)
-    return iter(pending)
+    order = play_order([(s.category, expected_model_calls(s.turns)) for s in pending])
+    return (pending[index] for index in order)

@@ -27,7 +27,7 @@ from tooldojo.jsonl import append_jsonl, drop_partial_tail, iter_jsonl_dicts
 from tooldojo.model import Scenario, Trajectory
 from tooldojo.synth.dedup import NearDuplicateFilter
 from tooldojo.synth.episode import Dropped, EpisodeEnv, EpisodeFailed, run_episode
-from tooldojo.synth.plan_file import PlanFile, ids_and_categories, longest_first
+from tooldojo.synth.plan_file import PlanFile, ids_and_categories, in_play_order
 
 TRAJECTORIES = "trajectories.jsonl"
 DROPPED = "dropped.jsonl"
@@ -251,7 +251,7 @@ async def synth_to_dir(
         }
 
     if not isinstance(scenarios, PlanFile | Sequence):
-        scenarios = list(scenarios)  # read twice below: counted, then played longest first
+        scenarios = list(scenarios)  # read twice below: counted, then played
     summary = SynthSummary()
     category_of: dict[str, str] = {}  # of the pending scenarios, for their dropped records
     others: set[str] = set()  # another worker's scenarios: neither counted nor played here
@@ -319,7 +319,7 @@ async def synth_to_dir(
 
     try:
         await run_shard(
-            longest_first(scenarios, done | others),
+            in_play_order(scenarios, done | others),
             env,
             concurrency=concurrency,
             on_outcome=record,
