@@ -172,3 +172,43 @@ def test_a_bounded_string_says_something_and_still_reaches_its_bound() -> None:
         grammar = schema_grammar(wrapped)
         assert "[A-Za-z0-9]" in grammar
         LlamaGrammar.from_string(grammar, verbose=False)
+
+
+def test_a_simulated_success_has_no_error_field_to_fill_and_its_flags_say_success() -> None:
+    from tooldojo.mcp.executors.response_schema import success_shape
+
+    # as in the scale3 run's tools (get_employees_by_id: employee, errors)
+    schema = {
+        "type": "object",
+        "properties": {
+            "errors": {"type": "array", "items": {"type": "string"}},
+            "WebException": {"type": "object", "properties": {"code": {"type": "integer"}}},
+            "employee": {"type": "string"},
+            "errorCount": {"type": "integer"},  # counts errors: not a report, kept
+            "success": {"type": "boolean"},
+            "isFaulted": {"type": "boolean"},
+        },
+    }
+    bounded = bounded_schema(schema, {}, Bounds(optional_properties=8))
+    assert set(bounded["properties"]) == {"employee", "errorCount", "success", "isFaulted"}
+    assert bounded["properties"]["success"] == {"const": True}
+    assert bounded["properties"]["isFaulted"] == {"const": False}
+    assert Draft202012Validator(schema).is_valid(_longest(bounded))  # still the tool's schema
+    # the verifier fails exactly what is left out: an error field with content
+    from tooldojo.verify.execution import _error_field
+
+    assert _error_field("errors", ["timeout"]) and _error_field("success", False)
+    assert not _error_field("errorCount", 3)
+
+    # a required error field is the tool's contract: kept
+    required = {**schema, "required": ["errors"]}
+    assert "errors" in bounded_schema(required, {}, Bounds(optional_properties=8))["properties"]
+    # an error body alone (a DELETE documented only by its error) gets the generic result...
+    only_error = {"type": "object", "properties": {"error": {"type": "string"}}}
+    assert success_shape(only_error) is None
+    assert "result" in bounded_schema(only_error, {"id": "x"}, Bounds())["properties"]
+    # ...unless nothing else is allowed, and a $ref at the top is read through
+    closed = {**only_error, "additionalProperties": False}
+    assert success_shape(closed) is closed
+    ref = {"$ref": "#/$defs/out", "$defs": {"out": schema}}
+    assert set(success_shape(ref)["properties"]) == set(bounded["properties"])

@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import mcp.types as types
 
 from tooldojo.model import Message, Trajectory, Verdict
-from tooldojo.names import name_words
+from tooldojo.names import reports_error, status_flag
 from tooldojo.verify.grounding import scalar_leaves
 from tooldojo.verify.turns import Turn
 
@@ -140,21 +140,6 @@ def _reads_as_failure(value: Any, simulated: bool = False) -> str | None:
     )
 
 
-ERROR_WORDS = frozenset({"error", "errors", "exception", "fault", "faults"})
-"""Words of a result field that carries a failure when it has content."""
-FAILED_FLAG_WORDS = frozenset({"error", "errors", "failed", "faulted", "failure"})
-"""Words of a boolean field that reports a failure when true ({"isFaulted": true})."""
-SUCCESS_FLAG_WORDS = frozenset({"success", "succeeded", "successful", "ok"})
-"""Words of a boolean field that reports a failure when false ({"success": false})."""
-FLAG_PREFIXES = frozenset({"is", "has", "was", "did"})
-NOT_A_REPORT = frozenset(
-    {"count", "counts", "total", "number", "num", "rate", "ratio", "percent", "threshold",
-     "limit", "max", "min", "override", "enabled", "allowed", "policy", "mode", "type", "types"}
-)  # fmt: skip
-"""Words of a field that counts or configures errors ("errorCount", "maxErrors",
-"errorPolicy"): a value there is not a failure of this call."""
-
-
 def _has_content(value: Any) -> bool:
     """Some non-empty scalar at any depth ({"Errors": [], "Code": ""} has none)."""
     if isinstance(value, dict):
@@ -166,16 +151,11 @@ def _has_content(value: Any) -> bool:
 
 def _error_field(key: str, value: Any) -> str | None:
     """``key: value`` (short) when this top-level field of a result reports a failure."""
-    words = set(name_words(key))
     if isinstance(value, bool):
-        # a flag that is only a state ("isFaulted", "success"), not a setting that names an
-        # error ("activeErrorOverride": true)
-        state = words - FLAG_PREFIXES
-        failed = bool(state) and (
-            (value and state <= FAILED_FLAG_WORDS) or (not value and state <= SUCCESS_FLAG_WORDS)
-        )
+        flag = status_flag(key)
+        failed = (value and flag == "failed") or (not value and flag == "success")
     else:
-        failed = bool(words & ERROR_WORDS) and not words & NOT_A_REPORT and _has_content(value)
+        failed = reports_error(key) and _has_content(value)
     return f"{key}: {json.dumps(value, ensure_ascii=False)}"[:80] if failed else None
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from tooldojo.names import reports_error, status_flag
+
 SAFE_CHARS = "A-Za-z0-9 .,:;'!@#$%&*+/=_()?-"
 """Printable ASCII without quote or backslash: one character, one byte, no escapes. (Kept
 free of regex escapes because llama.cpp's pattern converter mistranslates them.)"""
@@ -159,17 +161,51 @@ def bounded_schema(
 ) -> dict[str, Any]:
     """A finite narrowing of ``schema`` (a generic result when ``None``) for one call;
     ``keep``: top-level fields the answer must hold (see :func:`_keep_fields`)."""
-    if not schema:
+    shaped = success_shape(schema) if schema else None
+    if not shaped:
         out = generic_result_schema(arguments, bounds)
         _keep_fields(out, {}, keep, bounds)
         return out
-    out = _Bounder(schema, bounds).visit(schema, 0)
+    out = _Bounder(schema, bounds).visit(shaped, 0)
     if out is None:
         raise UnboundedSchema("the response schema admits no bounded value")
     if out.get("type") == "object" and isinstance(out.get("properties"), dict):
         _pin_arguments(out, schema, arguments)
         _keep_fields(out, schema, keep, bounds)
     return out
+
+
+def success_shape(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """``schema`` narrowed to a success: optional top-level fields that report a failure
+    (``error``, ``errors``, ``WebException``) left out, and status flags pinned (``success``
+    and ``ok`` true, ``isFaulted`` false). ``None`` when nothing but such fields is left and
+    the schema admits other fields: it is an error body (a DELETE whose only documented
+    response is its error), so the generic result stands in.
+
+    Why: the server model plays calls the plan expects to succeed (planned failures are
+    injected apart, :meth:`SimulatedExecutor._injected_failure`), and given an optional
+    ``error`` field it filled it: 31 of the 46 "success says error" results of the scale3
+    run's 651 episodes were such a field of the tool's own schema, and each failed its
+    trajectory at the execution gate. The result is still checked against the whole schema.
+    """
+    top = schema
+    if "$ref" in top:
+        top = _Bounder(schema, LADDER[0])._resolve(str(top["$ref"])) or top
+    properties = top.get("properties")
+    if not isinstance(properties, dict) or not properties:
+        return schema
+    required = {name for name in top.get("required", []) if isinstance(name, str)}
+    kept: dict[str, Any] = {}
+    for name, sub in properties.items():
+        flag = status_flag(name)
+        if flag and isinstance(sub, dict) and sub.get("type") == "boolean":
+            kept[name] = {**sub, "const": flag == "success"}
+        elif name in required or not reports_error(name):
+            kept[name] = sub
+    if not kept:
+        return schema if top.get("additionalProperties") is False else None
+    defs = {k: schema[k] for k in ("$defs", "definitions") if k in schema}
+    return {**defs, **top, "properties": kept}
 
 
 def _keep_fields(
