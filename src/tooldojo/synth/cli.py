@@ -208,7 +208,9 @@ def _read_weights(path: Path | None) -> dict[str, Any]:
     return data
 
 
-async def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
+def _progress(title: str, *fields: str) -> Any:
+    """The synth progress bar: ``title``, the bar, done of total, ``fields`` (task field
+    templates), elapsed and remaining time; on stderr, left on screen when it ends."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -218,59 +220,46 @@ async def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
         TimeRemainingColumn,
     )
 
-    from tooldojo.synth.runner import Failed
-
-    todo = prepared.pending_count()
-    failed = 0
-    with Progress(
-        TextColumn("[bold]synth[/]"),
+    return Progress(
+        TextColumn(title),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("failed {task.fields[failed]}"),
-        TextColumn("{task.fields[rate]}"),
+        *(TextColumn(field) for field in fields),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
-    ) as progress:
-        task = progress.add_task("synth", total=todo, failed=0, rate="")
+    )
+
+
+async def _run_with_progress(prepared: Any, run_prepared: Any) -> Any:
+    from tooldojo.synth.runner import Failed
+
+    todo = prepared.pending_count()
+    failed = 0
+    with _progress("[bold]synth[/]", "failed {task.fields[failed]}", "{task.fields[rate]}") as bar:
+        task = bar.add_task("synth", total=todo, failed=0, rate="")
 
         def tick(outcome: Any) -> None:
             nonlocal failed
             failed += isinstance(outcome, Failed)
-            elapsed = progress.tasks[0].elapsed or 0.0
-            done = progress.tasks[0].completed + 1
+            elapsed = bar.tasks[0].elapsed or 0.0
+            done = bar.tasks[0].completed + 1
             rate = f"{done / elapsed:.2f} ep/s" if elapsed > 0 else ""
-            progress.update(task, advance=1, failed=failed, rate=rate)
+            bar.update(task, advance=1, failed=failed, rate=rate)
 
         return await run_prepared(prepared, tick)
 
 
 def _run_workers(request: Any, workers: int) -> Any:
     """``--workers``: plan here, play in worker processes, with one progress bar over them."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from tooldojo.synth.workers import run_with_workers
 
-    with Progress(
-        TextColumn(f"[bold]synth[/] ({workers} workers)"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-    ) as progress:
-        task = progress.add_task("synth", total=None)
+    with _progress(f"[bold]synth[/] ({workers} workers)") as bar:
+        task = bar.add_task("synth", total=None)
 
         def show(done: int, pending: int) -> None:
-            progress.update(task, completed=done, total=pending)
+            bar.update(task, completed=done, total=pending)
 
         return run_with_workers(request, workers, show)
 
