@@ -40,6 +40,8 @@ ORDER = {
 def _longest(schema):  # the longest value the bounded schema admits, built by hand
     if "const" in schema:
         return schema["const"]
+    if "enum" in schema:
+        return max(schema["enum"], key=lambda v: len(json.dumps(v)))
     if "anyOf" in schema:
         return max((_longest(o) for o in schema["anyOf"]), key=lambda v: len(json.dumps(v)))
     kind = schema.get("type")
@@ -212,3 +214,24 @@ def test_a_simulated_success_has_no_error_field_to_fill_and_its_flags_say_succes
     assert success_shape(closed) is closed
     ref = {"$ref": "#/$defs/out", "$defs": {"out": schema}}
     assert set(success_shape(ref)["properties"]) == set(bounded["properties"])
+
+
+def test_enum_values_the_declared_type_rejects_are_left_out() -> None:
+    # a spec of the scale run (get_channel_moderator): an array whose enum lists strings, so
+    # every bounded answer with the field broke the tool's own schema
+    schema = {
+        "type": "object",
+        "properties": {
+            "bio": {"type": "string"},
+            "content_filter": {"type": "array", "enum": ["drugs", "nudity"], "items": {}},
+            "level": {"type": "integer", "enum": [1, "2", True, 3]},
+        },
+        "required": ["bio", "level"],
+    }
+    bounded = bounded_schema(schema, {}, Bounds())
+    assert "content_filter" not in bounded["properties"]  # no value of it fits: dropped
+    assert bounded["properties"]["level"] == {"enum": [1, 3]}
+    assert Draft202012Validator(schema).is_valid(_longest(bounded))
+    required = {**schema, "required": ["content_filter"]}
+    with pytest.raises(UnboundedSchema):
+        bounded_schema(required, {}, Bounds())

@@ -248,6 +248,30 @@ def _pin_arguments(out: dict[str, Any], original: dict[str, Any], arguments: dic
                 required.append(name)
 
 
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def _of_type(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether ``value`` is of ``schema``'s ``type`` (any type when it names none)."""
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else None
+    if kinds is None:
+        return True
+    return any(
+        isinstance(value, _JSON_TYPES.get(name, object))
+        and not (isinstance(value, bool) and name in ("integer", "number"))
+        for name in kinds
+    )
+
+
 class _Bounder:
     def __init__(self, root: dict[str, Any], bounds: Bounds):
         self.root = root
@@ -276,9 +300,12 @@ class _Bounder:
                 return None
             return self.visit(target, depth + 1)
         if "const" in schema:
-            return {"const": schema["const"]}
+            return {"const": schema["const"]} if _of_type(schema["const"], schema) else None
         if "enum" in schema:
-            return {"enum": list(schema["enum"])} if schema["enum"] else None
+            # Only the values of the declared type: specs contradict themselves (an array
+            # whose enum lists strings), and a value the schema rejects fails every answer.
+            values = [value for value in schema["enum"] or [] if _of_type(value, schema)]
+            return {"enum": values} if values else None
         for key in ("anyOf", "oneOf"):
             if isinstance(schema.get(key), list):
                 options = [self.visit(option, depth) for option in schema[key]]
