@@ -235,3 +235,21 @@ def test_enum_values_the_declared_type_rejects_are_left_out() -> None:
     required = {**schema, "required": ["content_filter"]}
     with pytest.raises(UnboundedSchema):
         bounded_schema(required, {}, Bounds())
+
+
+def test_a_field_a_later_step_reads_is_kept_in_every_record_of_a_list() -> None:
+    # getOrgArticles of the scale run: a list of articles, whose slug the next step reads
+    article = {
+        "type": "object",
+        "properties": {f"f{i}": {"type": "string"} for i in range(8)}
+        | {"slug": {"type": "string"}},
+    }
+    schema = {"type": "array", "items": {"$ref": "#/$defs/article"}, "$defs": {"article": article}}
+    bounded = bounded_schema(schema, {}, Bounds(optional_properties=2), keep=["slug"])
+    assert "slug" in bounded["items"]["required"] and bounded["minItems"] >= 1
+    value = _longest(bounded)
+    assert value and all("slug" in record for record in value)
+    assert Draft202012Validator(schema).is_valid(value)
+    # without the field to keep, the list may be empty and its records lack it
+    plain = bounded_schema(schema, {}, Bounds(optional_properties=2))
+    assert "slug" not in plain["items"]["properties"] and plain.get("minItems", 0) == 0

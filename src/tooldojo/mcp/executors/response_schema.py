@@ -172,7 +172,26 @@ def bounded_schema(
     if out.get("type") == "object" and isinstance(out.get("properties"), dict):
         _pin_arguments(out, schema, arguments)
         _keep_fields(out, schema, keep, bounds)
+    elif keep and _is_object(out.get("items")) and out.get("type") == "array":
+        # A list of records (getOrgArticles: [{"slug": ...}]) that a later step reads a
+        # field of: at least one record, and every record holds the field (multi-step
+        # episodes failed with "the result of step 0 has no field 'slug'").
+        bounder = _Bounder(schema, bounds)
+        items = shaped.get("items")
+        if isinstance(items, dict) and "$ref" in items:
+            items = bounder._resolve(str(items["$ref"]))
+        _keep_fields(out["items"], items if isinstance(items, dict) else {}, keep, bounds)
+        out["minItems"] = max(1, out.get("minItems", 0))
+        out["maxItems"] = max(out["minItems"], out.get("maxItems", 1))
     return out
+
+
+def _is_object(schema: Any) -> bool:
+    return (
+        isinstance(schema, dict)
+        and schema.get("type") == "object"
+        and isinstance(schema.get("properties"), dict)
+    )
 
 
 def success_shape(schema: dict[str, Any]) -> dict[str, Any] | None:
