@@ -42,9 +42,10 @@ from dataclasses import replace
 from pathlib import Path
 
 
-def simulated_calls(paths: list[Path], n: int, seed: int) -> list[tuple]:
+def simulated_calls(paths: list[Path], n: int, seed: int, failed_only: bool = False) -> list[tuple]:
     """(tool, arguments) of ``n`` recorded calls whose result a model wrote (or failed to),
-    drawn with a fixed seed; a tool with a response schema and one without alike."""
+    drawn with a fixed seed; a tool with a response schema and one without alike.
+    ``failed_only``: only the calls whose simulated result failed in the recording."""
     from tooldojo.jsonl import read_jsonl
     from tooldojo.model import Trajectory
 
@@ -59,8 +60,9 @@ def simulated_calls(paths: list[Path], n: int, seed: int) -> list[tuple]:
                 if message.role != "tool" or message.tool_call_id not in pending:
                     continue
                 call = pending[message.tool_call_id]
-                simulated = getattr(message, "origin", None) == "model" or (
-                    message.is_error and "simulated" in (message.content or "")
+                failed = message.is_error and "simulated" in (message.content or "")
+                simulated = failed or (
+                    getattr(message, "origin", None) == "model" and not failed_only
                 )
                 if simulated and call.name in tools:
                     calls.append((tools[call.name], call.arguments))
@@ -152,6 +154,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chars", default="48,96", help="loosest string bounds to compare")
     parser.add_argument("--ladders", default="default", help=", ".join(LADDERS))
+    parser.add_argument(
+        "--prose",
+        default="drop",
+        help="optional free-text fields: drop (the code's default), keep; comma-separated",
+    )
+    parser.add_argument(
+        "--failed-only", action="store_true", help="replay only calls that failed when recorded"
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     options = parser.parse_args()
 
@@ -159,7 +169,7 @@ def main() -> None:
 
     from tooldojo.llm.llamacpp import LlamaCppChatModel
 
-    calls = simulated_calls(options.paths, options.n, options.seed)
+    calls = simulated_calls(options.paths, options.n, options.seed, options.failed_only)
     with_schema = sum(bool(tool.output_schema) for tool, _ in calls)
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
     print(f"{len(calls)} recorded simulated calls ({with_schema} with a response schema)")
@@ -169,10 +179,14 @@ def main() -> None:
 
     own_ladder = response_schema.LADDER
     variants = [
-        (int(c), name) for c in options.chars.split(",") for name in options.ladders.split(",")
+        (int(c), name, prose)
+        for c in options.chars.split(",")
+        for name in options.ladders.split(",")
+        for prose in options.prose.split(",")
     ]
     try:
-        for chars, ladder in variants:
+        for chars, ladder, prose in variants:
+            response_schema.DROP_OPTIONAL_PROSE = prose == "drop"
             rungs = LADDERS[ladder]
             response_schema.LADDER = (
                 own_ladder
@@ -183,7 +197,8 @@ def main() -> None:
             valid = result["outcomes"]["valid"]
             baseline = valid if baseline is None else baseline
             print(
-                f"string bound {chars:3d}, ladder {ladder}: valid {valid}/{len(calls)} "
+                f"string bound {chars:3d}, ladder {ladder}, prose {prose}: "
+                f"valid {valid}/{len(calls)} "
                 f"({valid / max(baseline, 1):.2f} x the first variant); "
                 f"failures {dict(result['outcomes'] - Counter(valid=valid))}; "
                 f"{result['generated'] / len(calls):.0f} generated and "

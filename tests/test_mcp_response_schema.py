@@ -253,3 +253,30 @@ def test_a_field_a_later_step_reads_is_kept_in_every_record_of_a_list() -> None:
     # without the field to keep, the list may be empty and its records lack it
     plain = bounded_schema(schema, {}, Bounds(optional_properties=2))
     assert "slug" not in plain["items"]["properties"] and plain.get("minItems", 0) == 0
+
+
+def test_optional_free_text_is_left_out_and_required_or_read_text_stays() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "description": {"type": "string"},
+            "return_message": {"type": "string"},
+            "summary": {"type": "string", "enum": ["ok", "partial"]},  # a choice, not prose
+            "note": {"type": "string", "maxLength": 20},  # short by its own schema
+            "body": {"type": "string"},
+            "total": {"type": "integer"},
+        },
+        "required": ["id", "body"],
+    }
+    bounded = bounded_schema(schema, {}, Bounds(), keep=["return_message"])
+    assert set(bounded["properties"]) == {
+        "id",
+        "body",
+        "summary",
+        "note",
+        "total",
+        "return_message",
+    }
+    assert "description" not in bounded["properties"]  # the field the server cut most
+    assert Draft202012Validator(schema).is_valid(_longest(bounded))
