@@ -24,6 +24,11 @@ Measured 2026-11-27 (100 calls of the issue-15 scale run, load 2-4, bound 48): 9
 (``simulated._end_at_sentence``), 92/100 (8 cut) after: the 135M model seldom ends a sentence
 within 48 characters.
 
+Measured 2026-11-27 16:05-16:16 UTC (40 calls whose result failed in the scale3 run,
+``--failed-only --prose keep,drop``, load 2-4: the run itself held both cores): keeping
+optional free-text fields, 28/40 valid (12 cut); leaving them out (the default now), 31/40
+valid (7 cut, 2 junk: runaways such as ``john_john_john_john``), 3 % fewer generated tokens.
+
 A valid result with a value that says nothing (``");"``, the execution gate's ``junk_result``)
 counts as ``junk``. Measured 2026-11-27 (100 calls of the scale run, load 2-4): 85/100 valid,
 9 junk, 5 cut, before bounded strings had to hold a letter or digit
