@@ -216,3 +216,21 @@ async def test_prose_cut_at_the_bound_ends_at_its_last_full_sentence_or_fails() 
     executor = SimulatedExecutor(ScriptedChatModel([runon]), max_retries=0)
     with pytest.raises(ToolExecutionError, match="was cut at 48 characters"):
         await executor.execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
+
+
+@pytest.mark.anyio
+async def test_each_tool_is_shown_its_own_worked_example_the_same_on_every_call() -> None:
+    from tooldojo.mcp.executors.simulated import WORKED_EXAMPLES, worked_example
+
+    for _, reply in WORKED_EXAMPLES:
+        json.loads(reply)  # each shown reply is the JSON body it teaches
+    # spread over the tools (one example was copied into 13 % of the passed scale3 data)...
+    shown = {worked_example(f"tool_{number}")[1] for number in range(60)}
+    assert len(shown) == len(WORKED_EXAMPLES) > 1
+    # ...and the one a tool gets is what its prompt holds, call after call
+    model = ScriptedChatModel(['{"id": "A1", "status": "open"}', '{"id": "B2", "status": "x"}'])
+    executor = SimulatedExecutor(model)
+    for order in ("A1", "B2"):
+        await executor.execute(GET_ORDER, {"order_id": order}, Episode(id=order))
+    for messages, *_ in model.calls:
+        assert [m.content for m in messages[1:3]] == list(worked_example("get_order"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,17 +45,67 @@ Stay consistent with the call's arguments and with the earlier calls of this ses
 that was read stays the same, and every change made by an earlier successful call is \
 reflected. Keep every text value short."""
 
-# One worked exchange: small models copy the spec back instead of answering unless shown how.
-EXAMPLE_REQUEST = """Endpoint: get_user
-Description: Look up a user account by id.
-Parameters:
-- user_id (string, required): The account id.
-Call: get_user({"user_id": "u_4821"})
-Reply with the JSON response body only."""
-EXAMPLE_REPLY = (
-    '{"id": "u_4821", "name": "Maria Lopez", "email": "maria.lopez@example.com", '
-    '"plan": "pro", "created_at": "2023-04-18T09:12:00Z"}'
+WORKED_EXAMPLES: tuple[tuple[str, str], ...] = (
+    (
+        "Endpoint: get_user\nDescription: Look up a user account by id.\nParameters:\n"
+        "- user_id (string, required): The account id.\n"
+        'Call: get_user({"user_id": "u_4821"})\nReply with the JSON response body only.',
+        '{"id": "u_4821", "name": "Maria Lopez", "email": "maria.lopez@example.com", '
+        '"plan": "pro", "created_at": "2023-04-18T09:12:00Z"}',
+    ),
+    (
+        "Endpoint: list_orders\nDescription: List a customer's recent orders.\nParameters:\n"
+        "- customer_id (integer, required): The customer.\n"
+        "- limit (integer): Most orders to return.\n"
+        'Call: list_orders({"customer_id": 3307, "limit": 2})\n'
+        "Reply with the JSON response body only.",
+        '{"customer_id": 3307, "orders": [{"order_id": "ORD-88412", "total": 54.2, "status": '
+        '"shipped"}, {"order_id": "ORD-88107", "total": 12.99, "status": "delivered"}]}',
+    ),
+    (
+        "Endpoint: create_ticket\nDescription: Open a support ticket.\nParameters:\n"
+        "- subject (string, required): Short title.\n- priority (string): low, normal or high.\n"
+        'Call: create_ticket({"subject": "Printer offline", "priority": "high"})\n'
+        "Reply with the JSON response body only.",
+        '{"ticket_id": 90215, "subject": "Printer offline", "priority": "high", "status": '
+        '"open", "assignee": "Kenji Watanabe", "opened_at": "2024-11-02T16:45:10Z"}',
+    ),
+    (
+        "Endpoint: get_station_reading\nDescription: Latest reading of a weather station.\n"
+        "Parameters:\n- station (string, required): Station code.\n"
+        'Call: get_station_reading({"station": "NL-ROT-07"})\n'
+        "Reply with the JSON response body only.",
+        '{"station": "NL-ROT-07", "temperature_c": 11.4, "humidity_pct": 82, "wind_kph": 23, '
+        '"observed_at": "2025-03-09T07:30:00Z"}',
+    ),
+    (
+        "Endpoint: delete_file\nDescription: Delete a stored file.\nParameters:\n"
+        "- path (string, required): The file's path.\n"
+        'Call: delete_file({"path": "/reports/q3-draft.pdf"})\n'
+        "Reply with the JSON response body only.",
+        '{"path": "/reports/q3-draft.pdf", "deleted": true, "freed_bytes": 482113}',
+    ),
+    (
+        "Endpoint: search_books\nDescription: Search the catalogue by title words.\n"
+        "Parameters:\n- query (string, required): Words of the title.\n"
+        'Call: search_books({"query": "night watch"})\nReply with the JSON response body only.',
+        '{"query": "night watch", "count": 2, "results": [{"isbn": "9780060572983", "title": '
+        '"Night Watch", "author": "Terry Pratchett"}, {"isbn": "9781401309695", "title": '
+        '"The Night Watch", "author": "Sarah Waters"}]}',
+    ),
 )
+"""Worked exchanges shown before the call (small models copy the spec back instead of
+answering unless shown how), one per tool: :func:`worked_example`. Why several: the 135M
+server copies the example's values into unrelated results; with one example, 84 of the
+scale3 run's first 651 trajectories held its "Maria Lopez" and 110 its timestamp, in 13 %
+and 19 % of the passed ones. Written for this project (none from BFCL)."""
+
+
+def worked_example(tool_name: str) -> tuple[str, str]:
+    """The worked (request, reply) shown for ``tool_name``: the same for every call of a tool
+    (stable across runs: crc32, not Python's salted hash), spread over the tools."""
+    return WORKED_EXAMPLES[zlib.crc32(tool_name.encode()) % len(WORKED_EXAMPLES)]
+
 
 FAILURES: dict[str, tuple[int, str]] = {
     "not_found": (404, "The requested resource was not found."),
@@ -216,9 +267,10 @@ class SimulatedExecutor:
             ) from None
         messages = [Message(role="system", content=SYSTEM_PROMPT)]
         if tool.output_schema:
+            example_request, example_reply = worked_example(tool.name)
             messages += [
-                Message(role="user", content=EXAMPLE_REQUEST),
-                Message(role="assistant", content=EXAMPLE_REPLY),
+                Message(role="user", content=example_request),
+                Message(role="assistant", content=example_reply),
             ]
         # A tool without a response schema gets no example: the generic result's grammar
         # fixes its shape, and the small model copied an example's names and values into
