@@ -234,3 +234,15 @@ async def test_each_tool_is_shown_its_own_worked_example_the_same_on_every_call(
         await executor.execute(GET_ORDER, {"order_id": order}, Episode(id=order))
     for messages, *_ in model.calls:
         assert [m.content for m in messages[1:3]] == list(worked_example("get_order"))
+
+
+@pytest.mark.anyio
+async def test_a_runaway_value_below_the_string_bound_is_asked_again() -> None:
+    model = ScriptedChatModel(
+        ['{"id": "john.john.john.john", "status": "open"}', '{"id": "A1", "status": "open"}']
+    )
+    outcome = await SimulatedExecutor(model).execute(
+        GET_ORDER, {"order_id": "A1"}, Episode(id="e")
+    )
+    assert outcome.value == {"id": "A1", "status": "open"} and len(model.calls) == 2
+    assert "repeats" in model.calls[1][0][-1].content  # the retry says what was wrong

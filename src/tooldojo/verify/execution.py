@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 
 import mcp.types as types
 
+from tooldojo.mcp.executors.simulated import runaway_piece
 from tooldojo.model import Message, Trajectory, Verdict
 from tooldojo.names import reports_error, status_flag
 from tooldojo.verify.grounding import scalar_leaves
@@ -167,24 +168,19 @@ def _junk_value(value: Any) -> str | None:
       42 of 438 passed trajectories of the scale run held one. A single character (``","``
       for a delimiter) may be a value.
     * a runaway: a piece of three or more characters, one a letter, three times running
-      (``CJHU7oI2_CJHU7oI2_CJHU7oI2_C``, ``john.john.john.john``, ``/v2/v2/v2/v2``). The
-      simulator fails such text only where it reaches the string bound; below it, 21 of 651
-      trajectories of the scale3 run held one, 8 of them passed. Digits alone are left to
-      numbers (``1000000000``).
+      (``CJHU7oI2_CJHU7oI2_CJHU7oI2_C``, ``john.john.john.john``, ``/v2/v2/v2/v2``;
+      :func:`~tooldojo.mcp.executors.simulated.runaway_piece`). The simulator used to fail
+      such text only where it reached the string bound; below it, 21 of 651 trajectories of
+      the scale3 run held one, 8 of them passed.
     """
     for leaf in scalar_leaves(value):
         if not isinstance(leaf, str):
             continue
         if len(leaf.strip()) >= 2 and not _ALNUM.search(leaf):
             return leaf[:40]
-        for match in _REPEATED_PIECE.finditer(leaf):
-            if any(c.isalpha() for c in match.group(1)):
-                return match.group(0)[:40]
+        if piece := runaway_piece(leaf):
+            return piece[:40]
     return None
-
-
-_REPEATED_PIECE = re.compile(r"(.{3,}?)\1{2,}")
-"""A piece of three or more characters repeated three or more times running."""
 
 
 _ALNUM = re.compile(r"[^\W_]")

@@ -159,8 +159,9 @@ def bounded_schema(
     bounds: Bounds,
     keep: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A finite narrowing of ``schema`` (a generic result when ``None``) for one call;
-    ``keep``: top-level fields the answer must hold (see :func:`_keep_fields`)."""
+    """A finite narrowing of ``schema`` (a generic result when ``None``) for one call, shaped
+    as a success (:func:`success_shape`); ``keep``: fields the answer must hold, at the top
+    level or in every record of a list (see :func:`_keep_fields`)."""
     shaped = success_shape(schema) if schema else None
     if not shaped:
         out = generic_result_schema(arguments, bounds)
@@ -176,10 +177,9 @@ def bounded_schema(
         # A list of records (getOrgArticles: [{"slug": ...}]) that a later step reads a
         # field of: at least one record, and every record holds the field (multi-step
         # episodes failed with "the result of step 0 has no field 'slug'").
-        bounder = _Bounder(schema, bounds)
         items = shaped.get("items")
         if isinstance(items, dict) and "$ref" in items:
-            items = bounder._resolve(str(items["$ref"]))
+            items = _Bounder(schema, bounds)._resolve(str(items["$ref"]))
         _keep_fields(out["items"], items if isinstance(items, dict) else {}, keep, bounds)
         out["minItems"] = max(1, out.get("minItems", 0))
         out["maxItems"] = max(out["minItems"], out.get("maxItems", 1))

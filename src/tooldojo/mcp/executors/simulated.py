@@ -301,8 +301,10 @@ class SimulatedExecutor:
                     problem = f"the reply is not JSON ({error}); backend said: {completion.error}"
                 else:
                     value = _end_at_sentence(value, plan.bounds.string_chars)
-                    problem = self._output_problem(tool, value) or _cut_text(
-                        value, plan.bounds.string_chars
+                    problem = (
+                        self._output_problem(tool, value)
+                        or _cut_text(value, plan.bounds.string_chars)
+                        or _runaway_text(value)
                     )
                     if not problem:
                         return value
@@ -391,6 +393,34 @@ def _cut_text(value: Any, chars: int) -> str:
         and (any(c.isspace() for c in value) or _RUNAWAY.search(value))
     ):
         return f"the text {value[:24]!r}... was cut at {chars} characters; write shorter values"
+    return ""
+
+
+def runaway_piece(text: str) -> str | None:
+    """The run of ``text`` where a piece of three or more characters, one of them a letter,
+    repeats three or more times (``john.john.john.``, ``/v2/v2/v2``), else ``None``. Digits
+    alone are left to numbers (``1000000000``). Shared with the execution gate, which fails
+    a simulated result that holds one (``junk_result``)."""
+    for match in _REPEATED_PIECE.finditer(text):
+        if any(c.isalpha() for c in match.group(1)):
+            return match.group(0)
+    return None
+
+
+_REPEATED_PIECE = re.compile(r"(.{3,}?)\1{2,}")
+
+
+def _runaway_text(value: Any) -> str:
+    """Why ``value`` holds a runaway string at any length (see :func:`runaway_piece`), or
+    ``""``. Checked before the answer is accepted, so the server gets another try: 21 of the
+    scale3 run's first 651 trajectories held one below the string bound, where
+    :func:`_cut_text` does not look."""
+    if isinstance(value, dict):
+        return next((p for v in value.values() if (p := _runaway_text(v))), "")
+    if isinstance(value, list):
+        return next((p for v in value if (p := _runaway_text(v))), "")
+    if isinstance(value, str) and (piece := runaway_piece(value)):
+        return f"the text {value[:24]!r} repeats {piece[:12]!r} over and over; write real values"
     return ""
 
 
