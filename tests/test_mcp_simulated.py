@@ -241,8 +241,6 @@ async def test_a_runaway_value_below_the_string_bound_is_asked_again() -> None:
     model = ScriptedChatModel(
         ['{"id": "john.john.john.john", "status": "open"}', '{"id": "A1", "status": "open"}']
     )
-    outcome = await SimulatedExecutor(model).execute(
-        GET_ORDER, {"order_id": "A1"}, Episode(id="e")
-    )
+    outcome = await SimulatedExecutor(model).execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
     assert outcome.value == {"id": "A1", "status": "open"} and len(model.calls) == 2
     assert "repeats" in model.calls[1][0][-1].content  # the retry says what was wrong
