@@ -213,3 +213,28 @@ def test_a_simulated_value_that_says_nothing_is_a_junk_result() -> None:
     # repeats that are values: digits, a piece twice, short units, a UUID
     for fine in ("1000000000", "new-york-new-york", "aaa-bb", "3f2b-4c1d-3f2b-9e8a-0d1c"):
         assert recorded_failures(with_result({"id": fine})) == [], fine
+
+
+@pytest.mark.anyio
+async def test_a_resume_keeps_its_own_verdicts_and_redoes_those_of_other_gates(tmp_path) -> None:
+    from tooldojo.jsonl import write_jsonl_atomic
+    from tooldojo.model import Message, Trajectory
+    from tooldojo.verify.pipeline import VerifyOptions, verify_file
+
+    trajectories = [
+        Trajectory(id=f"t{k}", messages=[Message(role="user", content="Hi.")]) for k in range(3)
+    ]
+    source, out = tmp_path / "in.jsonl", tmp_path / "verified.jsonl"
+    write_jsonl_atomic(source, trajectories)
+    first = await verify_file(source, out, VerifyOptions(gates=["format"]))
+    assert (first.verified, first.skipped, first.stale) == (3, 0, None)
+    again = await verify_file(source, out, VerifyOptions(gates=["format"]))
+    assert (again.verified, again.skipped, again.stale) == (0, 3, None)  # a plain resume
+    # other gates: the old verdicts are not this run's, so all are verified again (resuming
+    # by id alone kept them: the scale run's 8 runaway values passed that way)
+    other = await verify_file(source, out, VerifyOptions(gates=["format", "turns"]))
+    assert (other.verified, other.skipped) == (3, 0)
+    assert other.stale == tmp_path / "verified.jsonl.stale" and other.stale.exists()
+    # output from before stamps existed counts as another run's too
+    (tmp_path / "verified.jsonl.gates.json").unlink()
+    assert (await verify_file(source, out, VerifyOptions(gates=["format", "turns"]))).verified == 3

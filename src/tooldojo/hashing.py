@@ -31,3 +31,14 @@ def content_hash(path: str | Path) -> str:
                 digest.update(block)
         _FILE_HASHES[key] = digest.hexdigest()
     return _FILE_HASHES[key]
+
+
+def source_digest() -> str:
+    """sha256 of tooldojo's own Python source (relative names and contents): a resumed
+    stage whose verdicts depend on the code (``tooldojo verify``) tells stale output apart."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()

@@ -112,6 +112,11 @@ def verify_command(
         err_console.print(f"{mark} {trajectory.id}{why}", highlight=False, soft_wrap=True)
 
     run = anyio.run(run_then_close, lambda: verify_file(in_path, out, options, progress), models)
+    if run.stale is not None:
+        err_console.print(
+            f"{out} held verdicts of other gates, options or code: moved to {run.stale}, "
+            "every trajectory verified again"
+        )
     err_console.print(
         f"verified {run.verified} ({run.passed} passed), skipped {run.skipped} already in {out}"
     )

@@ -3,17 +3,20 @@
 Gates run in the fixed order format → schema → label → execution → agreement → judge and
 stop at the first failure, so cheap deterministic gates filter before costly ones.
 ``verify_file`` appends one verified trajectory per line and skips ids already in the
-output, so a killed run resumes without losing or duplicating work.
+output, so a killed run resumes without losing or duplicating work; the output's
+``.gates.json`` stamp (gates, options, code) tells a resume from verdicts of other gates.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tooldojo.errors import ToolDojoError
+from tooldojo.hashing import source_digest
 from tooldojo.jsonl import append_jsonl, existing_ids, read_jsonl
 from tooldojo.llm.base import ChatModel
 from tooldojo.llm.codecs import DEFAULT_CODEC
@@ -108,6 +111,52 @@ class VerifyRun:
     verified: int = 0
     passed: int = 0
     skipped: int = 0
+    stale: Path | None = None
+    """Where earlier output went that other gates, options or code had written."""
+
+
+def gates_stamp(options: VerifyOptions) -> dict[str, object]:
+    """What the verdicts depend on: the gates, the options that change them, and the code.
+
+    Why: resuming by id alone kept verdicts of older gates. A verify of the scale run after
+    a new ``junk_result`` check counted 578 passed, 8 of them with the values it fails.
+    """
+    return {
+        "gates": options.ordered_gates(),
+        "codec": options.codec,
+        "consistency": options.consistency,
+        "replay": options.executor is not None,
+        "agreement": [options.agreement_k, options.agreement_threshold]
+        if "agreement" in options.gates
+        else None,
+        "judges": [judge.name for judge in options.judges],
+        "code": source_digest(),
+    }
+
+
+def _stamp_path(out_path: Path) -> Path:
+    return out_path.with_name(out_path.name + ".gates.json")
+
+
+def _start_output(out_path: Path, stamp: dict[str, object]) -> Path | None:
+    """Stamp ``out_path`` for this run; earlier output with another stamp (or none) moves
+    to ``<out>.stale`` first, returned. A resume with the same stamp keeps its output."""
+    stamp_path = _stamp_path(out_path)
+    moved = None
+    if out_path.exists() and out_path.stat().st_size:
+        try:
+            before = json.loads(stamp_path.read_text())
+        except (OSError, ValueError):
+            before = None
+        if before == stamp:
+            return None
+        moved = out_path.with_name(out_path.name + ".stale")
+        out_path.replace(moved)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = stamp_path.with_name(stamp_path.name + ".partial")
+    partial.write_text(json.dumps(stamp, indent=1))
+    partial.replace(stamp_path)
+    return moved
 
 
 async def verify_file(
@@ -120,8 +169,9 @@ async def verify_file(
     options.ordered_gates()  # fail fast on bad options, before any work
     if not Path(in_path).exists():
         raise ToolDojoError(f"{in_path}: no such file")
+    out_path = Path(out_path)
+    run = VerifyRun(stale=_start_output(out_path, gates_stamp(options)))
     done = existing_ids(out_path)
-    run = VerifyRun()
     for trajectory in read_jsonl(in_path, Trajectory):
         if trajectory.id in done:
             run.skipped += 1
