@@ -205,7 +205,8 @@ def success_shape(schema: dict[str, Any]) -> dict[str, Any] | None:
     injected apart, :meth:`SimulatedExecutor._injected_failure`), and given an optional
     ``error`` field it filled it: 31 of the 46 "success says error" results of the scale3
     run's 651 episodes were such a field of the tool's own schema, and each failed its
-    trajectory at the execution gate. The result is still checked against the whole schema.
+    trajectory at the execution gate. Trajectories failing so: 41 of the run's first 660,
+    6 of the 352 played after this. The result is still checked against the whole schema.
     """
     top = schema
     if "$ref" in top:
