@@ -421,7 +421,7 @@ def _planned(sid: str, steps: int, turns: int = 1, withheld: bool = False) -> Sc
     return Scenario(id=sid, category="single", tools=["t"], turns=[turn] * turns)
 
 
-def test_play_order_interleaves_categories_and_runs_each_block_longest_first():
+def test_play_order_interleaves_categories_and_ends_longest_first():
     from tooldojo.synth.plan_file import play_order
 
     # planned as the scale run's plan puts them: all of one category, then the next
@@ -436,11 +436,14 @@ def test_play_order_interleaves_categories_and_runs_each_block_longest_first():
             "single",
             "single",
         ]
-        assert [calls for _, calls in block] == sorted((c for _, c in block), reverse=True)
+    # the last block longest first, so the run does not end on a long episode
+    assert [pending[i][1] for i in order[-4:]] == [9, 5, 3, 3]
+    # a run restarted early still starts with the shortest category (sorting every block
+    # longest first put it last in each, and three restarts a session never reached it)
+    assert "single" in {pending[i][0] for i in order[:2]}
     # the old order, longest first over the whole run, fails the first check: two categories
     old = sorted(range(16), key=lambda i: -pending[i][1])
     assert {pending[i][0] for i in old[:8]} == {"multi_turn", "clarify"}
-    assert {pending[i][0] for i in order[:8]} == {"multi_turn", "single", "clarify"}
 
 
 def test_plan_file_serves_longest_episodes_first_without_holding_the_plan(tmp_path):

@@ -106,20 +106,23 @@ class PlanFile:
 
 
 ORDER_BLOCK = 256
-"""Scenarios per block of :func:`play_order`: a multiple of any usual ``--concurrency``."""
+"""Scenarios at the end of :func:`play_order` played longest first: several times any usual
+``--concurrency``."""
 
 
 def play_order(pending: list[tuple[str, int]], block: int = ORDER_BLOCK) -> list[int]:
     """Indices of ``pending`` (``(category, expected model calls)`` in plan order) in the
-    order to play them: categories interleaved in proportion, longest episode first within
-    each block of ``block``.
+    order to play them: categories interleaved in proportion, and the last ``block`` of them
+    longest episode first.
 
     Why interleaved: a run that outlasts its session (6,400 scenarios at 2-3 multi-turn
     episodes a minute here) is taken as it stands, so every stretch of it should hold every
     category in its planned share; playing all the longest ones first left a stopped run with
-    two categories out of eight. Why longest first within a block (LPT scheduling): a long
-    multi-turn episode started last would hold the run open while the other slots sit idle,
-    and the last block ends on its shortest episodes.
+    two categories out of eight. Sorting every block longest first was no better: a run
+    restarted before it reached the end of a block (three times in one session) never
+    played the shortest category, irrelevance. Why longest first at the end (LPT
+    scheduling): a long multi-turn episode started last would hold the run open while the
+    other slots sit idle.
     """
     totals: dict[str, int] = {}
     for category, _ in pending:
@@ -129,12 +132,10 @@ def play_order(pending: list[tuple[str, int]], block: int = ORDER_BLOCK) -> list
     for position, (category, _) in enumerate(pending):
         rank = seen[category] = seen.get(category, -1) + 1
         spread.append(((rank + 0.5) / totals[category], position))
-    interleaved = [position for _, position in sorted(spread)]
-    order: list[int] = []
-    for start in range(0, len(interleaved), block):
-        chunk = interleaved[start : start + block]
-        order += sorted(chunk, key=lambda position: -pending[position][1])  # stable: ties keep
-    return order
+    order = [position for _, position in sorted(spread)]
+    cut = max(0, len(order) - block)
+    # stable: ties keep their interleaved order
+    return order[:cut] + sorted(order[cut:], key=lambda position: -pending[position][1])
 
 
 def ids_and_categories(scenarios: Iterable[Scenario]) -> Iterator[tuple[str, str]]:
