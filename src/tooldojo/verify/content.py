@@ -316,6 +316,10 @@ def _mentions_any(text: str, words: set[str]) -> bool:
 
 
 WORD = re.compile(r"[a-z0-9']*[a-z][a-z0-9']*")
+"""A word as :func:`echoes` and :func:`~tooldojo.verify.requests.loops` count it: letters and
+digits together, at least one letter. An id is one word ("52a1"), not the letters inside it:
+read letter by letter, the planned id "2382-0003-52A1-0A37-5A11" held "a a a" (a loop) and
+sank every request carrying it."""
 
 ECHO_RUN = 4
 """Words in a run that counts as repeated (three-word runs are common phrases: "I would like")."""

@@ -143,11 +143,6 @@ ASK = re.compile(
 """A request asks: a question mark or a verb of asking or doing."""
 
 
-"""A word as :func:`loops` counts it: letters and digits together, at least one letter. An id
-is one word ("52a1"), not the letters inside it: read letter by letter, the planned id
-"2382-0003-52A1-0A37-5A11" held "a a a" (a loop) and sank every request carrying it."""
-
-
 def loops(text: str, parallel: int = 1) -> bool:
     """Whether ``text`` loops (see ``loop_request``).
 
