@@ -21,6 +21,7 @@ import json
 import random
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,18 +383,26 @@ def _cut_text(value: Any, chars: int) -> str:
     finished episodes: ids such as ``com.google.apps.vue.ComV``), after a retry that the 135M
     server model never used.
     """
-    if isinstance(value, dict):
-        return next((p for v in value.values() if (p := _cut_text(v, chars))), "")
-    if isinstance(value, list):
-        return next((p for v in value if (p := _cut_text(v, chars))), "")
-    if (
-        isinstance(value, str)
-        and len(value) >= chars
-        and not _timestamp(value)
-        and (any(c.isspace() for c in value) or _RUNAWAY.search(value))
-    ):
-        return f"the text {value[:24]!r}... was cut at {chars} characters; write shorter values"
-    return ""
+
+    def cut(text: str) -> str:
+        if (
+            len(text) >= chars
+            and not _timestamp(text)
+            and (any(c.isspace() for c in text) or _RUNAWAY.search(text))
+        ):
+            return f"the text {text[:24]!r}... was cut at {chars} characters; write shorter values"
+        return ""
+
+    return _first_string_problem(value, cut)
+
+
+def _first_string_problem(value: Any, problem: Callable[[str], str]) -> str:
+    """``problem`` of the first string in ``value`` (nested dicts and lists, in order) that
+    has one, or ``""``: one walk for the checks of an answer's strings."""
+    if isinstance(value, str):
+        return problem(value)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((p for item in items if (p := _first_string_problem(item, problem))), "")
 
 
 def runaway_piece(text: str) -> str | None:
@@ -415,13 +424,14 @@ def _runaway_text(value: Any) -> str:
     ``""``. Checked before the answer is accepted, so the server gets another try: 21 of the
     scale3 run's first 651 trajectories held one below the string bound, where
     :func:`_cut_text` does not look."""
-    if isinstance(value, dict):
-        return next((p for v in value.values() if (p := _runaway_text(v))), "")
-    if isinstance(value, list):
-        return next((p for v in value if (p := _runaway_text(v))), "")
-    if isinstance(value, str) and (piece := runaway_piece(value)):
-        return f"the text {value[:24]!r} repeats {piece[:12]!r} over and over; write real values"
-    return ""
+
+    def runaway(text: str) -> str:
+        piece = runaway_piece(text)
+        if piece is None:
+            return ""
+        return f"the text {text[:24]!r} repeats {piece[:12]!r} over and over; write real values"
+
+    return _first_string_problem(value, runaway)
 
 
 def _end_at_sentence(value: Any, chars: int) -> Any:
