@@ -179,7 +179,7 @@ def bounded_schema(
         # episodes failed with "the result of step 0 has no field 'slug'").
         items = shaped.get("items")
         if isinstance(items, dict) and "$ref" in items:
-            items = _Bounder(schema, bounds)._resolve(str(items["$ref"]))
+            items = resolve_ref(schema, str(items["$ref"]))
         _keep_fields(out["items"], items if isinstance(items, dict) else {}, keep, bounds)
         out["minItems"] = max(1, out.get("minItems", 0))
         out["maxItems"] = max(out["minItems"], out.get("maxItems", 1))
@@ -210,7 +210,7 @@ def success_shape(schema: dict[str, Any]) -> dict[str, Any] | None:
     """
     top = schema
     if "$ref" in top:
-        top = _Bounder(schema, LADDER[0])._resolve(str(top["$ref"])) or top
+        top = resolve_ref(schema, str(top["$ref"])) or top
     properties = top.get("properties")
     if not isinstance(properties, dict) or not properties:
         return schema
@@ -326,21 +326,26 @@ def _of_type(value: Any, schema: dict[str, Any]) -> bool:
     )
 
 
+def resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any] | None:
+    """The schema a local ``$ref`` (``#/$defs/item``) points to in ``root``, or ``None``."""
+    if not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, dict) else None
+
+
 class _Bounder:
     def __init__(self, root: dict[str, Any], bounds: Bounds):
         self.root = root
         self.bounds = bounds
 
     def _resolve(self, ref: str) -> dict[str, Any] | None:
-        if not ref.startswith("#/"):
-            return None
-        node: Any = self.root
-        for part in ref[2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node if isinstance(node, dict) else None
+        return resolve_ref(self.root, ref)
 
     def visit(self, schema: Any, depth: int) -> dict[str, Any] | None:
         """The bounded form of ``schema``; ``None`` when no bounded value exists."""
