@@ -115,6 +115,17 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_denial_the_result_supports_passes() -> None:
+    """A ``false`` flag, or the phrase in the result's own text, may be answered with "not"."""
+    flagged = {**RESULT, "outdoor_dining_possible": False}
+    answer = "Monday in Lisbon reaches 21, but outdoor dining is not possible this week."
+    assert await stopped_by(episode(answer=answer, result=flagged)) == (None, [])
+    quoted = {**RESULT, "note": "Marine data no longer available for Lisbon"}
+    answer = "Monday in Lisbon reaches 21; marine data is no longer available there."
+    assert await stopped_by(episode(answer=answer, result=quoted)) == (None, [])
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("changes", "gate", "reason"),
     [
@@ -190,6 +201,17 @@ async def test_a_sound_episode_passes_every_default_gate() -> None:
             {"answer": "Sorry, the forecast failed with an error; Monday reaches 21 in Lisbon."},
             "turns",
             "claims_failure",
+        ),
+        # the 135M model's denials after a successful call, seen in the scale run's passed data
+        (
+            {"answer": "Monday in Lisbon reaches 21, but you can't have a forecast anymore."},
+            "turns",
+            "contradicts_result",
+        ),
+        (
+            {"answer": "The forecast for Lisbon is no longer available; Monday had a high of 21."},
+            "turns",
+            "contradicts_result",
         ),
         (
             {"request": "Weather in Lisbon for 3 days in °C, x, x, x, x, please?"},

@@ -12,6 +12,9 @@ whenever it was not empty. This gate reads the text turns:
 - ``ignores_error``: an answer after a failed result that does not say the call failed;
 - ``claims_failure``: an answer after results that all succeeded which says a call failed
   ("the function is not implemented", "an error occurred"): it contradicts the data;
+- ``contradicts_result``: an answer after results that all succeeded which says the request
+  cannot be done or the thing does not exist ("you can't delete it", "no longer available",
+  "not found"), where no result says so (no ``false`` flag, not in the result's text);
 - ``clarify_missing``: a clarifying turn that does not ask (no question) for the missing
   parameter, by its name or the words of its description;
 - ``refuse_no_reason``: a refusal that does not say why;
@@ -79,6 +82,15 @@ FAILURE_CLAIM = re.compile(
 )
 """What an answer says when it claims a call failed (stricter than ``ERROR_WORDS``, which
 also holds polite words such as "sorry" that a sound answer may use)."""
+DENIAL = re.compile(
+    r"(?i)\b(can ?not|can't|cannot|unable|not able|not (possible|allowed|permitted|supported)"
+    r"|impossible|no longer|not found|does ?n[o']t exist|does not exist|not exist)\b"
+)
+"""What an answer says when it denies the request: that it cannot be done, is not allowed,
+or that the thing asked about does not exist. Why: in the scale run's passed data, 66 of 718
+final answers after successful results said so ("No, you can't delete a list.", "maria.lopez
+is no longer enabled on your server"): the 135M model's word salad, which every other check
+passed because it quoted a value of the result."""
 NOTHING_WORDS = re.compile(
     r"(?i)\b(no|none|nothing|zero|empty|not any|no one|nobody|could ?n[o']t find"
     r"|did ?n[o']t find|found no|not find)\b"
@@ -284,6 +296,14 @@ def _flags(value: Any) -> list[bool]:
 FLAG_WORDS = {True: re.compile(r"(?i)\b(yes|true)\b"), False: re.compile(r"(?i)\b(no|not|false)\b")}
 
 
+def _result_denies(results: list[Message], phrase: str) -> bool:
+    """Whether a result itself supports a denial: a ``false`` flag (``{"allowed": false}``
+    may be answered "you are not allowed to"), or the phrase in its text."""
+    return any(False in _flags(_result_value(m)) for m in results) or any(
+        normalize(phrase) in normalize(m.content or "") for m in results
+    )
+
+
 def _says(text: str, flag: bool) -> bool:
     return FLAG_WORDS[flag].search(text) is not None
 
@@ -403,9 +423,17 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
             found.append(("ungrounded_answer", f"{where}: answer does not say nothing was found"))
     else:
         claim = FAILURE_CLAIM.search(text)
+        denial = DENIAL.search(text)
         if claim:
             found.append(
                 ("claims_failure", f"{where}: says {claim.group(0)!r} though every call succeeded")
+            )
+        elif denial and not _result_denies(results, denial.group(0)):
+            found.append(
+                (
+                    "contradicts_result",
+                    f"{where}: says {denial.group(0)!r} though every call succeeded",
+                )
             )
     # What the result *adds*: values the user and the call did not already say (an answer
     # that only repeats the id it was asked about is not grounded in the result).
