@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import UndefinedTypeCheck
 
 from tooldojo.names import name_words, reports_error, status_flag
 
@@ -302,28 +303,18 @@ def prose(name: str, schema: Any) -> bool:
     return bool(words) and words[-1] in PROSE_WORDS
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-    "null": (type(None),),
-}
-
-
 def _of_type(value: Any, schema: dict[str, Any]) -> bool:
-    """Whether ``value`` is of ``schema``'s ``type`` (any type when it names none)."""
+    """Whether ``value`` is of ``schema``'s ``type`` (any type when it names none, or only
+    names jsonschema does not know), as jsonschema's own type checker reads it."""
     kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else None
-    if kinds is None:
-        return True
-    return any(
-        isinstance(value, _JSON_TYPES.get(name, object))
-        and not (isinstance(value, bool) and name in ("integer", "number"))
-        for name in kinds
-    )
+    kinds = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else []
+    verdicts = []
+    for name in kinds:
+        try:
+            verdicts.append(Draft202012Validator.TYPE_CHECKER.is_type(value, name))
+        except UndefinedTypeCheck:
+            continue
+    return not verdicts or any(verdicts)
 
 
 def resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any] | None:

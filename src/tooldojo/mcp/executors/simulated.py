@@ -457,7 +457,10 @@ _SENTENCE_END = re.compile(r"[a-z0-9)][.!?](?=\s)")
 
 
 _RUNAWAY = re.compile(r"\d{12}|(.{2,}?)\1{2,}")
-"""Twelve digits in a row, or a piece repeated three times running (``john.john.john.``)."""
+"""Twelve digits in a row, or a piece repeated three times running (``john.john.john.``).
+Broader than :func:`runaway_piece` (two-character pieces, digits alone) because it only reads
+a string the bound cut, where such a run is what ran into the bound; below the bound
+``1000000000`` or ``ababab`` can be a real value."""
 
 
 def _timestamp(text: str) -> bool:
