@@ -382,6 +382,9 @@ def test_the_model_writes_from_style_examples_and_form_like_text_is_rejected():
     check = RequestCheck(required=["Lisbon"], forbidden=[], tool_names=[], keys=["city"])
     assert check.problems("City: Lisbon") == ["lists city as fields"]
     assert check.problems("Weather in Lisbon, please") == []
+    assert check.problems("I'm here to help! Weather in Lisbon, please") == [
+        "speaks as the assistant, not as the user"
+    ]
 
 
 def test_request_check_numbers_and_echoes():

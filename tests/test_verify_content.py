@@ -213,6 +213,17 @@ async def test_a_denial_the_result_supports_passes() -> None:
             "turns",
             "contradicts_result",
         ),
+        # the 135M user model speaking as the assistant, seen in the scale run's passed data
+        (
+            {"request": "I'm here to assist! What is the weather in Lisbon for 3 days in °C?"},
+            "request",
+            "assistant_voice",
+        ),
+        (
+            {"request": "Weather in Lisbon for 3 days in °C? How can I help you further?"},
+            "request",
+            "assistant_voice",
+        ),
         (
             {"request": "Weather in Lisbon for 3 days in °C, x, x, x, x, please?"},
             "request",

@@ -34,7 +34,14 @@ from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
 from tooldojo.model import Message, Scenario
 from tooldojo.verify.content import STOPWORDS, content_words, not_english
 from tooldojo.verify.grounding import normalize
-from tooldojo.verify.requests import ASK, echoes, loops, number_dump, numbers_in
+from tooldojo.verify.requests import (
+    ASK,
+    assistant_voice,
+    echoes,
+    loops,
+    number_dump,
+    numbers_in,
+)
 
 
 class TemplateCapReached(Exception):
@@ -224,6 +231,8 @@ class RequestCheck:
             out.append("loops (a word or phrase over and over)")
         if not_english(text):
             out.append("not English")
+        if assistant_voice(text):
+            out.append("speaks as the assistant, not as the user")
         if self.echo_of and echoes(text, self.echo_of):
             out.append("repeats the assistant's message")
         if self.opens and number_dump(text, expected):

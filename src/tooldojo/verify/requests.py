@@ -22,6 +22,9 @@ Checked independently of the user simulator (which has its own, weaker check):
   user model parroting, not a person answering;
 - ``not_english``: a user message that is not English (``content.not_english``: under 15%
   function words in six words or more: German, French or word salad);
+- ``assistant_voice``: a user message that speaks as the assistant ("I'm here to assist",
+  "How can I help you?", "anything else I can do"): the 135M user model slipping into the
+  role it was trained for; 15 of the 552 trajectories the scale run of 27 Nov passed held one;
 - ``number_dump``: a message opening a turn that holds far more numbers than the labels
   need (more than twice their count plus three): a dump that happens to contain the planned
   values ("199.23, 45.88, 408.72, 10.23, 10.23, ..."), not something a person types. A request
@@ -128,6 +131,20 @@ def form_pairs(text: str, tools: Sequence[Tool], labels: Sequence[Label]) -> lis
     if re.findall(r"\b\w+=\S+", text)[1:]:  # two or more key=value tokens
         keyed.append("key=value")
     return keyed + (adjacent if len(set(adjacent)) >= 2 else [])
+
+
+ASSISTANT_VOICE = re.compile(
+    r"(?i)\b(how (can|may) i (help|assist) you|i('m| am) (here|happy|glad|ready) to (help|assist)"
+    r"|(can't|cannot|can not) help you|i('m| am) (just )?an? (ai|assistant|language model)"
+    r"|as an ai|i('d| would) be (happy|glad) to (help|assist)|anything else i can)\b"
+)
+"""What an assistant says and a person asking for something does not."""
+
+
+def assistant_voice(text: str) -> str | None:
+    """The phrase of ``text`` that speaks as the assistant, or ``None``."""
+    found = ASSISTANT_VOICE.search(text)
+    return found.group(0) if found else None
 
 
 ASK = re.compile(
@@ -254,6 +271,11 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
             found.append(("echo_request", f"user message {position}: repeats the assistant"))
         if not_english(text):
             found.append(("not_english", f"user message {position}: not English"))
+        voice = assistant_voice(text)
+        if voice is not None:
+            found.append(
+                ("assistant_voice", f"user message {position}: speaks as the assistant ({voice!r})")
+            )
         if position not in answers and number_dump(text, needed):
             found.append(("number_dump", f"user message {position}: a dump of numbers"))
         if position == _first_user(trajectory.messages) and not ASK.search(text):
