@@ -24,7 +24,7 @@ Checked independently of the user simulator (which has its own, weaker check):
   function words in six words or more: German, French or word salad);
 - ``assistant_voice``: a user message that speaks as the assistant ("I'm here to assist",
   "How can I help you?", "anything else I can do"): the 135M user model slipping into the
-  role it was trained for; 15 of the 552 trajectories the scale run of 27 Nov passed held one;
+  role it was trained for; 16 of the 552 trajectories the scale run of 27 Nov passed held one;
 - ``number_dump``: a message opening a turn that holds far more numbers than the labels
   need (more than twice their count plus three): a dump that happens to contain the planned
   values ("199.23, 45.88, 408.72, 10.23, 10.23, ..."), not something a person types. A request
@@ -134,7 +134,7 @@ def form_pairs(text: str, tools: Sequence[Tool], labels: Sequence[Label]) -> lis
 
 
 ASSISTANT_VOICE = re.compile(
-    r"(?i)\b(how (can|may) i (help|assist) you|i('m| am) (here|happy|glad|ready) to (help|assist)"
+    r"(?i)\b(how (can|may) i (help|assist) you|what can i do for you|i('m| am) (here|happy|glad|ready) to (help|assist)"
     r"|(can't|cannot|can not) help you|i('m| am) (just )?an? (ai|assistant|language model)"
     r"|as an ai|i('d| would) be (happy|glad) to (help|assist)|anything else i can)\b"
 )
