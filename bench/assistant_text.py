@@ -29,15 +29,18 @@ VARIANTS = {
     "none": {"repeat_penalty": 1.0},
     "repeat": {},
     "frequency": {"frequency_penalty": 0.4},
+    "full": {"focused_answers": False},
 }
 """Sampling of the assistant role: ``none`` sets no penalty (so the agent adds none),
 ``repeat`` leaves it to the agent (its repetition penalty), ``frequency`` sets the user
-role's frequency penalty instead."""
+role's frequency penalty instead. ``full`` is ``repeat`` with final answers written from the
+whole conversation and tool list rather than from the request and results alone
+(``assistant.answer_view``)."""
 
 
-def text_steps(paths: list[Path], n: int, seed: int) -> list[tuple]:
+def text_steps(paths: list[Path], n: int, seed: int, kinds: str = "") -> list[tuple]:
     """(messages before, label, tools) of recorded assistant text steps, ``n`` drawn evenly
-    over the label kinds with a fixed seed."""
+    over the label kinds (those in comma-separated ``kinds`` when given) with a fixed seed."""
     from tooldojo.jsonl import read_jsonl
     from tooldojo.model import Trajectory
 
@@ -51,6 +54,8 @@ def text_steps(paths: list[Path], n: int, seed: int) -> list[tuple]:
                 index += 1
                 label = trajectory.labels[index] if index < len(trajectory.labels) else None
                 if label is None or label.kind == "call" or message.tool_calls:
+                    continue
+                if kinds and label.kind not in kinds.split(","):
                     continue
                 before = trajectory.messages[:position]
                 by_kind.setdefault(label.kind, []).append((before, label, trajectory.tools))
@@ -69,12 +74,15 @@ def text_steps(paths: list[Path], n: int, seed: int) -> list[tuple]:
 async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> dict:
     import anyio
 
-    from tooldojo.agents.assistant import AssistantAgent
+    from tooldojo.agents.assistant import AssistantAgent, copies_prompt
     from tooldojo.agents.guidance import text_problems
     from tooldojo.llm.base import SamplingParams
 
-    sampling = SamplingParams(temperature=0.0, max_tokens=384, **variant)
-    agent = AssistantAgent(model, sampling=sampling, guidance="label")
+    settings = dict(variant)
+    focused = settings.pop("focused_answers", True)
+    sampling = SamplingParams(temperature=0.0, max_tokens=384, **settings)
+    agent = AssistantAgent(model, sampling=sampling, guidance="label", focused_answers=focused)
+    answers: list[tuple[int, str, str, list[str]]] = []  # (step, kind, text, problems)
     try:  # made-up words: the turn checks read loops and grounding, not invented words
         from bench.user_requests import Dictionary
 
@@ -93,6 +101,10 @@ async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> 
             completion = await agent.step(before, tools, seed=number, label=label)
         total[label.kind] += 1
         found = text_problems(completion, label, before, tools)
+        copied = label.kind == "text" and copies_prompt(completion.text, before)
+        if copied:
+            found.append(f"copies_prompt: {copied}")  # the agent retries these too
+        answers.append((number, label.kind, completion.text.strip(), found))
         if found:
             problems.update(problem.split(":")[0] for problem in found)
         else:
@@ -117,6 +129,7 @@ async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> 
         "tries": dict(agent.stats.counts),
         "tokens": model.stats.generated_tokens - generated_before,  # every try's
         "made_up": words[0] / words[1] if words[1] else None,
+        "answers": answers,
     }
 
 
@@ -127,13 +140,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default="none,repeat,frequency")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--kinds", default="", help="only these label kinds (text,clarify,...)")
+    parser.add_argument("--show", action="store_true", help="print every answer, to read")
     options = parser.parse_args()
 
     import anyio
 
     from tooldojo.llm.llamacpp import LlamaCppChatModel
 
-    steps = text_steps(options.paths, options.n, options.seed)
+    steps = text_steps(options.paths, options.n, options.seed, options.kinds)
     kinds = Counter(label.kind for _, label, _ in steps)
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
     print(f"{len(steps)} recorded text steps: {dict(kinds)}")
@@ -153,6 +168,10 @@ def main() -> None:
                 f"tries {result['tries']}"
             )
             print(f"{'':13s} problems: {dict(result['problems'].most_common(6))}")
+            if options.show:
+                for number, kind, text, found in sorted(result["answers"]):
+                    verdict = "FAIL " + ",".join(found) if found else "ok"
+                    print(f"  {number:3d} [{kind}] {verdict}: {text}")
     finally:
         model.close()
 

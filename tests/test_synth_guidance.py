@@ -146,6 +146,46 @@ async def test_a_final_answer_retried_under_the_grounding_grammar_is_marked():
 
 
 @pytest.mark.anyio
+async def test_a_final_answer_is_written_from_the_request_and_results_alone():
+    """The model sees the request and the results in one user message, no tool list; the
+    answer is checked against the real conversation, and one that copies the view's lead
+    line is tried again."""
+    from tooldojo.agents.assistant import ANSWER_VIEW_LEAD, AssistantAgent
+    from tooldojo.model import Label, Tool
+
+    tool = Tool(name="get_weather", description="Weather now.", parameters={"type": "object"})
+    messages = _answered('{"city": "Oslo", "temp_c": 4.5}')
+    echo = f"{ANSWER_VIEW_LEAD} get_weather says 4.5 in Oslo."
+    model = ScriptedChatModel([echo, '{"answer": "In Oslo it is 4.5 degrees right now."}'])
+    completion = await AssistantAgent(model, guidance="kind").step(
+        messages, [tool], seed=0, label=Label(kind="text")
+    )
+    assert completion.text == "In Oslo it is 4.5 degrees right now."
+    shown, tools, _ = model.calls[0]
+    assert tools == [] and [m.role for m in shown] == ["system", "user"]
+    assert "What is the weather in Oslo?" in shown[1].content
+    assert '- get_weather: {"city": "Oslo", "temp_c": 4.5}' in shown[1].content
+    # Switched off, the model sees the whole conversation and the tools, as before.
+    model = ScriptedChatModel(["In Oslo it is 4.5 degrees right now."])
+    await AssistantAgent(model, guidance="kind", focused_answers=False).step(
+        messages, [tool], seed=0, label=Label(kind="text")
+    )
+    shown, tools, _ = model.calls[0]
+    assert tools == [tool] and [m.role for m in shown] == ["system", "user", "assistant", "tool"]
+
+
+def test_an_answer_that_copies_its_prompt_is_caught():
+    from tooldojo.agents.assistant import ANSWER_VIEW_LEAD, copies_prompt
+
+    messages = _answered('{"city": "Bergen", "temp_c": 4.5}', "Weather in Bergen?")
+    assert copies_prompt("In Bergen it is 4.5 degrees.", messages) is None
+    assert "example (oslo)" in copies_prompt("In Oslo it is 4.5 with snow.", messages)
+    assert "lead line" in copies_prompt(f"{ANSWER_VIEW_LEAD} 4.5 in Bergen", messages)
+    # the conversation's own Oslo is no copy
+    assert copies_prompt("In Oslo it is 4.5.", _answered('{"temp_c": 4.5}')) is None
+
+
+@pytest.mark.anyio
 async def test_text_tries_sample_with_a_repetition_penalty_unless_the_role_sets_one():
     from tooldojo.agents.assistant import TEXT_REPEAT_PENALTY, TEXT_TEMPERATURE, AssistantAgent
     from tooldojo.llm.base import SamplingParams

@@ -113,6 +113,12 @@ def step_hint(label: Label, tools: list[Tool]) -> str:
     )
 
 
+EXAMPLE_WORDS = ("oslo",)
+"""Words of :func:`step_hint`'s final-answer example that no real answer needs: an answer that
+names one the conversation never did copied the example ("In Oslo it is iced with snow this
+morning", 5 of 48 replayed answers written from ``assistant.answer_view``)."""
+
+
 PROSE_CHARS = "A-Za-z0-9 .,:;'!?%$/()_-"
 """Plain prose characters: no braces, quotes or markup (the tool protocol cannot be echoed)."""
 

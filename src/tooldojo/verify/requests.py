@@ -134,7 +134,8 @@ def form_pairs(text: str, tools: Sequence[Tool], labels: Sequence[Label]) -> lis
 
 
 ASSISTANT_VOICE = re.compile(
-    r"(?i)\b(how (can|may) i (help|assist) you|what can i do for you|i('m| am) (here|happy|glad|ready) to (help|assist)"
+    r"(?i)\b(how (can|may) i (help|assist) you|what can i do for you"
+    r"|i('m| am) (here|happy|glad|ready) to (help|assist)"
     r"|(can't|cannot|can not) help you|i('m| am) (just )?an? (ai|assistant|language model)"
     r"|as an ai|i('d| would) be (happy|glad) to (help|assist)|anything else i can)\b"
 )
