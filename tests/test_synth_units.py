@@ -612,6 +612,11 @@ def test_request_check_rejects_the_prompts_value_name_form_and_the_grammar_asks(
     assert re.fullmatch(pattern, "Any alerts for DE in the next 3 days?")
     assert not re.fullmatch(pattern, "Any alerts for DE in the next 3 days.")
     assert not re.fullmatch(pattern, "Any alerts for the next 3 days in DE?")  # order kept
+    assert re.fullmatch(pattern, "Any alerts for DE in 3?")  # the value may end it
+    assert not re.fullmatch(pattern, "Any alerts for DE in the next 3 days,?")  # no ",?"
+    topical = values_constraint([], question=True, topic="alert").json_schema
+    assert re.fullmatch(topical["properties"]["message"]["pattern"], "Any alerts for me today?")
+    assert not re.fullmatch(topical["properties"]["message"]["pattern"], "Any alerts, today,?")
     assert values_constraint(['say "hi"']) is None  # quotes: no grammar, free tries only
 
 

@@ -265,6 +265,9 @@ numbers ("199.23, 45.88, 408.72, 10.23, 10.23, ...") or punctuation runs ("- - -
 "ZA-Z-I-C-I-A-M-", "ik-I, ik-I"). The planned values are the only numbers, ids and odd
 spellings a request needs, and they are written as literals."""
 
+USER_BARE_WORD = "[A-Za-z][a-z']{0,13}([-][a-z]{1,9})?"
+""":data:`USER_WORD` without the punctuation after it: the word before a question mark."""
+
 OPENING_WORDS = (6, 8)
 """Free words the values grammar admits before and after the topic word."""
 BETWEEN_WORDS = 5
@@ -317,21 +320,22 @@ def values_constraint(
         return None
     w = USER_WORD
     literals = ["".join(c if c.isalnum() or c == " " else f"[{c}]" for c in t) for t in texts]
-    end = "[?]" if question else ""  # an opening request: it asks, so it ends in a question
     before, after = OPENING_WORDS
-    if stem:
-        said = f"[{stem[0].upper()}{stem[0]}]{stem[1:]}"
-        opening = f"({w} ){{0,{before}}}{said}[a-z]*[.,:;!]?( {w}){{0,{after}}}"
+    # The end, after the topic word or the last value: up to ``after`` words. An opening
+    # request asks, so it ends in a question mark, right after a word without punctuation
+    # or after the value: the free ending put one after a comma ("nothing to do,?") in 238
+    # of the 868 user messages of the scale run's passed data.
+    if question:
+        tail = f"([.,;:!]?( {w}){{0,{after - 1}}} {USER_BARE_WORD})?[?]$"
     else:
-        opening = f"{w}( {w}){{0,{after}}}"
+        tail = f"[.,;:!?]?( {w}){{0,{after}}}$"
+    said = f"({w} ){{0,{before}}}[{stem[0].upper()}{stem[0]}]{stem[1:]}[a-z]*" if stem else ""
+    opening = f"{said}[.,:;!]?( {w}){{0,{after}}}" if stem else f"{w}( {w}){{0,{after}}}"
     # Each value stands as its own word: a space before it, a space or punctuation after it
     # (else the model glues it to its words: "alsocal_8d2e41").
     between = f"[.,;:!?]?( {w}){{0,{BETWEEN_WORDS}}} "
-    if not texts:
-        pattern = f"^{opening}{end}$"
-    else:
-        tail = f"[.,;:!?]?( {w}){{0,{after}}}{end}$"
-        pattern = f"^{opening} " + between.join(literals) + tail
+    # no value means a topic: the topic word, then the end
+    pattern = f"^{opening} " + between.join(literals) + tail if texts else f"^{said}{tail}"
     return Constraint(
         kind="json_schema",
         schema={
