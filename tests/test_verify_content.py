@@ -213,6 +213,11 @@ async def test_a_denial_the_result_supports_passes() -> None:
             "turns",
             "contradicts_result",
         ),
+        (
+            {"answer": "Sorry, there is no information for Lisbon beyond Monday's high of 21."},
+            "turns",
+            "contradicts_result",
+        ),
         # the 135M user model speaking as the assistant, seen in the scale run's passed data
         (
             {"request": "I'm here to assist! What is the weather in Lisbon for 3 days in °C?"},

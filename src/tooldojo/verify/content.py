@@ -14,7 +14,7 @@ whenever it was not empty. This gate reads the text turns:
   ("the function is not implemented", "an error occurred"): it contradicts the data;
 - ``contradicts_result``: an answer after results that all succeeded which says the request
   cannot be done or the thing does not exist ("you can't delete it", "no longer available",
-  "not found"), where no result says so (no ``false`` flag, not in the result's text);
+  "not found", "no such", "no information"), where no result says so (no ``false`` flag, not in the result's text);
 - ``clarify_missing``: a clarifying turn that does not ask (no question) for the missing
   parameter, by its name or the words of its description;
 - ``refuse_no_reason``: a refusal that does not say why;
@@ -84,7 +84,8 @@ FAILURE_CLAIM = re.compile(
 also holds polite words such as "sorry" that a sound answer may use)."""
 DENIAL = re.compile(
     r"(?i)\b(can ?not|can't|cannot|unable|not able|not (possible|allowed|permitted|supported)"
-    r"|impossible|no longer|not found|does ?n[o']t exist|does not exist|not exist)\b"
+    r"|impossible|no longer|not found|does ?n[o']t exist|does not exist|not exist|no such"
+    r"|(is ?n't|is not|was ?n't|was not|not) available|no (information|data|matching))\b"
 )
 """What an answer says when it denies the request: that it cannot be done, is not allowed,
 or that the thing asked about does not exist. Why: in the scale run's passed data, 66 of 718
