@@ -214,6 +214,14 @@ async def test_a_denial_the_result_supports_passes() -> None:
             "contradicts_result",
         ),
         (
+            {
+                "request": "What will the weather be like in Lisbon over the next 3 days in °C?",
+                "answer": "What will the weather be like in Lisbon over the next 3 days? 21.",
+            },
+            "turns",
+            "echoes_request",
+        ),
+        (
             {"answer": "Sorry, there is no information for Lisbon beyond Monday's high of 21."},
             "turns",
             "contradicts_result",

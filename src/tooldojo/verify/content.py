@@ -14,7 +14,8 @@ whenever it was not empty. This gate reads the text turns:
   ("the function is not implemented", "an error occurred"): it contradicts the data;
 - ``contradicts_result``: an answer after results that all succeeded which says the request
   cannot be done or the thing does not exist ("you can't delete it", "no longer available",
-  "not found", "no such", "no information"), where no result says so (no ``false`` flag, not in the result's text);
+  "not found", "no such", "no information"), where no result says so (no ``false`` flag,
+  not in the result's text);
 - ``clarify_missing``: a clarifying turn that does not ask (no question) for the missing
   parameter, by its name or the words of its description;
 - ``refuse_no_reason``: a refusal that does not say why;
@@ -23,7 +24,10 @@ whenever it was not empty. This gate reads the text turns:
   words, the same phrase looping, or not English (:func:`not_english`).
 - ``repeated_answer``: a text turn that mostly repeats an earlier assistant message of the
   same conversation (half of its four-word runs, :func:`echoes`): the 135M model answered a
-  new request with its last answer, word for word, and such turns passed every other check.
+  new request with its last answer, word for word, and such turns passed every other check;
+- ``echoes_request``: a text turn that mostly repeats the user's message it answers (the same
+  measure): 7 of the 915 text turns the scale run of 27 Nov passed ("Hello, I'm excited to
+  create a new EMM-managed user. Can you help me get started with enterprise id?").
 
 Each finding is one line in ``reason`` and its code in ``details["reasons"]``, so failures can
 be counted by cause.
@@ -377,6 +381,9 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
     ]
     if any(echoes(text, before) for before in earlier):
         found.append(("repeated_answer", f"{where}: repeats an earlier answer of the conversation"))
+    asked, _ = _since_last_user(trajectory.messages, turn.message_index)
+    if echoes(text, asked):
+        found.append(("echoes_request", f"{where}: repeats the user's message"))
     if FILLER.search(text):
         found.append(("filler", f"{where}: template filler instead of an answer"))
     code = code_in(text)
