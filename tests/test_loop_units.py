@@ -205,6 +205,14 @@ def test_probe_progress_learns_its_total_first(tmp_path):
     assert calls == [0]  # a resume has nothing left to probe
 
 
+def test_a_probe_of_nothing_leaves_an_empty_file(tmp_path):
+    """No trajectory passed, so nothing to probe: the loop records the file's hash."""
+    model = ScriptedChatModel(lambda m, t: "unused", name="prose")
+    out = tmp_path / "base" / "probe.jsonl"
+    counts = anyio.run(lambda: run_probe(model, {"heldout": []}, out, limit=100, seed=0))
+    assert out.read_text() == "" and counts["heldout_sample"] == 0
+
+
 def test_an_empty_answer_is_wrong_even_where_no_call_is_right(tmp_path):
     silent = ScriptedChatModel(lambda m, t: "", name="silent")
     table = probe(silent, [single_trajectory("t", with_refuse=True)], tmp_path)

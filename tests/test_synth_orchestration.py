@@ -80,7 +80,9 @@ def oracle(messages: list[Message], tools: list[Tool] | None) -> Completion:
     assert state is not None and state.pending is not None
     label = state.pending
     if label.kind != "call":
-        return Completion(text=_oracle_text(label, messages), model="oracle")
+        # The conversation as recorded: a final answer's prompt shows it in another form
+        # (``assistant.answer_view``), which a model reads and this oracle need not.
+        return Completion(text=_oracle_text(label, state.messages or messages), model="oracle")
     calls = []
     for number, expected in enumerate(label.calls):
         arguments = {}
@@ -108,12 +110,15 @@ def _oracle_text(label, messages: list[Message]) -> str:
         if message.role == "tool":
             results.append(message.content or "")
     leaves = [str(v) for r in results for v in _leaves(_json_or_text(r))][:4]
-    request = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    request = next((m.content for m in reversed(messages) if m.role == "user"), "") or ""
+    # A few of the request's words, not the request: an answer that mostly repeats it fails
+    # the turns gate (echoes_request).
+    topic = " ".join(request.split()[:6])
     if not leaves:
-        return f"About your request ({request[:80]}): I found nothing that matches."
+        return f"About your request ({topic}): I found nothing that matches."
     # No fixed tail: a later answer that mostly repeats an earlier one fails the turns gate
     # (repeated_answer), and a long boilerplate tail made every second answer such a repeat.
-    return f"About your request ({request[:80]}): the result shows {', '.join(leaves)}."
+    return f"About your request ({topic}): the result shows {', '.join(leaves)}."
 
 
 def _json_or_text(text: str) -> object:

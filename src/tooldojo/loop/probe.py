@@ -231,6 +231,10 @@ async def run_probe(
     async with anyio.create_task_group() as group:
         for split, sample in todo:
             group.start_soon(one, split, sample)
+    # Nothing to probe (no trajectory passed) is an empty file, not a missing one: the loop
+    # records every stage's outputs, and a missing file crashed it.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.touch(exist_ok=True)
     records = list(read_jsonl(out, ProbeRecord))
     for kind in ("call", "no_call"):
         mine = [r for r in records if r.kind == kind]
