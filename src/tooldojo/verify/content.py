@@ -301,14 +301,6 @@ def _flags(value: Any) -> list[bool]:
 FLAG_WORDS = {True: re.compile(r"(?i)\b(yes|true)\b"), False: re.compile(r"(?i)\b(no|not|false)\b")}
 
 
-def _result_denies(results: list[Message], phrase: str) -> bool:
-    """Whether a result itself supports a denial: a ``false`` flag (``{"allowed": false}``
-    may be answered "you are not allowed to"), or the phrase in its text."""
-    return any(False in _flags(_result_value(m)) for m in results) or any(
-        normalize(phrase) in normalize(m.content or "") for m in results
-    )
-
-
 def _says(text: str, flag: bool) -> bool:
     return FLAG_WORDS[flag].search(text) is not None
 
@@ -381,8 +373,8 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
     ]
     if any(echoes(text, before) for before in earlier):
         found.append(("repeated_answer", f"{where}: repeats an earlier answer of the conversation"))
-    asked, _ = _since_last_user(trajectory.messages, turn.message_index)
-    if echoes(text, asked):
+    request, results = _since_last_user(trajectory.messages, turn.message_index)
+    if echoes(text, request):
         found.append(("echoes_request", f"{where}: repeats the user's message"))
     if FILLER.search(text):
         found.append(("filler", f"{where}: template filler instead of an answer"))
@@ -407,7 +399,6 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         if not REASON_WORDS.search(text):
             found.append(("refuse_no_reason", f"{where}: refusal does not say why"))
         return found
-    request, results = _since_last_user(trajectory.messages, turn.message_index)
     if not results:
         return found
     failed = [m for m in results if m.is_error]
@@ -421,9 +412,10 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
         for call in (message.tool_calls or [])
         for leaf in scalar_leaves(call.arguments)
     ]
-    leaves = grounding_leaves([leaf for m in results for leaf in scalar_leaves(_result_value(m))])
-    flags = {flag for m in results for flag in _flags(_result_value(m))}
-    empty = not flags and not any(scalar_leaves(_result_value(m)) for m in results)
+    values = [_result_value(m) for m in results]
+    leaves = grounding_leaves([leaf for value in values for leaf in scalar_leaves(value)])
+    flags = {flag for value in values for flag in _flags(value)}
+    empty = not flags and not any(scalar_leaves(value) for value in values)
     if empty:
         # Nothing came back (``{"messages": []}``): the answer must say so. Without this no
         # answer to an empty result could pass, and "I couldn't find any" is no failure claim.
@@ -436,7 +428,13 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
             found.append(
                 ("claims_failure", f"{where}: says {claim.group(0)!r} though every call succeeded")
             )
-        elif denial and not _result_denies(results, denial.group(0)):
+        # A result may support a denial itself: a ``false`` flag (``{"allowed": false}`` may
+        # be answered "you are not allowed to"), or the phrase in its own text.
+        elif (
+            denial
+            and False not in flags
+            and not any(normalize(denial.group(0)) in normalize(m.content or "") for m in results)
+        ):
             found.append(
                 (
                     "contradicts_result",
