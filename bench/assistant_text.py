@@ -74,8 +74,7 @@ def text_steps(paths: list[Path], n: int, seed: int, kinds: str = "") -> list[tu
 async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> dict:
     import anyio
 
-    from tooldojo.agents.assistant import AssistantAgent, copies_prompt
-    from tooldojo.agents.guidance import text_problems
+    from tooldojo.agents.assistant import AssistantAgent, answer_problems
     from tooldojo.llm.base import SamplingParams
 
     settings = dict(variant)
@@ -100,10 +99,7 @@ async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> 
         async with limiter:
             completion = await agent.step(before, tools, seed=number, label=label)
         total[label.kind] += 1
-        found = text_problems(completion, label, before, tools)
-        copied = label.kind == "text" and copies_prompt(completion.text, before)
-        if copied:
-            found.append(f"copies_prompt: {copied}")  # the agent retries these too
+        found = answer_problems(completion, label, before, tools)  # what the agent retries
         answers.append((number, label.kind, completion.text.strip(), found))
         if found:
             problems.update(problem.split(":")[0] for problem in found)

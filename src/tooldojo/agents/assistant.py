@@ -29,6 +29,7 @@ from tooldojo.agents.guidance import (
 from tooldojo.llm._shared import new_call_id
 from tooldojo.llm.base import ChatModel, Completion, Constraint, SamplingParams
 from tooldojo.model import Label, Message, Tool
+from tooldojo.verify.content import since_last_user
 
 ASSISTANT_SYSTEM_PROMPT = (
     "You are a helpful assistant that can call tools. When a tool fits the user's request, call "
@@ -78,6 +79,16 @@ def copies_prompt(text: str, messages: list[Message]) -> str | None:
     return f"copies the instructions' example ({copied[0]})" if copied else None
 
 
+def answer_problems(
+    completion: Completion, label: Label, messages: list[Message], tools: list[Tool]
+) -> list[str]:
+    """Why a text try is not accepted (empty when it is): the turn checks
+    (:func:`guidance.text_problems`) and, for a final answer, a copy of its prompt."""
+    copied = copies_prompt(completion.text, messages) if label.kind == "text" else None
+    copy = [f"copies_prompt: {copied}"] if copied else []
+    return copy + text_problems(completion, label, messages, tools)
+
+
 def answer_view(messages: list[Message], system: str) -> list[Message] | None:
     """What the model is shown to write a final answer from, when results came back since
     the last user message: the request and the results in one plain user message, under the
@@ -94,24 +105,17 @@ def answer_view(messages: list[Message], system: str) -> list[Message] | None:
     42 against 40 in 297 s against 521 s, with made-up words 5.7 % against 7.1 %. The answers
     read no better: the gain is the time, since the prompt is a tenth as long. The results
     given in the system message, with the request as the user's, passed fewer (18 of 24)."""
-    request: Message | None = None
-    results: list[Message] = []
-    for message in reversed(messages):
-        if message.role == "user":
-            request = message
-            break
-        if message.role == "tool":
-            results.append(message)
-    if request is None or not results:
+    request, results = since_last_user(messages, len(messages))
+    if not results or all(m.role != "user" for m in messages):
         return None
     called = {c.id: c.name for m in messages for c in (m.tool_calls or []) if c.id}
     lines = [
         f"- {m.name or called.get(m.tool_call_id or '', 'tool')}"
         f"{' (failed)' if m.is_error else ''}: {(m.content or '').strip()}"
-        for m in reversed(results)
+        for m in results
     ]
     prompt = (
-        f"My request: {request.content or ''}\n\n{ANSWER_VIEW_LEAD}\n"
+        f"My request: {request}\n\n{ANSWER_VIEW_LEAD}\n"
         + "\n".join(lines)
         + "\n\nAnswer my request from these results."
     )
@@ -229,8 +233,7 @@ class AssistantAgent:
                 return completion  # the backend failed, not the model: the episode is retried
             if constraint is not None:
                 completion = _unwrap_prose(completion)
-            copied = label.kind == "text" and copies_prompt(completion.text, messages)
-            if not copied and not text_problems(completion, label, messages, tools):
+            if not answer_problems(completion, label, messages, tools):
                 if constraint is not None and constraint is not PROSE_CONSTRAINT:
                     # The model wrote it under a grammar that required a result value (a
                     # final answer), the missing parameter and a question mark (a clarifying

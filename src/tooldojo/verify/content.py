@@ -305,7 +305,7 @@ def _says(text: str, flag: bool) -> bool:
     return FLAG_WORDS[flag].search(text) is not None
 
 
-def _since_last_user(messages: Sequence[Message], index: int) -> tuple[str, list[Message]]:
+def since_last_user(messages: Sequence[Message], index: int) -> tuple[str, list[Message]]:
     """The last user message before ``index`` and the tool messages after it."""
     tools: list[Message] = []
     for message in reversed(messages[:index]):
@@ -373,7 +373,7 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
     ]
     if any(echoes(text, before) for before in earlier):
         found.append(("repeated_answer", f"{where}: repeats an earlier answer of the conversation"))
-    request, results = _since_last_user(trajectory.messages, turn.message_index)
+    request, results = since_last_user(trajectory.messages, turn.message_index)
     if echoes(text, request):
         found.append(("echoes_request", f"{where}: repeats the user's message"))
     if FILLER.search(text):
