@@ -335,9 +335,6 @@ class _Bounder:
         self.root = root
         self.bounds = bounds
 
-    def _resolve(self, ref: str) -> dict[str, Any] | None:
-        return resolve_ref(self.root, ref)
-
     def visit(self, schema: Any, depth: int) -> dict[str, Any] | None:
         """The bounded form of ``schema``; ``None`` when no bounded value exists."""
         if schema is True or schema == {}:
@@ -345,7 +342,7 @@ class _Bounder:
         if not isinstance(schema, dict):
             return None
         if "$ref" in schema:
-            target = self._resolve(str(schema["$ref"]))
+            target = resolve_ref(self.root, str(schema["$ref"]))
             if target is None or depth > self.bounds.depth + 2:
                 return None
             return self.visit(target, depth + 1)
@@ -365,7 +362,7 @@ class _Bounder:
             merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
             for part in schema["allOf"]:
                 part = (
-                    self._resolve(part["$ref"])
+                    resolve_ref(self.root, part["$ref"])
                     if isinstance(part, dict) and "$ref" in part
                     else part
                 )
