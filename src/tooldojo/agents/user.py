@@ -329,8 +329,11 @@ def values_constraint(
         tail = f"([.,;:!]?( {w}){{0,{after - 1}}} {USER_BARE_WORD})?[?]$"
     else:
         tail = f"[.,;:!?]?( {w}){{0,{after}}}$"
-    said = f"({w} ){{0,{before}}}[{stem[0].upper()}{stem[0]}]{stem[1:]}[a-z]*" if stem else ""
-    opening = f"{said}[.,:;!]?( {w}){{0,{after}}}" if stem else f"{w}( {w}){{0,{after}}}"
+    if stem:
+        said = f"({w} ){{0,{before}}}[{stem[0].upper()}{stem[0]}]{stem[1:]}[a-z]*"
+        opening = f"{said}[.,:;!]?( {w}){{0,{after}}}"
+    else:
+        said, opening = "", f"{w}( {w}){{0,{after}}}"
     # Each value stands as its own word: a space before it, a space or punctuation after it
     # (else the model glues it to its words: "alsocal_8d2e41").
     between = f"[.,;:!?]?( {w}){{0,{BETWEEN_WORDS}}} "
