@@ -19,6 +19,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from tooldojo.errors import ToolDojoError
+from tooldojo.jsonl import write_json_atomic
 
 _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("tooldojo.specs.cli", "corpus_app"),
@@ -137,21 +138,13 @@ def specs_convert(
         raise ToolDojoError(f"--to must be one of {', '.join(EXPORT_FORMATS)}, not {to!r}")
     tools = load_tools(paths, max_bytes=int(max_mb * 1024 * 1024))
     payload = export_tools(tools, to)
-    _write_json_atomic(out, payload)
+    write_json_atomic(out, payload)
     err_console.print(f"wrote {len(tools)} tools as {to} to {out}")
 
 
 from tooldojo.specs.cli import refine_command  # noqa: E402
 
 specs_app.command("refine")(refine_command)
-
-
-def _write_json_atomic(path: Path, payload: object) -> None:
-    """Write the whole file or nothing: temp file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 _CLICK_ERRORS = (click.ClickException, getattr(typer, "_click", click).ClickException)

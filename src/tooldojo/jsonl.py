@@ -112,6 +112,22 @@ def write_jsonl_atomic(path: str | Path, records: Iterable[Record]) -> int:
     return count
 
 
+def write_json_atomic(path: str | Path, payload: Any, *, indent: int = 2) -> None:
+    """Replace ``path`` with ``payload`` as one JSON document (temp file, fsync, rename): the
+    whole file or nothing, for summaries, stamps and exports that a kill must not cut."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(payload, indent=indent, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def iter_jsonl_dicts(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for each complete line; a cut-off last line is skipped."""
     path = Path(path)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from tooldojo.jsonl import write_json_atomic
 
 eval_app = typer.Typer(
     help="Score a model on BFCL (official data and checkers) or on held-out synthetic data.",
@@ -41,13 +42,6 @@ def _llm_config(path: Path | None):  # type: ignore[no-untyped-def]
     from tooldojo.llm.config import load_config
 
     return load_config(path) if path is not None else None
-
-
-def _write_json_atomic(path: Path, payload: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def _entries_path(out: Path, entries: Path | None, suffix: str) -> Path:
@@ -132,7 +126,7 @@ def bfcl_command(
             ),
             [evaluated.model],
         )
-    _write_json_atomic(out, run.summary)
+    write_json_atomic(out, run.summary)
     console.print(bfcl_table(run.summary))
     failures = sum(v["inference_errors"] for v in run.summary["categories"].values())
     if failures:
@@ -183,7 +177,7 @@ def synthetic_command(
         lambda: run_synthetic(evaluated, data, results_path, settings),
         [evaluated.model],
     )
-    _write_json_atomic(out, summary)
+    write_json_atomic(out, summary)
     table = Table(title=f"held-out · {summary['model']} · {summary['mode']}")
     table.add_column("category / kind", style="bold cyan")
     table.add_column("accuracy", justify="right")

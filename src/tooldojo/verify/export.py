@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tooldojo.errors import ToolDojoError
-from tooldojo.jsonl import read_jsonl
+from tooldojo.jsonl import read_jsonl, write_json_atomic
 from tooldojo.llm.codecs import DEFAULT_CODEC, get_codec
 from tooldojo.model import Label, Message, Trajectory
 from tooldojo.verify.label import UnresolvedReference, resolved_label_calls
@@ -171,18 +171,6 @@ def _write_parquet_atomic(rows: list[dict[str, Any]], out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_json_atomic(payload: Any, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(payload, handle, ensure_ascii=False, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_trajectories(
     trajectories: Iterable[Trajectory],
     fmt: str,
@@ -208,7 +196,7 @@ def export_trajectories(
     if not rows:
         raise ToolDojoError("nothing to export: no passed trajectory (use --include-failed?)")
     if fmt == "sharegpt":
-        _write_json_atomic(rows, out)
+        write_json_atomic(out, rows, indent=1)
     else:
         _write_parquet_atomic(rows, out)
     return len(rows)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tooldojo.errors import ToolDojoError
 from tooldojo.hashing import source_digest
-from tooldojo.jsonl import append_jsonl, existing_ids, read_jsonl
+from tooldojo.jsonl import append_jsonl, existing_ids, read_jsonl, write_json_atomic
 from tooldojo.llm.base import ChatModel
 from tooldojo.llm.codecs import DEFAULT_CODEC
 from tooldojo.model import GATES, Trajectory, Verdict
@@ -152,10 +152,7 @@ def _start_output(out_path: Path, stamp: dict[str, object]) -> Path | None:
             return None
         moved = out_path.with_name(out_path.name + ".stale")
         out_path.replace(moved)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = stamp_path.with_name(stamp_path.name + ".partial")
-    partial.write_text(json.dumps(stamp, indent=1))
-    partial.replace(stamp_path)
+    write_json_atomic(stamp_path, stamp)
     return moved
 
 
