@@ -333,6 +333,51 @@ async def test_resume_after_interruption_loses_and_duplicates_nothing(tmp_path: 
 
 
 @pytest.mark.anyio
+async def test_episodes_left_in_a_worker_folder_count_as_done_and_are_merged(tmp_path: Path):
+    """What a killed worker process left, or episodes played on another machine and put in a
+    worker folder, is done: the pending count (the progress bar's total) leaves it out, and
+    the resumed run merges it once instead of playing it again."""
+    prepared = await prepare_run(request(tmp_path, n=12, concurrency=3))
+    seen = []
+
+    def stop_after_four(outcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 4:
+            scope.cancel()
+
+    with anyio.CancelScope() as scope:
+        await run_prepared(prepared, stop_after_four)
+    out = tmp_path / "out"
+    elsewhere = out / "workers" / "99"
+    elsewhere.mkdir(parents=True)
+    for name in ("trajectories.jsonl", "dropped.jsonl"):
+        if (out / name).exists():
+            (out / name).rename(elsewhere / name)
+    done = [
+        _key(r)
+        for name in ("trajectories.jsonl", "dropped.jsonl")
+        for _, r in iter_jsonl_dicts(elsewhere / name)
+    ]
+    assert len(done) == len(seen)
+
+    again = await prepare_run(request(tmp_path, n=12, concurrency=3))
+    assert again.pending_count() == 12 - len(done)
+    summary = await run_prepared(again)
+    assert summary.total("skipped") == len(done)
+    assert not (out / "workers").exists()
+    finished = [
+        _key(r)
+        for name in ("trajectories.jsonl", "dropped.jsonl")
+        for _, r in iter_jsonl_dicts(out / name)
+    ]
+    assert sorted(finished) == sorted(s.id for s in prepared.scenarios)  # each once
+
+
+def _key(record: dict) -> str:
+    return str(record.get("scenario_id") or record.get("id"))
+
+
+@pytest.mark.anyio
 async def test_concurrency_bound_is_reached_and_never_exceeded(tmp_path: Path):
     prepared = await prepare_run(request(tmp_path, n=12, concurrency=3))
     active = 0

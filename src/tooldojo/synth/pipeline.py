@@ -22,7 +22,7 @@ from tooldojo.agents.guidance import GUIDANCE
 from tooldojo.agents.user import DEFAULT_TEMPLATE_CAP
 from tooldojo.bfcl_guard import GuardHit, GuardMode, enforce_tools, guard_mode
 from tooldojo.errors import ToolDojoError
-from tooldojo.jsonl import append_jsonl, drop_partial_tail, existing_ids, read_jsonl
+from tooldojo.jsonl import append_jsonl, drop_partial_tail, read_jsonl
 from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
 from tooldojo.llm.faults import fault_counts
 from tooldojo.model import RunManifest, Scenario, Tool, utc_now
@@ -30,12 +30,12 @@ from tooldojo.synth.environment import build_tool_server, in_memory_connect, ref
 from tooldojo.synth.interrupt import until_sigterm
 from tooldojo.synth.plan_file import PlanFile
 from tooldojo.synth.runner import (
-    DROPPED,
     SCENARIOS,
     TRAJECTORIES,
     Outcome,
     SynthSummary,
     category_mix,
+    finished_ids,
     synth_to_dir,
 )
 
@@ -137,8 +137,7 @@ class PreparedRun:
         await aclose_models(self.owned_models)
 
     def pending_count(self) -> int:
-        out = self.request.out
-        done = existing_ids(out / TRAJECTORIES, "scenario_id") | existing_ids(out / DROPPED)
+        done = finished_ids(self.request.out)
         return sum(1 for entry in self.scenarios.entries() if entry.id not in done)
 
 

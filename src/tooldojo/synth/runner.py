@@ -343,6 +343,19 @@ def worker_dir(out: Path, index: int) -> Path:
     return out / WORKERS / str(index)
 
 
+def finished_ids(out: Path) -> set[str]:
+    """Ids of the scenarios finished or dropped in ``out``, counting the worker folders not yet
+    merged (a killed run's, or episodes played elsewhere and put there): they are done, only
+    not moved into the run's own files."""
+    root = out / WORKERS
+    folders = [out] + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    done: set[str] = set()
+    for folder in folders:
+        for name, key in ((TRAJECTORIES, "scenario_id"), (DROPPED, "id")):
+            done |= {_key(record, key) for _, record in iter_jsonl_dicts(folder / name)}
+    return done
+
+
 def merge_worker_files(out: Path) -> int:
     """Move every worker's finished episodes into the run's own files; returns how many moved.
 
