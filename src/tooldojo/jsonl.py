@@ -112,15 +112,23 @@ def write_jsonl_atomic(path: str | Path, records: Iterable[Record]) -> int:
     return count
 
 
-def write_json_atomic(path: str | Path, payload: Any, *, indent: int = 2) -> None:
+def write_json_atomic(
+    path: str | Path,
+    payload: Any,
+    *,
+    indent: int = 2,
+    default: Callable[[Any], Any] | None = None,
+) -> None:
     """Replace ``path`` with ``payload`` as one JSON document (temp file, fsync, rename): the
-    whole file or nothing, for summaries, stamps and exports that a kill must not cut."""
+    whole file or nothing, for summaries, stamps, manifests and exports that a kill must not
+    cut. ``default`` is :func:`json.dumps`'s (``str`` writes paths and dates as text)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(payload, indent=indent, ensure_ascii=False) + "\n")
+            text = json.dumps(payload, indent=indent, ensure_ascii=False, default=default)
+            handle.write(text + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

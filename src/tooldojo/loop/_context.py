@@ -7,8 +7,6 @@ outputs (whole or not at all).
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from typing import Any
 import anyio
 
 from tooldojo.errors import ToolDojoError
+from tooldojo.jsonl import write_json_atomic
 from tooldojo.llm.base import ChatModel
 from tooldojo.loop.config import LoopConfig
 from tooldojo.loop.rundir import RunDir
@@ -186,7 +185,5 @@ def release(model: object) -> None:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    """A stage's JSON output, whole or not at all (paths and dates written as text)."""
+    write_json_atomic(path, payload, default=str)

@@ -22,7 +22,7 @@ from tooldojo.agents.guidance import GUIDANCE
 from tooldojo.agents.user import DEFAULT_TEMPLATE_CAP
 from tooldojo.bfcl_guard import GuardHit, GuardMode, enforce_tools, guard_mode
 from tooldojo.errors import ToolDojoError
-from tooldojo.jsonl import append_jsonl, drop_partial_tail, read_jsonl
+from tooldojo.jsonl import append_jsonl, drop_partial_tail, read_jsonl, write_json_atomic
 from tooldojo.llm.base import ChatModel, SamplingParams, aclose_models
 from tooldojo.llm.faults import fault_counts
 from tooldojo.model import RunManifest, Scenario, Tool, utc_now
@@ -490,9 +490,7 @@ def _accounting(path: Path) -> dict[str, Any]:
 
 
 def _write_manifest(path: Path, manifest: RunManifest) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, manifest.model_dump(mode="json"))
 
 
 def _versions() -> dict[str, str]:

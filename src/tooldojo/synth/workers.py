@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 
 from tooldojo.errors import ToolDojoError
+from tooldojo.jsonl import write_json_atomic
 from tooldojo.synth.interrupt import Terminated
 from tooldojo.synth.pipeline import (
     MANIFEST_EVERY_S,
@@ -204,11 +205,7 @@ async def _play_share(request: SynthRequest, index: int, workers: int) -> None:
 
 
 def _write_summary(out: Path, index: int, record: dict[str, Any]) -> None:
-    folder = worker_dir(out, index)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{SUMMARY}.tmp"
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    tmp.replace(folder / SUMMARY)
+    write_json_atomic(worker_dir(out, index) / SUMMARY, record, indent=1)
 
 
 def _read_summary(out: Path, index: int) -> dict[str, Any]:

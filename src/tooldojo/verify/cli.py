@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tooldojo.errors import ToolDojoError
+from tooldojo.jsonl import write_json_atomic
 from tooldojo.model import GATES
 
 DEFAULT_GATES_OPTION = "format,schema,label,execution,request,turns"
@@ -128,7 +129,6 @@ def verify_command(
 def _print_summary(out: Path, verified) -> None:  # type: ignore[no-untyped-def]
     """Failures by gate and reason, and who wrote the turns (all and passed), printed and
     written next to ``out`` as ``<name>.summary.json``."""
-    import json
 
     from tooldojo.verify.accounting import accounting, gate_failures, grounded_share
 
@@ -142,9 +142,7 @@ def _print_summary(out: Path, verified) -> None:  # type: ignore[no-untyped-def]
         "grounded_requests": grounded_share(verified),
     }
     path = out.with_name(f"{out.stem}.summary.json")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, summary)
     table = Table(title="failures by gate and reason")
     table.add_column("gate", style="bold")
     table.add_column("reason")
