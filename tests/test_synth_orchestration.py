@@ -302,15 +302,7 @@ def test_tooldojo_verify_cli_passes_synthesized_output(tmp_path: Path):
 @pytest.mark.anyio
 async def test_resume_after_interruption_loses_and_duplicates_nothing(tmp_path: Path):
     prepared = await prepare_run(request(tmp_path, n=16, concurrency=3))
-    seen = []
-
-    def stop_after_five(outcome) -> None:
-        seen.append(outcome)
-        if len(seen) == 5:
-            scope.cancel()
-
-    with anyio.CancelScope() as scope:
-        await run_prepared(prepared, stop_after_five)
+    seen = await _play_until(prepared, 5)
     path = tmp_path / "out" / "trajectories.jsonl"
     dropped_path = tmp_path / "out" / "dropped.jsonl"
     done = [r["id"] for _, r in iter_jsonl_dicts(path)]
@@ -338,15 +330,7 @@ async def test_episodes_left_in_a_worker_folder_count_as_done_and_are_merged(tmp
     worker folder, is done: the pending count (the progress bar's total) leaves it out, and
     the resumed run merges it once instead of playing it again."""
     prepared = await prepare_run(request(tmp_path, n=12, concurrency=3))
-    seen = []
-
-    def stop_after_four(outcome) -> None:
-        seen.append(outcome)
-        if len(seen) == 4:
-            scope.cancel()
-
-    with anyio.CancelScope() as scope:
-        await run_prepared(prepared, stop_after_four)
+    seen = await _play_until(prepared, 4)
     out = tmp_path / "out"
     elsewhere = out / "workers" / "99"
     elsewhere.mkdir(parents=True)
@@ -371,6 +355,20 @@ async def test_episodes_left_in_a_worker_folder_count_as_done_and_are_merged(tmp
         for _, r in iter_jsonl_dicts(out / name)
     ]
     assert sorted(finished) == sorted(s.id for s in prepared.scenarios)  # each once
+
+
+async def _play_until(prepared, count: int) -> list:  # type: ignore[no-untyped-def]
+    """Play until ``count`` episodes are reported finished, then cancel (a kill mid-run)."""
+    seen = []
+
+    def stop_at_count(outcome) -> None:
+        seen.append(outcome)
+        if len(seen) == count:
+            scope.cancel()
+
+    with anyio.CancelScope() as scope:
+        await run_prepared(prepared, stop_at_count)
+    return seen
 
 
 def _key(record: dict) -> str:
