@@ -100,7 +100,8 @@ def test_killed_sft_resumes_from_its_last_checkpoint(workspace, monkeypatch):
     monkeypatch.setattr(metrics.MetricsCSVCallback, "on_step_end", original)
     result = run_sft(workspace / "verified.jsonl", str(workspace / "model"), out, settings)
     assert result.steps == 4 and not result.skipped
-    assert [int(r["step"]) for r in read_metrics(result.metrics_csv)] == [3, 4]
+    # The killed process's rows (steps 1 and 2, up to its checkpoint) are kept.
+    assert [int(r["step"]) for r in read_metrics(result.metrics_csv)] == [1, 2, 3, 4]
 
 
 def test_grpo_five_steps_with_reward_variance(workspace, cold_started):

@@ -32,6 +32,9 @@ class MetricsCSVCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._train_started = time.perf_counter()
+        # A run resumed from checkpoint N keeps the rows of steps 1..N that the killed
+        # process wrote (rows after N are logged again); a fresh run starts the file anew.
+        self.rows = _rows_through(self.path, state.global_step) if state.global_step else []
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._train_started is not None:
@@ -77,6 +80,15 @@ class MetricsCSVCallback(TrainerCallback):
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(buffer.getvalue())
         os.replace(tmp, self.path)
+
+
+def _rows_through(path: Path, step: int) -> list[dict[str, Any]]:
+    """The rows of ``path`` up to ``step``, cells as written (empty ones dropped)."""
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+    return [row for row in rows if float(row.get("step", "inf")) <= step]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
