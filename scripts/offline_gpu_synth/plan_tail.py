@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from tooldojo.synth.pipeline import MANIFEST
 from tooldojo.synth.plan_file import PlanFile
 from tooldojo.synth.runner import SCENARIOS, finished_ids
 
@@ -37,7 +38,7 @@ def main() -> None:
         stage.mkdir()
         with (stage / SCENARIOS).open("w", encoding="utf-8") as handle:
             handle.writelines(scenario.model_dump_json() + "\n" for scenario in tail)
-        (stage / "manifest.json").write_bytes((args.run / "manifest.json").read_bytes())
+        (stage / MANIFEST).write_bytes((args.run / MANIFEST).read_bytes())
         with tarfile.open(args.out / "run.tgz", "w:gz") as tar:
             tar.add(stage, arcname=args.run.name)
     kept = 0

@@ -83,15 +83,18 @@ class MetricsCSVCallback(TrainerCallback):
 
 
 def _rows_through(path: Path, step: int) -> list[dict[str, Any]]:
-    """The rows of ``path`` up to ``step``, cells as written (empty ones dropped)."""
+    """The rows of ``path`` up to ``step``, cells as written."""
     if not path.is_file():
         return []
-    with path.open() as handle:
-        rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
-    return [row for row in rows if float(row.get("step", "inf")) <= step]
+    return [row for row in _cells(path) if float(row.get("step", "inf")) <= step]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
     """The rows of a ``metrics.csv`` with numbers parsed (empty cells dropped)."""
-    with Path(path).open() as handle:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+    return [{k: float(v) for k, v in row.items()} for row in _cells(Path(path))]
+
+
+def _cells(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``metrics.csv`` as text, empty cells dropped (a column a row lacks)."""
+    with path.open() as handle:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
