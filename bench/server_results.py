@@ -33,6 +33,15 @@ A valid result with a value that says nothing (``");"``, the execution gate's ``
 counts as ``junk``. Measured 2026-11-27 (100 calls of the scale run, load 2-4): 85/100 valid,
 9 junk, 5 cut, before bounded strings had to hold a letter or digit
 (``response_schema._safe_string``); 92/100 valid, 1 junk, 6 cut after.
+
+A valid result that reports a failure (``"status": "Failed"``, ``{"success": false}``) counts
+as ``failure``: the execution gate fails it too. Measured 2026-11-28 00:29-00:39 UTC (40 calls
+whose recorded result was such a failure or filler in the scale3 run, ``--made-up-only
+--made-up accept,check --chars 48``, load 2-4: the loop held both cores): accepting them as
+before, 21/40 valid (15 failure, 2 junk, 2 cut); re-asking the server once
+(``simulated._made_up_failure``, the default now), 25/40 (11 failure), with 25 % more
+generated tokens on these calls. In that run 88 of 2,361 trajectories failed on such a result
+alone, so the retry saves about one trajectory in a hundred and fifty.
 """
 
 from __future__ import annotations
@@ -47,10 +56,13 @@ from dataclasses import replace
 from pathlib import Path
 
 
-def simulated_calls(paths: list[Path], n: int, seed: int, failed_only: bool = False) -> list[tuple]:
+def simulated_calls(
+    paths: list[Path], n: int, seed: int, failed_only: bool = False, made_up_only: bool = False
+) -> list[tuple]:
     """(tool, arguments) of ``n`` recorded calls whose result a model wrote (or failed to),
     drawn with a fixed seed; a tool with a response schema and one without alike.
-    ``failed_only``: only the calls whose simulated result failed in the recording."""
+    ``failed_only``: only the calls whose simulated result failed in the recording (no valid
+    result, or one that the execution gate fails); ``made_up_only``: only the latter."""
     from tooldojo.jsonl import read_jsonl
     from tooldojo.model import Trajectory
 
@@ -66,23 +78,41 @@ def simulated_calls(paths: list[Path], n: int, seed: int, failed_only: bool = Fa
                     continue
                 call = pending[message.tool_call_id]
                 failed = message.is_error and "simulated" in (message.content or "")
-                simulated = failed or (
-                    getattr(message, "origin", None) == "model" and not failed_only
-                )
+                model_written = getattr(message, "origin", None) == "model"
+                # a success the gate fails: it reports a failure, or holds filler
+                invented = model_written and made_up(message.content or "")
+                failed = invented if made_up_only else failed or invented
+                simulated = failed or (model_written and not (failed_only or made_up_only))
                 if simulated and call.name in tools:
                     calls.append((tools[call.name], call.arguments))
     random.Random(seed).shuffle(calls)
     return calls[:n]
 
 
+def made_up(text: str) -> bool:
+    """Whether a recorded simulated result, valid as JSON, is one the execution gate fails: it
+    reports a failure or holds filler."""
+    import json
+
+    from tooldojo.mcp.executors.result_checks import junk_value, reads_as_failure
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return reads_as_failure(value, simulated=True) is not None or junk_value(value) is not None
+
+
 def cause(problem: str) -> str:
     """A failure's cause in a word: ``cut`` (a string closed at its bound), ``schema``,
-    ``json``, ``budget`` or ``other``."""
+    ``json``, ``budget``, ``failure`` (a made-up failure), ``junk`` or ``other``."""
     for word, pattern in (
         ("cut", r"was cut at"),
         ("schema", r"output schema"),
         ("json", r"not JSON"),
         ("budget", r"hit its budget|cannot answer"),
+        ("failure", r"reports a failure"),
+        ("junk", r"says nothing|over and over"),
     ):
         if re.search(pattern, problem):
             return word
@@ -110,8 +140,8 @@ async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dic
     from tooldojo.mcp.episodes import Episode
     from tooldojo.mcp.executors.base import ToolExecutionError
     from tooldojo.mcp.executors.response_schema import LADDER
+    from tooldojo.mcp.executors.result_checks import junk_value, reads_as_failure
     from tooldojo.mcp.executors.simulated import SimulatedExecutor
-    from tooldojo.verify.execution import _junk_value
 
     # The server role's sampling in configs/selfplay.yaml (the scale run's config).
     sampling = SamplingParams(temperature=0.3, max_tokens=200, seed=0)
@@ -133,11 +163,13 @@ async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dic
                 outcomes[kind] += 1
                 examples.setdefault(kind, str(error)[-160:])
             else:
-                # valid, but a value that says nothing fails the execution gate (junk_result)
-                junk = _junk_value(outcome.value)
-                outcomes["valid" if junk is None else "junk"] += 1
-                if junk is not None:
-                    examples.setdefault("junk", repr(junk))
+                # valid, but the execution gate fails a made-up failure or filler
+                said = reads_as_failure(outcome.value, simulated=True)
+                junk = junk_value(outcome.value)
+                kind = "failure" if said else "junk" if junk else "valid"
+                outcomes[kind] += 1
+                if kind != "valid":
+                    examples.setdefault(kind, repr(said or junk))
 
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
@@ -167,6 +199,17 @@ def main() -> None:
     parser.add_argument(
         "--failed-only", action="store_true", help="replay only calls that failed when recorded"
     )
+    parser.add_argument(
+        "--made-up-only",
+        action="store_true",
+        help="replay only calls whose recorded result reported a failure or held filler",
+    )
+    parser.add_argument(
+        "--made-up",
+        default="check",
+        help="a result that reports a failure or holds filler: check (re-asked, the code's "
+        "default), accept; comma-separated",
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     options = parser.parse_args()
 
@@ -174,24 +217,29 @@ def main() -> None:
 
     from tooldojo.llm.llamacpp import LlamaCppChatModel
 
-    calls = simulated_calls(options.paths, options.n, options.seed, options.failed_only)
+    calls = simulated_calls(
+        options.paths, options.n, options.seed, options.failed_only, options.made_up_only
+    )
     with_schema = sum(bool(tool.output_schema) for tool, _ in calls)
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
     print(f"{len(calls)} recorded simulated calls ({with_schema} with a response schema)")
     model = LlamaCppChatModel(pool_size=2, n_threads=1, n_ctx=8192)
     baseline = None
-    from tooldojo.mcp.executors import response_schema
+    from tooldojo.mcp.executors import response_schema, simulated
 
     own_ladder = response_schema.LADDER
+    own_check = simulated._made_up_failure
     variants = [
-        (int(c), name, prose)
+        (int(c), name, prose, check)
         for c in options.chars.split(",")
         for name in options.ladders.split(",")
         for prose in options.prose.split(",")
+        for check in options.made_up.split(",")
     ]
     try:
-        for chars, ladder, prose in variants:
+        for chars, ladder, prose, check in variants:
             response_schema.DROP_OPTIONAL_PROSE = prose == "drop"
+            simulated._made_up_failure = own_check if check == "check" else lambda value: ""
             rungs = LADDERS[ladder]
             response_schema.LADDER = (
                 own_ladder
@@ -202,7 +250,7 @@ def main() -> None:
             valid = result["outcomes"]["valid"]
             baseline = valid if baseline is None else baseline
             print(
-                f"string bound {chars:3d}, ladder {ladder}, prose {prose}: "
+                f"string bound {chars:3d}, ladder {ladder}, prose {prose}, made-up {check}: "
                 f"valid {valid}/{len(calls)} "
                 f"({valid / max(baseline, 1):.2f} x the first variant); "
                 f"failures {dict(result['outcomes'] - Counter(valid=valid))}; "

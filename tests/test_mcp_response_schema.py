@@ -197,7 +197,7 @@ def test_a_simulated_success_has_no_error_field_to_fill_and_its_flags_say_succes
     assert bounded["properties"]["isFaulted"] == {"const": False}
     assert Draft202012Validator(schema).is_valid(_longest(bounded))  # still the tool's schema
     # the verifier fails exactly what is left out: an error field with content
-    from tooldojo.verify.execution import _error_field
+    from tooldojo.mcp.executors.result_checks import _error_field
 
     assert _error_field("errors", ["timeout"]) and _error_field("success", False)
     assert not _error_field("errorCount", 3)

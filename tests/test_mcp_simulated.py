@@ -244,3 +244,26 @@ async def test_a_runaway_value_below_the_string_bound_is_asked_again() -> None:
     outcome = await SimulatedExecutor(model).execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
     assert outcome.value == {"id": "A1", "status": "open"} and len(model.calls) == 2
     assert "repeats" in model.calls[1][0][-1].content  # the retry says what was wrong
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("made_up", "said"),
+    [
+        ('{"id": "A1", "status": "Error: order not found"}', "reports a failure"),
+        ('{"id": ");", "status": "open"}', "says nothing"),
+    ],
+)
+async def test_a_made_up_failure_or_filler_is_asked_again_and_given_up_when_it_stays(
+    made_up: str, said: str
+) -> None:
+    """The server is asked for a success: a result reporting a failure, or filler, is re-asked
+    (the retry says why), and when the model keeps writing it the call fails, as before."""
+    model = ScriptedChatModel([made_up, '{"id": "A1", "status": "open"}'])
+    outcome = await SimulatedExecutor(model).execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
+    assert outcome.value == {"id": "A1", "status": "open"} and len(model.calls) == 2
+    assert said in model.calls[1][0][-1].content
+
+    stubborn = ScriptedChatModel([made_up, made_up])
+    with pytest.raises(ToolExecutionError, match=said):
+        await SimulatedExecutor(stubborn).execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))

@@ -143,8 +143,9 @@ def result_values(messages: list[Message]) -> list[str]:
     1), any of their values grounds the answer, and a result that is not JSON ("nan") is one
     value. Results that failed are left out."""
     from tooldojo.agents.user import render_value
+    from tooldojo.mcp.executors.result_checks import scalar_leaves
     from tooldojo.verify.content import _flags, grounding_leaves
-    from tooldojo.verify.grounding import scalar_leaves, value_in
+    from tooldojo.verify.grounding import value_in
 
     request, results = "", []
     for message in reversed(messages):

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
+from tooldojo.mcp.executors.result_checks import scalar_leaves
 from tooldojo.model import RESULT_REF_KEY, LabelCall, Message, Tool
 from tooldojo.names import alnum_key, name_words
 from tooldojo.synth.values import ValueSampler, _flatten, echoed_names, schema_error
-from tooldojo.verify.grounding import scalar_leaves
 from tooldojo.verify.requests import loops
 
 DRAFT_SYSTEM = (

@@ -41,8 +41,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from tooldojo.mcp.executors.result_checks import scalar_leaves
 from tooldojo.model import Message, Tool, Trajectory, Verdict
-from tooldojo.verify.grounding import normalize, scalar_leaves, value_in
+from tooldojo.verify.grounding import normalize, value_in
 from tooldojo.verify.turns import Turn
 
 FILLER = re.compile(

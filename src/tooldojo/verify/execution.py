@@ -29,10 +29,8 @@ from typing import Any, Literal, Protocol
 
 import mcp.types as types
 
-from tooldojo.mcp.executors.simulated import runaway_piece
+from tooldojo.mcp.executors.result_checks import junk_value, reads_as_failure
 from tooldojo.model import Message, Trajectory, Verdict
-from tooldojo.names import reports_error, status_flag
-from tooldojo.verify.grounding import scalar_leaves
 from tooldojo.verify.turns import Turn
 
 Consistency = Literal["exact", "shape", "none"]
@@ -110,83 +108,6 @@ FAILURE_TEXT = re.compile(
 """What executors write when a call failed, for results recorded without ``is_error``."""
 
 
-SUCCESS_SAYS_FAILURE = re.compile(
-    r"(?i)^\s*(error|failed|failure|invalid|exception)\b|\berror:|\bnot (found|allowed)\b"
-)
-
-
-def _reads_as_failure(value: Any, simulated: bool = False) -> str | None:
-    """What in a *successful* result's value (its JSON, or its text) reports a failure (a
-    simulator that could not make the call succeed but returned it as success), or ``None``.
-    ``simulated``: the server model wrote the result, so an error object in it is a failure it
-    made up."""
-    if simulated and isinstance(value, dict):
-        # An error object in a model-written success (Google's long-running Operation:
-        # {"done": true, "error": {...}}): the simulated server filled the schema's optional
-        # "error", and the result passed as a success; 1 of 30 samples of the scale run held
-        # one. A real tool's own {"error": ...} answer is its result, read by the turn gates.
-        # The same for any top-level error-like field ("remoteException", "ErrorMessages",
-        # "WebException") with content, or a flag saying so ({"IsFaulted": true}): 3 of 353
-        # passed trajectories of the issue-15 scale run (s21-01569, -02559, -03068) held one.
-        for key, field_value in value.items():
-            if (said := _error_field(key, field_value)) is not None:
-                return said
-    return next(
-        (
-            leaf[:80]
-            for leaf in scalar_leaves(value)
-            if isinstance(leaf, str) and SUCCESS_SAYS_FAILURE.search(leaf)
-        ),
-        None,
-    )
-
-
-def _has_content(value: Any) -> bool:
-    """Some non-empty scalar at any depth ({"Errors": [], "Code": ""} has none)."""
-    if isinstance(value, dict):
-        return any(_has_content(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_content(v) for v in value)
-    return value not in (None, "", False)
-
-
-def _error_field(key: str, value: Any) -> str | None:
-    """``key: value`` (short) when this top-level field of a result reports a failure."""
-    if isinstance(value, bool):
-        flag = status_flag(key)
-        failed = (value and flag == "failed") or (not value and flag == "success")
-    else:
-        failed = reports_error(key) and _has_content(value)
-    return f"{key}: {json.dumps(value, ensure_ascii=False)}"[:80] if failed else None
-
-
-def _junk_value(value: Any) -> str | None:
-    """A string in a simulated result's JSON value that says nothing, the server model's
-    filler where a value belongs (which a forced call then copies):
-
-    * two or more characters and no letter or digit (``");"``, ``");;;;;;;;;"``, ``", "``);
-      42 of 438 passed trajectories of the scale run held one. A single character (``","``
-      for a delimiter) may be a value.
-    * a runaway: a piece of three or more characters, one a letter, three times running
-      (``CJHU7oI2_CJHU7oI2_CJHU7oI2_C``, ``john.john.john.john``, ``/v2/v2/v2/v2``;
-      :func:`~tooldojo.mcp.executors.simulated.runaway_piece`). The simulator used to fail
-      such text only where it reached the string bound; below it, 21 of 651 trajectories of
-      the scale3 run held one, 8 of them passed.
-    """
-    for leaf in scalar_leaves(value):
-        if not isinstance(leaf, str):
-            continue
-        if len(leaf.strip()) >= 2 and not _ALNUM.search(leaf):
-            return leaf[:40]
-        if piece := runaway_piece(leaf):
-            return piece[:40]
-    return None
-
-
-_ALNUM = re.compile(r"[^\W_]")
-"""A letter or digit (in any script)."""
-
-
 def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
     """(code, message) for each failed result or step that nobody planned."""
     found: list[tuple[str, str]] = []
@@ -201,14 +122,14 @@ def recorded_failures(trajectory: Trajectory) -> list[tuple[str, str]]:
         if failed:
             code = "timeout" if "timed out" in text else "failed_result"
             found.append((code, f"message {position} ({message.name}): {text[:160]}"))
-        elif (dressed := _reads_as_failure(value, message.origin == "model")) is not None:
+        elif (dressed := reads_as_failure(value, message.origin == "model")) is not None:
             found.append(
                 ("failed_result", f"message {position} ({message.name}): success says {dressed!r}")
             )
         elif (
             message.origin == "model"
             and value is not text  # parsed as JSON: plain text is not checked for junk
-            and (junk := _junk_value(value)) is not None
+            and (junk := junk_value(value)) is not None
         ):
             found.append(
                 (

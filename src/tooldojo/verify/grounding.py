@@ -256,16 +256,3 @@ def value_in(text: str, value: Any, *, rounded: bool = False) -> bool | None:
     if isinstance(value, dict):
         return value_in(text, list(value.values()), rounded=rounded)
     return None
-
-
-def scalar_leaves(value: Any) -> list[Any]:
-    """The strings and numbers inside a JSON value (booleans and nulls left out)."""
-    if isinstance(value, dict):
-        return [leaf for item in value.values() for leaf in scalar_leaves(item)]
-    if isinstance(value, list):
-        return [leaf for item in value for leaf in scalar_leaves(item)]
-    if isinstance(value, bool) or value is None:
-        return []
-    if isinstance(value, str | int | float):
-        return [value]
-    return []

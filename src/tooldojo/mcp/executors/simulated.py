@@ -29,6 +29,7 @@ from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.mcp.episodes import Episode
 from tooldojo.mcp.executors.base import ToolExecutionError, ToolOutcome
 from tooldojo.mcp.executors.response_schema import LADDER, Bounds, UnboundedSchema, plan_response
+from tooldojo.mcp.executors.result_checks import junk_value, reads_as_failure, runaway_piece
 from tooldojo.mcp.registry import compile_validator, describe_errors
 from tooldojo.model import Message, Tool
 
@@ -306,6 +307,7 @@ class SimulatedExecutor:
                         self._output_problem(tool, value)
                         or _cut_text(value, plan.bounds.string_chars)
                         or _runaway_text(value)
+                        or _made_up_failure(value)
                     )
                     if not problem:
                         return value
@@ -405,20 +407,6 @@ def _first_string_problem(value: Any, problem: Callable[[str], str]) -> str:
     return next((p for item in items if (p := _first_string_problem(item, problem))), "")
 
 
-def runaway_piece(text: str) -> str | None:
-    """The run of ``text`` where a piece of three or more characters, one of them a letter,
-    repeats three or more times (``john.john.john.``, ``/v2/v2/v2``), else ``None``. Digits
-    alone are left to numbers (``1000000000``). Shared with the execution gate, which fails
-    a simulated result that holds one (``junk_result``)."""
-    for match in _REPEATED_PIECE.finditer(text):
-        if any(c.isalpha() for c in match.group(1)):
-            return match.group(0)
-    return None
-
-
-_REPEATED_PIECE = re.compile(r"(.{3,}?)\1{2,}")
-
-
 def _runaway_text(value: Any) -> str:
     """Why ``value`` holds a runaway string at any length (see :func:`runaway_piece`), or
     ``""``. Checked before the answer is accepted, so the server gets another try: 21 of the
@@ -432,6 +420,20 @@ def _runaway_text(value: Any) -> str:
         return f"the text {text[:24]!r} repeats {piece[:12]!r} over and over; write real values"
 
     return _first_string_problem(value, runaway)
+
+
+def _made_up_failure(value: Any) -> str:
+    """Why ``value`` is not the success it should be, or ``""``: it reports a failure ("Error:
+    not found", ``{"success": false}``) or holds filler (``");"``). The server is asked for a
+    success (failures are injected on purpose, and labelled), so such an answer gets another
+    try rather than reaching the execution gate, which fails the trajectory for it: in the
+    scale3 run (2,361 played) 84 results read as a failure and 29 held filler, in 88
+    trajectories that failed no other check."""
+    if (said := reads_as_failure(value, simulated=True)) is not None:
+        return f"the result reports a failure ({said!r}) but the call succeeded; write its success"
+    if (junk := junk_value(value)) is not None:
+        return f"the value {junk!r} says nothing; write real values"
+    return ""
 
 
 def _end_at_sentence(value: Any, chars: int) -> Any:
