@@ -270,6 +270,27 @@ def test_probe_samples_are_stratified_when_the_pool_is_larger():
     assert stratified_sample(samples, 100, seed=1) == samples  # greedy over the whole pool
 
 
+def test_a_probe_sample_over_many_one_turn_tools_keeps_each_category_s_share():
+    """Thousands of tools with one turn each: every (category, tool) quota ties below one,
+    and the sample must still hold each category in proportion (it once went to the
+    alphabetically first categories: 327 multi_turn turns of 1,000 and one single)."""
+    from tooldojo.loop.probe import probeable
+
+    def one_tool(tid: str, category: str) -> Trajectory:
+        trajectory = single_trajectory(tid, category)
+        target = LabelCall(name=f"tool_{tid}", arguments={"city": ["Paris"]})
+        return trajectory.model_copy(update={"labels": [label(target), Label(kind="text")]})
+
+    pool = [one_tool(f"a{i}", "clarify") for i in range(30)]
+    pool += [one_tool(f"z{i}", "single") for i in range(30)]
+    samples = probeable(pool)
+    chosen = stratified_sample(samples, 20, seed=3)
+    categories = [s.category for s in chosen]
+    assert categories.count("clarify") == 10 and categories.count("single") == 10
+    assert len({s.trajectory_id for s in chosen}) == 20  # no turn twice
+    assert chosen == stratified_sample(samples, 20, seed=3)  # the seed decides
+
+
 # --- the judge ----------------------------------------------------------------------------
 
 
