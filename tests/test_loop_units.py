@@ -5,6 +5,7 @@ accounting and resume by inputs. Models are scripted: what is tested is the loop
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -359,12 +360,25 @@ def test_a_correction_that_fails_a_gate_is_rejected():
     assert judged.correction_rejected.startswith("agreement:")
 
 
-def test_an_invalid_answer_is_never_a_correction():
+def test_an_answer_that_breaks_the_schema_is_model_wrong_whatever_the_judges_say():
+    """The label passed every gate; a call with a wrong type or an unknown tool cannot be
+    right, so the gates decide (and never take it as a correction); the judges' own
+    majority is kept, and counted as agreeing only when it said model_wrong."""
     record, trajectory = refuse_case()
-    record = record.model_copy(update={"calls": [call("get_time", zone=5)]})
     judges = [ScriptedChatModel(verdict("label_wrong"))]
-    judged = anyio.run(lambda: judge_case(judges, record, trajectory, samples=2))
-    assert judged.corrected is None and "schema" in judged.correction_rejected
+    for calls in ([call("get_time", zone=5)], [call("get_date", zone="UTC")]):
+        invalid = record.model_copy(update={"calls": calls})
+        judged = anyio.run(partial(judge_case, judges, invalid, trajectory, samples=2))
+        assert judged.decision == "model_wrong" and judged.decided_by == "gates"
+        assert judged.judges_said == "label_wrong" and judged.corrected is None
+    agreeing = [ScriptedChatModel(verdict("model_wrong"))]
+    by_gates = anyio.run(partial(judge_case, agreeing, invalid, trajectory, samples=2))
+    counts = judge_counts([judged, by_gates])
+    assert counts["decided_by_gates"] == 2 and counts["judges_agreed_with_gates"] == 1
+    assert counts["model_wrong"] == 2
+    # a schema-valid answer stays the judges' to decide
+    valid = anyio.run(lambda: judge_case(judges, record, trajectory, samples=2))
+    assert valid.decided_by == "judges" and valid.decision == "label_wrong"
 
 
 def test_failed_judgements_and_disagreements_are_counted(tmp_path):

@@ -122,8 +122,9 @@ def selfplay_record(root: Path) -> dict[str, Any]:
     """Per iteration and role: own, forced and templated shares, gate pass rates, and the
     held-out call-turn and no-call accuracy (the base model's too), also on the first
     iteration's held-out turns alone (``heldout_fixed``); per iteration the probe's
-    errors by class, the scenarios expanded per class and how the previous iteration's
-    expansions fared — ``selfplay.json``."""
+    errors by class, the judges' decisions (votes failed, disagreements, cases the gates
+    decided and how often the judges agreed), the scenarios expanded per class and how the
+    previous iteration's expansions fared — ``selfplay.json``."""
     from tooldojo.verify.accounting import normalize_roles
 
     record: dict[str, Any] = {"iterations": []}
@@ -174,6 +175,7 @@ def selfplay_record(root: Path) -> dict[str, Any]:
                 },
                 "heldout_fixed": _fixed_counts(folder / "probe.jsonl", fixed),
                 "probe_error_classes": stats["probe"].get("error_class", {}),
+                "judge": stats.get("judge", {}),
                 "expanded": stats.get("expanded", {}),
                 "previous_expansions": stats.get("previous_expansions", {}),
                 "bfcl": _bfcl_cells(folder / "eval" / "bfcl.json"),

@@ -16,6 +16,14 @@ decision needs a strict majority of *all* votes cast, so a failed judgement (an 
 unreadable or unknown verdict) counts against every side and is never guessed into one:
 with no such majority the case is ``undecided`` and nothing changes. Cases whose valid votes
 differ are flagged (``unanimous``) and counted, so disagreement between judges is on record.
+
+One kind of case the gates decide, not the votes: an answer whose call names a tool not
+offered or breaks its tool's schema cannot be right, whatever the label, and the label passed
+every gate (it is in the training pool). Such a case is ``model_wrong`` (``decided_by``
+``gates``); the judges still vote, and how often their majority agreed is counted, a
+measure of the judges on cases whose answer is known. Why: the 135M judge of the scale loop
+voted ``both_wrong`` on 9 of its first 12 cases and ``model_wrong`` on none, so error-driven
+expansion had nothing to grow from.
 """
 
 from __future__ import annotations
@@ -87,6 +95,10 @@ class JudgedRecord(BaseModel):
     """For ``label_wrong``: the corrected, truncated sample, only when it passed every gate."""
     correction_rejected: str | None = None
     """For ``label_wrong`` without ``corrected``: why the correction was not taken."""
+    decided_by: Literal["judges", "gates"] = "judges"
+    """``gates``: the answer broke the schema gate that the label passed (see the module)."""
+    judges_said: Decision | None = None
+    """For a case the gates decided: what the judges' majority alone would have decided."""
 
 
 def _render_case(record: ProbeRecord, trajectory: Trajectory) -> str:
@@ -182,10 +194,8 @@ def corrected_sample(record: ProbeRecord, trajectory: Trajectory) -> Trajectory 
     """The model's schema-valid answer as the new label, on the trajectory cut after that turn."""
     if not record.calls and record.label.kind == "call":
         return None
-    tools = {t.name: t for t in trajectory.tools}
-    for call in record.calls:
-        if call.name not in tools or argument_errors(tools[call.name], call.arguments):
-            return None
+    if breaks_schema(record.calls, trajectory):
+        return None
     new_label = Label(
         kind="call" if record.calls else record.label.kind,
         calls=[
@@ -261,6 +271,9 @@ async def judge_case(
             votes.append(verdict)
             reasons.append(reason)
     decision = decide(votes)
+    judges_said: Decision | None = None
+    if breaks_schema(record.calls, trajectory):
+        judges_said, decision = decision, "model_wrong"
     corrected: Trajectory | None = None
     rejected: str | None = None
     if decision == "label_wrong":
@@ -287,6 +300,17 @@ async def judge_case(
         unanimous=len(valid) == 1,
         corrected=corrected,
         correction_rejected=rejected,
+        decided_by="judges" if judges_said is None else "gates",
+        judges_said=judges_said,
+    )
+
+
+def breaks_schema(calls: Sequence[ToolCall], trajectory: Trajectory) -> bool:
+    """Whether some call names a tool the trajectory does not offer or breaks its schema."""
+    offered = {tool.name: tool for tool in trajectory.tools}
+    return any(
+        call.name not in offered or argument_errors(offered[call.name], call.arguments)
+        for call in calls
     )
 
 
@@ -321,6 +345,9 @@ def judge_counts(records: Iterable[JudgedRecord]) -> dict[str, int]:
     )
     out["corrections_passed"] = sum(r.corrected is not None for r in records)
     out["corrections_rejected"] = sum(r.correction_rejected is not None for r in records)
+    by_gates = [r for r in records if r.decided_by == "gates"]
+    out["decided_by_gates"] = len(by_gates)
+    out["judges_agreed_with_gates"] = sum(r.judges_said == "model_wrong" for r in by_gates)
     return out
 
 
