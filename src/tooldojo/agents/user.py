@@ -31,6 +31,7 @@ import anyio
 from tooldojo.agents.personas import Style, style_of
 from tooldojo.agents.request_examples import details_text, draw_examples
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams, Usage
+from tooldojo.mcp.executors.result_checks import scalar_leaves
 from tooldojo.model import Message, Scenario
 from tooldojo.verify.content import STOPWORDS, content_words, not_english
 from tooldojo.verify.grounding import normalize
@@ -115,16 +116,9 @@ def render_value(value: Any) -> str:
 
 
 def leaves(value: Any) -> list[Any]:
-    """Scalar values a request must carry (booleans are phrased, not quoted: not checked)."""
-    if isinstance(value, dict):
-        return [leaf for item in value.values() for leaf in leaves(item)]
-    if isinstance(value, list):
-        return [leaf for item in value for leaf in leaves(item)]
-    if isinstance(value, bool) or value is None:
-        return []
-    if isinstance(value, str) and not value.strip():
-        return []
-    return [value]
+    """Scalar values a request must carry (booleans are phrased, not quoted: not checked;
+    blank strings say nothing)."""
+    return [leaf for leaf in scalar_leaves(value) if not isinstance(leaf, str) or leaf.strip()]
 
 
 def carried(hidden: list[Any], shown: list[Any]) -> list[Any]:
