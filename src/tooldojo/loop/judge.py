@@ -39,10 +39,9 @@ from pydantic import BaseModel, Field
 from tooldojo.jsonl import append_jsonl, existing_ids, read_jsonl
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.loop.classify import ErrorClass, TurnKind
-from tooldojo.loop.probe import ProbeRecord
+from tooldojo.loop.probe import ProbeRecord, breaks_schema
 from tooldojo.model import Label, LabelCall, Message, ToolCall, Trajectory
 from tooldojo.verify.pipeline import VerifyOptions, verify_trajectory
-from tooldojo.verify.schema import argument_errors
 
 Verdict = Literal["label_wrong", "model_wrong", "both_wrong"]
 VERDICTS: tuple[str, ...] = Verdict.__args__  # type: ignore[attr-defined]
@@ -194,7 +193,7 @@ def corrected_sample(record: ProbeRecord, trajectory: Trajectory) -> Trajectory 
     """The model's schema-valid answer as the new label, on the trajectory cut after that turn."""
     if not record.calls and record.label.kind == "call":
         return None
-    if breaks_schema(record.calls, trajectory):
+    if breaks_schema(record.calls, trajectory.tools):
         return None
     new_label = Label(
         kind="call" if record.calls else record.label.kind,
@@ -272,7 +271,7 @@ async def judge_case(
             reasons.append(reason)
     decision = decide(votes)
     judges_said: Decision | None = None
-    if breaks_schema(record.calls, trajectory):
+    if breaks_schema(record.calls, trajectory.tools):
         judges_said, decision = decision, "model_wrong"
     corrected: Trajectory | None = None
     rejected: str | None = None
@@ -302,15 +301,6 @@ async def judge_case(
         correction_rejected=rejected,
         decided_by="judges" if judges_said is None else "gates",
         judges_said=judges_said,
-    )
-
-
-def breaks_schema(calls: Sequence[ToolCall], trajectory: Trajectory) -> bool:
-    """Whether some call names a tool the trajectory does not offer or breaks its schema."""
-    offered = {tool.name: tool for tool in trajectory.tools}
-    return any(
-        call.name not in offered or argument_errors(offered[call.name], call.arguments)
-        for call in calls
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from tooldojo.jsonl import append_jsonl, existing_ids, read_jsonl
 from tooldojo.llm.base import ChatModel, SamplingParams
 from tooldojo.loop.classify import ErrorClass, TurnKind, classify_error, turn_kind
-from tooldojo.model import Label, Message, ToolCall, Trajectory
+from tooldojo.model import Label, Message, Tool, ToolCall, Trajectory
 from tooldojo.train.data import TurnSample, turn_samples
 from tooldojo.verify.label import UnresolvedReference, resolved_label_calls, shapes_of
 from tooldojo.verify.schema import argument_errors
@@ -169,6 +169,16 @@ def probe_samples(trajectories: Iterable[Trajectory], limit: int, seed: int) -> 
     return stratified_sample(probeable(trajectories), limit, seed)
 
 
+def breaks_schema(calls: Sequence[ToolCall], tools: Sequence[Tool]) -> bool:
+    """Whether some call names a tool not in ``tools`` or breaks its schema (the schema
+    gate's test): the probe's ``schema_ok``, and the judge's cases the gates decide."""
+    offered = {tool.name: tool for tool in tools}
+    return any(
+        call.name not in offered or argument_errors(offered[call.name], call.arguments)
+        for call in calls
+    )
+
+
 async def _probe_one(model: ChatModel, sample: TurnSample, split: str, max_tokens: int):
     completion = await model.complete(
         sample.history,
@@ -181,10 +191,8 @@ async def _probe_one(model: ChatModel, sample: TurnSample, split: str, max_token
         error_class, reason = "format", f"format: {completion.error}"
     else:
         error_class, reason = judge_answer(sample, completion.as_message())
-    offered = {tool.name: tool for tool in sample.tools}
-    schema_ok = bool(completion.tool_calls) and all(
-        call.name in offered and argument_errors(offered[call.name], call.arguments) is None
-        for call in completion.tool_calls
+    schema_ok = bool(completion.tool_calls) and not breaks_schema(
+        completion.tool_calls, sample.tools
     )
     return ProbeRecord(
         id=sample_id(sample),
