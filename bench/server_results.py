@@ -94,13 +94,13 @@ def made_up(text: str) -> bool:
     reports a failure or holds filler."""
     import json
 
-    from tooldojo.mcp.executors.result_checks import junk_value, reads_as_failure
+    from tooldojo.mcp.executors.result_checks import invented
 
     try:
         value = json.loads(text)
     except ValueError:
         return False
-    return reads_as_failure(value, simulated=True) is not None or junk_value(value) is not None
+    return invented(value) is not None
 
 
 def cause(problem: str) -> str:
@@ -140,7 +140,7 @@ async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dic
     from tooldojo.mcp.episodes import Episode
     from tooldojo.mcp.executors.base import ToolExecutionError
     from tooldojo.mcp.executors.response_schema import LADDER
-    from tooldojo.mcp.executors.result_checks import junk_value, reads_as_failure
+    from tooldojo.mcp.executors.result_checks import invented
     from tooldojo.mcp.executors.simulated import SimulatedExecutor
 
     # The server role's sampling in configs/selfplay.yaml (the scale run's config).
@@ -164,12 +164,11 @@ async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dic
                 examples.setdefault(kind, str(error)[-160:])
             else:
                 # valid, but the execution gate fails a made-up failure or filler
-                said = reads_as_failure(outcome.value, simulated=True)
-                junk = junk_value(outcome.value)
-                kind = "failure" if said else "junk" if junk else "valid"
+                found = invented(outcome.value)
+                kind = found[0] if found else "valid"
                 outcomes[kind] += 1
-                if kind != "valid":
-                    examples.setdefault(kind, repr(said or junk))
+                if found:
+                    examples.setdefault(kind, repr(found[1]))
 
     started = time.perf_counter()
     async with anyio.create_task_group() as group:

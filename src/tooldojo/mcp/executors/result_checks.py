@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from tooldojo.names import reports_error, status_flag
 
@@ -117,3 +117,14 @@ def junk_value(value: Any) -> str | None:
 
 _ALNUM = re.compile(r"[^\W_]")
 """A letter or digit (in any script)."""
+
+
+def invented(value: Any) -> tuple[Literal["failure", "junk"], str] | None:
+    """What makes a model-written success not one: ``("failure", what reports it)`` or
+    ``("junk", the filler)``, else ``None``. The simulated server re-asks such an answer, and
+    ``bench/server_results.py`` counts them."""
+    if (said := reads_as_failure(value, simulated=True)) is not None:
+        return "failure", said
+    if (junk := junk_value(value)) is not None:
+        return "junk", junk
+    return None

@@ -29,7 +29,7 @@ from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.mcp.episodes import Episode
 from tooldojo.mcp.executors.base import ToolExecutionError, ToolOutcome
 from tooldojo.mcp.executors.response_schema import LADDER, Bounds, UnboundedSchema, plan_response
-from tooldojo.mcp.executors.result_checks import junk_value, reads_as_failure, runaway_piece
+from tooldojo.mcp.executors.result_checks import invented, runaway_piece
 from tooldojo.mcp.registry import compile_validator, describe_errors
 from tooldojo.model import Message, Tool
 
@@ -429,11 +429,13 @@ def _made_up_failure(value: Any) -> str:
     try rather than reaching the execution gate, which fails the trajectory for it: in the
     scale3 run (2,361 played) 84 results read as a failure and 29 held filler, in 88
     trajectories that failed no other check."""
-    if (said := reads_as_failure(value, simulated=True)) is not None:
-        return f"the result reports a failure ({said!r}) but the call succeeded; write its success"
-    if (junk := junk_value(value)) is not None:
-        return f"the value {junk!r} says nothing; write real values"
-    return ""
+    found = invented(value)
+    if found is None:
+        return ""
+    kind, what = found
+    if kind == "failure":
+        return f"the result reports a failure ({what!r}) but the call succeeded; write its success"
+    return f"the value {what!r} says nothing; write real values"
 
 
 def _end_at_sentence(value: Any, chars: int) -> Any:
