@@ -615,6 +615,48 @@ def test_forced_trajectories_enter_only_under_the_cap():
     assert len(kept) == 5
 
 
+def test_replay_draws_the_last_pool_per_new_trajectory_and_only_where_it_acts(tmp_path):
+    from tooldojo.jsonl import write_jsonl_atomic
+    from tooldojo.loop._context import LoopContext, LoopRequest
+    from tooldojo.loop._plan import iteration_plan
+    from tooldojo.loop._stage_pool import pool_stage
+
+    def pool(replay: float) -> list[str]:
+        cfg = LoopConfig.model_validate(
+            {"selfplay": {"replay": replay}, "synth": {"heldout_fraction": 0}}
+        )
+        run = tmp_path / f"run{replay}"
+        prev, it = run / "iter-000", run / "iter-001"
+        prev.mkdir(parents=True), it.mkdir()
+        old = [single_trajectory(f"old{i}").model_copy(update={"passed": True}) for i in range(10)]
+        write_jsonl_atomic(prev / "train_data.jsonl", old)
+        for name in ("judged.jsonl", "heldout.jsonl"):
+            (prev / name).write_text("")
+        new = [
+            single_trajectory(f"new{i}").model_copy(
+                update={"scenario_id": f"new{i}", "passed": True}
+            )
+            for i in range(3)
+        ]
+        write_jsonl_atomic(it / "verified.jsonl", new)
+        context = LoopContext(
+            LoopRequest(specs=[], run=run, iterations=2, config=cfg), RunDir(run, config={})
+        )
+        counts = pool_stage(context, it, prev, 1)
+        ids = [t.id for t in read_jsonl(it / "train_data.jsonl", Trajectory)]
+        assert counts["replayed"] == sum(i.startswith("old") for i in ids)
+        assert json.loads((it / "pool.json").read_text())["replayed"] == counts["replayed"]
+        values = {p.name: p.values for p in iteration_plan(context, 1)}
+        assert ("replay" in values["pool"]) == bool(replay)  # recorded only where it acts
+        return ids
+
+    assert pool(0) == ["new0", "new1", "new2"]
+    twice = pool(2)
+    assert twice[:3] == ["new0", "new1", "new2"] and len(twice) == 3 + 6
+    assert len(set(twice)) == len(twice)  # without replacement
+    assert len(pool(5)) == 3 + 10  # all of a smaller last pool
+
+
 def test_origins_are_counted_per_role_with_fallbacks_for_older_data():
     forced = Message(role="assistant", tool_calls=[call("get_weather", city="Paris")])
     forced.guided = "label"

@@ -51,7 +51,9 @@ def iteration_plan(context: LoopContext, k: int) -> list[StagePlan]:
                 "heldout": cfg.synth.heldout_fraction,
                 "forced_cap": cfg.selfplay.forced_cap(k),
                 "seed": cfg.seed,
-            },
+            }
+            # only where it acts, so pools built before the option stay done
+            | ({"replay": cfg.selfplay.replay} if prev is not None and cfg.selfplay.replay else {}),
             outputs=["train_data.jsonl", "heldout.jsonl", "accounting.json", "pool.json"],
         ),
         StagePlan(

@@ -5,6 +5,7 @@ held-out split (a stable hash of the scenario id, so it never changes across re-
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 
 import anyio
@@ -62,6 +63,7 @@ def pool_stage(context: LoopContext, it: Path, prev: Path | None, k: int) -> dic
     roles = role_samples(it / ROLE_CALLS, admitted)  # self-played user/server turns that passed
     train = admitted + roles
     carried = 0
+    replay: list[Trajectory] = []
     if prev is not None:
         previous_pool = {t.id: t for t in read_jsonl(prev / "train_data.jsonl", Trajectory)}
         for record in read_jsonl(prev / "judged.jsonl", JudgedRecord):
@@ -72,6 +74,12 @@ def pool_stage(context: LoopContext, it: Path, prev: Path | None, k: int) -> dic
                 train.append(record.corrected)  # passed every gate again (judge.regate)
                 carried += 1
         heldout = list(read_jsonl(prev / "heldout.jsonl", Trajectory)) + heldout
+        replay = _replay(
+            list(previous_pool.values()),
+            round(context.cfg.selfplay.replay * (len(admitted) + len(roles))),
+            seed=context.cfg.seed * 1000 + k,
+        )
+        train += replay
     from tooldojo.bfcl_guard import check_training_rows, guard_mode, row_id_of
 
     bfcl_hits = check_training_rows(train)  # BFCL content, whatever path it came by
@@ -96,6 +104,7 @@ def pool_stage(context: LoopContext, it: Path, prev: Path | None, k: int) -> dic
         sampling
         | {
             "carried": carried,
+            "replayed": len(replay),
             "role_samples": role_counts,
             "accounting": {"passed": accounting(passed), "train_new": accounting(admitted)},
             "assistant_call_turns": {
@@ -110,7 +119,17 @@ def pool_stage(context: LoopContext, it: Path, prev: Path | None, k: int) -> dic
         "train": len(train),
         "heldout": len(heldout),
         "carried": carried,
+        "replayed": len(replay),
         "forced_rejected": sampling["forced_rejected"],
         "role_samples": len(roles),
         "bfcl_hits": len(bfcl_hits),
     }
+
+
+def _replay(previous: list[Trajectory], count: int, *, seed: int) -> list[Trajectory]:
+    """``count`` trajectories of the last pool, drawn at random without replacement (all of it
+    when it holds fewer), in the pool's order so the training file stays stable."""
+    if count >= len(previous):
+        return previous
+    chosen = set(random.Random(seed).sample(range(len(previous)), count))
+    return [t for i, t in enumerate(previous) if i in chosen]

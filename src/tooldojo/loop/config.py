@@ -108,6 +108,12 @@ class SelfplaySection(_Section):
     the cold start (the starting model cannot call tools yet) and has no cap. Trajectories
     with nothing forced always count."""
     forced_decay: float = Field(0.5, gt=0, le=1)
+    replay: float = Field(0.0, ge=0)
+    """Trajectories of the last iteration's training pool drawn at random into this one, per
+    new trajectory (0: none). Each iteration trains from the last checkpoint for
+    ``loop.train``'s steps; a self-play iteration's new data is a few hundred trajectories, so
+    without replay those steps go over them many times and the model drifts from what the
+    earlier pool taught it. The replayed draw is counted in ``pool.json`` (``replayed``)."""
 
     @model_validator(mode="after")
     def _falls(self) -> SelfplaySection:
