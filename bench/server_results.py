@@ -133,7 +133,9 @@ LADDERS = {
 """Rungs after the first (see ``response_schema.LADDER``): ``None`` keeps the code's own."""
 
 
-async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dict:
+async def replay(
+    model, calls: list[tuple], chars: int, concurrency: int, retries: int | None = None
+) -> dict:
     import anyio
 
     from tooldojo.llm.base import SamplingParams
@@ -148,6 +150,8 @@ async def replay(model, calls: list[tuple], chars: int, concurrency: int) -> dic
     executor = SimulatedExecutor(
         model, sampling=sampling, bounds=replace(LADDER[0], string_chars=chars)
     )
+    if retries is not None:
+        executor.max_retries = retries
     outcomes: Counter[str] = Counter()
     examples: dict[str, str] = {}
     generated_before = model.stats.generated_tokens
@@ -209,6 +213,12 @@ def main() -> None:
         help="a result that reports a failure or holds filler: check (re-asked, the code's "
         "default), accept; comma-separated",
     )
+    parser.add_argument(
+        "--retries",
+        default="own",
+        help="re-asks after an invalid answer: own (the executor's default) or a number; "
+        "comma-separated",
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     options = parser.parse_args()
 
@@ -229,14 +239,15 @@ def main() -> None:
     own_ladder = response_schema.LADDER
     own_check = simulated._made_up_failure
     variants = [
-        (int(c), name, prose, check)
+        (int(c), name, prose, check, retries)
         for c in options.chars.split(",")
         for name in options.ladders.split(",")
         for prose in options.prose.split(",")
         for check in options.made_up.split(",")
+        for retries in options.retries.split(",")
     ]
     try:
-        for chars, ladder, prose, check in variants:
+        for chars, ladder, prose, check, retries in variants:
             response_schema.DROP_OPTIONAL_PROSE = prose == "drop"
             simulated._made_up_failure = own_check if check == "check" else lambda value: ""
             rungs = LADDERS[ladder]
@@ -245,11 +256,13 @@ def main() -> None:
                 if rungs is None
                 else (own_ladder[0], *(response_schema.Bounds(**r) for r in rungs))
             )
-            result = anyio.run(replay, model, calls, chars, options.concurrency)
+            tries = None if retries == "own" else int(retries)
+            result = anyio.run(replay, model, calls, chars, options.concurrency, tries)
             valid = result["outcomes"]["valid"]
             baseline = valid if baseline is None else baseline
             print(
-                f"string bound {chars:3d}, ladder {ladder}, prose {prose}, made-up {check}: "
+                f"string bound {chars:3d}, ladder {ladder}, prose {prose}, made-up {check}, "
+                f"retries {retries}: "
                 f"valid {valid}/{len(calls)} "
                 f"({valid / max(baseline, 1):.2f} x the first variant); "
                 f"failures {dict(result['outcomes'] - Counter(valid=valid))}; "
