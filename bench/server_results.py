@@ -42,6 +42,14 @@ before, 21/40 valid (15 failure, 2 junk, 2 cut); re-asking the server once
 (``simulated._made_up_failure``, the default now), 25/40 (11 failure), with 25 % more
 generated tokens on these calls. In that run 88 of 2,361 trajectories failed on such a result
 alone, so the retry saves about one trajectory in a hundred and fifty.
+
+More tries do not rescue a call the model fails twice. Measured 2026-11-28 04:05-04:20 UTC
+(40 calls whose simulated result failed in the scale3 run or in the loop's iteration 1,
+``--failed-only --retries 1,3 --chars 48``, load 2-4: the loop was training): one re-ask (the
+default) 29/40 valid, three re-asks 29/40 with 45 % more generated tokens. A retry that left
+the invalid reply and its correction out of the prompt (the first prompt again, another seed;
+tried in a variant of this script, not kept) gave 28/40 with one retry. What fails is the call,
+not the conversation after it: the executor keeps one re-ask.
 """
 
 from __future__ import annotations
