@@ -267,3 +267,44 @@ async def test_a_made_up_failure_or_filler_is_asked_again_and_given_up_when_it_s
     stubborn = ScriptedChatModel([made_up, made_up])
     with pytest.raises(ToolExecutionError, match=said):
         await SimulatedExecutor(stubborn).execute(GET_ORDER, {"order_id": "A1"}, Episode(id="e"))
+
+
+class _ConstraintsSeen(ScriptedChatModel):
+    """A scripted server that keeps the grammar schema of each request."""
+
+    def __init__(self, replies: list[str]):
+        super().__init__(replies)
+        self.schemas: list[dict] = []
+
+    async def complete(self, messages, tools=None, *, sampling=None, constraint=None):
+        self.schemas.append(constraint.json_schema)
+        return await super().complete(messages, tools, sampling=sampling, constraint=constraint)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tighten", [True, False])
+async def test_after_a_runaway_the_retry_is_decoded_at_a_tighter_rung(monkeypatch, tighten):
+    """A retry after a runaway or a cut string gets fewer optional fields (the next rung of
+    the ladder); with the option off it gets the same grammar."""
+    from tooldojo.mcp.executors import simulated
+
+    monkeypatch.setattr(simulated, "TIGHTEN_ON_RETRY", tighten)
+    optional = {f"note_{n}": {"type": "string"} for n in range(6)}
+    tool = GET_ORDER.model_copy(
+        update={
+            "output_schema": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}} | optional,
+                "required": ["id"],
+            }
+        }
+    )
+    model = _ConstraintsSeen(['{"id": "john.john.john.john"}', '{"id": "A1"}'])
+    outcome = await SimulatedExecutor(model).execute(tool, {"order_id": "A1"}, Episode(id="e"))
+    assert outcome.value == {"id": "A1"}
+    first, second = (set(schema["properties"]) for schema in model.schemas)
+    assert (second < first) if tighten else (second == first)
+    # a schema problem is not a runaway: its retry keeps the grammar
+    model = _ConstraintsSeen(['{"id": 5}', '{"id": "A1"}'])
+    await SimulatedExecutor(model).execute(tool, {"order_id": "A1"}, Episode(id="f"))
+    assert len(model.schemas) == 2 and model.schemas[0] == model.schemas[1]

@@ -22,13 +22,19 @@ import random
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tooldojo.llm.base import ChatModel, Constraint, SamplingParams
 from tooldojo.mcp.episodes import Episode
 from tooldojo.mcp.executors.base import ToolExecutionError, ToolOutcome
-from tooldojo.mcp.executors.response_schema import LADDER, Bounds, UnboundedSchema, plan_response
+from tooldojo.mcp.executors.response_schema import (
+    LADDER,
+    Bounds,
+    ResponsePlan,
+    UnboundedSchema,
+    plan_response,
+)
 from tooldojo.mcp.executors.result_checks import invented, runaway_piece
 from tooldojo.mcp.registry import compile_validator, describe_errors
 from tooldojo.model import Message, Tool
@@ -152,6 +158,31 @@ generated among the last 64) unless its sampling sets a penalty; it acts only wh
 samples (temperature above 0). Why: the 135M server's failed results were mostly runaways cut
 at the string bound ("123456789012345678901234...", "john.john.john.john"), the same loops the
 user role's frequency penalty cured (see ``agents.user.USER_FREQUENCY_PENALTY``)."""
+
+
+TIGHTEN_ON_RETRY = True
+"""After a runaway or a string cut at its bound, the retry is decoded at the next rung of
+``response_schema.LADDER`` (fewer optional fields and items, then shorter strings). Why: a
+third try of the same grammar rescued none of 40 failed calls, while replaying 90 that had
+failed, the tighter retry gave 78 valid results against 72, with fewer tokens
+(``bench/server_results.py --tighten``)."""
+
+
+def _string_problem(problem: str) -> bool:
+    return "was cut at" in problem or "over and over" in problem
+
+
+def _tighter(
+    plan: ResponsePlan, tool: Tool, arguments: dict[str, Any], budget: int, episode: Episode
+) -> ResponsePlan:
+    """``plan`` at the rung after its own (the last rung stays), strings no longer than its."""
+    chars = plan.bounds.string_chars
+    rungs = [replace(rung, string_chars=min(rung.string_chars, chars)) for rung in LADDER]
+    index = next((i for i, rung in enumerate(rungs) if rung == plan.bounds), len(LADDER) - 1)
+    start = rungs[min(index + 1, len(LADDER) - 1)]
+    return plan_response(
+        tool.output_schema, arguments, budget, start=start, keep=episode.result_fields
+    )
 
 
 class SimulatedExecutor:
@@ -281,6 +312,9 @@ class SimulatedExecutor:
         constraint = Constraint(kind="json_schema", schema=plan.schema)
         problem = ""
         for attempt in range(self.max_retries + 1):
+            if attempt and TIGHTEN_ON_RETRY and _string_problem(problem):
+                plan = _tighter(plan, tool, arguments, self.budget_tokens, episode)
+                constraint = Constraint(kind="json_schema", schema=plan.schema)
             # Each try its own draw: with one seed the 135M model wrote the same runaway again
             # and again, correction or not.
             seed = self.sampling.seed if not attempt else (self.sampling.seed or 0) + attempt
