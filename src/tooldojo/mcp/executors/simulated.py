@@ -169,6 +169,7 @@ failed, the tighter retry gave 78 valid results against 72, with fewer tokens
 
 
 def _string_problem(problem: str) -> bool:
+    """Whether ``problem`` is :func:`_cut_text`'s or :func:`_runaway_text`'s (their words)."""
     return "was cut at" in problem or "over and over" in problem
 
 
