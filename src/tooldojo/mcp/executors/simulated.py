@@ -168,11 +168,6 @@ failed, the tighter retry gave 78 valid results against 72, with fewer tokens
 (``bench/server_results.py --tighten``)."""
 
 
-def _string_problem(problem: str) -> bool:
-    """Whether ``problem`` is :func:`_cut_text`'s or :func:`_runaway_text`'s (their words)."""
-    return "was cut at" in problem or "over and over" in problem
-
-
 def _tighter(
     plan: ResponsePlan, tool: Tool, arguments: dict[str, Any], budget: int, episode: Episode
 ) -> ResponsePlan:
@@ -312,10 +307,12 @@ class SimulatedExecutor:
         messages.append(Message(role="user", content=self.render_request(tool, arguments, episode)))
         constraint = Constraint(kind="json_schema", schema=plan.schema)
         problem = ""
+        tighten = False  # the last try failed on a runaway or a cut string
         for attempt in range(self.max_retries + 1):
-            if attempt and TIGHTEN_ON_RETRY and _string_problem(problem):
+            if tighten:
                 plan = _tighter(plan, tool, arguments, self.budget_tokens, episode)
                 constraint = Constraint(kind="json_schema", schema=plan.schema)
+                tighten = False
             # Each try its own draw: with one seed the 135M model wrote the same runaway again
             # and again, correction or not.
             seed = self.sampling.seed if not attempt else (self.sampling.seed or 0) + attempt
@@ -338,12 +335,11 @@ class SimulatedExecutor:
                     problem = f"the reply is not JSON ({error}); backend said: {completion.error}"
                 else:
                     value = _end_at_sentence(value, plan.bounds.string_chars)
+                    in_strings = _cut_text(value, plan.bounds.string_chars) or _runaway_text(value)
                     problem = (
-                        self._output_problem(tool, value)
-                        or _cut_text(value, plan.bounds.string_chars)
-                        or _runaway_text(value)
-                        or _made_up_failure(value)
+                        self._output_problem(tool, value) or in_strings or _made_up_failure(value)
                     )
+                    tighten = TIGHTEN_ON_RETRY and bool(in_strings) and problem == in_strings
                     if not problem:
                         return value
             messages += [
