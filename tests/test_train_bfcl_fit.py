@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tooldojo import Label, Message, Trajectory, append_jsonl
+from tooldojo.errors import ToolDojoError
 from tooldojo.llm.codecs import get_codec
 from tooldojo.train import GRPOSettings, run_grpo
 from tooldojo.train.data import PromptRenderer, sft_rows, syntax_plan, turn_samples
@@ -27,7 +28,7 @@ def irrelevant(index: int) -> Trajectory:
         category="irrelevance",
         tools=[WEATHER],
         messages=[
-            Message(role="user", content="Write me a haiku about autumn."),
+            Message(role="user", content=f"Write me haiku number {index} about autumn."),
             Message(role="assistant", content="I can only look up the weather, not write poems."),
         ],
         labels=[Label(kind="refuse")],
@@ -117,6 +118,61 @@ def test_data_summary_measures_python_and_no_call_shares(renderer):
     assert summary["python_call_share"] == 1.0
 
 
+def clarifying(index: int) -> Trajectory:
+    """Asks for the missing city, then calls: one no-call decision and one call."""
+    done = weather_trajectory(index, CITIES[index])
+    return done.model_copy(
+        update={
+            "id": f"clar{index}",
+            "category": "clarify",
+            "messages": [
+                Message(role="user", content="What's the weather like?"),
+                Message(role="assistant", content="Which city do you mean?"),
+                Message(role="user", content=CITIES[index]),
+                *done.messages[1:],
+            ],
+            "labels": [Label(kind="clarify"), *done.labels],
+        }
+    )
+
+
+def test_sft_trains_again_on_no_call_trajectories_up_to_the_asked_share(renderer):
+    trajectories = [weather_trajectory(i, c) for i, c in enumerate(CITIES[:8])]
+    trajectories += [irrelevant(i) for i in range(2)]
+    samples = turn_samples(trajectories)  # decisions: 8 calls, 2 refusals
+    plain_rows, plain = sft_dataset(samples, renderer, SFTSettings(python_share=0.0))
+    assert plain["decision_no_call_share"] == 0.2 and plain["repeated_trajectories"] == 0
+
+    settings = SFTSettings(python_share=0.0, no_call_share=0.5)
+    rows, summary = sft_dataset(samples, renderer, settings)
+    # 8 refusals against 8 calls: each refusal trajectory trained 4 times, not one of them 7.
+    assert summary["decision_no_call_share"] == 0.5 and summary["repeated_trajectories"] == 6
+    assert len(rows) == len(plain_rows) + 6 and summary["refusal_share"] == round(8 / 24, 4)
+    refusal_rows = [row for row in rows if row not in plain_rows[:8]]
+    assert plain_rows[8] != plain_rows[9] and len(refusal_rows) == 8
+    assert refusal_rows.count(plain_rows[8]) == refusal_rows.count(plain_rows[9]) == 4
+    assert sft_dataset(samples, renderer, settings)[0] == rows  # seeded
+
+    # At or over the share already, or nothing to repeat: the data as it is.
+    for share in (0.0, 0.2):
+        assert (
+            sft_dataset(samples, renderer, SFTSettings(python_share=0.0, no_call_share=share))[1][
+                "repeated_trajectories"
+            ]
+            == 0
+        )
+    calls_only = turn_samples(trajectories[:8])
+    assert sft_dataset(calls_only, renderer, settings)[1]["repeated_trajectories"] == 0
+    # A clarify conversation brings a call with its question: half is as far as they go.
+    with_clarify = turn_samples([*trajectories[:8], clarifying(0), clarifying(1)])
+    with pytest.raises(ToolDojoError, match="cannot be reached"):
+        sft_dataset(with_clarify, renderer, settings)
+    reached = sft_dataset(with_clarify, renderer, SFTSettings(python_share=0.0, no_call_share=0.4))
+    assert reached[1]["decision_no_call_share"] >= 0.4
+    with pytest.raises(ToolDojoError, match="no_call_share"):
+        sft_dataset(samples, renderer, SFTSettings(no_call_share=1.0))
+
+
 def constant_reward(prompts=None, completions=None, completion_ids=None, **columns):
     return [0.5] * len(completions)
 
@@ -188,6 +244,7 @@ def test_cli_sft_takes_the_new_options_and_reports_the_data(grpo_data):
             "train", "sft", "--data", str(grpo_data / "verified.jsonl"),
             "--model", str(grpo_data / "model"), "--out", str(out), "--max-steps", "2",
             "--batch-size", "2", "--gguf", "none", "--python-share", "1", "--random-batches",
+            "--no-call-share", "0.2",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -196,6 +253,8 @@ def test_cli_sft_takes_the_new_options_and_reports_the_data(grpo_data):
     assert report["data"]["refusal_share"] == round(1 / 9, 4)  # 4 calls, 4 answers, 1 refusal
     settings = json.loads((out / "checkpoint" / "tooldojo_train.json").read_text())["settings"]
     assert settings["group_by_length"] is False and settings["python_share"] == 1.0
+    # 1 refusal of 5 decisions is the asked 0.2 already: nothing trained twice.
+    assert settings["no_call_share"] == 0.2 and report["data"]["repeated_trajectories"] == 0
     assert report["training"]["tokens_per_s"] > 0
 
 

@@ -102,6 +102,13 @@ def sft_command(
             help="One row per trajectory with the loss on every assistant turn, or one per turn.",
         ),
     ] = True,
+    no_call_share: Annotated[
+        float | None,
+        typer.Option(
+            "--no-call-share",
+            help="Share of decision turns that are no-call, by repeating such trajectories.",
+        ),
+    ] = None,
 ) -> None:
     """Supervised cold start (TRL SFTTrainer; loss on assistant turns only)."""
     from tooldojo.train.settings import SFTSettings
@@ -112,6 +119,7 @@ def sft_command(
         group_by_length=group_by_length,
         packing=packing,
         conversation_rows=conversation_rows,
+        no_call_share=no_call_share,
     )
     if batch_size:
         settings.batch_size = batch_size

@@ -71,6 +71,12 @@ class SFTSettings(CommonSettings):
     """One row per trajectory, the loss on each of its assistant turns, instead of one row per
     turn that repeats the conversation so far as its prompt: the same (context, token) pairs
     to learn, each token computed once (see :func:`tooldojo.train.sft.sft_dataset`)."""
+    no_call_share: float | None = None
+    """Share of the decision turns (a call, a refusal or a clarifying question; not a final
+    answer) that are no-call decisions, reached by training once more on trajectories that
+    hold one (:func:`tooldojo.train.sft.repeats_for_no_call_share`); ``None`` keeps the data's
+    own share. The scale loop's data held 16 % (290 of 1,767 decisions in iteration 0), and
+    its checkpoint then got 1 of 23 held-out no-call turns right (it called on 17)."""
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:

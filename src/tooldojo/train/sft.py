@@ -17,9 +17,12 @@ measures the result against a bare torch loop):
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tooldojo.errors import ToolDojoError
 from tooldojo.train.data import PromptRenderer, TurnSample, sft_row, syntax_plan
 from tooldojo.train.python_calls import PYTHON_SYNTAX
 from tooldojo.train.runner import TrainResult, lora_config, run_training, trainer_arguments
@@ -49,9 +52,8 @@ def sft_dataset(
     text, no call), of which ``refusal_share`` (no offered tool fits), ``clarify_share`` (asks
     for a missing value) and ``final_answer_share`` (the answer after tool results).
     """
-    rows: list[dict[str, Any]] = []
-    kept: list[tuple[TurnSample, str]] = []
-    dropped = tokens = completion_tokens = conversations = 0
+    built: list[_GroupRows] = []
+    dropped = 0
     plan = syntax_plan(samples, settings.python_share, settings.seed)
     tokenize = _Tokens(renderer.tokenizer)
     for group in _by_trajectory(samples):
@@ -59,41 +61,116 @@ def sft_dataset(
         texts = [sft_row(sample, renderer, syntax) for sample in group]
         whole = tokenize.conversation(texts) if settings.conversation_rows else None
         if whole is not None and len(group) > 1 and _fits(whole, settings.max_length):
-            rows.append(whole)
-            kept += [(sample, syntax) for sample in group]
-            conversations += 1
-            tokens += len(whole["input_ids"])
-            completion_tokens += sum(whole["completion_mask"])
+            built.append(_GroupRows([whole], group, syntax, True, [whole]))
             continue
+        out = _GroupRows([], [], syntax, False, [])
         for sample, text in zip(group, texts, strict=True):
             ids = tokenize.turn(text)
             if not _fits(ids, settings.max_length):
                 dropped += 1
                 continue
-            rows.append(ids if settings.conversation_rows else text)
-            kept.append((sample, syntax))
-            tokens += len(ids["input_ids"])
-            completion_tokens += sum(ids["completion_mask"])
-    kinds = [
-        s.label.kind if s.label else ("call" if s.target.tool_calls else "text") for s, _ in kept
-    ]
+            out.rows.append(ids if settings.conversation_rows else text)
+            out.samples.append(sample)
+            out.ids.append(ids)
+        built.append(out)
+    repeated: list[_GroupRows] = []
+    if settings.no_call_share is not None:
+        repeated = repeats_for_no_call_share(built, settings.no_call_share, settings.seed)
+    every = built + repeated
+    rows = [row for group in every for row in group.rows]
+    kept = [(sample, group.syntax) for group in every for sample in group.samples]
+    kinds = [_kind(s) for s, _ in kept]
     no_call = sum(1 for s, _ in kept if not s.target.tool_calls)
+    decisions = sum(1 for kind in kinds if kind != "text")
     summary = {
         "samples": len(kept),
         "rows": len(rows),
-        "conversation_rows": conversations,
+        "conversation_rows": sum(1 for group in every if group.conversation),
         "dropped_too_long": dropped,
         "max_length": settings.max_length,
-        "tokens": tokens,
-        "completion_tokens": completion_tokens,
+        "tokens": sum(len(ids["input_ids"]) for group in every for ids in group.ids),
+        "completion_tokens": sum(sum(ids["completion_mask"]) for g in every for ids in g.ids),
         "python_call_share": _share(sum(1 for _, x in kept if x == PYTHON_SYNTAX), len(kept)),
         "python_share_setting": settings.python_share,
         "no_call_share": _share(no_call, len(kept)),
         "refusal_share": _share(kinds.count("refuse"), len(kept)),
         "clarify_share": _share(kinds.count("clarify"), len(kept)),
         "final_answer_share": _share(kinds.count("text"), len(kept)),
+        "decision_no_call_share": _share(decisions - kinds.count("call"), decisions),
+        "repeated_trajectories": len(repeated),
     }
     return rows, summary
+
+
+@dataclass
+class _GroupRows:
+    """What one trajectory gives the training set: its rows, the turns they teach, and the
+    token ids (to count tokens, and so that a repeated trajectory is not tokenized again)."""
+
+    rows: list[Any]
+    samples: list[TurnSample]
+    syntax: str
+    conversation: bool
+    ids: list[dict[str, list[int]]]
+
+
+def _kind(sample: TurnSample) -> str:
+    """call, refuse or clarify for a turn that answers a request (a decision), text for a
+    final answer after tool results. Unlabelled text that answers the user directly counts as
+    a refusal: it is a decision not to call."""
+    if sample.label is not None:
+        return sample.label.kind
+    if sample.target.tool_calls:
+        return "call"
+    answers_user = bool(sample.history) and sample.history[-1].role == "user"
+    return "refuse" if answers_user else "text"
+
+
+def repeats_for_no_call_share(built: list[_GroupRows], share: float, seed: int) -> list[_GroupRows]:
+    """Trajectories to train on once more so that ``share`` of the decision turns (calls,
+    refusals, clarifying questions; not final answers) are no-call decisions.
+
+    Why repeat rather than resample as GRPO does: an SFT row is a whole conversation, and a
+    clarify conversation holds a call too, so the share moves by whole trajectories. Those
+    holding a no-call decision are repeated, each once before any twice, in a seeded order,
+    until the share is reached; nothing is left out. An empty list when the data is at or over
+    the share already, or holds no no-call decision (nothing to repeat). A share that the
+    repeatable trajectories cannot reach (each clarify conversation adds a call with its
+    question) is an error, not an endless loop.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ToolDojoError(f"sft: no_call_share must be at least 0 and under 1, not {share}")
+
+    def counts(group: _GroupRows) -> tuple[int, int]:
+        kinds = [_kind(sample) for sample in group.samples]
+        calls = kinds.count("call")
+        return sum(1 for kind in kinds if kind != "text") - calls, calls
+
+    no_call = call = 0
+    for group in built:
+        a, b = counts(group)
+        no_call, call = no_call + a, call + b
+    repeatable = [group for group in built if counts(group)[0] > 0]
+    if not repeatable or no_call >= share * (no_call + call):
+        return []
+    top_a = sum(counts(group)[0] for group in repeatable)
+    top_b = sum(counts(group)[1] for group in repeatable)
+    if top_a <= share * (top_a + top_b):
+        raise ToolDojoError(
+            f"sft: no_call_share {share} cannot be reached by repeating trajectories: those "
+            f"with a no-call decision hold {top_a} of them against {top_b} calls"
+        )
+    rng = random.Random(f"sft-no-call|{seed}")
+    out: list[_GroupRows] = []
+    order: list[_GroupRows] = []
+    while no_call < share * (no_call + call):
+        if not order:
+            order = rng.sample(repeatable, len(repeatable))
+        group = order.pop()
+        a, b = counts(group)
+        no_call, call = no_call + a, call + b
+        out.append(group)
+    return out
 
 
 def _by_trajectory(samples: list[TurnSample]) -> list[list[TurnSample]]:
