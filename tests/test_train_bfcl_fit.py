@@ -155,12 +155,8 @@ def test_sft_trains_again_on_no_call_trajectories_up_to_the_asked_share(renderer
 
     # At or over the share already, or nothing to repeat: the data as it is.
     for share in (0.0, 0.2):
-        assert (
-            sft_dataset(samples, renderer, SFTSettings(python_share=0.0, no_call_share=share))[1][
-                "repeated_trajectories"
-            ]
-            == 0
-        )
+        as_is = SFTSettings(python_share=0.0, no_call_share=share)
+        assert sft_dataset(samples, renderer, as_is)[1]["repeated_trajectories"] == 0
     calls_only = turn_samples(trajectories[:8])
     assert sft_dataset(calls_only, renderer, settings)[1]["repeated_trajectories"] == 0
     # A clarify conversation brings a call with its question: half is as far as they go.
