@@ -76,7 +76,9 @@ class SFTSettings(CommonSettings):
     answer) that are no-call decisions, reached by training once more on trajectories that
     hold one (:func:`tooldojo.train.sft.repeats_for_no_call_share`); ``None`` keeps the data's
     own share. The scale loop's data held 16 % (290 of 1,767 decisions in iteration 0), and
-    its checkpoint then got 1 of 23 held-out no-call turns right (it called on 17)."""
+    its checkpoint then got 1 of 23 held-out no-call turns right (it called on 17). The same
+    100 steps at 0.4 left the held-out decisions where they were (1/28 in both) and got fewer
+    call turns right (docs/results/sft_no_call_heldout.json), so it is off by default."""
 
     def resolved_learning_rate(self) -> float:
         if self.learning_rate is not None:
