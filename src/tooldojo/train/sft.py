@@ -140,21 +140,14 @@ def repeats_for_no_call_share(built: list[_GroupRows], share: float, seed: int) 
     """
     if not 0.0 <= share < 1.0:
         raise ToolDojoError(f"sft: no_call_share must be at least 0 and under 1, not {share}")
-
-    def counts(group: _GroupRows) -> tuple[int, int]:
-        kinds = [_kind(sample) for sample in group.samples]
-        calls = kinds.count("call")
-        return sum(1 for kind in kinds if kind != "text") - calls, calls
-
-    no_call = call = 0
-    for group in built:
-        a, b = counts(group)
-        no_call, call = no_call + a, call + b
-    repeatable = [group for group in built if counts(group)[0] > 0]
+    tally = [(group, *_decisions(group)) for group in built]
+    no_call = sum(a for _, a, _ in tally)
+    call = sum(b for _, _, b in tally)
+    repeatable = [entry for entry in tally if entry[1] > 0]
     if not repeatable or no_call >= share * (no_call + call):
         return []
-    top_a = sum(counts(group)[0] for group in repeatable)
-    top_b = sum(counts(group)[1] for group in repeatable)
+    top_a = sum(a for _, a, _ in repeatable)
+    top_b = sum(b for _, _, b in repeatable)
     if top_a <= share * (top_a + top_b):
         raise ToolDojoError(
             f"sft: no_call_share {share} cannot be reached by repeating trajectories: those "
@@ -162,15 +155,21 @@ def repeats_for_no_call_share(built: list[_GroupRows], share: float, seed: int) 
         )
     rng = random.Random(f"sft-no-call|{seed}")
     out: list[_GroupRows] = []
-    order: list[_GroupRows] = []
+    order: list[tuple[_GroupRows, int, int]] = []
     while no_call < share * (no_call + call):
         if not order:
             order = rng.sample(repeatable, len(repeatable))
-        group = order.pop()
-        a, b = counts(group)
+        group, a, b = order.pop()
         no_call, call = no_call + a, call + b
         out.append(group)
     return out
+
+
+def _decisions(group: _GroupRows) -> tuple[int, int]:
+    """A trajectory's no-call decisions and calls among the turns it trains."""
+    kinds = [_kind(sample) for sample in group.samples]
+    calls = kinds.count("call")
+    return sum(1 for kind in kinds if kind != "text") - calls, calls
 
 
 def _by_trajectory(samples: list[TurnSample]) -> list[list[TurnSample]]:
