@@ -10,6 +10,7 @@ from tooldojo.errors import ToolDojoError
 from tooldojo.llm.codecs import get_codec
 from tooldojo.model import Label, LabelCall, Message, Tool, ToolCall, Trajectory
 from tooldojo.verify import DEFAULT_GATES, VerifyOptions, verify_trajectory
+from tooldojo.verify.accounting import gate_failures
 from tooldojo.verify.format import format_gate
 from tooldojo.verify.label import label_gate
 from tooldojo.verify.schema import schema_gate, validator_of
@@ -133,6 +134,26 @@ async def test_schema_gate_rejects_unknown_tool_and_invalid_arguments() -> None:
     verdict = schema_gate(assistant_turns(trajectory([bad], [PARIS])), [WEATHER])
     assert not verdict.passed
     assert "get_current_weather/unit" in verdict.reason and "kelvin" in verdict.reason
+
+
+@pytest.mark.anyio
+async def test_schema_failures_count_by_the_failing_keyword_not_by_the_tool_name() -> None:
+    """Error lines start with the tool's name ("turn 0: create_order: 'item' is a required
+    property"): read as a reason code it made one reason per snake_case tool."""
+    missing = calls_message(ToolCall(name="create_order", arguments={"qty": 2}))
+    wrong_type = calls_message(ToolCall(name="create_order", arguments={"item": 3}))
+    unknown = calls_message(ToolCall(name="delete_order", arguments={}))
+    order = call_label("create_order", item=["pen"])
+    found = [
+        await verify(trajectory([message], [order], [ORDER]))
+        for message in (missing, wrong_type, unknown)
+    ]
+    assert [t.verdicts[-1].details["reasons"] for t in found] == [
+        ["required"],
+        ["type"],
+        ["unknown_tool"],
+    ]
+    assert gate_failures(found) == {"schema": {"required": 1, "type": 1, "unknown_tool": 1}}
 
 
 def test_schema_validators_are_compiled_once_per_schema() -> None:

@@ -35,23 +35,35 @@ def validator_of(tool: Tool) -> Validator:
     return _compiled(tool.name, digest, schema_json)
 
 
-def argument_errors(tool: Tool, arguments: dict[str, Any]) -> str | None:
-    """The most relevant validation error of ``arguments``, or ``None`` when they are valid."""
+def argument_error(tool: Tool, arguments: dict[str, Any]) -> tuple[str, str] | None:
+    """``(code, message)`` of the most relevant validation error of ``arguments``, or ``None``
+    when they are valid. The code is the JSON-Schema keyword that failed (``required``,
+    ``type``, ``enum``...) or ``invalid_schema``: a fixed vocabulary, so failures can be
+    counted by reason (the message starts with the tool's name, which is no reason)."""
     try:
         validator = validator_of(tool)
     except SchemaError as error:
-        return f"tool {tool.name} has an invalid schema: {error.message}"
+        return "invalid_schema", f"tool {tool.name} has an invalid schema: {error.message}"
     error = best_match(validator.iter_errors(arguments))
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path)
-    return f"{tool.name}{'/' + where if where else ''}: {error.message}"
+    return str(error.validator), f"{tool.name}{'/' + where if where else ''}: {error.message}"
+
+
+def argument_errors(tool: Tool, arguments: dict[str, Any]) -> str | None:
+    """The message of :func:`argument_error`, or ``None`` when the arguments are valid."""
+    found = argument_error(tool, arguments)
+    return found[1] if found else None
 
 
 def schema_gate(turns: list[Turn], tools: list[Tool]) -> Verdict:
-    """Pass when every call names an offered tool with schema-valid arguments."""
+    """Pass when every call names an offered tool with schema-valid arguments. A failure's
+    ``details`` hold the error lines and one reason code per line (see :func:`argument_error`;
+    ``unknown_tool`` for a call to a tool not offered)."""
     by_name = {tool.name: tool for tool in tools}
     errors: list[str] = []
+    reasons: list[str] = []
     checked = 0
     for turn in turns:
         for call in turn.calls:
@@ -59,14 +71,16 @@ def schema_gate(turns: list[Turn], tools: list[Tool]) -> Verdict:
             tool = by_name.get(call.name)
             if tool is None:
                 errors.append(f"turn {turn.index}: unknown tool {call.name!r}")
+                reasons.append("unknown_tool")
                 continue
-            error = argument_errors(tool, call.arguments)
-            if error is not None:
-                errors.append(f"turn {turn.index}: {error}")
+            found = argument_error(tool, call.arguments)
+            if found is not None:
+                errors.append(f"turn {turn.index}: {found[1]}")
+                reasons.append(found[0])
     return Verdict(
         gate="schema",
         passed=not errors,
         score=1.0 - len(errors) / checked if checked else 1.0,
         reason="; ".join(errors) if errors else f"{checked} call(s) valid",
-        details={"errors": errors} if errors else {},
+        details={"errors": errors, "reasons": reasons} if errors else {},
     )
