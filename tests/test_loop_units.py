@@ -562,12 +562,14 @@ def test_run_expand_plans_conditioned_scenarios(tmp_path):
 # --- weights ----------------------------------------------------------------------------
 
 
-def probe_record(category: str, tool_name: str, correct: bool, n: int) -> ProbeRecord:
+def probe_record(
+    category: str, tool_name: str, correct: bool, n: int, split: str = "train"
+) -> ProbeRecord:
     return ProbeRecord(
         id=f"{category}-{tool_name}-{n}",
         trajectory_id="t",
         turn=0,
-        split="train",
+        split=split,
         category=category,
         label=label(LabelCall(name=tool_name)),
         correct=correct,
@@ -589,6 +591,16 @@ def test_weights_follow_the_error_rate_and_keep_a_floor():
         [probe_record("single", "x", False, 0), probe_record("multiple", "y", False, 1)], 0.25
     )
     assert set(same["categories"].values()) == {1.0}
+
+
+def test_held_out_probe_results_do_not_steer_the_weights():
+    """Weighting toward held-out failures would train toward the held-out split."""
+    records = [probe_record("single", "get_weather", False, i) for i in range(4)]
+    records += [probe_record("multiple", "get_time", True, i) for i in range(4)]
+    held_out = [probe_record("multiple", "get_time", False, 10 + i, "heldout") for i in range(8)]
+    held_out += [probe_record("parallel", "book", False, 20 + i, "heldout") for i in range(4)]
+    assert next_weights(records + held_out, floor=0.25) == next_weights(records, floor=0.25)
+    assert next_weights(held_out, floor=0.25) == {"categories": {}, "tools": {}}
 
 
 # --- forced share and accounting -------------------------------------------------------------

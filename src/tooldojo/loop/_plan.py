@@ -116,7 +116,8 @@ def iteration_plan(context: LoopContext, k: int) -> list[StagePlan]:
             "weights",
             lambda: weights_stage(context, it),
             files=["probe.jsonl"],
-            values={"weights": cfg.weights.model_dump()},
+            # "splits": weights made before they left the held-out results out are redone
+            values={"weights": cfg.weights.model_dump(), "splits": ["train"]},
             outputs=["weights.json"],
         ),
         StagePlan(
