@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from tooldojo.cli import app
 from tooldojo.report import Rate, collect_run, wilson_interval, write_report
-from tooldojo.report.examples import reason_class
+from tooldojo.report.examples import gate_failures, reason_class
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_run"
 PAYLOAD = "<img src=x onerror=\"console.error('not escaped')\">"
@@ -87,6 +87,36 @@ def test_failure_reasons_are_grouped_by_shape_with_an_example():
     assert schema["unknown tool '…'"].example_id == "s1-00000-markup"
     assert [g.count for g in failures["format"]] == [1]
     assert [g.count for g in failures["label"]] == [1]
+
+
+def test_failure_reasons_group_by_the_gates_codes_not_by_tool_names(tmp_path):
+    """Gates that give codes are grouped by them: read by shape, each tool's name in an error
+    line made a group of its own (362 shapes for 368 execution failures in one run)."""
+
+    def row(tid: str, gate: str, errors: list[str], reasons: list[str] | None) -> str:
+        details = {"errors": errors} | ({"reasons": reasons} if reasons else {})
+        verdict = {"gate": gate, "passed": False, "reason": "; ".join(errors), "details": details}
+        return json.dumps({"id": tid, "passed": False, "verdicts": [verdict]})
+
+    lines = [
+        row("a", "schema", ["turn 0: create_order: 'item' is a required property"], ["required"]),
+        row("b", "schema", ["turn 0: ship_order: 'to' is a required property"], ["required"]),
+        row("c", "schema", ["turn 0: ship_order/qty: 'x' is not of type 'number'"], ["type"]),
+        row("d", "label", ["turn 1: value_error:list/tuple: p: x"], None),
+        row("e", "schema", ["turn 0: unknown tool 'f'"], None),  # written before the codes
+    ]
+    path = tmp_path / "verified.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    failures = gate_failures(path)
+    schema = {
+        group.reason: (group.count, group.example_id, group.example) for group in failures["schema"]
+    }
+    assert schema == {
+        "required": (2, "a", "turn 0: create_order: 'item' is a required property"),
+        "type": (1, "c", "turn 0: ship_order/qty: 'x' is not of type 'number'"),
+        "unknown tool '…'": (1, "e", "turn 0: unknown tool 'f'"),
+    }
+    assert [group.reason for group in failures["label"]] == ["value_error:list/tuple"]
 
 
 def test_probe_error_classes_come_with_request_label_and_answer():

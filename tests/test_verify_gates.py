@@ -156,6 +156,22 @@ async def test_schema_failures_count_by_the_failing_keyword_not_by_the_tool_name
     assert gate_failures(found) == {"schema": {"required": 1, "type": 1, "unknown_tool": 1}}
 
 
+def test_format_and_label_failures_carry_codes() -> None:
+    prose = trajectory([Message(role="assistant", content="It is sunny.")], [PARIS])
+    empty = trajectory([Message(role="assistant", content=" ")], [Label(kind="refuse")])
+    assert format_gate(assistant_turns(prose)).details["reasons"] == ["text_for_call"]
+    assert format_gate(assistant_turns(empty)).details["reasons"] == ["empty_answer"]
+    assert format_gate([]).failure_codes() == ["no_turn"]
+    called = calls_message(ToolCall(name="get_current_weather", arguments={"location": "Rome"}))
+    refused = trajectory([called], [Label(kind="refuse")])
+    wrong = trajectory([called], [PARIS, PARIS])  # a wrong value and a label without a turn
+    codes = [
+        label_gate(assistant_turns(t), t.tools, t.labels, t.messages).failure_codes()
+        for t in (refused, wrong)
+    ]
+    assert codes == [["expected_no_call"], ["value_error:string", "missing_turns"]]
+
+
 def test_schema_validators_are_compiled_once_per_schema() -> None:
     same = Tool(name=WEATHER.name, parameters=json.loads(json.dumps(WEATHER.parameters)))
     assert validator_of(WEATHER) is validator_of(same)

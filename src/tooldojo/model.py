@@ -239,6 +239,26 @@ class Verdict(_Record):
     corrected_labels: list[Label] | None = None
     """A judge may propose corrected labels; they are recorded, never silently applied."""
 
+    def failure_codes(self) -> list[str]:
+        """Why the gate failed, as codes of a fixed vocabulary, one per error line: the gate's
+        ``details["reasons"]``; for files written before the gates gave them, the label gate's
+        BFCL error types read from its lines, else the gate's name. Free text (a tool's name, a
+        value) is never a code, so failures can be counted by reason."""
+        reasons = [str(code) for code in self.details.get("reasons") or []]
+        errors = [str(error) for error in self.details.get("errors", [])]
+        if not reasons and self.gate == "label":
+            reasons = [_label_error_code(error) for error in errors]
+        return reasons or [self.gate]
+
+
+_LABEL_ERROR_CODE = re.compile(r"^turn \d+: ([a-z_]+)(:[a-z_/]+)?: ")
+"""The code in the label gate's older error lines ("turn 1: value_error:list/tuple: ...")."""
+
+
+def _label_error_code(error: str) -> str:
+    match = _LABEL_ERROR_CODE.match(error)
+    return match.group(1) + (match.group(2) or "") if match else "label"
+
 
 Split = Literal["train", "heldout"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tooldojo.jsonl import iter_jsonl_dicts
+from tooldojo.model import Verdict
 from tooldojo.report.stats import Rate
 
 TOP_REASONS = 5
@@ -75,18 +76,37 @@ def clip(text: str, limit: int = EXAMPLE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _failure_groups(verdict: dict[str, Any]) -> list[tuple[str, str]]:
+    """(group, example line) for each distinct reason of a failed verdict: its reason codes
+    (:meth:`Verdict.failure_codes`) with the error line that gave each. Verdicts written
+    before the gates gave codes are grouped by the shape of their reason instead, except the
+    label gate's, whose lines carry BFCL's error types."""
+    parsed = Verdict.model_validate(verdict)
+    if not parsed.details.get("reasons") and parsed.gate != "label":
+        return [(reason_class(parsed.reason), parsed.reason)]
+    codes = parsed.failure_codes()
+    lines = [str(error) for error in parsed.details.get("errors", [])]
+    if len(lines) != len(codes):
+        lines = [parsed.reason] * len(codes)
+    first: dict[str, str] = {}
+    for code, line in zip(codes, lines, strict=True):
+        first.setdefault(code, line)
+    return list(first.items())
+
+
 def gate_failures(path: Path) -> dict[str, list[ReasonGroup]]:
-    """The most frequent failure reasons of each gate, with the first example of each."""
+    """The most frequent failure reasons of each gate (trajectories per reason code), with the
+    first example of each."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     first: dict[tuple[str, str], tuple[str, str]] = {}
     for _, row in iter_jsonl_dicts(path):
         for verdict in row.get("verdicts", []):
             if verdict.get("passed"):
                 continue
-            gate, reason = verdict["gate"], verdict.get("reason", "")
-            shape = reason_class(reason)
-            counts[gate][shape] += 1
-            first.setdefault((gate, shape), (row.get("id", "?"), clip(reason)))
+            gate = verdict["gate"]
+            for group, line in _failure_groups(verdict):
+                counts[gate][group] += 1
+                first.setdefault((gate, group), (row.get("id", "?"), clip(line)))
     out: dict[str, list[ReasonGroup]] = {}
     for gate, shapes in counts.items():
         top = shapes.most_common(TOP_REASONS)

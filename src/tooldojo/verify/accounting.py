@@ -10,22 +10,11 @@ counts failed trajectories by the gate and reason that stopped them, for the ver
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tooldojo.model import ORIGINS, Message, Trajectory
-
-_CODE = re.compile(r"^turn \d+: ([a-z_]+)(:[a-z_]+)?: ")
-
-
-def _code(error: str, gate: str) -> str:
-    """A reason code from a gate's error line ("turn 1: value_error:string: ..." → the
-    BFCL error type), else the gate's name."""
-    match = _CODE.match(error)
-    return match.group(1) + (match.group(2) or "") if match else gate
-
 
 ROLES = ("user", "assistant", "tool")
 """Accounting roles are message roles: ``tool`` holds the tool results, whether the MCP
@@ -129,7 +118,7 @@ def accounting(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
 
 def gate_failures(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, int]]:
     """``{gate: {reason: n}}`` over failed trajectories: the gate that stopped each one and
-    the reason codes it gave (the gate's name when it gives none)."""
+    the reason codes it gave (:meth:`Verdict.failure_codes`)."""
     out: dict[str, Counter[str]] = {}
     for trajectory in trajectories:
         if trajectory.passed or not trajectory.verdicts:
@@ -137,12 +126,7 @@ def gate_failures(trajectories: Iterable[Trajectory]) -> dict[str, dict[str, int
         verdict = trajectory.verdicts[-1]
         if verdict.passed:
             continue
-        reasons = (
-            verdict.details.get("reasons")
-            or [_code(error, verdict.gate) for error in verdict.details.get("errors", [])]
-            or [verdict.gate]
-        )
-        out.setdefault(verdict.gate, Counter()).update(set(reasons))
+        out.setdefault(verdict.gate, Counter()).update(set(verdict.failure_codes()))
     return {gate: dict(counter.most_common()) for gate, counter in out.items()}
 
 

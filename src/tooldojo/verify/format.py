@@ -9,29 +9,44 @@ TEXT_KINDS = ("text", "clarify", "refuse")
 """Label kinds whose correct answer is text, not a call."""
 
 
-def turn_format_error(turn: Turn) -> str | None:
-    """Why one turn fails the format gate, or ``None`` when it passes."""
+def turn_format_problem(turn: Turn) -> tuple[str, str] | None:
+    """``(code, message)`` of why one turn fails the format gate, or ``None`` when it passes;
+    the code is one of ``parse_error``, ``text_for_call`` and ``empty_answer``."""
     if turn.parse_error is not None:
-        return f"turn {turn.index}: {turn.parse_error}"
+        return "parse_error", f"turn {turn.index}: {turn.parse_error}"
     if turn.calls:
         return None
     if turn.label is not None and turn.label.kind == "call":
-        return f"turn {turn.index}: expected a tool call, got text"
+        return "text_for_call", f"turn {turn.index}: expected a tool call, got text"
     if not turn.text.strip():
-        return f"turn {turn.index}: empty answer (no call, no text)"
+        return "empty_answer", f"turn {turn.index}: empty answer (no call, no text)"
     return None
 
 
+def turn_format_error(turn: Turn) -> str | None:
+    """Why one turn fails the format gate, or ``None`` when it passes."""
+    found = turn_format_problem(turn)
+    return found[1] if found else None
+
+
 def format_gate(turns: list[Turn]) -> Verdict:
-    """Pass when every turn parses; the score is the fraction of turns that do."""
+    """Pass when every turn parses; the score is the fraction of turns that do. A failure's
+    ``details`` hold the error lines and their codes (:func:`turn_format_problem`)."""
     if not turns:
-        return Verdict(gate="format", passed=False, reason="no assistant turn")
-    errors = [error for turn in turns if (error := turn_format_error(turn)) is not None]
-    score = 1.0 - len(errors) / len(turns)
+        return Verdict(
+            gate="format",
+            passed=False,
+            reason="no assistant turn",
+            details={"errors": ["no assistant turn"], "reasons": ["no_turn"]},
+        )
+    found = [problem for turn in turns if (problem := turn_format_problem(turn)) is not None]
+    score = 1.0 - len(found) / len(turns)
     return Verdict(
         gate="format",
-        passed=not errors,
+        passed=not found,
         score=score,
-        reason="; ".join(errors) if errors else f"{len(turns)} turn(s) parse",
-        details={"errors": errors} if errors else {},
+        reason="; ".join(m for _, m in found) if found else f"{len(turns)} turn(s) parse",
+        details={"errors": [m for _, m in found], "reasons": [c for c, _ in found]}
+        if found
+        else {},
     )

@@ -190,6 +190,38 @@ def calls_mismatch(
     return match_calls([(c.name, c.arguments) for c in calls], expected, shapes)
 
 
+def turn_label_problem(
+    turn: Turn,
+    shapes: Mapping[str, ToolShape],
+    turns: Sequence[Turn],
+    messages: Sequence[Message],
+    tools: Sequence[Tool],
+) -> tuple[str, str] | None:
+    """``(code, message)`` of why one turn does not match its label, or ``None`` (``tools``
+    type the values that ``$result`` references resolve to). The code is BFCL's error type for
+    a call mismatch, else ``calls_without_label``, ``expected_no_call`` or
+    ``unresolved_reference``."""
+    label = turn.label
+    if label is None:
+        if turn.calls:
+            return "calls_without_label", f"turn {turn.index}: calls made but no label"
+        return None
+    if label.kind != "call":
+        if turn.calls:
+            names = ", ".join(c.name for c in turn.calls)
+            message = f"turn {turn.index}: expected no call ({label.kind}), got {names}"
+            return "expected_no_call", message
+        return None
+    try:
+        expected = resolved_label_calls(label, turns, messages, tools)
+    except UnresolvedReference as error:
+        return "unresolved_reference", f"turn {turn.index}: label reference unresolved: {error}"
+    mismatch = calls_mismatch(turn.calls, expected, shapes)
+    if mismatch is None:
+        return None
+    return mismatch.error_type, f"turn {turn.index}: {mismatch.error_type}: {mismatch.message}"
+
+
 def turn_label_error(
     turn: Turn,
     shapes: Mapping[str, ToolShape],
@@ -197,42 +229,32 @@ def turn_label_error(
     messages: Sequence[Message],
     tools: Sequence[Tool],
 ) -> str | None:
-    """Why one turn does not match its label, or ``None`` (``tools`` type the values that
-    ``$result`` references resolve to)."""
-    label = turn.label
-    if label is None:
-        return f"turn {turn.index}: calls made but no label" if turn.calls else None
-    if label.kind != "call":
-        if turn.calls:
-            names = ", ".join(c.name for c in turn.calls)
-            return f"turn {turn.index}: expected no call ({label.kind}), got {names}"
-        return None
-    try:
-        expected = resolved_label_calls(label, turns, messages, tools)
-    except UnresolvedReference as error:
-        return f"turn {turn.index}: label reference unresolved: {error}"
-    mismatch = calls_mismatch(turn.calls, expected, shapes)
-    if mismatch is None:
-        return None
-    return f"turn {turn.index}: {mismatch.error_type}: {mismatch.message}"
+    """The message of :func:`turn_label_problem`, or ``None`` when the turn matches."""
+    found = turn_label_problem(turn, shapes, turns, messages, tools)
+    return found[1] if found else None
 
 
 def label_gate(
     turns: list[Turn], tools: Sequence[Tool], labels: Sequence[Label], messages: Sequence[Message]
 ) -> Verdict:
-    """Pass when every assistant turn matches its label and every label has a turn."""
+    """Pass when every assistant turn matches its label and every label has a turn. A
+    failure's ``details`` hold the error lines and their codes (:func:`turn_label_problem`;
+    ``missing_turns`` when labels outnumber the turns)."""
     shapes = shapes_of(tools)
-    errors = [
-        error
+    found = [
+        problem
         for turn in turns
-        if (error := turn_label_error(turn, shapes, turns, messages, tools)) is not None
+        if (problem := turn_label_problem(turn, shapes, turns, messages, tools)) is not None
     ]
     if len(labels) > len(turns):
-        errors.append(f"{len(labels)} labels but only {len(turns)} assistant turn(s)")
+        found.append(
+            ("missing_turns", f"{len(labels)} labels but only {len(turns)} assistant turn(s)")
+        )
+    errors = [message for _, message in found]
     # Forced turns match by construction: the score is over the turns the model wrote.
     forced = sum(1 for turn in turns if turn.origin == "forced")
     total = max(len(turns) - forced, len(labels) - forced, 1)
-    details: dict = {"errors": errors} if errors else {}
+    details: dict = {"errors": errors, "reasons": [code for code, _ in found]} if found else {}
     if forced:
         details["forced_turns"] = forced
     matched = f"{len(turns)} turn(s) match their labels"
