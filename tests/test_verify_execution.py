@@ -131,6 +131,9 @@ async def test_inconsistent_or_failing_or_unanswered_calls_fail() -> None:
     )
     unanswered = await run(shop_trajectory(2, "", answered=False), factory)
     assert "no recorded result" in unanswered.verdicts[-1].reason
+    # Each failure also has its code, for counting failures by reason.
+    codes = [t.verdicts[-1].failure_codes() for t in (result, failing, unanswered)]
+    assert codes == [["replay_differs"], ["replay_failed"], ["no_result"]]
 
 
 def test_results_consistent_modes() -> None:

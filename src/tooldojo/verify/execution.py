@@ -174,7 +174,7 @@ async def execution_gate(
             if failures
             else {},
         )
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []  # (code, line)
     replayed = 0
     async with factory(trajectory) as caller:
         for turn in turns:
@@ -186,29 +186,47 @@ async def execution_gate(
                     recorded = answers[position]
                 where = f"turn {turn.index} call {position} ({call.name})"
                 if recorded is None:
-                    errors.append(f"{where}: no recorded result")
+                    errors.append(("no_result", f"{where}: no recorded result"))
                     continue
                 if recorded.is_error:
-                    errors.append(f"{where}: recorded result is an error")
+                    errors.append(("failed_result", f"{where}: recorded result is an error"))
                     continue
                 result = await caller.call_tool(call.name, call.arguments)
                 replayed += 1
                 values = result_values(result)
                 if result.is_error:
-                    errors.append(f"{where}: replay failed: {str(values[0])[:200]}")
+                    errors.append(
+                        ("replay_failed", f"{where}: replay failed: {str(values[0])[:200]}")
+                    )
                     continue
                 recorded_value = _json_or_text(recorded.content or "")
                 if not any(results_consistent(recorded_value, v, consistency) for v in values):
-                    errors.append(f"{where}: recorded result differs from replay ({consistency})")
+                    errors.append(
+                        (
+                            "replay_differs",
+                            f"{where}: recorded result differs from replay ({consistency})",
+                        )
+                    )
             if len(answers) > len(turn.calls):
+                extra = len(answers) - len(turn.calls)
                 errors.append(
-                    f"turn {turn.index}: {len(answers) - len(turn.calls)} tool message(s) "
-                    "answer no call"
+                    (
+                        "unanswered_result",
+                        f"turn {turn.index}: {extra} tool message(s) answer no call",
+                    )
                 )
     return Verdict(
         gate="execution",
         passed=not errors,
         score=max(0.0, 1.0 - len(errors) / max(replayed, 1)),
-        reason="; ".join(errors) if errors else f"{replayed} call(s) replayed consistently",
-        details={"errors": errors, "consistency": consistency} if errors else {},
+        reason="; ".join(m for _, m in errors)
+        if errors
+        else f"{replayed} call(s) replayed consistently",
+        details={
+            "errors": [m for _, m in errors],
+            "reasons": [c for c, _ in errors],
+            "consistency": consistency,
+        }
+        if errors
+        else {},
     )
