@@ -38,7 +38,7 @@ def _trajectory(identifier: str, split: str, city: str) -> Trajectory:
             Message(role="user", content=f"Weather in {city}?"),
             Message(role="assistant", tool_calls=[call]),
             Message(role="tool", tool_call_id="c1", name="get_current_weather", content="18C"),
-            Message(role="assistant", content="It is 18C."),
+            Message(role="assistant", content=f"It is 18C in {city}."),
         ],
         labels=[
             Label(
@@ -63,9 +63,13 @@ def _data(tmp_path: Path) -> Path:
     return path
 
 
+def _city(messages: list[Message]) -> str:
+    return (messages[0].content or "").removeprefix("Weather in ").rstrip("?")
+
+
 def _answer_from_question(messages: list[Message], tools: list[Tool] | None) -> Completion:
     if messages[-1].role == "tool":
-        return Completion(text="It is 18C.")
+        return Completion(text=f"It is 18C in {_city(messages)}.")
     city = (messages[-1].content or "").removeprefix("Weather in ").rstrip("?")
     call = ToolCall(id="x", name="get_current_weather", arguments={"location": city})
     return Completion(tool_calls=[call])
@@ -146,3 +150,21 @@ def test_a_model_that_never_calls_scores_zero_on_call_turns(tmp_path: Path) -> N
         "failed_gates": {"format": 1},
     }
     assert summary["kinds"]["no_call"]["passed"] == 1  # scored apart, never pooled
+
+
+def test_a_text_answer_that_does_not_do_its_job_fails_the_turns_checks(tmp_path: Path) -> None:
+    """No call where none is due is not enough: a filler answer after the result, or an
+    answer that quotes nothing of it, fails like it would fail verification's turns gate."""
+
+    def filler(messages: list[Message], tools: list[Tool] | None) -> Completion:
+        if messages[-1].role == "tool":
+            return Completion(text="Done. Here is what I found:")
+        return _answer_from_question(messages, tools)
+
+    evaluated = EvalModel(ScriptedChatModel(filler), "fc", "codec:hermes", "filler")
+    summary = anyio.run(
+        lambda: run_synthetic(evaluated, _data(tmp_path), tmp_path / "r.jsonl", SyntheticSettings())
+    )
+    assert summary["kinds"]["call"]["passed"] == 2
+    assert summary["kinds"]["text"]["passed"] == 0
+    assert summary["kinds"]["text"]["failed_gates"] == {"turns": 2}

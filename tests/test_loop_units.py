@@ -176,9 +176,11 @@ def test_a_model_that_never_calls_scores_zero_on_call_turns(tmp_path):
         never_calls, [single_trajectory(f"t{i}", with_refuse=True) for i in range(3)], tmp_path
     )
     assert table["kind"]["heldout/call"] == {"correct": 0, "total": 3, "accuracy": 0.0}
-    # the refusals are right (no call, an answer), and reported apart, never mixed in
-    assert table["kind"]["heldout/no_call"]["accuracy"] == 1.0
+    # the refusals are reported apart, never mixed in, and they are wrong too: no call, but
+    # "I am happy to help!" is no refusal (it says no reason)
+    assert table["kind"]["heldout/no_call"]["accuracy"] == 0.0
     assert table["error_class"]["heldout/call/no_call_when_should"]["count"] == 3
+    assert table["error_class"]["heldout/no_call/poor_answer"]["count"] == 3
     assert table["sample"]["heldout"] == {"pool_turns": 6, "probed": 6, "stratified": False}
     # final text answers after tool results are not probed: "no call" proves nothing there
     records = list(read_jsonl(tmp_path / "probe.jsonl", ProbeRecord))
@@ -218,6 +220,32 @@ def test_an_empty_answer_is_wrong_even_where_no_call_is_right(tmp_path):
     silent = ScriptedChatModel(lambda m, t: "", name="silent")
     table = probe(silent, [single_trajectory("t", with_refuse=True)], tmp_path)
     assert table["kind"]["heldout/no_call"]["accuracy"] == 0.0
+
+
+def test_a_no_call_decision_counts_only_with_an_answer_that_does_its_job(tmp_path):
+    """Making no call is not enough: the refusal says why, the question asks for what is
+    missing; filler, code and questions about something else are wrong (``poor_answer``)."""
+    clarify = single_trajectory("c")
+    clarify.messages[-1:] = [
+        Message(role="user", content="What is the weather like?"),
+        Message(role="assistant", content="Which city do you mean?"),
+    ]
+    clarify.labels[-1] = Label(kind="clarify", missing=["city"])
+    answers = {
+        "I cannot write poems: none of my tools does that.": (True, False),
+        "Done. Here is what I found:": (False, False),
+        "Sure! print('a poem')": (False, False),
+        "In which city?": (False, True),
+        "What time is it?": (False, False),
+    }
+    for number, (text, (refusal_right, clarify_right)) in enumerate(answers.items()):
+        model = ScriptedChatModel(lambda m, t, text=text: text, name="prose")
+        pools = {"heldout": [single_trajectory("t", with_refuse=True), clarify]}
+        out = tmp_path / f"probe-{number}.jsonl"
+        anyio.run(partial(run_probe, model, pools, out, limit=100, seed=0))
+        got = {r.label.kind: r for r in read_jsonl(out, ProbeRecord) if r.kind == "no_call"}
+        assert (got["refuse"].correct, got["clarify"].correct) == (refusal_right, clarify_right)
+        assert all(r.correct or r.error_class == "poor_answer" for r in got.values()), text
 
 
 def test_a_calling_model_is_right_on_call_turns(tmp_path):

@@ -3,7 +3,9 @@
 Every assistant turn of every ``split == "heldout"`` trajectory is one test: the model gets
 the recorded history before that turn and the trajectory's tools, answers once (greedy), and
 its answer passes when it clears the format, schema and label gates of
-:mod:`tooldojo.verify` (the label gate compares calls with BFCL semantics). One JSONL line
+:mod:`tooldojo.verify` (the label gate compares calls with BFCL semantics), and a text answer
+(a refusal, a clarifying question, a final answer) the turns gate's checks of its content: no
+call alone is no right answer. One JSONL line
 per turn, so a killed run resumes; accuracy per category and overall.
 """
 
@@ -25,6 +27,7 @@ from tooldojo.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
 from tooldojo.llm.base import SamplingParams
 from tooldojo.model import Label, Trajectory, utc_now
 from tooldojo.verify import format_gate, schema_gate
+from tooldojo.verify.content import turn_content_errors
 from tooldojo.verify.label import shapes_of, turn_label_error
 from tooldojo.verify.turns import Turn, assistant_turns
 
@@ -96,7 +99,10 @@ def judge_turn(
     error = turn_label_error(turn, shapes_of(tools), replaced, trajectory.messages, tools)
     if error is not None:
         return False, "label", error
-    return True, None, "passes format, schema and label"
+    problems = turn_content_errors(turn, trajectory)
+    if problems:
+        return False, "turns", "; ".join(message for _, message in problems)
+    return True, None, "passes format, schema, label and turns"
 
 
 async def run_synthetic(
@@ -182,7 +188,7 @@ def synthetic_summary(
             kind: _score(rows) for kind in KINDS if (rows := [r for r in mine if r.kind == kind])
         }
     return {
-        "benchmark": "tooldojo held-out (split == heldout), gates: format, schema, label",
+        "benchmark": "tooldojo held-out (split == heldout), gates: format, schema, label, turns",
         "model": evaluated.name,
         "model_spec": evaluated.spec,
         "mode": f"native tools ({evaluated.tool_format})",

@@ -14,6 +14,10 @@ need one vocabulary, decided by one pure function, :func:`classify_error`:
 ``missing_arg``             a required (or label-required) argument is left out
 ``extra_arg``               an argument the label does not allow
 ``wrong_value``             the right argument with a wrong value or type
+``poor_answer``             no call on a refuse/clarify turn, but text that does not do the job
+                            (the turns gate's checks: a refusal that says no reason, a question
+                            that asks nothing or not for the missing parameter, filler, code,
+                            word salad, a repeat); decided by the probe, which has the context
 ==========================  ==================================================================
 
 The matching itself is verification's (BFCL semantics, :mod:`tooldojo.verify.label`), so a
@@ -38,6 +42,7 @@ ErrorClass = Literal[
     "no_call_when_should",
     "missed_parallel",
     "format",
+    "poor_answer",
 ]
 ERROR_CLASSES: tuple[str, ...] = ErrorClass.__args__  # type: ignore[attr-defined]
 
@@ -67,8 +72,10 @@ def classify_error(
     """The class of the model's mistake on this turn, or ``None`` when the answer is correct.
 
     ``expected`` is the label's calls with ``$result`` references already resolved (the
-    label's own calls when omitted). A no-call turn is correct only when the model made no
-    call *and* wrote something: silence is never a right answer.
+    label's own calls when omitted). A no-call turn passes here when the model made no call
+    *and* wrote something (silence is never a right answer); whether the text does the job of
+    a refusal or a clarifying question needs the conversation, so the caller checks that too
+    (:func:`tooldojo.loop.probe.judge_answer`, class ``poor_answer``).
     """
     if parse_error:
         return "format"

@@ -7,9 +7,11 @@ calls with verification's label semantics.
 
 Honesty rules (issue 15): call turns and no-call decisions (refuse, clarify) are two
 separate scores, never mixed; prose on a call turn is wrong; a no-call turn is right only
-when the model made no call *and* answered. Final prose answers after tool results (label
-``text``) are not probed: nothing but "no call, not empty" could be checked there, which
-would only pad the score.
+when the model made no call *and* its text passes the turns gate's checks for a refusal or a
+clarifying question (otherwise a model that never calls gets every no-call turn right with
+whatever it writes: the base model's "You can delete 44." counted as a refusal). Final prose
+answers after tool results (label ``text``) are not probed: they teach no tool use, and the
+loop's progress is measured on calls and decisions.
 
 The probe is greedy over the whole pool up to ``limit`` turns per split; a larger pool is
 sampled stratified by (category, target tool), and the summary says which it was.
@@ -32,6 +34,7 @@ from tooldojo.llm.base import ChatModel, SamplingParams
 from tooldojo.loop.classify import ErrorClass, TurnKind, classify_error, turn_kind
 from tooldojo.model import Label, Message, Tool, ToolCall, Trajectory
 from tooldojo.train.data import TurnSample, turn_samples
+from tooldojo.verify.content import turn_content_errors
 from tooldojo.verify.label import UnresolvedReference, resolved_label_calls, shapes_of
 from tooldojo.verify.schema import argument_errors
 from tooldojo.verify.turns import assistant_turns
@@ -101,6 +104,12 @@ def judge_answer(sample: TurnSample, answer: Message) -> tuple[ErrorClass | None
         parse_error=turn.parse_error,
         expected=expected,
     )
+    if error_class is None and label.kind != "call":
+        turn.label = label
+        problems = turn_content_errors(turn, trajectory)
+        if problems:
+            codes = ", ".join(dict.fromkeys(code for code, _ in problems))
+            return "poor_answer", f"poor_answer: {codes} (no call, as expected)"
     if error_class is None:
         return None, "matches the label"
     made = ", ".join(call.name for call in turn.calls) or "no call"
