@@ -23,12 +23,6 @@ def turn_format_problem(turn: Turn) -> tuple[str, str] | None:
     return None
 
 
-def turn_format_error(turn: Turn) -> str | None:
-    """Why one turn fails the format gate, or ``None`` when it passes."""
-    found = turn_format_problem(turn)
-    return found[1] if found else None
-
-
 def format_gate(turns: list[Turn]) -> Verdict:
     """Pass when every turn parses; the score is the fraction of turns that do. A failure's
     ``details`` hold the error lines and their codes (:func:`turn_format_problem`)."""
