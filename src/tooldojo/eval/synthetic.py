@@ -5,8 +5,8 @@ the recorded history before that turn and the trajectory's tools, answers once (
 its answer passes when it clears the format, schema and label gates of
 :mod:`tooldojo.verify` (the label gate compares calls with BFCL semantics), and a text answer
 (a refusal, a clarifying question, a final answer) the turns gate's checks of its content: no
-call alone is no right answer. One JSONL line
-per turn, so a killed run resumes; accuracy per category and overall.
+call alone is no right answer. One JSONL line per turn, so a killed run resumes; accuracy per
+category and overall.
 """
 
 from __future__ import annotations
