@@ -251,6 +251,15 @@ class Verdict(_Record):
         return reasons or [self.gate]
 
 
+def problem_details(found: list[tuple[str, str]]) -> dict[str, Any]:
+    """A failed verdict's ``details`` from its ``(code, line)`` problems: the codes under
+    ``reasons`` (what :meth:`Verdict.failure_codes` reads) and the lines under ``errors``, in
+    the same order; ``{}`` when nothing failed. Every gate writes its findings through this."""
+    if not found:
+        return {}
+    return {"reasons": [code for code, _ in found], "errors": [line for _, line in found]}
+
+
 _LABEL_ERROR_CODE = re.compile(r"^turn \d+: ([a-z_]+)(:[a-z_/]+)?: ")
 """The code in the label gate's older error lines ("turn 1: value_error:list/tuple: ...")."""
 

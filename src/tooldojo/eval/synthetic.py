@@ -28,7 +28,7 @@ from tooldojo.llm.base import SamplingParams
 from tooldojo.model import Label, Trajectory, utc_now
 from tooldojo.verify import format_gate, schema_gate
 from tooldojo.verify.content import turn_content_errors
-from tooldojo.verify.label import shapes_of, turn_label_error
+from tooldojo.verify.label import shapes_of, turn_label_problem
 from tooldojo.verify.turns import Turn, assistant_turns
 
 
@@ -96,9 +96,9 @@ def judge_turn(
             return False, gate.gate, gate.reason
     replaced = [*turns[:index], turn, *turns[index + 1 :]]
     tools = trajectory.tools
-    error = turn_label_error(turn, shapes_of(tools), replaced, trajectory.messages, tools)
-    if error is not None:
-        return False, "label", error
+    problem = turn_label_problem(turn, shapes_of(tools), replaced, trajectory.messages, tools)
+    if problem is not None:
+        return False, "label", problem[1]
     problems = turn_content_errors(turn, trajectory)
     if problems:
         return False, "turns", "; ".join(message for _, message in problems)

@@ -36,7 +36,7 @@ from tooldojo.model import Label, Message, Tool, ToolCall, Trajectory
 from tooldojo.train.data import TurnSample, turn_samples
 from tooldojo.verify.content import turn_content_errors
 from tooldojo.verify.label import UnresolvedReference, resolved_label_calls, shapes_of
-from tooldojo.verify.schema import argument_errors
+from tooldojo.verify.schema import argument_error
 from tooldojo.verify.turns import assistant_turns
 
 PROBED_KINDS = ("call", "refuse", "clarify")
@@ -183,7 +183,7 @@ def breaks_schema(calls: Sequence[ToolCall], tools: Sequence[Tool]) -> bool:
     gate's test): the probe's ``schema_ok``, and the judge's cases the gates decide."""
     offered = {tool.name: tool for tool in tools}
     return any(
-        call.name not in offered or argument_errors(offered[call.name], call.arguments)
+        call.name not in offered or argument_error(offered[call.name], call.arguments)
         for call in calls
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 from tooldojo.llm.codecs import DEFAULT_CODEC
 from tooldojo.model import Tool
 from tooldojo.verify.reward import RewardBreakdown, ToolCallReward, reward_breakdown
-from tooldojo.verify.schema import argument_errors
+from tooldojo.verify.schema import argument_error
 from tooldojo.verify.turns import completion_turn
 
 
@@ -38,7 +38,7 @@ def _schema_ok(completion: Any, tools_json: str, codec: str) -> bool:
         return False
     offered = _tools_by_name(tools_json)
     return all(
-        call.name in offered and argument_errors(offered[call.name], call.arguments) is None
+        call.name in offered and argument_error(offered[call.name], call.arguments) is None
         for call in calls
     )
 

@@ -17,7 +17,7 @@ from tooldojo.llm.base import ChatModel, SamplingParams
 from tooldojo.llm.codecs import DEFAULT_CODEC, ParseError
 from tooldojo.model import Message, Trajectory, Verdict
 from tooldojo.verify._match import ToolShape
-from tooldojo.verify.label import shapes_of, turn_label_error
+from tooldojo.verify.label import shapes_of, turn_label_problem
 from tooldojo.verify.turns import Turn, completion_turn
 
 
@@ -42,7 +42,7 @@ async def _agrees(
     sample = Turn(turn.index, turn.message_index, calls=calls, text=text, label=turn.label)
     if turn.label is not None and turn.label.kind == "call" and not calls:
         return False
-    return turn_label_error(sample, shapes, turns, trajectory.messages, trajectory.tools) is None
+    return turn_label_problem(sample, shapes, turns, trajectory.messages, trajectory.tools) is None
 
 
 async def agreement_gate(

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tooldojo.mcp.executors.result_checks import scalar_leaves
-from tooldojo.model import Message, Tool, Trajectory, Verdict
+from tooldojo.model import Message, Tool, Trajectory, Verdict, problem_details
 from tooldojo.verify.grounding import normalize, value_in
 from tooldojo.verify.turns import Turn
 
@@ -472,7 +472,5 @@ def turns_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         passed=not found,
         score=max(0.0, 1.0 - len(found) / max(text_turns, 1)),
         reason="; ".join(m for _, m in found) if found else f"{text_turns} text turn(s) sound",
-        details={"reasons": [c for c, _ in found], "errors": [m for _, m in found]}
-        if found
-        else {},
+        details=problem_details(found),
     )

@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import mcp.types as types
 
 from tooldojo.mcp.executors.result_checks import junk_value, reads_as_failure
-from tooldojo.model import Message, Trajectory, Verdict
+from tooldojo.model import Message, Trajectory, Verdict, problem_details
 from tooldojo.verify.turns import Turn
 
 Consistency = Literal["exact", "shape", "none"]
@@ -170,9 +170,7 @@ async def execution_gate(
             reason="; ".join(m for _, m in failures)
             if failures
             else f"{calls} recorded result(s) succeeded (not replayed)",
-            details={"reasons": [c for c, _ in failures], "errors": [m for _, m in failures]}
-            if failures
-            else {},
+            details=problem_details(failures),
         )
     errors: list[tuple[str, str]] = []  # (code, line)
     replayed = 0
@@ -222,11 +220,5 @@ async def execution_gate(
         reason="; ".join(m for _, m in errors)
         if errors
         else f"{replayed} call(s) replayed consistently",
-        details={
-            "errors": [m for _, m in errors],
-            "reasons": [c for c, _ in errors],
-            "consistency": consistency,
-        }
-        if errors
-        else {},
+        details=problem_details(errors) | {"consistency": consistency} if errors else {},
     )

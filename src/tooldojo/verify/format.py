@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tooldojo.model import Verdict
+from tooldojo.model import Verdict, problem_details
 from tooldojo.verify.turns import Turn
 
 TEXT_KINDS = ("text", "clarify", "refuse")
@@ -31,7 +31,7 @@ def format_gate(turns: list[Turn]) -> Verdict:
             gate="format",
             passed=False,
             reason="no assistant turn",
-            details={"errors": ["no assistant turn"], "reasons": ["no_turn"]},
+            details=problem_details([("no_turn", "no assistant turn")]),
         )
     found = [problem for turn in turns if (problem := turn_format_problem(turn)) is not None]
     score = 1.0 - len(found) / len(turns)
@@ -40,7 +40,5 @@ def format_gate(turns: list[Turn]) -> Verdict:
         passed=not found,
         score=score,
         reason="; ".join(m for _, m in found) if found else f"{len(turns)} turn(s) parse",
-        details={"errors": [m for _, m in found], "reasons": [c for c, _ in found]}
-        if found
-        else {},
+        details=problem_details(found),
     )

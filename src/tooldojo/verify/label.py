@@ -16,7 +16,16 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tooldojo.model import RESULT_REF_KEY, Label, LabelCall, Message, Tool, ToolCall, Verdict
+from tooldojo.model import (
+    RESULT_REF_KEY,
+    Label,
+    LabelCall,
+    Message,
+    Tool,
+    ToolCall,
+    Verdict,
+    problem_details,
+)
 from tooldojo.verify._match import Mismatch, ToolShape, match_calls, shape_of
 from tooldojo.verify.turns import Turn
 
@@ -222,18 +231,6 @@ def turn_label_problem(
     return mismatch.error_type, f"turn {turn.index}: {mismatch.error_type}: {mismatch.message}"
 
 
-def turn_label_error(
-    turn: Turn,
-    shapes: Mapping[str, ToolShape],
-    turns: Sequence[Turn],
-    messages: Sequence[Message],
-    tools: Sequence[Tool],
-) -> str | None:
-    """The message of :func:`turn_label_problem`, or ``None`` when the turn matches."""
-    found = turn_label_problem(turn, shapes, turns, messages, tools)
-    return found[1] if found else None
-
-
 def label_gate(
     turns: list[Turn], tools: Sequence[Tool], labels: Sequence[Label], messages: Sequence[Message]
 ) -> Verdict:
@@ -254,7 +251,7 @@ def label_gate(
     # Forced turns match by construction: the score is over the turns the model wrote.
     forced = sum(1 for turn in turns if turn.origin == "forced")
     total = max(len(turns) - forced, len(labels) - forced, 1)
-    details: dict = {"errors": errors, "reasons": [code for code, _ in found]} if found else {}
+    details: dict = problem_details(found)
     if forced:
         details["forced_turns"] = forced
     matched = f"{len(turns)} turn(s) match their labels"

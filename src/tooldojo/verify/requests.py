@@ -38,7 +38,15 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tooldojo.model import RESULT_REF_KEY, Label, Message, Tool, Trajectory, Verdict
+from tooldojo.model import (
+    RESULT_REF_KEY,
+    Label,
+    Message,
+    Tool,
+    Trajectory,
+    Verdict,
+    problem_details,
+)
 from tooldojo.verify.content import (
     FUNCTION_WORDS,
     WORD,
@@ -323,7 +331,5 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         passed=not found,
         score=1.0 if not found else 0.0,
         reason="; ".join(m for _, m in found) if found else "requests grounded and natural",
-        details={"reasons": [c for c, _ in found], "errors": [m for _, m in found]}
-        if found
-        else {},
+        details=problem_details(found),
     )

@@ -16,7 +16,7 @@ from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from tooldojo.model import Tool, Verdict
+from tooldojo.model import Tool, Verdict, problem_details
 from tooldojo.verify.turns import Turn
 
 
@@ -51,36 +51,27 @@ def argument_error(tool: Tool, arguments: dict[str, Any]) -> tuple[str, str] | N
     return str(error.validator), f"{tool.name}{'/' + where if where else ''}: {error.message}"
 
 
-def argument_errors(tool: Tool, arguments: dict[str, Any]) -> str | None:
-    """The message of :func:`argument_error`, or ``None`` when the arguments are valid."""
-    found = argument_error(tool, arguments)
-    return found[1] if found else None
-
-
 def schema_gate(turns: list[Turn], tools: list[Tool]) -> Verdict:
     """Pass when every call names an offered tool with schema-valid arguments. A failure's
     ``details`` hold the error lines and one reason code per line (see :func:`argument_error`;
     ``unknown_tool`` for a call to a tool not offered)."""
     by_name = {tool.name: tool for tool in tools}
-    errors: list[str] = []
-    reasons: list[str] = []
+    found: list[tuple[str, str]] = []  # (code, line)
     checked = 0
     for turn in turns:
         for call in turn.calls:
             checked += 1
             tool = by_name.get(call.name)
             if tool is None:
-                errors.append(f"turn {turn.index}: unknown tool {call.name!r}")
-                reasons.append("unknown_tool")
+                found.append(("unknown_tool", f"turn {turn.index}: unknown tool {call.name!r}"))
                 continue
-            found = argument_error(tool, call.arguments)
-            if found is not None:
-                errors.append(f"turn {turn.index}: {found[1]}")
-                reasons.append(found[0])
+            problem = argument_error(tool, call.arguments)
+            if problem is not None:
+                found.append((problem[0], f"turn {turn.index}: {problem[1]}"))
     return Verdict(
         gate="schema",
-        passed=not errors,
-        score=1.0 - len(errors) / checked if checked else 1.0,
-        reason="; ".join(errors) if errors else f"{checked} call(s) valid",
-        details={"errors": errors, "reasons": reasons} if errors else {},
+        passed=not found,
+        score=1.0 - len(found) / checked if checked else 1.0,
+        reason="; ".join(line for _, line in found) if found else f"{checked} call(s) valid",
+        details=problem_details(found),
     )
