@@ -15,11 +15,14 @@ step, in turn, so load from other processes on this shared machine falls on both
 Tokens are counted identically for both: real (non-pad) tokens, prompt and answer.
 ``--stock`` measures TRL's defaults instead of ours (random batches, TRL's own LM head),
 which is where the run started. ``--profile`` prints torch.profiler's top operators for two
-steps of each path and exits.
+steps of each path and exits. ``--precision bf16`` runs both loops under bf16 autocast (the
+default ``auto`` picks it on a CPU with AMX, see ``CommonSettings.precision``); run it once
+with ``fp32`` and once with ``bf16`` to compare the two on the same machine.
 
     python bench/train_throughput.py                  # 200 samples, 16 steps of 4
     python bench/train_throughput.py --steps 50       # the whole epoch
     python bench/train_throughput.py --stock
+    python bench/train_throughput.py --precision fp32     # and --precision bf16
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def build(args, out_dir: Path, stock: bool):
         logging_steps=1,
         group_by_length=not stock,
         loss_positions_only=not stock,
+        precision=args.precision,
     )
     model, tokenizer = load_for_training(resolve_model("embedded"))
     rows, summary = bench_rows(args.samples, tokenizer, settings)
@@ -79,8 +83,11 @@ def build(args, out_dir: Path, stock: bool):
     return trainer, summary
 
 
-def bare_stepper(learning_rate: float):
-    """A fresh copy of the model and one plain training step on a batch."""
+def bare_stepper(learning_rate: float, bf16: bool):
+    """A fresh copy of the model and one plain training step on a batch (bf16: under autocast,
+    as the Trainer runs it)."""
+    import contextlib
+
     import torch
 
     from tooldojo.train.models import load_for_training, resolve_model
@@ -90,11 +97,13 @@ def bare_stepper(learning_rate: float):
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, fused=True)
 
     def step(batch) -> float:
-        loss = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-        ).loss
+        cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with cast:
+            loss = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["labels"],
+            ).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -106,11 +115,13 @@ def bare_stepper(learning_rate: float):
 def measure(args) -> None:
     import torch
 
+    from tooldojo.train.runner import resolved_precision
+
     torch.set_num_threads(args.threads)
     gflops = matmul_gflops()
     with tempfile.TemporaryDirectory() as folder:
         trainer, summary = build(args, Path(folder), args.stock)
-        bare_step = bare_stepper(trainer.args.learning_rate)
+        bare_step = bare_stepper(trainer.args.learning_rate, bool(trainer.args.bf16))
         batches = []
         bare = {"seconds": 0.0, "tokens": 0}
         our_step = trainer.training_step
@@ -150,6 +161,7 @@ def measure(args) -> None:
     )
     print(f"batches: {len(batches)} of {args.batch_size}, padding {padding_share(batches):.1%}")
     print(f"fp32 2048x2048 matmul: {gflops:.0f} GFLOP/s on {args.threads} threads")
+    print(f"precision: {resolved_precision(args.precision)} (asked: {args.precision})")
     print(f"{label}: {ours_tokens} tokens in {ours_seconds:.1f} s = {ours_rate:.1f} tokens/s")
     print(
         f"bare torch loop: {bare['tokens']} tokens in {bare['seconds']:.1f} s = "
@@ -184,6 +196,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--stock", action="store_true", help="time TRL's defaults instead")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--profile", action="store_true", help="profile two steps and exit")
     args = parser.parse_args()
     profile(args) if args.profile else measure(args)

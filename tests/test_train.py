@@ -325,3 +325,43 @@ def test_grpo_draws_the_asked_share_of_no_call_decisions() -> None:
     assert with_no_call_share(calls_only, 0.5, seed=0) == calls_only  # nothing to draw
     with pytest.raises(ToolDojoError, match="no_call_share"):
         with_no_call_share(rows, 1.5, seed=0)
+
+
+def test_precision_is_bf16_only_where_the_hardware_multiplies_it(monkeypatch):
+    import torch
+
+    from tooldojo.train.runner import device_arguments, resolved_precision
+
+    with pytest.raises(ToolDojoError, match="precision must be one of"):
+        SFTSettings(precision="fp16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": False})
+    assert resolved_precision("auto") == "fp32"  # AVX2 or plain AVX-512: bf16 is emulated
+    assert device_arguments("auto") == {"use_cpu": True, "bf16": False}
+    assert resolved_precision("bf16") == "bf16"  # asked for, it is used anyway
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    assert resolved_precision("auto") == "bf16"
+    assert resolved_precision("fp32") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_arguments("auto") == {"use_cpu": False, "bf16": True}
+
+
+def test_bf16_sft_lowers_the_loss_and_records_its_precision(workspace):
+    settings = SFTSettings(
+        max_steps=5, learning_rate=1e-2, batch_size=4, export_gguf=None, precision="bf16"
+    )
+    result = run_sft(
+        workspace / "verified.jsonl", str(workspace / "model"), workspace / "bf16", settings
+    )
+    rows = read_metrics(result.metrics_csv)
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert result.training["precision"] == "bf16"
+    fp32 = run_sft(
+        workspace / "verified.jsonl",
+        str(workspace / "model"),
+        workspace / "fp32",
+        replace(settings, precision="fp32"),
+    )
+    assert fp32.training["precision"] == "fp32"
+    # Not the same computation: bf16 rounds the matmuls, so the losses part.
+    assert read_metrics(fp32.metrics_csv)[0]["loss"] != rows[0]["loss"]

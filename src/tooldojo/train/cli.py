@@ -25,6 +25,13 @@ LoraR = Annotated[int, typer.Option("--lora-r", help="LoRA rank; 0 = full fine-t
 MaxLen = Annotated[int, typer.Option("--max-length", help="Max prompt+completion tokens.")]
 Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads (default 1).")]
 Gguf = Annotated[str, typer.Option("--gguf", help="GGUF export type: f32, f16, q8_0 or none.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Matmul precision: auto (bf16 on a GPU or an AMX CPU, else fp32), fp32 or bf16.",
+    ),
+]
 PythonShare = Annotated[
     float,
     typer.Option(
@@ -36,7 +43,9 @@ PythonShare = Annotated[
 ]
 
 
-def _common(max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share) -> dict:
+def _common(
+    max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share, precision
+) -> dict:
     """The settings both trainers take from the command line."""
     return {
         "python_share": python_share,
@@ -47,6 +56,7 @@ def _common(max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_sha
         "max_length": max_length,
         "threads": threads,
         "export_gguf": None if gguf == "none" else gguf,
+        "precision": precision,
     }
 
 
@@ -84,6 +94,7 @@ def sft_command(
     threads: Threads = None,
     gguf: Gguf = "f16",
     python_share: PythonShare = 0.3,
+    precision: Precision = "auto",
     group_by_length: Annotated[
         bool,
         typer.Option("--group-by-length/--random-batches", help="Batch samples of similar length."),
@@ -115,7 +126,9 @@ def sft_command(
     from tooldojo.train.sft import run_sft
 
     settings = SFTSettings(
-        **_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share),
+        **_common(
+            max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share, precision
+        ),
         group_by_length=group_by_length,
         packing=packing,
         conversation_rows=conversation_rows,
@@ -151,6 +164,7 @@ def grpo_command(
     use_vllm: Annotated[bool, typer.Option("--use-vllm", help="GPU: generate with vLLM.")] = False,
     gguf: Gguf = "f16",
     python_share: PythonShare = 0.3,
+    precision: Precision = "auto",
     no_call_share: Annotated[
         float | None,
         typer.Option("--no-call-share", help="Share of prompts that are no-call decisions."),
@@ -161,7 +175,9 @@ def grpo_command(
     from tooldojo.train.settings import GRPOSettings
 
     settings = GRPOSettings(
-        **_common(max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share),
+        **_common(
+            max_steps, epochs, lr, lora_r, max_length, threads, gguf, python_share, precision
+        ),
         num_generations=num_generations,
         beta=beta,
         epsilon=epsilon,

@@ -102,13 +102,27 @@ def finished_result(out_dir: Path, fingerprint: str) -> TrainResult | None:
     )
 
 
-def device_arguments() -> dict[str, Any]:
-    """CPU here (fp32, ``use_cpu``); bf16 on a GPU."""
+def resolved_precision(precision: str) -> str:
+    """``fp32`` or ``bf16`` for this machine (see ``CommonSettings.precision``)."""
     import torch
 
+    if precision != "auto":
+        return precision
     if torch.cuda.is_available():
-        return {"use_cpu": False, "bf16": True}
-    return {"use_cpu": True, "bf16": False}
+        return "bf16"
+    # AMX (Sapphire Rapids and later) multiplies bf16 tiles natively; AVX2 and plain AVX-512
+    # machines emulate bf16 matmuls, slower than fp32.
+    return "bf16" if torch.cpu.get_capabilities().get("amx_bf16") else "fp32"
+
+
+def device_arguments(precision: str = "auto") -> dict[str, Any]:
+    """The Trainer's device and mixed-precision fields: a GPU when there is one, else the CPU."""
+    import torch
+
+    return {
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": resolved_precision(precision) == "bf16",
+    }
 
 
 def trainer_arguments(settings: CommonSettings, out_dir: Path, learning_rate: float) -> dict:
@@ -129,7 +143,7 @@ def trainer_arguments(settings: CommonSettings, out_dir: Path, learning_rate: fl
         "dataloader_num_workers": 0,
         "gradient_checkpointing": settings.gradient_checkpointing,
         "disable_tqdm": False,
-        **device_arguments(),
+        **device_arguments(settings.precision),
     }
 
 
@@ -178,7 +192,11 @@ def train_and_save(
     trainer.add_callback(metrics)
     trainer.train(resume_from_checkpoint=last_trainer_checkpoint(out_dir))
     seconds = time.perf_counter() - started
-    training = {"train_seconds": round(seconds, 2), **metrics.summary()}
+    training = {
+        "train_seconds": round(seconds, 2),
+        "precision": resolved_precision(settings.precision),
+        **metrics.summary(),
+    }
     if training_summary is not None:
         training.update(training_summary())
 

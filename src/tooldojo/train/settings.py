@@ -11,9 +11,12 @@ barely move at 1e-6.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from tooldojo.errors import ToolDojoError
 from tooldojo.llm.codecs import DEFAULT_CODEC
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -50,6 +53,17 @@ class CommonSettings:
     python_share: float = 0.3
     """Share of trajectories rendered for Python-call syntax (``[f(a=1)]``) with one of our
     own system prompts asking for it; the rest use the model's native format."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """The matmuls' precision (weights and optimizer state stay fp32; bf16 is torch's
+    autocast). ``auto``: bf16 on a GPU and on a CPU whose AMX units multiply bf16 (on the
+    2-core Xeon of 28 Nov, 2,400 GFLOP/s against 282 in fp32, bench/train_throughput.py);
+    fp32 elsewhere, where bf16 is emulated and slower. The result records which one ran."""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ToolDojoError(
+                f"train: precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
