@@ -82,12 +82,8 @@ async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> 
     sampling = SamplingParams(temperature=0.0, max_tokens=384, **settings)
     agent = AssistantAgent(model, sampling=sampling, guidance="label", focused_answers=focused)
     answers: list[tuple[int, str, str, list[str]]] = []  # (step, kind, text, problems)
-    try:  # made-up words: the turn checks read loops and grounding, not invented words
-        from bench.user_requests import Dictionary
+    from bench.user_requests import made_up  # the turns gate's measure, counted on passes
 
-        dictionary: Dictionary | None = Dictionary()
-    except ImportError:
-        dictionary = None
     words = [0, 0]  # made-up, all: over the passing answers
     passed: Counter[str] = Counter()
     total: Counter[str] = Counter()
@@ -105,13 +101,12 @@ async def replay(model, steps: list[tuple], variant: dict, concurrency: int) -> 
             problems.update(problem.split(":")[0] for problem in found)
         else:
             passed[label.kind] += 1
-            if dictionary is not None:
-                allowed = " ".join(m.content or "" for m in before) + " ".join(
-                    f"{t.name} {t.description}" for t in tools
-                )
-                bad, count = dictionary.made_up(completion.text, allowed)
-                words[0] += bad
-                words[1] += count
+            allowed = " ".join(m.content or "" for m in before) + " ".join(
+                f"{t.name} {t.description}" for t in tools
+            )
+            bad, count = made_up(completion.text, allowed)
+            words[0] += bad
+            words[1] += count
 
     started = time.perf_counter()
     async with anyio.create_task_group() as group:

@@ -7,8 +7,8 @@ prints: accepted by the model (k/n, per category), templated, dropped, attempts 
 request, generated tokens per scenario, wall time, requests per minute, the problems of the
 failed tries by reason, and the share of made-up words in the accepted requests (words in no
 English word list nor in the scenario: a quality measure the request checks do not take, so
-more yield cannot come from worse text unseen; needs the ``english-words`` package, in the
-``dev`` extra).
+more yield cannot come from worse text unseen; counted as the turns gate counts them in the
+assistant's prose, :mod:`tooldojo.verify.words`).
 
 The template cap defaults to 0 here, so every scenario the model cannot write counts as a
 drop (in synthesis the first 10 % of such scenarios would be templated instead). The persona
@@ -102,37 +102,16 @@ def stratified(scenarios: list[Any], n: int, seed: int) -> list[Any]:
     return picked
 
 
-_SUFFIXES = ("'s", "n't", "'m", "'re", "'ll", "'ve", "'d", "s", "es", "ed", "d", "ing", "ly", "er")
-
-
-class Dictionary:
-    """English words (``english-words``' web2 and GCIDE lists) and a crude stemmer, to count
-    made-up words in accepted requests: the request checks cannot see "firewman" or
+def made_up(text: str, allowed: str) -> tuple[int, int]:
+    """(made-up words, words) of ``text``, counted as the turns gate counts them
+    (:mod:`tooldojo.verify.words`): the request checks cannot see "firewman" or
     "thetodaysgodsn" (they read function words, values and loops), so a sampling change that
-    swapped loops for invented words would pass them. ``None`` when the package is missing."""
+    swapped loops for invented words would pass them. Words of ``allowed`` (the planned
+    values, the persona) count as known."""
+    from tooldojo.verify.words import allowed_words, made_up_words
 
-    def __init__(self) -> None:
-        from english_words import get_english_words_set
-
-        self.words = get_english_words_set(["web2", "gcide"], lower=True, alpha=True)
-
-    def known(self, word: str) -> bool:
-        if word in self.words:
-            return True
-        for suffix in _SUFFIXES:
-            stem = word.removesuffix(suffix)
-            if stem != word and (stem in self.words or stem + "e" in self.words):
-                return True
-        return word.endswith("ies") and word[:-3] + "y" in self.words
-
-    def made_up(self, text: str, allowed: str) -> tuple[int, int]:
-        """(made-up words, words) of ``text``; words of ``allowed`` (the planned values, the
-        tool and its description, the persona) count as known."""
-        excused = set(re.findall(r"[a-z]+", allowed.lower()))
-        found = [w.strip("'-") for w in re.findall(r"[a-z][a-z'-]*", text.lower())]
-        words = [w for part in found for w in part.split("-") if len(w) > 1]
-        bad = [w for w in words if w not in excused and not self.known(w)]
-        return len(bad), len(words)
+    invented, count = made_up_words(text, allowed_words(allowed))
+    return len(invented), count
 
 
 def reason_of(problem: str) -> str:
@@ -172,11 +151,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     kwargs = {"parallel": args.parallel} if args.parallel else {}
     user = UserSimulator(recording, sampling=sampling, template_cap=args.template_cap, **kwargs)
     gate = asyncio.Semaphore(args.concurrency)
-    try:
-        dictionary: Dictionary | None = Dictionary()
-    except ImportError:
-        dictionary = None
-        print("english-words is not installed: made-up words are not counted", file=sys.stderr)
     rows: list[dict[str, Any]] = []
 
     async def one(scenario: Any) -> None:
@@ -202,9 +176,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "error": str(error),
                 }
             row |= {"id": scenario.id, "category": scenario.category, "style": scenario.style}
-            if dictionary is not None and row["source"] == "model":
+            if row["source"] == "model":
                 allowed = json.dumps(scenario.metadata.get("asks", [])) + scenario.persona
-                row["made_up"], row["words"] = dictionary.made_up(row["text"], allowed)
+                row["made_up"], row["words"] = made_up(row["text"], allowed)
             row["seconds"] = round(time.perf_counter() - began, 2)
             calls = recording.calls[scenario.id]
             row["calls"] = calls
