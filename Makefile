@@ -24,12 +24,29 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
+# llama.cpp is built here from source for this CPU (-march=native), but without its AMX
+# kernels: on the AMX Xeon of 28 Nov they died with SIGILL on any quantized GGUF (the embedded
+# 4-bit file, q8_0), at a tileloadd run with no tile configuration loaded, while torch's AMX ran
+# fine. GCC lets an explicit -mno-amx-* win over -march=native, so the rest of the native build
+# stays; the f16 default never used AMX. The wheel goes to a folder named after these flags
+# and this CPU's: pip's own cache keys a built wheel by version only and would hand back one
+# built with AMX, or for another CPU.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP_FLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+CPU_FLAGS_HASH := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | md5sum | cut -c1-12)
+LLAMA_CPP_WHEELS := $(HOME)/.cache/tooldojo/wheels/llama-cpp-noamx-$(CPU_FLAGS_HASH)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24,<27"
 	# torch first, pinned to the local CPU build, so nothing resolves a CUDA one.
 	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) -e ".[dev]"
+	ls $(LLAMA_CPP_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+		CFLAGS="$(LLAMA_CPP_FLAGS)" CXXFLAGS="$(LLAMA_CPP_FLAGS)" $(BIN)/python -m pip wheel \
+		--quiet --no-deps --no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_CPP_WHEELS) \
+		"llama-cpp-python==$(LLAMA_CPP_VERSION)"
+	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) --find-links $(LLAMA_CPP_WHEELS) -e ".[dev]" \
+		"llama-cpp-python==$(LLAMA_CPP_VERSION)"
 	# BFCL's data and official checkers; its own dependency list would pull CUDA torch.
 	$(BIN)/python -m pip install --quiet --no-deps "bfcl-eval==$(BFCL_VERSION)"
 	touch $(STAMP)

@@ -38,16 +38,19 @@ GFLOP_PER_TOKEN = 0.27
 HIDDEN, KV, INTERMEDIATE, VOCAB, LAYERS = 576, 192, 1536, 49152, 30
 
 
-def measure_limit(threads: int, tokens: int = 128, repeats: int = 3) -> float:
+def measure_limit(
+    threads: int, tokens: int = 128, repeats: int = 3, dtype: str = "float32"
+) -> float:
     """GFLOP/s of one forward pass's matmuls (30 layers plus lm_head) on ``tokens`` rows."""
     import torch
 
     torch.set_num_threads(threads)
+    kind = getattr(torch, dtype)
     layer = [(HIDDEN, HIDDEN), (HIDDEN, KV), (HIDDEN, KV), (HIDDEN, HIDDEN)]
     layer += [(HIDDEN, INTERMEDIATE), (HIDDEN, INTERMEDIATE), (INTERMEDIATE, HIDDEN)]
-    weights = [torch.randn(k, n) for k, n in layer]
-    head = torch.randn(HIDDEN, VOCAB)
-    inputs = {k: torch.randn(tokens, k) for k in (HIDDEN, INTERMEDIATE)}
+    weights = [torch.randn(k, n, dtype=kind) for k, n in layer]
+    head = torch.randn(HIDDEN, VOCAB, dtype=kind)
+    inputs = {k: torch.randn(tokens, k, dtype=kind) for k in (HIDDEN, INTERMEDIATE)}
     flops = 2 * tokens * (LAYERS * sum(k * n for k, n in layer) + HIDDEN * VOCAB)
     best = 0.0
     for _ in range(repeats + 1):
@@ -210,6 +213,13 @@ def main() -> None:
             f"{gflops / GFLOP_PER_TOKEN:5.0f} tok/s"
         )
     print(f"limit used below: {limit:.0f} tok/s")
+    import torch
+
+    if torch.cpu.get_capabilities().get("amx_bf16"):
+        # Issue 14 defines the limit in fp32; on a CPU with AMX the hardware multiplies bf16
+        # several times faster (torch uses it, llama.cpp does not), so say how far that is.
+        bf16 = measure_limit(2, dtype="bfloat16") / GFLOP_PER_TOKEN
+        print(f"limit, torch bf16 on AMX, 2 threads: {bf16:.0f} tok/s ({bf16 / limit:.1f} x fp32)")
     per_core = limits[1] / GFLOP_PER_TOKEN
 
     for layout in options.layouts.split(","):
