@@ -20,7 +20,7 @@ def test_words_of_the_conversation_are_never_made_up() -> None:
     invented, count = made_up_words("UpdateContactFb at the Rijksmuseum for Honga", allowed)
     assert invented == [] and count == 6
     invented, _ = made_up_words("Sr. A: fwd-vxgfccc erdzbabmjh", set())
-    assert invented == ["fwd", "vxgfccc", "erdzbabmjh"]  # "sr" and "a" are too short to judge
+    assert invented == ["vxgfccc", "erdzbabmjh"]  # "sr", "a" and "fwd" are too short to judge
 
 
 @pytest.mark.anyio
@@ -35,3 +35,27 @@ async def test_an_answer_of_invented_words_fails_the_turns_gate() -> None:
     assert await stopped_by(episode(answer=one)) == (None, [])  # one stray word is let through
     modern = "Lisbon reaches 21 on Monday; download the forecast app for the rest of the week."
     assert await stopped_by(episode(answer=modern)) == (None, [])
+
+
+@pytest.mark.anyio
+async def test_a_request_of_invented_words_fails_the_request_gate() -> None:
+    salad = (
+        "What will the weather be like in Lisbon the next three days, vxgfccc? In °C, erdzbabmjh."
+    )
+    assert await stopped_by(episode(request=salad)) == ("request", ["made_up_request"])
+    # The persona's made-up name is the plan's, not the writer's.
+    named = "Zorbulak Quenthrix here: the weather in Lisbon for the next three days? In °C please."
+    planned = episode(request=named)
+    assert await stopped_by(planned) == ("request", ["made_up_request"])
+    planned.metadata["persona"] = "Zorbulak Quenthrix, a sailor"
+    assert await stopped_by(planned) == (None, [])
+
+
+def test_the_user_simulator_retries_a_request_of_invented_words() -> None:
+    from tooldojo.agents.user import RequestCheck
+
+    check = RequestCheck(required=["Lisbon"], forbidden=[], tool_names=[])
+    text = "Please check the forecast for Lisbon, tzkfjbzeadwiinh and ssspcrjhny today."
+    assert any(p.startswith("made-up words") for p in check.problems(text))
+    check.vocabulary = allowed_words("tzkfjbzeadwiinh ssspcrjhny")
+    assert not any(p.startswith("made-up words") for p in check.problems(text))

@@ -43,6 +43,7 @@ from tooldojo.verify.requests import (
     number_dump,
     numbers_in,
 )
+from tooldojo.verify.words import allowed_words, shown, too_many_made_up
 
 
 class TemplateCapReached(Exception):
@@ -177,6 +178,11 @@ class RequestCheck:
     parallel: int = 1
     """The most calls one planned step of the turn makes: a parallel request may say its
     phrase once per call, as the request gate's ``loop_request`` allows."""
+    vocabulary: set[str] = field(default_factory=set)
+    """Words the message may use though no dictionary has them (the tools, values, persona and
+    the assistant's message): more than a stray made-up word is retried, not kept to fail the
+    request gate's ``made_up_request``, which allows all of these and the rest of the
+    conversation."""
 
     def unwritable(self) -> list[str]:
         """Problems every message carrying the required values has (the plan's, not the
@@ -236,6 +242,9 @@ class RequestCheck:
             out.append("does not say what it wants done")
         if self.must_ask and not ASK.search(text):
             out.append("asks for nothing (no question, no request)")
+        invented = too_many_made_up(text, self.vocabulary)
+        if invented is not None:
+            out.append("made-up words: " + shown(invented))
         return out
 
 
@@ -439,6 +448,9 @@ class UserSimulator:
         check.keys = [k for ask in asks for k in ask.get("values", {})]
         check.must_ask = turn_index == 0
         check.echo_of = after
+        check.vocabulary = allowed_words(
+            " ".join([scenario.persona, json.dumps(asks, default=str), *scenario.tools, after])
+        )
         check.opens = True
         check.parallel = max(
             (len(step.calls) for step in turn.steps if step.kind == "call"), default=1
@@ -499,6 +511,9 @@ class UserSimulator:
             tool_names=[],
             keys=list(withheld),
             echo_of=question,
+            vocabulary=allowed_words(
+                " ".join([scenario.persona, json.dumps(withheld, default=str), question])
+            ),
         )
         details = details_text({words(k): v for k, v in withheld.items()})
         prompt = (

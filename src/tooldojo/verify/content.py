@@ -28,7 +28,7 @@ whenever it was not empty. This gate reads the text turns:
 - ``echoes_request``: a text turn that mostly repeats the user's message it answers (the same
   measure): 7 of the 915 text turns the scale run of 27 Nov passed ("Hello, I'm excited to
   create a new EMM-managed user. Can you help me get started with enterprise id?").
-- ``made_up_words``: at least :data:`MADE_UP_LIMIT` words, and a tenth of the text's, are in
+- ``made_up_words``: at least ``MADE_UP_LIMIT`` words, and a tenth of the text's, are in
   no English word list and nowhere in the conversation (:mod:`tooldojo.verify.words`):
   "erdzbabmjh is the same as you are trying to do, vxgfccc...".
 
@@ -48,7 +48,7 @@ from tooldojo.mcp.executors.result_checks import scalar_leaves
 from tooldojo.model import Message, Tool, Trajectory, Verdict, problem_details
 from tooldojo.verify.grounding import normalize, value_in
 from tooldojo.verify.turns import Turn
-from tooldojo.verify.words import allowed_words, made_up_words
+from tooldojo.verify.words import allowed_words, shown, too_many_made_up
 
 FILLER = re.compile(
     r"(?i)(here is what i found|^\s*(done|ok|okay|sure)[.!]?\s*$|^\s*done[.!:]\s"
@@ -359,13 +359,6 @@ def echoes(text: str, before: str) -> bool:
     return 2 * len(mine & runs(WORD.findall(before.lower()))) >= len(mine)
 
 
-MADE_UP_LIMIT = 2
-"""A text turn fails with this many made-up words, if they are also a tenth of its words or
-more. One stray word (a misspelt name, a gap in an old dictionary) is let through; in the
-thirty passed samples of the scale run (docs/samples) the answers with two or more were
-nearly all strings of random letters ("tzkfjbzeadwiinh", "ssspcrjhny")."""
-
-
 def conversation_words(trajectory: Trajectory, upto: int) -> set[str]:
     """Words any text turn before message ``upto`` may use: the tools offered (names,
     descriptions, parameters), and every message and call so far."""
@@ -375,14 +368,6 @@ def conversation_words(trajectory: Trajectory, upto: int) -> set[str]:
         for call in message.tool_calls or []:
             parts.append(f"{call.name} {json.dumps(call.arguments, ensure_ascii=False)}")
     return allowed_words(" ".join(parts))
-
-
-def invented_words(text: str, trajectory: Trajectory, upto: int) -> list[str] | None:
-    """The made-up words of ``text`` when there are too many of them, else ``None``."""
-    invented, count = made_up_words(text, conversation_words(trajectory, upto))
-    if len(invented) >= MADE_UP_LIMIT and 10 * len(invented) >= count:
-        return invented
-    return None
 
 
 def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, str]]:
@@ -415,10 +400,10 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
     broken = degenerate(text)
     if broken is not None and code is None:
         found.append(("degenerate", f"{where}: not prose ({broken})"))
-    invented = invented_words(text, trajectory, turn.message_index)
+    invented = too_many_made_up(text, conversation_words(trajectory, turn.message_index))
     if invented is not None and broken is None:
-        shown = ", ".join(invented[:4]) + (", ..." if len(invented) > 4 else "")
-        found.append(("made_up_words", f"{where}: {len(invented)} made-up words ({shown})"))
+        count = len(invented)
+        found.append(("made_up_words", f"{where}: {count} made-up words ({shown(invented)})"))
     if kind == "clarify":
         missing = turn.label.missing if turn.label is not None else []
         words: set[str] = set()

@@ -28,11 +28,16 @@ Checked independently of the user simulator (which has its own, weaker check):
 - ``number_dump``: a message opening a turn that holds far more numbers than the labels
   need (more than twice their count plus three): a dump that happens to contain the planned
   values ("199.23, 45.88, 408.72, 10.23, 10.23, ..."), not something a person types. A request
-  that needs many numbers may be mostly numbers; answers to a clarifying question are exempt.
+  that needs many numbers may be mostly numbers; answers to a clarifying question are exempt;
+- ``made_up_request``: a user message with two or more made-up words that are also a tenth of
+  its words (``words.too_many_made_up``, as the turns gate's ``made_up_words``): in no English
+  word list and nowhere in the tools, the plan (labels, persona) or the conversation so far
+  ("Theresntwicety-noinscred?").
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -52,11 +57,13 @@ from tooldojo.verify.content import (
     WORD,
     code_in,
     content_words,
+    conversation_words,
     echoes,
     not_english,
 )
 from tooldojo.verify.grounding import normalize, value_in
 from tooldojo.verify.turns import Turn
+from tooldojo.verify.words import allowed_words, shown, too_many_made_up
 
 
 def _has_reference(value: Any) -> bool:
@@ -267,10 +274,22 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         for turn in turns
         if turn.label is not None and turn.label.kind == "clarify"
     }
+    planned = allowed_words(
+        json.dumps([label.model_dump(mode="json") for label in trajectory.labels])
+        + f" {trajectory.metadata.get('persona') or ''}"
+    )
     for position, message in enumerate(trajectory.messages):
         if message.role != "user":
             continue
         text = message.content or ""
+        invented = too_many_made_up(text, planned | conversation_words(trajectory, position))
+        if invented is not None:
+            found.append(
+                (
+                    "made_up_request",
+                    f"user message {position}: {len(invented)} made-up words ({shown(invented)})",
+                )
+            )
         code = code_in(text)
         if code is not None:
             found.append(("user_code", f"user message {position}: carries {code}"))
