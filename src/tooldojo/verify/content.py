@@ -28,8 +28,8 @@ whenever it was not empty. This gate reads the text turns:
 - ``echoes_request``: a text turn that mostly repeats the user's message it answers (the same
   measure): 7 of the 915 text turns the scale run of 27 Nov passed ("Hello, I'm excited to
   create a new EMM-managed user. Can you help me get started with enterprise id?").
-- ``made_up_words``: at least ``MADE_UP_LIMIT`` words, and a tenth of the text's, are in
-  no English word list and nowhere in the conversation (:mod:`tooldojo.verify.words`):
+- ``made_up_words``: at least ``MADE_UP_LIMIT`` distinct words, and a tenth of the text's, are
+  in no English word list and nowhere in the conversation (:mod:`tooldojo.verify.words`):
   "erdzbabmjh is the same as you are trying to do, vxgfccc...".
 
 Each finding is one line in ``reason`` and its code in ``details["reasons"]``, so failures can
