@@ -19,6 +19,9 @@ def test_words_of_the_conversation_are_never_made_up() -> None:
     allowed = allowed_words('update_contact_fb {"city": "Rijksmuseum"} Honga')
     invented, count = made_up_words("UpdateContactFb at the Rijksmuseum for Honga", allowed)
     assert invented == [] and count == 6
+    # Sayable names no dictionary lists are let through; unsayable capitals are not.
+    invented, _ = made_up_words("A table at Nobu in Oslo for Eriksen, Gfqmprfpzfjh", set())
+    assert invented == ["gfqmprfpzfjh"]
     invented, _ = made_up_words("Sr. A: fwd-vxgfccc erdzbabmjh", set())
     assert invented == ["vxgfccc", "erdzbabmjh"]  # "sr", "a" and "fwd" are too short to judge
 
@@ -43,11 +46,11 @@ async def test_a_request_of_invented_words_fails_the_request_gate() -> None:
         "What will the weather be like in Lisbon the next three days, vxgfccc? In °C, erdzbabmjh."
     )
     assert await stopped_by(episode(request=salad)) == ("request", ["made_up_request"])
-    # The persona's made-up name is the plan's, not the writer's.
-    named = "Zorbulak Quenthrix here: the weather in Lisbon for the next three days? In °C please."
+    # The persona's unsayable name is the plan's, not the writer's.
+    named = "Xqzvrt Kwrtzpl here: the weather in Lisbon for the next three days? In °C please."
     planned = episode(request=named)
     assert await stopped_by(planned) == ("request", ["made_up_request"])
-    planned.metadata["persona"] = "Zorbulak Quenthrix, a sailor"
+    planned.metadata["persona"] = "Xqzvrt Kwrtzpl, a sailor"
     assert await stopped_by(planned) == (None, [])
 
 

@@ -38,8 +38,10 @@ MODERN = frozenset(_MODERN.split())
 
 _SUFFIXES = ("'s", "n't", "'m", "'re", "'ll", "'ve", "'d", "s", "es", "ed", "d", "ing", "ly", "er")
 
-WORD = re.compile(r"[a-z][a-z'-]*")
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 """A word of letters (with inner apostrophes and hyphens); a token with a digit is a value."""
+
+VOWELS = set("aeiouy")
 
 MIN_LENGTH = 4
 """Shorter tokens are abbreviations and initials ("Sr.", "loc", "qty", "pls"), not words to
@@ -85,9 +87,23 @@ def _inflected(word: str, words: frozenset[str]) -> bool:
 
 
 def text_words(text: str) -> list[str]:
-    """The words of ``text``, lower case, hyphenated words split, quotes stripped."""
-    found = (w.strip("'-") for w in WORD.findall(text.lower()))
+    """The words of ``text`` as written, hyphenated words split, quotes stripped."""
+    found = (w.strip("'-") for w in WORD.findall(text))
     return [part for word in found for part in word.split("-") if len(part) > 1]
+
+
+def looks_like_a_name(word: str) -> bool:
+    """Whether ``word`` is written as a name ("Oslo", "Okafor", "Jira": a capital, then lower
+    case) and can be said (a vowel in four letters, no four consonants running), so that a
+    place, a person or a brand that no dictionary lists is not made up, while "Gfqmprfpzfjh"
+    and "TZKFJBZEADWIINH" still are. Why not a list of names: none ships offline, and the
+    model's salad is rarely sayable."""
+    if not (word[0].isupper() and word[1:].islower()):
+        return False
+    lower = word.lower()
+    runs = re.findall(r"[^aeiouy]+", lower)
+    vowels = sum(c in VOWELS for c in lower)
+    return 4 * vowels >= len(lower) and all(len(run) < 4 for run in runs)
 
 
 def allowed_words(text: str) -> set[str]:
@@ -102,16 +118,19 @@ def allowed_words(text: str) -> set[str]:
 
 
 def made_up_words(text: str, allowed: set[str]) -> tuple[list[str], int]:
-    """(the distinct made-up words of ``text`` in order, its word count). Distinct, and a
-    possessive counted as its noun: a name missing from the lists ("Rijksmuseum", "the
-    Rijksmuseum's") is one word however often it is written."""
+    """(the distinct made-up words of ``text`` in order, lower case; its word count). Distinct,
+    and a possessive counted as its noun: a word missing from the lists ("Rijksmuseum", "the
+    Rijksmuseum's") is one however often it is written; a sayable name is none
+    (:func:`looks_like_a_name`)."""
     words = text_words(text)
     invented: list[str] = []
-    for word in words:
-        word = word.removesuffix("'s")
+    for written in words:
+        written = written.removesuffix("'s")
+        word = written.lower()
         if len(word) < MIN_LENGTH or word in allowed or word in invented or known(word):
             continue
-        invented.append(word)
+        if not looks_like_a_name(written):
+            invented.append(word)
     return invented, len(words)
 
 
