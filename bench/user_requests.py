@@ -6,9 +6,9 @@ n_threads 1, temperature 0.8, max_tokens 160), with ``--concurrency`` requests i
 prints: accepted by the model (k/n, per category), templated, dropped, attempts per accepted
 request, generated tokens per scenario, wall time, requests per minute, the problems of the
 failed tries by reason, and the share of made-up words in the accepted requests (words in no
-English word list nor in the scenario: a quality measure the request checks do not take, so
-more yield cannot come from worse text unseen; counted as the turns gate counts them in the
-assistant's prose, :mod:`tooldojo.verify.words`).
+English word list nor in the scenario, counted as :mod:`tooldojo.verify.words` counts them:
+the request checks let one a message through, so more yield cannot come from worse text
+unseen).
 
 The template cap defaults to 0 here, so every scenario the model cannot write counts as a
 drop (in synthesis the first 10 % of such scenarios would be templated instead). The persona
@@ -103,10 +103,10 @@ def stratified(scenarios: list[Any], n: int, seed: int) -> list[Any]:
 
 
 def made_up(text: str, allowed: str) -> tuple[int, int]:
-    """(made-up words, words) of ``text``, counted as the turns gate counts them
-    (:mod:`tooldojo.verify.words`): the request checks cannot see "firewman" or
-    "thetodaysgodsn" (they read function words, values and loops), so a sampling change that
-    swapped loops for invented words would pass them. Words of ``allowed`` (the planned
+    """(made-up words, words) of ``text``, counted as the gates count them
+    (:mod:`tooldojo.verify.words`). The request checks fail a message only from two of them
+    ("firewman", "thetodaysgodsn"), so a sampling change that swapped loops for one invented
+    word a message would pass them; this counts every one. Words of ``allowed`` (the planned
     values, the persona) count as known."""
     from tooldojo.verify.words import allowed_words, made_up_words
 
