@@ -28,7 +28,7 @@ from tooldojo.jsonl import read_jsonl
 from tooldojo.model import Trajectory
 from tooldojo.verify import VerifyOptions, content, requests, verify_trajectory
 from tooldojo.verify.content import conversation_words
-from tooldojo.verify.words import allowed_words, made_up_words
+from tooldojo.verify.words import made_up_words
 
 
 @contextlib.contextmanager
@@ -48,9 +48,7 @@ async def passes(trajectories: list[Trajectory]) -> list[bool]:
 
 def word_shares(trajectory: Trajectory, counts: Counter[str]) -> None:
     """Add the trajectory's messages with any made-up word, and the words, to ``counts``."""
-    persona = str(trajectory.metadata.get("persona") or "")
-    labels = " ".join(label.model_dump_json() for label in trajectory.labels)
-    planned = allowed_words(f"{labels} {persona}")
+    planned = requests.plan_words(trajectory)
     for position, message in enumerate(trajectory.messages):
         if not message.content or message.tool_calls or message.role not in ("user", "assistant"):
             continue

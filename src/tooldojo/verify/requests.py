@@ -265,6 +265,15 @@ def parallel_calls(turns: Sequence[Turn], messages: Sequence[Message], position:
     )
 
 
+def plan_words(trajectory: Trajectory) -> set[str]:
+    """Words a user message may use beyond the conversation: the labels' values and the
+    persona, which the plan gave the user simulator."""
+    return allowed_words(
+        json.dumps([label.model_dump(mode="json") for label in trajectory.labels])
+        + f" {trajectory.metadata.get('persona') or ''}"
+    )
+
+
 def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
     """Pass when every user turn reads like a person's and grounds the labels after it."""
     found: list[tuple[str, str]] = []
@@ -274,10 +283,7 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         for turn in turns
         if turn.label is not None and turn.label.kind == "clarify"
     }
-    planned = allowed_words(
-        json.dumps([label.model_dump(mode="json") for label in trajectory.labels])
-        + f" {trajectory.metadata.get('persona') or ''}"
-    )
+    planned = plan_words(trajectory)
     for position, message in enumerate(trajectory.messages):
         if message.role != "user":
             continue
