@@ -400,7 +400,7 @@ def turn_content_errors(turn: Turn, trajectory: Trajectory) -> list[tuple[str, s
     broken = degenerate(text)
     if broken is not None and code is None:
         found.append(("degenerate", f"{where}: not prose ({broken})"))
-    invented = too_many_made_up(text, conversation_words(trajectory, turn.message_index))
+    invented = too_many_made_up(text, lambda: conversation_words(trajectory, turn.message_index))
     if invented is not None and broken is None:
         count = len(invented)
         found.append(("made_up_words", f"{where}: {count} made-up words ({shown(invented)})"))

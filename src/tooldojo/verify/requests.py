@@ -37,6 +37,7 @@ Checked independently of the user simulator (which has its own, weaker check):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -283,12 +284,14 @@ def request_gate(turns: list[Turn], trajectory: Trajectory) -> Verdict:
         for turn in turns
         if turn.label is not None and turn.label.kind == "clarify"
     }
-    planned = plan_words(trajectory)
+    planned = functools.cache(lambda: plan_words(trajectory))  # only for a text over the line
     for position, message in enumerate(trajectory.messages):
         if message.role != "user":
             continue
         text = message.content or ""
-        invented = too_many_made_up(text, planned | conversation_words(trajectory, position))
+        invented = too_many_made_up(
+            text, lambda at=position: planned() | conversation_words(trajectory, at)
+        )
         if invented is not None:
             found.append(
                 (

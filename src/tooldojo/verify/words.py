@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
 _MODERN = """
     anymore api apis app apps async auth backend backup blog blogs bookmark bookmarks
@@ -141,13 +142,23 @@ of the thirty passed samples of the scale run (docs/samples), the five messages 
 the line are all word salad ("vxgfccc, erdzbabmjh", "ssspcrjhny", "ikinzikimzikim")."""
 
 
-def too_many_made_up(text: str, allowed: set[str]) -> list[str] | None:
+def _over_the_line(invented: list[str], count: int) -> bool:
+    return len(invented) >= MADE_UP_LIMIT and 10 * len(invented) >= count
+
+
+def too_many_made_up(text: str, allowed: set[str] | Callable[[], set[str]]) -> list[str] | None:
     """The made-up words of ``text`` when they reach :data:`MADE_UP_LIMIT` and a tenth of its
-    words, else ``None``: the one rule the turns and request gates and the agents' retries use."""
-    invented, count = made_up_words(text, allowed)
-    if len(invented) >= MADE_UP_LIMIT and 10 * len(invented) >= count:
-        return invented
-    return None
+    words, else ``None``: the one rule the turns and request gates and the agents' retries use.
+
+    ``allowed`` may be a function building the set: the conversation's words (every tool's
+    schema, every message) are then gathered only when the word lists alone leave the text over
+    the line, which is rare, since allowing more words can only take it back under."""
+    invented, count = made_up_words(text, set())
+    if not _over_the_line(invented, count):
+        return None
+    words = allowed() if callable(allowed) else allowed
+    invented = [word for word in invented if word not in words]
+    return invented if _over_the_line(invented, count) else None
 
 
 def shown(invented: list[str]) -> str:
