@@ -24,27 +24,30 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
-# llama.cpp is built here from source for this CPU (-march=native), but without its AMX
-# kernels: on the AMX Xeon of 28 Nov they died with SIGILL on any quantized GGUF (the embedded
-# 4-bit file, q8_0), at a tileloadd run with no tile configuration loaded, while torch's AMX ran
-# fine. GCC lets an explicit -mno-amx-* win over -march=native, so the rest of the native build
-# stays; the f16 default never used AMX. The wheel goes to a folder named after these flags
-# and this CPU's: pip's own cache keys a built wheel by version only and would hand back one
-# built with AMX, or for another CPU.
+# llama.cpp is built here from source for this CPU (-march=native), AMX kernels included, with
+# our fix to them (patches/: their tile configuration was optimised away, so on the AMX Xeon of
+# 28 Nov any quantized GGUF died with SIGILL at the first tile load; the fix is upstream's open
+# PR 26954). scripts/build_llama_cpp.sh patches the sdist and builds the wheel into a folder named
+# after this CPU's flags and the patches: pip's own cache keys a built wheel by version only and
+# would hand back one built without the fix, or for another CPU.
 LLAMA_CPP_VERSION := 0.3.36
-LLAMA_CPP_FLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CPP_PATCHES := $(sort $(wildcard patches/llama.cpp-*.patch))
 CPU_FLAGS_HASH := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | md5sum | cut -c1-12)
-LLAMA_CPP_WHEELS := $(HOME)/.cache/tooldojo/wheels/llama-cpp-noamx-$(CPU_FLAGS_HASH)
+PATCHES_HASH := $(shell cat $(LLAMA_CPP_PATCHES) scripts/build_llama_cpp.sh | md5sum | cut -c1-8)
+LLAMA_CPP_WHEELS := $(HOME)/.cache/tooldojo/wheels/llama-cpp-$(CPU_FLAGS_HASH)-$(PATCHES_HASH)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LLAMA_CPP_PATCHES) scripts/build_llama_cpp.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24,<27"
 	# torch first, pinned to the local CPU build, so nothing resolves a CUDA one.
 	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) "torch==2.13.0"
 	ls $(LLAMA_CPP_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
-		CFLAGS="$(LLAMA_CPP_FLAGS)" CXXFLAGS="$(LLAMA_CPP_FLAGS)" $(BIN)/python -m pip wheel \
-		--quiet --no-deps --no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_CPP_WHEELS) \
-		"llama-cpp-python==$(LLAMA_CPP_VERSION)"
+		scripts/build_llama_cpp.sh $(BIN)/python $(LLAMA_CPP_VERSION) $(LLAMA_CPP_WHEELS) \
+		$(LLAMA_CPP_PATCHES)
+	# --force-reinstall of that one wheel: a venv holding the same version from another build
+	# (without the fix) keeps it otherwise.
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall \
+		$(LLAMA_CPP_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) --find-links $(LLAMA_CPP_WHEELS) -e ".[dev]" \
 		"llama-cpp-python==$(LLAMA_CPP_VERSION)"
 	# BFCL's data and official checkers; its own dependency list would pull CUDA torch.

@@ -177,6 +177,7 @@ def test_what_identifies_a_model() -> None:
     embedded = backend_identity(BackendConfig(kind="llamacpp"))
     assert embedded is not None and len(embedded["sha256"]) == 64
     assert embedded["weights"] == "f16" and embedded["versions"]["llama-cpp-python"]
+    assert embedded["llama_cpp_system"]  # the build's kernels (AMX or not): other rounding
     other = backend_identity(BackendConfig(kind="llamacpp", weights="file"))
     assert other != embedded
     assert backend_identity(BackendConfig(kind="llamacpp", faults={"rate": 0.1})) is None

@@ -122,7 +122,10 @@ def backend_identity(config: Any) -> dict[str, Any] | None:
             return None  # e.g. a Hugging Face hub name: no file here to pin its weights down
         identity |= {"sha256": content_hash(path), "codec": config.codec, "n_ctx": config.n_ctx}
         if kind == "llamacpp":
-            identity["weights"] = config.weights
+            from tooldojo.llm.llamacpp import resolved_weights, system_info
+
+            identity["weights"] = resolved_weights(config.weights, config.gpu_layers)
+            identity["llama_cpp_system"] = system_info()  # AMX kernels or not: other rounding
     identity["versions"] = {name: _version(name) for name in BACKEND_DISTRIBUTIONS[kind]}
     identity["sources"] = _sources_digest(BACKEND_SOURCES[kind])
     return identity

@@ -74,12 +74,16 @@ class BackendConfig(BaseModel):
     """llamacpp: idle KV streams per engine beside the ``max_batch`` busy ones, each keeping a
     finished request's tokens so the next prompt that starts with them (the next turn of an
     episode, another try at the same message) reuses their state. Each costs ``n_ctx`` cells."""
-    weights: Literal["file", "f16", "q8_0", "bf16"] = "f16"
+    weights: Literal["auto", "file", "f16", "q8_0", "bf16"] = "f16"
     """llamacpp: ``f16`` (default) converts a quantized GGUF's weights to 16-bit floats once
     (cached): llama.cpp has batched matrix kernels for them, not for SmolLM2's 4-bit blocks, so
-    prompts and batched generation run about twice as fast here; ``file`` loads the file as it
-    is (faster for a single stream); ``q8_0`` is in between; ``bf16`` reads prompts about 1.3 x
-    faster than f16 on CPUs with AVX512_BF16, with coarser rounding."""
+    prompts and batched generation run about twice as fast as from the file on CPUs without AMX,
+    and greedy answers come out alike batched or alone; ``file`` loads the file as it is (faster
+    for a single stream); ``q8_0`` is in between without AMX; ``auto`` is ``q8_0`` where
+    llama.cpp has AMX_INT8 kernels (prompts and batched generation about 2 x faster than f16
+    there, for synthesis: a batch rounds a little differently) and ``f16`` elsewhere; ``bf16``
+    reads prompts about 1.3 x faster than f16 on CPUs with AVX512_BF16, with coarser rounding
+    (``tooldojo.llm.llamacpp.WEIGHTS``)."""
     prefix_store: bool = False
     """llamacpp: keep the KV state of long system prompts on disk for the next process
     (``tooldojo call`` turns it on: a fresh process per question)."""

@@ -322,7 +322,8 @@ class LlamaCppChatModel:
         self.codec = get_codec(codec)
         self._hermes = isinstance(self.codec, HermesCodec)
         self._n_ctx = n_ctx
-        path = self.weights_path = weights_file(self.model_path, weights)
+        self.weights = resolved_weights(weights, gpu_layers)
+        path = self.weights_path = weights_file(self.model_path, self.weights)
         try:
             self._model = load_llama_model(str(path), gpu_layers)
         except (ValueError, RuntimeError) as error:
@@ -539,21 +540,45 @@ def _close_engines(engines: list[BatchEngine]) -> None:
         engine.close()
 
 
-WEIGHTS = ("file", "f16", "q8_0", "bf16")
+WEIGHTS = ("auto", "file", "f16", "q8_0", "bf16")
 """``f16`` (default): a quantized file's weights converted once to 16-bit floats (cached under
 ``$TOOLDOJO_CACHE`` or ``~/.cache/tooldojo``, about 3 s); ``q8_0``: converted to 8-bit blocks;
-``file``: the GGUF as it is. Why f16: llama.cpp multiplies a batch of tokens by f16 (and q8_0)
-weights with its tiled matrix kernels (llamafile sgemm), but has no such kernel for SmolLM2's
-Q4_1 blocks, which it multiplies one token at a time. So with Q4_1 a batch of 16 sequences costs
-almost 16 lone tokens, and with f16 about 6 (``bench/embedded_throughput.py``; the CPU here has
-AVX-512, per /proc/cpuinfo and ``llama_print_system_info``). A single stream is faster from the
-file (less memory to read per token), which ``weights: file`` keeps. Answers differ slightly
-between the two (other rounding), so compare models on the same setting.
-``bf16``: 16-bit brain floats, which this CPU multiplies with AVX512_BF16 instructions:
-prompts ran 1.28 x faster than f16 here (528 against 412 tokens per CPU-second, 1,573-token
-prompt, one thread), but activations are rounded to bf16 as well, so answers differ from f16
-sooner; not the default until a model's scores are shown unchanged on it.
+``file``: the GGUF as it is; ``auto``: ``q8_0`` where llama.cpp multiplies 8-bit blocks on AMX
+tiles, ``f16`` elsewhere (:func:`resolved_weights`).
+Why f16: llama.cpp multiplies a batch of tokens by f16 (and q8_0) weights with its tiled matrix
+kernels (llamafile sgemm), but without AMX has no such kernel for SmolLM2's Q4_1 blocks, which it
+multiplies one token at a time. So with Q4_1 a batch of 16 sequences costs almost 16 lone
+tokens, and with f16 about 6 (``bench/embedded_throughput.py``, on AVX-512 and AVX2 machines). A
+single stream is faster from the file (less memory to read per token), which ``weights: file``
+keeps. And f16 answers alike batched or alone (19 or 20 of 20 greedy answers, not 17 as q8_0 on
+AMX: tests/test_llm_llamacpp_batched.py), so evaluations do not move with the machine's load.
+Answers differ slightly between the settings (other rounding): compare models on one setting.
+Why ``auto`` for synthesis: llama.cpp's AMX_INT8 kernels (built by ``make install`` with our fix
+to their tile configuration) read prompts 2.0 x and decode 16 streams 2.0 x faster from q8_0
+than from f16 (810 against 408 and 271 against 138 tokens/s, AMX Xeon of 28 Nov, docs/llm.md);
+a role played at a temperature need not answer alike batched or alone.
+``bf16``: 16-bit brain floats, which AVX512_BF16 CPUs multiply natively: prompts ran 1.28 x
+faster than f16 on the AVX-512 machine of 27 Nov, but activations are rounded to bf16 as well,
+so answers differ from f16 sooner.
 """
+
+
+@lru_cache(maxsize=1)
+def system_info() -> str:
+    """The CPU features llama.cpp was built for and uses ("AVX512 = 1 | AMX_INT8 = 1 | ..."):
+    two builds of one version on one machine answer differently when these differ."""
+    return llama_cpp.llama_print_system_info().decode(errors="replace")
+
+
+def resolved_weights(weights: str, gpu_layers: int | None = None) -> str:
+    """``weights`` with ``auto`` decided for this build and machine: ``q8_0`` where llama.cpp
+    runs on the CPU with AMX_INT8 kernels, ``f16`` elsewhere (GPU offload included)."""
+    if weights not in WEIGHTS:
+        raise ToolDojoError(f"llamacpp: weights must be one of {', '.join(WEIGHTS)}")
+    if weights != "auto":
+        return weights
+    on_gpu = gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
+    return "q8_0" if "AMX_INT8 = 1" in system_info() and not on_gpu else "f16"
 
 
 def _cache_folder() -> Path:
@@ -590,9 +615,8 @@ def _file_type(path: Path) -> int | None:
 
 
 def weights_file(path: Path, weights: str) -> Path:
-    """The GGUF to load for ``weights``; an ``f16`` copy is written once, atomically."""
-    if weights not in WEIGHTS:
-        raise ToolDojoError(f"llamacpp: weights must be one of {', '.join(WEIGHTS)}")
+    """The GGUF to load for ``weights``; a converted copy is written once, atomically."""
+    weights = resolved_weights(weights)
     if weights == "file":
         return path
     cache = _cache_folder() / "gguf"
@@ -601,8 +625,10 @@ def weights_file(path: Path, weights: str) -> Path:
     if target.is_file():
         return target
     file_type = _file_type(path)
-    if (weights == "f16" and file_type in _FLOAT_FILE_TYPES) or (
-        weights == "bf16" and file_type == llama_cpp.LLAMA_FTYPE_MOSTLY_BF16
+    if (
+        (weights == "f16" and file_type in _FLOAT_FILE_TYPES)
+        or (weights == "bf16" and file_type == llama_cpp.LLAMA_FTYPE_MOSTLY_BF16)
+        or (weights == "q8_0" and file_type == llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0)
     ):
         return path
     cache.mkdir(parents=True, exist_ok=True)
