@@ -10,11 +10,35 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from tooldojo.llm.config import BackendConfig
+
 CALL_DRAFT_TOKENS = 4
+
+
+def one_question_backend(config: BackendConfig, threads: int | None) -> BackendConfig:
+    """``config`` set up for one question: for llama.cpp one small engine with the tools'
+    state on disk, guessed tokens, and the weights ``auto`` picks unless set (q8_0 on AMX
+    kernels reads the prompt twice as fast; a lone question is never batched, so the batch
+    rounding that keeps f16 the default elsewhere does not arise)."""
+    if threads is not None:
+        config = config.model_copy(update={"n_threads": threads})
+    if config.kind != "llamacpp":
+        return config
+    update: dict[str, object] = {"pool_size": 1, "max_batch": 1, "prefix_store": True}
+    if threads is None and "n_threads_batch" not in config.model_fields_set:
+        update["n_threads_batch"] = prompt_threads()
+    if "draft_tokens" not in config.model_fields_set:
+        # One stream: a pass of 5 tokens costs far less than 5 passes (66 -> 42 passes for
+        # the 65 tokens of the weather call).
+        update["draft_tokens"] = CALL_DRAFT_TOKENS
+    if "weights" not in config.model_fields_set:
+        update["weights"] = "auto"
+    return config.model_copy(update=update)
 
 
 def prompt_threads() -> int:
@@ -78,18 +102,7 @@ def call_command(
     settings = load_config(config)
     role_config = settings.role(role)
     backend_config = parse_spec(model) if model else settings.backend(role_config.backend)
-    if threads is not None:
-        backend_config = backend_config.model_copy(update={"n_threads": threads})
-    if backend_config.kind == "llamacpp":  # one question: one small engine, tools state on disk
-        update: dict[str, object] = {"pool_size": 1, "max_batch": 1, "prefix_store": True}
-        if threads is None and "n_threads_batch" not in backend_config.model_fields_set:
-            update["n_threads_batch"] = prompt_threads()
-        if "draft_tokens" not in backend_config.model_fields_set:
-            # One stream: a pass of 5 tokens costs far less than 5 passes (66 -> 42 passes for
-            # the 65 tokens of the weather call).
-            update["draft_tokens"] = CALL_DRAFT_TOKENS
-        backend_config = backend_config.model_copy(update=update)
-    backend = load_model(backend_config)
+    backend = load_model(one_question_backend(backend_config, threads))
     sampling = role_config.sampling.model_copy(update={"max_tokens": max_tokens})
     constraint = None if constrain == "none" else Constraint(allow_text=constrain == "any")
     messages = [Message(role="system", content=system)] if system else []
