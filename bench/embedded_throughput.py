@@ -187,8 +187,9 @@ def main() -> None:
     parser.add_argument(
         "--layouts",
         default="2x1:f16:noflash,2x1:f16",
-        help="ENGINESxTHREADS[:WEIGHTS][:noflash], comma-separated (file: the 4-bit GGUF as it "
-        "is; f16, the default: converted to 16-bit floats; q8_0; noflash: flash attention off)",
+        help="ENGINESxTHREADS[:WEIGHTS][:noflash][:kvq8], comma-separated (file: the 4-bit GGUF "
+        "as it is; f16, the default: converted to 16-bit floats; q8_0; noflash: flash attention "
+        "off; kvq8: 8-bit KV cache)",
     )
     parser.add_argument("--streams", type=int, default=16, help="concurrent generation streams")
     parser.add_argument("--max-batch", type=int, default=8, help="sequences per engine")
@@ -229,8 +230,9 @@ def main() -> None:
             pool_size=engines,
             n_threads=threads,
             max_batch=options.max_batch,
-            weights=next((part for part in rest if part != "noflash"), "f16"),
+            weights=next((part for part in rest if part not in ("noflash", "kvq8")), "f16"),
             flash_attn="noflash" not in rest,
+            kv_cache="q8_0" if "kvq8" in rest else "f16",
         )
         if layout == options.layouts.split(",")[0]:
             old, new = tool_tokens(model.tokenize)

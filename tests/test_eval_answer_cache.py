@@ -180,6 +180,8 @@ def test_what_identifies_a_model() -> None:
     assert embedded["llama_cpp_system"]  # the build's kernels (AMX or not): other rounding
     other = backend_identity(BackendConfig(kind="llamacpp", weights="file"))
     assert other != embedded
+    assert backend_identity(BackendConfig(kind="llamacpp", kv_cache="q8_0")) != embedded
+    assert backend_identity(BackendConfig(kind="llamacpp", flash_attn=False)) != embedded
     assert backend_identity(BackendConfig(kind="llamacpp", faults={"rate": 0.1})) is None
     endpoint = backend_identity(
         BackendConfig(kind="openai", model="m", base_urls=["http://h:1/v1"])

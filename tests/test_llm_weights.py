@@ -83,3 +83,27 @@ def test_q8_0_weights_answer_batched(tmp_path, monkeypatch):
         assert sum(city in text for city, text in zip(cities, texts, strict=True)) >= 3, texts
     finally:
         model.close()
+
+
+def test_an_8_bit_kv_cache_needs_flash_attention_and_answers():
+    from tooldojo.errors import ToolDojoError
+
+    with pytest.raises(ToolDojoError, match="needs flash_attn"):
+        LlamaCppChatModel(pool_size=1, max_batch=1, n_ctx=256, kv_cache="q8_0", flash_attn=False)
+    with pytest.raises(ToolDojoError, match="kv_cache must be one of"):
+        LlamaCppChatModel(pool_size=1, max_batch=1, n_ctx=256, kv_cache="q4_0")
+    state_bytes = {}
+    for kv_cache in ("f16", "q8_0"):
+        model = LlamaCppChatModel(pool_size=1, max_batch=1, n_ctx=256, kv_cache=kv_cache)
+        try:
+            prompt = model.render_prompt(
+                [Message(role="user", content="What is the capital of France? One word.")], None
+            )
+            params = GenerationParams(max_tokens=8, stop=[model._eog_text])
+            result = anyio.run(generate, model._engines[0], model.tokenize(prompt), params)
+            assert "Paris" in result.text, result.text
+            state_bytes[kv_cache] = llama_cpp.llama_state_get_size(model._engines[0]._ctx)
+        finally:
+            model.close()
+    # The same cells in 8-bit blocks (34 bytes per 32 values, against 64): about half the bytes.
+    assert state_bytes["q8_0"] < 0.6 * state_bytes["f16"], state_bytes

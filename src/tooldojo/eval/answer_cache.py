@@ -126,6 +126,7 @@ def backend_identity(config: Any) -> dict[str, Any] | None:
 
             identity["weights"] = resolved_weights(config.weights, config.gpu_layers)
             identity["llama_cpp_system"] = system_info()  # AMX kernels or not: other rounding
+            identity["flash_attn"], identity["kv_cache"] = config.flash_attn, config.kv_cache
     identity["versions"] = {name: _version(name) for name in BACKEND_DISTRIBUTIONS[kind]}
     identity["sources"] = _sources_digest(BACKEND_SOURCES[kind])
     return identity

@@ -95,6 +95,9 @@ class BackendConfig(BaseModel):
     """llamacpp: flash attention (prompts 8 % and 16 batched streams 13 % faster on this 2-core
     machine; batched greedy answers part from unbatched ones a little more often in long prose:
     docs/llm.md). ``false`` for the other trade, or a build whose kernels lack it."""
+    kv_cache: Literal["f16", "q8_0"] = "f16"
+    """llamacpp: how the KV cache stores keys and values; ``q8_0`` halves the bytes every
+    generated token reads back (needs ``flash_attn``), with coarser rounding (docs/llm.md)."""
     gpu_layers: int | None = Field(default=None, ge=-1)
     """llamacpp: layers whose weights and KV cache live on a GPU, for a llama.cpp built with one
     (``CMAKE_ARGS=-DGGML_CUDA=on``); -1: all of them, 0: none. ``None`` (the default) is
@@ -169,6 +172,7 @@ def _load_backend(config: BackendConfig) -> ChatModel:
             prefix_store=config.prefix_store,
             draft_tokens=config.draft_tokens,
             flash_attn=config.flash_attn,
+            kv_cache=config.kv_cache,
             gpu_layers=config.gpu_layers,
         )
     if config.kind == "openai":

@@ -312,11 +312,16 @@ class LlamaCppChatModel:
         draft_tokens: int = DRAFT_TOKENS,
         flash_attn: bool = True,
         gpu_layers: int | None = None,
+        kv_cache: str = "f16",
     ):
         if pool_size < 1 or n_threads < 1 or max_batch < 1:
             raise ToolDojoError("llamacpp: pool_size, n_threads and max_batch must be at least 1")
         if warm_streams < 0:
             raise ToolDojoError("llamacpp: warm_streams must be at least 0")
+        if kv_cache not in KV_CACHES:
+            raise ToolDojoError(f"llamacpp: kv_cache must be one of {', '.join(KV_CACHES)}")
+        if kv_cache != "f16" and not flash_attn:
+            raise ToolDojoError("llamacpp: an 8-bit kv_cache needs flash_attn (llama.cpp)")
         self.model_path = check_gguf(model_path) if model_path else embedded_gguf_path()
         self.name = name or (EMBEDDED_NAME if model_path is None else self.model_path.stem)
         self.codec = get_codec(codec)
@@ -338,7 +343,7 @@ class LlamaCppChatModel:
             digest = hashlib.sha256(identity).hexdigest()[:12]
             # The KV layout differs with flash attention (V is not transposed), so each
             # setting keeps its own states.
-            fa = "-fa" if flash_attn else ""
+            fa = ("-fa" if flash_attn else "") + ("" if kv_cache == "f16" else f"-kv{kv_cache}")
             key = f"{self.model_path.stem}-{digest}-{_streams(max_batch, warm_streams)}{fa}"
             store = PrefixStore(_cache_folder() / "kv" / key)
         self._engines = [
@@ -354,6 +359,7 @@ class LlamaCppChatModel:
                 reuse_prefixes=reuse_prefixes,
                 draft_tokens=draft_tokens,
                 flash_attn=flash_attn,
+                kv_cache=kv_cache,
             )
             for _ in range(pool_size)
         ]
@@ -539,6 +545,9 @@ def _close_engines(engines: list[BatchEngine]) -> None:
     for engine in engines:
         engine.close()
 
+
+KV_CACHES = ("f16", "q8_0")
+"""How the KV cache stores keys and values (``BackendConfig.kv_cache``)."""
 
 WEIGHTS = ("auto", "file", "f16", "q8_0", "bf16")
 """``f16`` (default): a quantized file's weights converted once to 16-bit floats (cached under

@@ -373,6 +373,7 @@ class BatchEngine:
         reuse_prefixes: bool = True,
         draft_tokens: int = 0,
         flash_attn: bool = True,
+        kv_cache: str = "f16",
     ):
         self.model = model
         self.draft_tokens = draft_tokens
@@ -399,6 +400,10 @@ class BatchEngine:
             if flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
+        if kv_cache == "q8_0":
+            # 8-bit keys and values: half the bytes each generated token reads back (batched
+            # decoding here is bound by that traffic); llama.cpp needs flash attention for it.
+            params.type_k = params.type_v = llama_cpp.GGML_TYPE_Q8_0
         params.n_threads = params.n_threads_batch = n_threads
         self._threads = n_threads
         self._prompt_threads = n_threads_batch or n_threads
