@@ -567,8 +567,9 @@ to their tile configuration) read prompts 2.0 x and decode 16 streams 2.0 x fast
 than from f16 (810 against 408 and 271 against 138 tokens/s, AMX Xeon of 28 Nov, docs/llm.md);
 a role played at a temperature need not answer alike batched or alone.
 ``bf16``: 16-bit brain floats, which AVX512_BF16 CPUs multiply natively: prompts ran 1.28 x
-faster than f16 on the AVX-512 machine of 27 Nov, but activations are rounded to bf16 as well,
-so answers differ from f16 sooner.
+faster than f16 on an earlier AVX-512 machine (528 against 412 tokens per CPU-second, 1,573-token
+prompt, one thread), not on the AMX Xeon (357 against 381 tokens/s), and activations are rounded
+to bf16 as well, so answers differ from f16 sooner.
 """
 
 
