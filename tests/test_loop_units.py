@@ -1050,3 +1050,51 @@ def test_release_roles_frees_the_models_the_run_loaded_not_the_callers(tmp_path)
     context.release_roles()
     assert (mine.closed, shared.closed, given.closed) == (1, 1, 0)  # a shared one closed once
     assert context.role_models == {}  # loaded again by the next stage that asks
+
+
+def test_selfplay_serves_the_checkpoint_with_the_named_backends_settings(tmp_path):
+    import shutil
+
+    from tooldojo.llm.embedded import embedded_gguf_path
+    from tooldojo.loop._context import LoopContext, LoopRequest
+    from tooldojo.loop._stage_probe import probe_model
+    from tooldojo.loop.controller import run_loop
+
+    config_path = tmp_path / "tooldojo.yaml"
+    config_path.write_text(
+        "backends:\n"
+        "  local: {kind: llamacpp, pool_size: 1, max_batch: 3, n_ctx: 512, weights: file}\n"
+        "  remote: {kind: openai, model: m, base_urls: ['http://localhost:1/v1']}\n"
+    )
+
+    def context(serve_with: str | None) -> LoopContext:
+        cfg = LoopConfig.model_validate({"selfplay": {"serve_with": serve_with}})
+        request = LoopRequest(
+            specs=["x"], run=tmp_path / "run", iterations=1, config=cfg, config_path=config_path
+        )
+        return LoopContext(request, RunDir(tmp_path / "run", config={}, seed=0))
+
+    assert context(None).selfplay_loader() is probe_model
+    checkpoint = tmp_path / "train" / "checkpoint"
+    checkpoint.mkdir(parents=True)
+    shutil.copy(embedded_gguf_path(), checkpoint.parent / "model.gguf")
+    player = context("local").selfplay_loader()(checkpoint)
+    try:  # the checkpoint's file, with the named backend's engines, batch and weights
+        assert player.model_path == checkpoint.parent / "model.gguf"
+        assert player.weights == "file" and len(player._engines) == 1
+        assert player._engines[0].max_active == 3
+    finally:
+        player.close()
+    for bad in ("remote", "missing"):
+        cfg = LoopConfig.model_validate({"selfplay": {"serve_with": bad}})
+        with pytest.raises(ToolDojoError, match="not a llamacpp backend"):
+            run_loop(  # before any stage runs
+                LoopRequest(
+                    specs=["x"],
+                    run=tmp_path / bad,
+                    iterations=1,
+                    config=cfg,
+                    config_path=config_path,
+                )
+            )
+        assert not (tmp_path / bad / "base").exists()

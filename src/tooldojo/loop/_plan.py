@@ -180,7 +180,9 @@ def _synth_plan(
             "specs": spec_hashes(context.request.specs),
             "roles": context.roles_identity(),
             "selfplay": cfg.selfplay.roles if selfplay else [],
-        },
+        }
+        # only when set, so runs from before the option keep their stage done
+        | ({"serve_with": cfg.selfplay.serve_with} if selfplay and cfg.selfplay.serve_with else {}),
         outputs=["trajectories.jsonl"],
         clears=["scenarios.jsonl", "dropped.jsonl", "manifest.json", "role_calls.jsonl"],
     )

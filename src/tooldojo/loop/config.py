@@ -108,6 +108,12 @@ class SelfplaySection(_Section):
     the cold start (the starting model cannot call tools yet) and has no cap. Trajectories
     with nothing forced always count."""
     forced_decay: float = Field(0.5, gt=0, le=1)
+    serve_with: str | None = None
+    """A llama.cpp backend of the config's ``backends`` whose settings (engines, sequences per
+    engine, weights, threads) serve the checkpoint's GGUF for self-play, with its model replaced
+    by the checkpoint; ``None``: served as the probe serves it (the defaults: f16 weights, 8
+    sequences per engine). A scale run names its role backend here, so that the self-played
+    assistant decodes as fast as the roles beside it (``weights: auto``: q8_0 on AMX)."""
     replay: float = Field(0.0, ge=0)
     """Trajectories of the last iteration's training pool drawn at random into this one, per
     new trajectory (0: none). Each iteration trains from the last checkpoint for

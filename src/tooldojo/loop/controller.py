@@ -86,6 +86,8 @@ def run_loop(request: LoopRequest) -> RunDir:
     config = {"specs": sorted(request.specs), "loop": request.config.model_dump()}
     rundir = RunDir(request.run, config=config, seed=request.config.seed)
     context = LoopContext(request, rundir)
+    if request.selfplay_loader is None:
+        context.selfplay_loader()  # a bad loop.selfplay.serve_with fails now, not hours later
     if request.config.eval.baseline:
         run_stage(
             context,
