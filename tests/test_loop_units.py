@@ -1097,4 +1097,4 @@ def test_selfplay_serves_the_checkpoint_with_the_named_backends_settings(tmp_pat
                     config_path=config_path,
                 )
             )
-        assert not (tmp_path / bad / "base").exists()
+        assert not (tmp_path / bad).exists()  # nothing written

@@ -139,29 +139,7 @@ class LoopContext:
         return self.role_models[key]
 
     def selfplay_loader(self) -> Callable[[Path], ChatModel]:
-        """How a checkpoint is served for self-play: as the probe serves it, or with the
-        settings of the backend ``loop.selfplay.serve_with`` names."""
-        from tooldojo.loop._stage_probe import probe_model
-
-        name = self.cfg.selfplay.serve_with
-        if name is None:
-            return probe_model
-        from tooldojo.llm.config import load_config, load_model
-
-        backends = load_config(self.request.config_path).backends
-        template = backends.get(name)
-        if template is None or isinstance(template, str) or template.kind != "llamacpp":
-            raise ToolDojoError(
-                f"loop.selfplay.serve_with: {name!r} is not a llamacpp backend of the config"
-            )
-
-        def load(checkpoint: Path) -> ChatModel:
-            gguf = checkpoint.parent / "model.gguf"
-            if not gguf.is_file():
-                return probe_model(checkpoint)  # not exported: transformers, as the probe
-            return load_model(template.model_copy(update={"model": str(gguf)}))
-
-        return load
+        return selfplay_loader(self.request)
 
     def roles_identity(self) -> dict[str, Any]:
         """What the configured role models are (a change redoes the stages they play in)."""
@@ -196,6 +174,32 @@ class LoopContext:
                 else:
                     self.role_models[role] = load_model(role)
         return self.role_models[role]
+
+
+def selfplay_loader(request: LoopRequest) -> Callable[[Path], ChatModel]:
+    """How a checkpoint is served for self-play: as the probe serves it, or with the settings
+    of the backend ``loop.selfplay.serve_with`` names (a name that is no llama.cpp backend of
+    the config raises)."""
+    from tooldojo.loop._stage_probe import probe_model
+
+    name = request.config.selfplay.serve_with
+    if name is None:
+        return probe_model
+    from tooldojo.llm.config import load_config, load_model
+
+    template = load_config(request.config_path).backends.get(name)
+    if template is None or isinstance(template, str) or template.kind != "llamacpp":
+        raise ToolDojoError(
+            f"loop.selfplay.serve_with: {name!r} is not a llamacpp backend of the config"
+        )
+
+    def load(checkpoint: Path) -> ChatModel:
+        gguf = checkpoint.parent / "model.gguf"
+        if not gguf.is_file():
+            return probe_model(checkpoint)  # not exported: transformers, as the probe
+        return load_model(template.model_copy(update={"model": str(gguf)}))
+
+    return load
 
 
 def release(model: object) -> None:

@@ -52,6 +52,7 @@ from tooldojo.loop._context import (
     LoopRequest,
     NothingToTrain,
     StopLoop,
+    selfplay_loader,
     write_json,
 )
 from tooldojo.loop._plan import iteration_plan
@@ -83,11 +84,11 @@ def run_loop(request: LoopRequest) -> RunDir:
             "give at least one --specs file (or a python: executor in the "
             "loop.synth section of the config)"
         )
+    if request.selfplay_loader is None:
+        selfplay_loader(request)  # a bad loop.selfplay.serve_with fails now, not hours later
     config = {"specs": sorted(request.specs), "loop": request.config.model_dump()}
     rundir = RunDir(request.run, config=config, seed=request.config.seed)
     context = LoopContext(request, rundir)
-    if request.selfplay_loader is None:
-        context.selfplay_loader()  # a bad loop.selfplay.serve_with fails now, not hours later
     if request.config.eval.baseline:
         run_stage(
             context,
