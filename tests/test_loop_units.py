@@ -1056,7 +1056,7 @@ def test_selfplay_serves_the_checkpoint_with_the_named_backends_settings(tmp_pat
     import shutil
 
     from tooldojo.llm.embedded import embedded_gguf_path
-    from tooldojo.loop._context import LoopContext, LoopRequest
+    from tooldojo.loop._context import LoopRequest, selfplay_loader
     from tooldojo.loop._stage_probe import probe_model
     from tooldojo.loop.controller import run_loop
 
@@ -1067,18 +1067,17 @@ def test_selfplay_serves_the_checkpoint_with_the_named_backends_settings(tmp_pat
         "  remote: {kind: openai, model: m, base_urls: ['http://localhost:1/v1']}\n"
     )
 
-    def context(serve_with: str | None) -> LoopContext:
+    def request(serve_with: str | None) -> LoopRequest:
         cfg = LoopConfig.model_validate({"selfplay": {"serve_with": serve_with}})
-        request = LoopRequest(
+        return LoopRequest(
             specs=["x"], run=tmp_path / "run", iterations=1, config=cfg, config_path=config_path
         )
-        return LoopContext(request, RunDir(tmp_path / "run", config={}, seed=0))
 
-    assert context(None).selfplay_loader() is probe_model
+    assert selfplay_loader(request(None)) is probe_model
     checkpoint = tmp_path / "train" / "checkpoint"
     checkpoint.mkdir(parents=True)
     shutil.copy(embedded_gguf_path(), checkpoint.parent / "model.gguf")
-    player = context("local").selfplay_loader()(checkpoint)
+    player = selfplay_loader(request("local"))(checkpoint)
     try:  # the checkpoint's file, with the named backend's engines, batch and weights
         assert player.model_path == checkpoint.parent / "model.gguf"
         assert player.weights == "file" and len(player._engines) == 1

@@ -134,12 +134,9 @@ class LoopContext:
         """The trained checkpoint as a role player, loaded once."""
         key = f"selfplay:{checkpoint}"
         if key not in self.role_models:
-            loader = self.request.selfplay_loader or self.selfplay_loader()
+            loader = self.request.selfplay_loader or selfplay_loader(self.request)
             self.role_models[key] = loader(checkpoint)
         return self.role_models[key]
-
-    def selfplay_loader(self) -> Callable[[Path], ChatModel]:
-        return selfplay_loader(self.request)
 
     def roles_identity(self) -> dict[str, Any]:
         """What the configured role models are (a change redoes the stages they play in)."""
