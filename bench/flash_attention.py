@@ -15,6 +15,7 @@ examples/specs, repeated as needed), one KV stream per sequence as the engine ke
 each round, so a load that comes and goes hits both.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/flash_attention.py --contexts 300,1400,2400 --streams 8
+        [--weights q8_0]
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=8, help="sequences per pass")
     parser.add_argument("--steps", type=int, default=12, help="generation passes")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--weights", default="f16", help="the embedded model's weights: f16, q8_0, bf16 or file"
+    )
     options = parser.parse_args()
 
     import llama_cpp
@@ -108,7 +112,7 @@ def main() -> None:
 
     set_verbose(False)
     llama_cpp.llama_backend_init()
-    path = weights_file(embedded_gguf_path(), "f16")
+    path = weights_file(embedded_gguf_path(), options.weights)
     model = LlamaModel(
         path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
     )

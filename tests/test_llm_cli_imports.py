@@ -66,14 +66,16 @@ def test_a_call_reads_its_prompt_on_two_threads_only_when_a_core_is_idle(monkeyp
     assert cli.prompt_threads() == 1
 
 
-def test_a_call_takes_the_weights_auto_picks_unless_they_are_set():
+def test_a_call_takes_auto_weights_and_no_flash_attention_unless_they_are_set():
     from tooldojo.llm.cli import one_question_backend
     from tooldojo.llm.config import BackendConfig
 
     chosen = one_question_backend(BackendConfig(kind="llamacpp"), threads=1)
     assert chosen.weights == "auto" and chosen.max_batch == 1 and chosen.prefix_store
-    assert chosen.n_threads == 1
-    kept = one_question_backend(BackendConfig(kind="llamacpp", weights="f16"), threads=None)
-    assert kept.weights == "f16"  # set in the config: kept
+    assert chosen.n_threads == 1 and chosen.flash_attn is False
+    kept = one_question_backend(
+        BackendConfig(kind="llamacpp", weights="f16", flash_attn=True), threads=None
+    )
+    assert kept.weights == "f16" and kept.flash_attn  # set in the config: kept
     other = BackendConfig(kind="openai", model="m", base_urls=["http://h:1/v1"])
     assert one_question_backend(other, threads=None) == other

@@ -22,9 +22,15 @@ CALL_DRAFT_TOKENS = 4
 
 def one_question_backend(config: BackendConfig, threads: int | None) -> BackendConfig:
     """``config`` set up for one question: for llama.cpp one small engine with the tools'
-    state on disk, guessed tokens, and the weights ``auto`` picks unless set (q8_0 on AMX
-    kernels reads the prompt twice as fast; a lone question is never batched, so the batch
-    rounding that keeps f16 the default elsewhere does not arise)."""
+    state on disk, guessed tokens, the weights ``auto`` picks and flash attention off, each
+    unless the config sets it.
+
+    Why: q8_0 on AMX kernels reads the prompt twice as fast, and a lone question is never
+    batched, so the batch rounding that keeps f16 (and flash attention) the default for greedy
+    evaluations elsewhere does not arise. llama.cpp's CPU flash-attention kernel walks the
+    cache one position at a time: with the tools' 1,575 tokens of context the weather call's
+    42 passes took 10 s with it and 1.9-3.3 s without on the AMX Xeon of 28 Nov (the prompt
+    itself, when not stored, reads 0.75-0.9 x as fast without it)."""
     if threads is not None:
         config = config.model_copy(update={"n_threads": threads})
     if config.kind != "llamacpp":
@@ -38,6 +44,8 @@ def one_question_backend(config: BackendConfig, threads: int | None) -> BackendC
         update["draft_tokens"] = CALL_DRAFT_TOKENS
     if "weights" not in config.model_fields_set:
         update["weights"] = "auto"
+    if "flash_attn" not in config.model_fields_set:
+        update["flash_attn"] = False
     return config.model_copy(update=update)
 
 
