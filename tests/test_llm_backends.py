@@ -112,6 +112,39 @@ def test_roles_config_file(tmp_path):
         load_config(tmp_path / "other.yaml")
 
 
+def test_roles_play_without_flash_attention_and_with_auto_weights_unless_set(tmp_path, monkeypatch):
+    from tooldojo.llm import config as config_module
+    from tooldojo.llm.config import load_role_models, role_backend
+
+    plain = role_backend(BackendConfig(kind="llamacpp"))
+    assert plain.flash_attn is False and plain.weights == "auto"
+    assert role_backend(plain) == plain  # applying it twice changes nothing
+    kept = role_backend(BackendConfig(kind="llamacpp", flash_attn=True, weights="f16"))
+    assert kept.flash_attn and kept.weights == "f16"  # set in the config: kept
+    eight_bit = role_backend(BackendConfig(kind="llamacpp", kv_cache="q8_0"))
+    assert eight_bit.flash_attn  # an 8-bit KV cache needs it
+    remote = BackendConfig(kind="openai", model="m", base_urls=["http://h:1/v1"])
+    assert role_backend(remote) == remote
+    # Greedy paths keep the engine's defaults: evaluations build BackendConfig directly.
+    default = BackendConfig(kind="llamacpp")
+    assert default.flash_attn and default.weights == "f16"
+
+    loaded: list[BackendConfig] = []
+    monkeypatch.setattr(config_module, "load_model", lambda c: loaded.append(c) or object())
+    path = tmp_path / "tooldojo.yaml"
+    path.write_text(
+        "backends:\n  local: {kind: llamacpp, n_ctx: 1024}\n"
+        "  fast: {kind: llamacpp, n_ctx: 2048, flash_attn: true}\n"
+        "roles:\n  user: local\n  assistant: local\n  server: fast\n"
+    )
+    models = load_role_models(load_config(path))
+    assert models["user"] is models["assistant"]  # one instance per backend, as before
+    by_ctx = {config.n_ctx: config for config in loaded}
+    assert by_ctx[1024].flash_attn is False and by_ctx[1024].weights == "auto"
+    assert by_ctx[2048].flash_attn is True and by_ctx[2048].weights == "auto"
+    assert by_ctx[8192].flash_attn is False  # the judge, on the default backend
+
+
 def test_importing_tooldojo_stays_light():
     import subprocess
 

@@ -21,20 +21,22 @@ CALL_DRAFT_TOKENS = 4
 
 
 def one_question_backend(config: BackendConfig, threads: int | None) -> BackendConfig:
-    """``config`` set up for one question: for llama.cpp one small engine with the tools'
-    state on disk, guessed tokens, the weights ``auto`` picks and flash attention off, each
-    unless the config sets it.
+    """``config`` set up for one question: as a role plays it (flash attention off and the
+    weights ``auto`` picks, unless set: :func:`~tooldojo.llm.config.role_backend`), and for
+    llama.cpp one small engine with the tools' state on disk and guessed tokens.
 
-    Why: q8_0 on AMX kernels reads the prompt twice as fast, and a lone question is never
-    batched, so the batch rounding that keeps f16 (and flash attention) the default for greedy
-    evaluations elsewhere does not arise. llama.cpp's CPU flash-attention kernel walks the
-    cache one position at a time: with the tools' 1,575 tokens of context the weather call's
-    42 passes took 10 s with it and 1.9-3.3 s without on the AMX Xeon of 28 Nov (the prompt
-    itself, when not stored, reads 0.75-0.9 x as fast without it)."""
+    Why: a lone question is never batched, so the batch rounding that keeps f16 and flash
+    attention the defaults for greedy evaluations does not arise; q8_0 on AMX kernels reads the
+    prompt twice as fast, and with the tools' 1,575 tokens of context the weather call's 42
+    passes took 10 s with llama.cpp's CPU flash attention and 1.9-3.3 s without on the AMX Xeon
+    of 28 Nov (the prompt itself, when not stored, reads 0.75-0.9 x as fast without it)."""
+    from tooldojo.llm.config import role_backend
+
     if threads is not None:
         config = config.model_copy(update={"n_threads": threads})
     if config.kind != "llamacpp":
         return config
+    config = role_backend(config)
     update: dict[str, object] = {"pool_size": 1, "max_batch": 1, "prefix_store": True}
     if threads is None and "n_threads_batch" not in config.model_fields_set:
         update["n_threads_batch"] = prompt_threads()
@@ -42,10 +44,6 @@ def one_question_backend(config: BackendConfig, threads: int | None) -> BackendC
         # One stream: a pass of 5 tokens costs far less than 5 passes (66 -> 42 passes for
         # the 65 tokens of the weather call).
         update["draft_tokens"] = CALL_DRAFT_TOKENS
-    if "weights" not in config.model_fields_set:
-        update["weights"] = "auto"
-    if "flash_attn" not in config.model_fields_set:
-        update["flash_attn"] = False
     return config.model_copy(update=update)
 
 

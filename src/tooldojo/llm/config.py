@@ -250,14 +250,37 @@ def load_config(path: str | Path | None = "tooldojo.yaml") -> LLMConfig:
     return config
 
 
+def role_backend(config: BackendConfig) -> BackendConfig:
+    """``config`` as the role-playing agents run it: for llama.cpp, flash attention off and the
+    weights ``auto`` picks, each unless the config sets it.
+
+    Why: the roles sample at a temperature, so the batch rounding that keeps f16 and flash
+    attention the defaults for greedy evaluations (batched answers equal to unbatched ones) does
+    not matter to them; and their contexts (a tool schema and the conversation so far, 1,000 to
+    3,000 tokens) are where llama.cpp's CPU flash-attention kernel, which walks the cache one
+    position at a time, is slowest: generation 2.8-4.1 x slower at 1,400-2,400 tokens, and
+    ``tooldojo synth --n 40`` on examples/specs made 3.3 trajectories a minute with it and 6.0
+    without (q8_0, the AMX Xeon of 28 Nov; docs/llm.md). An 8-bit KV cache needs it, so keeps it.
+    """
+    if config.kind != "llamacpp":
+        return config
+    update: dict[str, object] = {}
+    if "flash_attn" not in config.model_fields_set and config.kv_cache == "f16":
+        update["flash_attn"] = False
+    if "weights" not in config.model_fields_set:
+        update["weights"] = "auto"
+    return config.model_copy(update=update) if update else config
+
+
 def load_role_models(config: LLMConfig, roles: tuple[str, ...] = ROLES) -> dict[str, ChatModel]:
-    """One model per role; roles naming the same backend share one instance."""
+    """One model per role (:func:`role_backend`); roles naming the same backend share one
+    instance."""
     built: dict[str, ChatModel] = {}
     models: dict[str, ChatModel] = {}
     for role in roles:
         key = config.role(role).backend
         if key not in built:
-            built[key] = load_model(config.backend(key))
+            built[key] = load_model(role_backend(config.backend(key)))
         models[role] = built[key]
     return models
 

@@ -156,7 +156,7 @@ class LoopContext:
             if self.request.models is not None and role in self.request.models:
                 self.role_models[role] = self.request.models[role]
             else:
-                from tooldojo.llm.config import load_config, load_model
+                from tooldojo.llm.config import load_config, load_model, role_backend
 
                 if role in ROLE_NAMES:
                     # One instance per backend (as load_role_models gives), also when roles
@@ -166,7 +166,7 @@ class LoopContext:
                     backend = config.role(role).backend
                     shared = f"backend:{backend}"
                     if shared not in self.role_models:
-                        self.role_models[shared] = load_model(config.backend(backend))
+                        self.role_models[shared] = load_model(role_backend(config.backend(backend)))
                     self.role_models[role] = self.role_models[shared]
                 else:
                     self.role_models[role] = load_model(role)
@@ -182,7 +182,7 @@ def selfplay_loader(request: LoopRequest) -> Callable[[Path], ChatModel]:
     name = request.config.selfplay.serve_with
     if name is None:
         return probe_model
-    from tooldojo.llm.config import load_config, load_model
+    from tooldojo.llm.config import load_config, load_model, role_backend
 
     template = load_config(request.config_path).backends.get(name)
     if template is None or isinstance(template, str) or template.kind != "llamacpp":
@@ -194,7 +194,7 @@ def selfplay_loader(request: LoopRequest) -> Callable[[Path], ChatModel]:
         gguf = checkpoint.parent / "model.gguf"
         if not gguf.is_file():
             return probe_model(checkpoint)  # not exported: transformers, as the probe
-        return load_model(template.model_copy(update={"model": str(gguf)}))
+        return load_model(role_backend(template.model_copy(update={"model": str(gguf)})))
 
     return load
 
