@@ -81,7 +81,8 @@ class BackendConfig(BaseModel):
     and greedy answers come out alike batched or alone; ``file`` loads the file as it is (faster
     for a single stream); ``q8_0`` is in between without AMX; ``auto`` is ``q8_0`` where
     llama.cpp has AMX_INT8 kernels (prompts and batched generation about 2 x faster than f16
-    there, for synthesis: a batch rounds a little differently) and ``f16`` elsewhere; ``bf16``
+    there, for synthesis: a batch rounds a little differently) and ``f16`` elsewhere (what the
+    roles run unless their backend sets weights: :func:`role_backend`); ``bf16``
     reads prompts about 1.3 x faster than f16 on CPUs with AVX512_BF16, with coarser rounding
     (``tooldojo.llm.llamacpp.WEIGHTS``)."""
     prefix_store: bool = False
@@ -92,9 +93,12 @@ class BackendConfig(BaseModel):
     (prompt lookup) and checked in the same forward pass (4 is a good value; 0, the default,
     turns guessing off: see ``tooldojo.llm.llamacpp.DRAFT_TOKENS``)."""
     flash_attn: bool = True
-    """llamacpp: flash attention (prompts 8 % and 16 batched streams 13 % faster on this 2-core
-    machine; batched greedy answers part from unbatched ones a little more often in long prose:
-    docs/llm.md). ``false`` for the other trade, or a build whose kernels lack it."""
+    """llamacpp: flash attention (prompts 8 % and 16 batched streams 13 % faster on the 2-core
+    machine of 27 Nov; batched greedy answers part from unbatched ones a little more often in
+    long prose without it: docs/llm.md). Its CPU kernel slows generation at long contexts
+    (2.8-4.1 x at 1,400-2,400 tokens on the AMX Xeon), so the roles run without it unless
+    their backend sets it (:func:`role_backend`). ``false`` for the other trade, or a build
+    whose kernels lack it."""
     kv_cache: Literal["f16", "q8_0"] = "f16"
     """llamacpp: how the KV cache stores keys and values; ``q8_0`` halves the bytes every
     generated token reads back (16 batched streams 1.45 x faster on the AMX Xeon) but llama.cpp
