@@ -196,22 +196,28 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="synth / eval in flight")
     parser.add_argument("--skip-cli", action="store_true")
     parser.add_argument("--synth-n", type=int, default=12)
+    # Both default to what `tooldojo synth` runs when the config sets nothing (the roles'
+    # defaults, llm.config.role_backend), so the synth figure is of the default path.
     parser.add_argument(
         "--synth-weights",
-        default="f16",
-        help="weights of the embedded model for the synth run (auto: q8_0 on AMX kernels)",
+        default="default",
+        help="weights of the embedded model for the synth run (auto: q8_0 on AMX kernels; "
+        "default: the roles' default)",
     )
     parser.add_argument(
         "--synth-flash",
-        default="on",
-        help="flash attention in the synth run: on, off, or on,off (one synth run each, same "
-        "seed, so the two rates compare in one run of the bench)",
+        default="default",
+        help="flash attention in the synth run: on, off, default (the roles' default), or a "
+        "comma-separated list such as on,off (one synth run each, same seed, so the rates "
+        "compare in one run of the bench)",
     )
     parser.add_argument("--bfcl-limit", type=int, default=40)
     parser.add_argument("--cli-timeout", type=float, default=900)
     options = parser.parse_args()
-    if not set(options.synth_flash.split(",")) <= {"on", "off"}:
-        parser.error(f"--synth-flash: on, off or on,off, not {options.synth_flash!r}")
+    if not set(options.synth_flash.split(",")) <= {"on", "off", "default"}:
+        parser.error(
+            f"--synth-flash: on, off, default or a list of them, not {options.synth_flash!r}"
+        )
 
     import anyio
 
@@ -291,10 +297,12 @@ def main() -> None:
         for flash in options.synth_flash.split(","):
             out = Path(folder) / f"synth-{flash}"
             config = Path(folder) / f"tooldojo-{flash}.yaml"  # every role on the embedded model
-            config.write_text(
-                f"backends:\n  llamacpp: {{kind: llamacpp, weights: {options.synth_weights}, "
-                f"flash_attn: {'true' if flash == 'on' else 'false'}}}\n"
-            )
+            settings: dict[str, object] = {"kind": "llamacpp"}
+            if options.synth_weights != "default":
+                settings["weights"] = options.synth_weights
+            if flash != "default":
+                settings["flash_attn"] = flash == "on"
+            config.write_text(json.dumps({"backends": {"llamacpp": settings}}))  # JSON is YAML
             elapsed, done = run_cli(
                 [
                     "synth",
